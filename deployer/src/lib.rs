@@ -1,0 +1,5 @@
+//! The deployer: turns the Kubernetes policy YAML a user already has into the filter's
+//! configuration, and runs the filter locally in a real Envoy.
+
+pub mod local;
+pub mod resources;

@@ -1,0 +1,202 @@
+//! A small blocking HTTP/1.1 client that writes the request bytes exactly as given (hostile
+//! headers included) over plaintext or mutual TLS, and reads one response.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+use super::pki::ClientIdentity;
+
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    /// Extra header lines as raw bytes (name, value).
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl RawRequest {
+    pub fn new(method: &str, path: &str) -> RawRequest {
+        RawRequest {
+            method: method.into(),
+            path: path.into(),
+            host: "xnat.local".into(),
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    pub fn get(path: &str) -> RawRequest {
+        RawRequest::new("GET", path)
+    }
+
+    pub fn header(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> RawRequest {
+        self.headers
+            .push((name.as_ref().to_vec(), value.as_ref().to_vec()));
+        self
+    }
+
+    pub fn host(mut self, host: &str) -> RawRequest {
+        self.host = host.into();
+        self
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!(
+            "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+            self.method, self.path, self.host
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
+            out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends over plaintext.
+pub fn send_plain(target: SocketAddr, request: &RawRequest) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&target, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.write_all(&request.to_bytes())?;
+    read_response(&mut stream)
+}
+
+/// Sends over mutual TLS, presenting `identity`'s certificate and trusting `ca_der`.
+pub fn send_mtls(
+    target: SocketAddr,
+    request: &RawRequest,
+    identity: &ClientIdentity,
+    ca_der: &[u8],
+) -> std::io::Result<Response> {
+    let config = tls_config(identity, ca_der)?;
+    let server_name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), server_name)
+        .map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect_timeout(&target, TIMEOUT)?;
+    tcp.set_read_timeout(Some(TIMEOUT))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(&request.to_bytes())?;
+    read_response(&mut tls)
+}
+
+/// Sends over plaintext when `identity` is `None`, else over mutual TLS.
+pub fn send(
+    target: SocketAddr,
+    request: &RawRequest,
+    identity: Option<&ClientIdentity>,
+    ca_der: &[u8],
+) -> std::io::Result<Response> {
+    match identity {
+        None => send_plain(target, request),
+        Some(id) => send_mtls(target, request, id, ca_der),
+    }
+}
+
+fn tls_config(identity: &ClientIdentity, ca_der: &[u8]) -> std::io::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_der.to_vec()))
+        .map_err(std::io::Error::other)?;
+    let chain = vec![CertificateDer::from(identity.files.cert_der.clone())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.files.key_der.clone()));
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(std::io::Error::other)
+}
+
+fn read_response(stream: &mut impl Read) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    // `connection: close` was asked for: the response ends at EOF. A TLS peer that closes
+    // without close_notify is fine here.
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("malformed HTTP response: {what}"),
+        )
+    };
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("empty"))?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(status_line))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[head_end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body).ok_or_else(|| bad("chunked body"))?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}

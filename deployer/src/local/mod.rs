@@ -1,0 +1,346 @@
+//! `deployer local`: the filter in a real Envoy on this machine, in front of XNAT or a
+//! recording stand-in, with certificates generated on the spot.
+
+pub mod client;
+pub mod envoy;
+pub mod pki;
+pub mod upstream;
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use xnat_guard_policy::{Policy, Request, Verdict};
+
+use self::client::RawRequest;
+use self::envoy::{Envoy, Filters, Listener, ServerTls};
+use self::pki::{ClientIdentity, Pki};
+use self::upstream::RecordingUpstream;
+use crate::resources::Selection;
+
+/// Where the module lands when built by `make wasm`.
+pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/release/xnat_guard.wasm";
+
+/// The callers the tour and the printed instructions use, besides plaintext.
+pub const TOUR_IDENTITIES: &[(&str, &str)] = &[
+    ("xnat-web", "spiffe://cluster.local/ns/xnat/sa/xnat-web"),
+    (
+        "uploader",
+        "spiffe://cluster.local/ns/xnat-ingest/sa/uploader",
+    ),
+    ("viewer", "spiffe://cluster.local/ns/reporting/sa/viewer"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("the filter module {0} does not exist; build it with `make wasm` or pass --module")]
+    NoModule(PathBuf),
+    #[error(transparent)]
+    Envoy(#[from] envoy::EnvoyError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("starting the XNAT stand-in on {addr}: {source}")]
+    Upstream {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct LocalOptions {
+    pub envoy: PathBuf,
+    pub module: PathBuf,
+    pub address: IpAddr,
+    pub ports: Vec<u16>,
+    /// `None`: start the recording stand-in.
+    pub upstream: Option<SocketAddr>,
+    pub workdir: PathBuf,
+    pub server_spiffe_id: String,
+}
+
+/// A running local sidecar: Envoy with the filter, the stand-in, and the client identities.
+pub struct LocalSidecar {
+    pub envoy: Envoy,
+    pub upstream: Option<RecordingUpstream>,
+    pub upstream_addr: SocketAddr,
+    pub pki: Pki,
+    pub identities: Vec<ClientIdentity>,
+    pub address: IpAddr,
+    pub ports: Vec<u16>,
+}
+
+impl LocalSidecar {
+    pub fn start(opts: &LocalOptions, selection: &Selection) -> Result<LocalSidecar, LocalError> {
+        if !opts.module.is_file() {
+            return Err(LocalError::NoModule(opts.module.clone()));
+        }
+        let pki = Pki::generate(&opts.workdir, &opts.server_spiffe_id)?;
+        let identities = TOUR_IDENTITIES
+            .iter()
+            .map(|(label, id)| pki.client(label, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (upstream, upstream_addr) = match opts.upstream {
+            Some(addr) => (None, addr),
+            None => {
+                let want = SocketAddr::from(([127, 0, 0, 1], 0));
+                let u = RecordingUpstream::start(want)
+                    .map_err(|source| LocalError::Upstream { addr: want, source })?;
+                let addr = u.addr();
+                (Some(u), addr)
+            }
+        };
+        let config = serde_json::to_string(&selection.config).map_err(std::io::Error::other)?;
+        let listeners: Vec<Listener> = opts
+            .ports
+            .iter()
+            .map(|&port| Listener {
+                address: opts.address,
+                port,
+                filters: Filters::Wasm {
+                    module: opts.module.clone(),
+                    config: config.clone(),
+                },
+            })
+            .collect();
+        let tls = ServerTls {
+            cert: pki.server.cert.clone(),
+            key: pki.server.key.clone(),
+            ca: pki.ca_cert.clone(),
+        };
+        let bootstrap = envoy::bootstrap(&listeners, &tls, upstream_addr);
+        let envoy = Envoy::start(&opts.envoy, &bootstrap, &opts.workdir)?;
+        Ok(LocalSidecar {
+            envoy,
+            upstream,
+            upstream_addr,
+            pki,
+            identities,
+            address: opts.address,
+            ports: opts.ports.clone(),
+        })
+    }
+
+    pub fn identity(&self, label: &str) -> Option<&ClientIdentity> {
+        let id = TOUR_IDENTITIES.iter().find(|(l, _)| *l == label)?.1;
+        self.identities.iter().find(|c| c.spiffe_id == id)
+    }
+
+    /// How to talk to the running sidecar with curl.
+    pub fn instructions(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "Envoy with the xnat-guard filter is listening on:");
+        for port in &self.ports {
+            let _ = writeln!(
+                s,
+                "  {}:{port}  (mTLS and plaintext on the same port)",
+                self.address
+            );
+        }
+        let _ = writeln!(
+            s,
+            "Upstream: {} ({})",
+            self.upstream_addr,
+            if self.upstream.is_some() {
+                "built-in XNAT stand-in"
+            } else {
+                "yours"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "Envoy admin (stats): http://{}/stats?filter=xnat_guard",
+            self.envoy.admin
+        );
+        let port = self.ports.last().copied().unwrap_or(8080);
+        let _ = writeln!(
+            s,
+            "\nPlaintext:\n  curl -i http://{}:{port}/data/projects",
+            self.address
+        );
+        for c in &self.identities {
+            let _ = writeln!(
+                s,
+                "As {}:\n  curl -i --cacert {} --cert {} --key {} https://localhost:{port}/data/projects --resolve localhost:{port}:{}",
+                c.spiffe_id,
+                self.pki.ca_cert.display(),
+                c.files.cert.display(),
+                c.files.key.display(),
+                self.address
+            );
+        }
+        s
+    }
+}
+
+/// One step of the tour.
+#[derive(Debug, Clone)]
+pub struct TourStep {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub port: u16,
+    /// `None`: plaintext; else a label from [`TOUR_IDENTITIES`].
+    pub caller: Option<&'static str>,
+}
+
+/// A line of the tour's report.
+#[derive(Debug, Clone)]
+pub struct TourResult {
+    pub step: TourStep,
+    pub status: u16,
+    pub body: String,
+    /// `None` when the upstream is not ours to watch.
+    pub reached_upstream: Option<bool>,
+    /// What the engine says, offline, about the same request.
+    pub expected: Verdict,
+}
+
+/// The tour: each port in plaintext, then each identity with each of the runbook's methods
+/// on the last port.
+pub fn tour_steps(ports: &[u16]) -> Vec<TourStep> {
+    let mut steps = Vec::new();
+    for &port in ports {
+        steps.push(TourStep {
+            method: "GET",
+            path: "/data/projects",
+            port,
+            caller: None,
+        });
+    }
+    let port = ports.last().copied().unwrap_or(8080);
+    for (label, _) in TOUR_IDENTITIES {
+        for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"] {
+            let path = if method == "POST" || method == "PUT" {
+                "/data/projects/demo/subjects"
+            } else {
+                "/data/projects"
+            };
+            steps.push(TourStep {
+                method,
+                path,
+                port,
+                caller: Some(label),
+            });
+        }
+    }
+    steps
+}
+
+/// Sends each step through Envoy, checks the stand-in for arrival, and asks the engine what
+/// it expects.
+pub fn run_tour(
+    sidecar: &LocalSidecar,
+    policy: &Policy,
+    steps: &[TourStep],
+) -> std::io::Result<Vec<TourResult>> {
+    let mut results = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let tag = format!("tour-{i}");
+        let request = RawRequest::new(step.method, step.path).header("x-request-tag", &tag);
+        let identity = step.caller.and_then(|l| sidecar.identity(l));
+        let target = SocketAddr::new(sidecar.address, step.port);
+        let response = client::send(target, &request, identity, &sidecar.pki.ca_der)?;
+        let reached_upstream = sidecar
+            .upstream
+            .as_ref()
+            .map(|u| !u.tagged(&tag).is_empty());
+        let peer = identity.map(|c| c.spiffe_id.as_bytes());
+        let expected = policy
+            .evaluate(&Request {
+                method: step.method.as_bytes(),
+                path: step.path.as_bytes(),
+                host: Some(request.host.as_bytes()),
+                port: Some(step.port),
+                peer,
+                source_ip: Some(sidecar.address),
+                remote_ip: Some(sidecar.address),
+                destination_ip: Some(sidecar.address),
+                sni: identity.map(|_| b"localhost".as_slice()),
+                headers: &[],
+            })
+            .verdict;
+        results.push(TourResult {
+            step: step.clone(),
+            status: response.status,
+            body: response.body_text().trim().to_string(),
+            reached_upstream,
+            expected,
+        });
+    }
+    Ok(results)
+}
+
+/// Explains a verdict in the words of the configuration.
+pub fn explain(verdict: Verdict, policy: &Policy) -> String {
+    let name = |i: usize| {
+        policy
+            .policy_name(i)
+            .map(|n| format!("{}/{}", n.namespace, n.name))
+            .unwrap_or_else(|| format!("policies[{i}]"))
+    };
+    match verdict {
+        Verdict::AllowedNoAllowPolicy => "allowed: no ALLOW policy, no DENY matched".into(),
+        Verdict::AllowedBy { policy, rule } => format!("allowed by {} rule {rule}", name(policy)),
+        Verdict::DeniedMtlsRequired { port } => format!(
+            "denied: port {} is STRICT, plaintext refused",
+            port.map(|p| p.to_string()).unwrap_or("?".into())
+        ),
+        Verdict::DeniedBy { policy, rule } => {
+            format!("denied by DENY {} rule {rule}", name(policy))
+        }
+        Verdict::DeniedNoAllowMatch => "denied: no ALLOW rule matches".into(),
+    }
+}
+
+/// The tour as a table.
+pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8} {:<30} {:>5}  {:<44} {:>6}  {:<8} WHY",
+        "METHOD", "PATH", "PORT", "CALLER", "STATUS", "XNAT"
+    );
+    for r in results {
+        let caller = match r.step.caller {
+            None => "plaintext".to_string(),
+            Some(l) => TOUR_IDENTITIES
+                .iter()
+                .find(|(x, _)| *x == l)
+                .map(|(_, id)| format!("mTLS {id}"))
+                .unwrap_or_default(),
+        };
+        let reached = match r.reached_upstream {
+            Some(true) => "reached",
+            Some(false) => "never",
+            None => "-",
+        };
+        let status = if r.status == 403 {
+            format!("{} ({})", r.status, r.body)
+        } else {
+            r.status.to_string()
+        };
+        let _ = writeln!(
+            s,
+            "{:<8} {:<30} {:>5}  {:<44} {:>6}  {:<8} {}",
+            r.step.method,
+            r.step.path,
+            r.step.port,
+            caller,
+            status,
+            reached,
+            explain(r.expected, policy)
+        );
+    }
+    s
+}
+
+/// Where a fresh per-run directory goes.
+pub fn workdir(base: Option<&Path>) -> std::io::Result<tempfile::TempDir> {
+    match base {
+        Some(b) => {
+            std::fs::create_dir_all(b)?;
+            tempfile::Builder::new().prefix("xnat-guard-").tempdir_in(b)
+        }
+        None => tempfile::Builder::new().prefix("xnat-guard-").tempdir(),
+    }
+}

@@ -1,0 +1,388 @@
+//! Kubernetes YAML (AuthorizationPolicy and PeerAuthentication resources, several per file)
+//! into the filter's plugin configuration, selected for one workload the way Istio selects
+//! them, and validated by the same compiler the filter runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use xnat_guard_policy::config::{
+    AuthorizationPolicySpec, Mtls, MtlsMode, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
+};
+use xnat_guard_policy::{compile, Policy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: not valid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("{0}")]
+    Workload(String),
+}
+
+type Result<T, E = ResourceError> = std::result::Result<T, E>;
+
+/// One Kubernetes object read from a file, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub origin: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: Value,
+}
+
+impl Object {
+    fn selector(&self) -> Option<BTreeMap<String, String>> {
+        let labels = self.spec.get("selector")?.get("matchLabels")?.as_object()?;
+        Some(
+            labels
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect(),
+        )
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Reads every YAML document of every file.
+pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Object>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|source| ResourceError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        out.extend(parse_documents(&text, &path.display().to_string())?);
+    }
+    Ok(out)
+}
+
+/// Parses a multi-document YAML text; `source` names it in errors.
+pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Object>> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let origin = format!("{source} (document {})", i + 1);
+        let value: Value =
+            serde::Deserialize::deserialize(doc).map_err(|e| ResourceError::Yaml {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+        if value.is_null() {
+            continue; // an empty document, e.g. after a trailing `---`
+        }
+        let invalid = |message: String| ResourceError::Invalid {
+            origin: origin.clone(),
+            message,
+        };
+        let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+        let kind = str_at(&value, "kind").ok_or_else(|| invalid("has no `kind`".into()))?;
+        let metadata = value.get("metadata").cloned().unwrap_or(Value::Null);
+        let name = str_at(&metadata, "name")
+            .ok_or_else(|| invalid(format!("{kind} has no metadata.name")))?;
+        let map = |key: &str| -> BTreeMap<String, String> {
+            metadata
+                .get(key)
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        out.push(Object {
+            origin,
+            kind,
+            namespace: str_at(&metadata, "namespace").unwrap_or_else(|| "default".into()),
+            name,
+            labels: map("labels"),
+            annotations: map("annotations"),
+            spec: value
+                .get("spec")
+                .cloned()
+                .unwrap_or(Value::Object(Default::default())),
+        });
+    }
+    Ok(out)
+}
+
+/// The workload the policies are for: its namespace and pod labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Workload {
+    /// Infers the workload from the objects when not given: the one namespace other than
+    /// the root namespace, and the union of the selectors used there.
+    pub fn infer(
+        objects: &[Object],
+        root_namespace: &str,
+        namespace: Option<&str>,
+        labels: &[(String, String)],
+    ) -> Result<Workload> {
+        let namespace = match namespace {
+            Some(ns) => ns.to_string(),
+            None => {
+                let mut namespaces: Vec<&str> = objects
+                    .iter()
+                    .filter(|o| is_policy(o) && o.namespace != root_namespace)
+                    .map(|o| o.namespace.as_str())
+                    .collect();
+                namespaces.sort();
+                namespaces.dedup();
+                match namespaces.as_slice() {
+                    [one] => one.to_string(),
+                    [] => "default".to_string(),
+                    many => return Err(ResourceError::Workload(format!("the policies name several namespaces ({}); say which workload with --namespace", many.join(", ")))),
+                }
+            }
+        };
+        let mut inferred: BTreeMap<String, String> = labels.iter().cloned().collect();
+        if labels.is_empty() {
+            for o in objects
+                .iter()
+                .filter(|o| is_policy(o) && o.namespace == namespace)
+            {
+                for (k, v) in o.selector().unwrap_or_default() {
+                    if let Some(old) = inferred.insert(k.clone(), v.clone()) {
+                        if old != v {
+                            return Err(ResourceError::Workload(format!("selectors disagree on label {k} ({old} vs {v}); say which workload with --label {k}=VALUE")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Workload {
+            namespace,
+            labels: inferred,
+        })
+    }
+
+    fn selects(&self, o: &Object, root_namespace: &str) -> bool {
+        let in_scope = o.namespace == self.namespace || o.namespace == root_namespace;
+        in_scope
+            && o.selector()
+                .unwrap_or_default()
+                .iter()
+                .all(|(k, v)| self.labels.get(k) == Some(v))
+    }
+}
+
+fn is_policy(o: &Object) -> bool {
+    o.kind == "AuthorizationPolicy" || o.kind == "PeerAuthentication"
+}
+
+/// The filter configuration for one workload, and what was done with each object.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub config: PluginConfig,
+    /// Per entry of `config.policies`, the object it came from.
+    pub origins: Vec<String>,
+    /// Human-readable notes: objects skipped and why, the PeerAuthentication chosen.
+    pub notes: Vec<String>,
+}
+
+/// Selects the objects that apply to `workload`, builds the plugin configuration and compiles
+/// it, so that a policy the filter would refuse is refused here, naming its file.
+pub fn select(
+    objects: &[Object],
+    workload: &Workload,
+    root_namespace: &str,
+    trust_domain: &str,
+) -> Result<(Selection, Policy)> {
+    let mut config = PluginConfig {
+        trust_domain: trust_domain.to_string(),
+        ..PluginConfig::default()
+    };
+    let mut origins = Vec::new();
+    let mut notes = Vec::new();
+    let mut peer_auths: Vec<&Object> = Vec::new();
+    for o in objects {
+        match o.kind.as_str() {
+            "AuthorizationPolicy" | "PeerAuthentication" if !workload.selects(o, root_namespace) => {
+                notes.push(format!("skipped {} from {}: it does not select {}", o.describe(), o.origin, workload_text(workload)));
+            }
+            "AuthorizationPolicy" => {
+                let spec: AuthorizationPolicySpec = from_value(&o.spec, &o.origin, &o.describe())?;
+                let dry_run = match o.annotations.get("istio.io/dry-run").map(String::as_str) {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => return Err(invalid(o, &format!("annotation istio.io/dry-run must be \"true\" or \"false\", not {other:?}"))),
+                };
+                config.policies.push(PolicyEntry { name: o.name.clone(), namespace: o.namespace.clone(), dry_run, spec });
+                origins.push(format!("{} ({})", o.describe(), o.origin));
+            }
+            "PeerAuthentication" => peer_auths.push(o),
+            "DestinationRule" => notes.push(format!(
+                "ignored {} from {}: it sets the client side's TLS; the filter enforces the server side (PeerAuthentication)",
+                o.describe(),
+                o.origin
+            )),
+            _ => notes.push(format!("ignored {} from {}: not a policy the filter enforces", o.describe(), o.origin)),
+        }
+    }
+    config.peer_authentication =
+        effective_peer_authentication(&peer_auths, workload, root_namespace, &mut notes)?;
+    let policy = compile(&config).map_err(|e| {
+        let origin = e
+            .path
+            .strip_prefix("policies[")
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(i, rest)| {
+                Some((
+                    origins.get(i.parse::<usize>().ok()?)?,
+                    rest.trim_start_matches('.'),
+                ))
+            });
+        match origin {
+            Some((origin, rest)) => ResourceError::Invalid {
+                origin: origin.clone(),
+                message: format!("{rest}: {}", e.message),
+            },
+            None => ResourceError::Invalid {
+                origin: "PeerAuthentication".into(),
+                message: e.to_string(),
+            },
+        }
+    })?;
+    Ok((
+        Selection {
+            config,
+            origins,
+            notes,
+        },
+        policy,
+    ))
+}
+
+fn workload_text(w: &Workload) -> String {
+    let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "the workload in namespace {} with labels {{{}}}",
+        w.namespace,
+        labels.join(",")
+    )
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    origin: &str,
+    what: &str,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| ResourceError::Invalid {
+        origin: format!("{what} ({origin})"),
+        message: format!("spec.{}: {}", e.path(), e.inner()),
+    })
+}
+
+fn invalid(o: &Object, message: &str) -> ResourceError {
+    ResourceError::Invalid {
+        origin: format!("{} ({})", o.describe(), o.origin),
+        message: message.to_string(),
+    }
+}
+
+/// Istio's precedence: workload-level (with selector) over namespace-level over mesh-wide (root
+/// namespace); UNSET inherits from the next level; port-level settings come from the
+/// workload-level policy only.
+fn effective_peer_authentication(
+    objects: &[&Object],
+    workload: &Workload,
+    root: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<PeerAuthenticationSpec>> {
+    let mut levels: [Option<(&Object, PeerAuthenticationSpec)>; 3] = [None, None, None];
+    for o in objects {
+        let spec: PeerAuthenticationSpec = from_value(&o.spec, &o.origin, &o.describe())?;
+        let has_selector = o.selector().is_some_and(|s| !s.is_empty());
+        let level = match (o.namespace == workload.namespace, has_selector) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, false) if o.namespace == root => 2,
+            _ => continue,
+        };
+        if !spec.port_level_mtls.is_empty() && !has_selector {
+            return Err(invalid(o, "portLevelMtls needs a selector (Istio refuses it on namespace- and mesh-wide policies)"));
+        }
+        if let Some((other, _)) = &levels[level] {
+            return Err(invalid(o, &format!("conflicts with {} at the same level; Istio would pick the older one, keep only one", other.describe())));
+        }
+        levels[level] = Some((o, spec));
+    }
+    if levels.iter().all(Option::is_none) {
+        notes.push("no PeerAuthentication applies: mTLS is PERMISSIVE (plaintext accepted)".into());
+        return Ok(None);
+    }
+    let mut mode = MtlsMode::Unset;
+    for (o, spec) in levels.iter().rev().flatten() {
+        let m = spec.mtls.map(|m| m.mode).unwrap_or_default();
+        if m != MtlsMode::Unset {
+            mode = m;
+        }
+        notes.push(format!(
+            "PeerAuthentication {} applies (mode {:?})",
+            o.describe(),
+            m
+        ));
+    }
+    let port_level_mtls = levels[0]
+        .as_ref()
+        .map(|(_, s)| s.port_level_mtls.clone())
+        .unwrap_or_default();
+    let mode = if mode == MtlsMode::Unset {
+        MtlsMode::Permissive
+    } else {
+        mode
+    };
+    Ok(Some(PeerAuthenticationSpec {
+        selector: None,
+        mtls: Some(Mtls { mode }),
+        port_level_mtls,
+    }))
+}
+
+/// Reads the files, infers or takes the workload, and selects.
+pub fn load_for_workload(
+    paths: &[PathBuf],
+    root_namespace: &str,
+    namespace: Option<&str>,
+    labels: &[(String, String)],
+    trust_domain: &str,
+) -> Result<(Workload, Selection, Policy)> {
+    let objects = load_files(paths)?;
+    if !objects.iter().any(is_policy) {
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p: &PathBuf| p.display().to_string())
+            .collect();
+        return Err(ResourceError::Workload(format!(
+            "no AuthorizationPolicy or PeerAuthentication in {}",
+            names.join(", ")
+        )));
+    }
+    let workload = Workload::infer(&objects, root_namespace, namespace, labels)?;
+    let (selection, policy) = select(&objects, &workload, root_namespace, trust_domain)?;
+    Ok((workload, selection, policy))
+}
+
+/// The project's directory: where `.venv` and the built module live.
+pub fn project_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| here.to_path_buf())
+}

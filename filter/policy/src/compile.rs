@@ -1,0 +1,672 @@
+//! Validation and compilation of a [`PluginConfig`] into a [`Policy`]. Every refusal names the
+//! path of the offending field, e.g. `policies[0].spec.rules[1].to[0].operation.methods[2]`.
+
+use crate::config::{
+    Action, AuthorizationPolicySpec, Condition, MtlsMode, Operation, PeerAuthenticationSpec,
+    PluginConfig, Rule, Source,
+};
+use crate::engine::{
+    CompiledPolicy, CompiledRule, Conjunction, Constraint, MtlsTable, Needs, Policy, PolicyName,
+    Test,
+};
+use crate::pattern::{Cidr, PathPattern, Pattern, TemplatePart, Wildcard};
+
+/// A configuration the filter refuses, with the path of the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct CompileError {
+    pub path: String,
+    pub message: String,
+}
+
+type Result<T, E = CompileError> = std::result::Result<T, E>;
+
+fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
+    Err(CompileError {
+        path: path.to_string(),
+        message: message.into(),
+    })
+}
+
+const JWT_HINT: &str = "JWT request principals and claims need Istio's RequestAuthentication (a JWT \
+                        filter ahead of this one); this filter authorizes by mTLS peer identity only";
+
+/// Validates `config` and builds the matcher. Nothing is evaluated here.
+pub fn compile(config: &PluginConfig) -> Result<Policy> {
+    let mut compiler = Compiler {
+        methods: Vec::new(),
+        headers: Vec::new(),
+        needs: Needs::default(),
+    };
+    let trust_domains = trust_domains(config)?;
+    let mtls = mtls_table(config.peer_authentication.as_ref())?;
+    if mtls.default != MtlsMode::Disable || mtls.ports.iter().any(|(_, m)| *m != MtlsMode::Disable)
+    {
+        compiler.needs.peer = true;
+    }
+    if mtls.ports.iter().any(|(_, m)| *m != mtls.default) {
+        compiler.needs.port = true;
+    }
+
+    let (mut deny, mut allow, mut audit, mut dry_run_deny, mut dry_run_allow) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut names = Vec::with_capacity(config.policies.len());
+    for (index, entry) in config.policies.iter().enumerate() {
+        let path = format!("policies[{index}]");
+        if entry.name.is_empty() {
+            return err(&format!("{path}.name"), "must not be empty");
+        }
+        if entry.namespace.is_empty() {
+            return err(&format!("{path}.namespace"), "must not be empty");
+        }
+        names.push(PolicyName {
+            name: entry.name.clone(),
+            namespace: entry.namespace.clone(),
+        });
+        let ctx = PolicyContext {
+            namespace: &entry.namespace,
+            trust_domains: &trust_domains,
+        };
+        let spec_path = format!("{path}.spec");
+        let action = check_spec_fields(&entry.spec, &spec_path)?;
+        let rules = compiler.rules(&entry.spec, &spec_path, &ctx)?;
+        let compiled = CompiledPolicy { index, rules };
+        match (action, entry.dry_run) {
+            (Action::Allow, false) => allow.push(compiled),
+            (Action::Allow, true) => dry_run_allow.push(compiled),
+            (Action::Deny, false) => deny.push(compiled),
+            (Action::Deny, true) => dry_run_deny.push(compiled),
+            (Action::Audit, false) => audit.push(compiled),
+            (Action::Audit, true) => {
+                return err(
+                    &format!("{path}.dryRun"),
+                    "dry-run applies to ALLOW and DENY policies; AUDIT never enforces anyway",
+                )
+            }
+            (Action::Custom, _) => unreachable_custom()?,
+        }
+    }
+    Ok(Policy {
+        mtls,
+        deny: deny.into(),
+        allow: allow.into(),
+        audit: audit.into(),
+        dry_run_deny: dry_run_deny.into(),
+        dry_run_allow: dry_run_allow.into(),
+        names: names.into(),
+        methods: compiler.methods.into(),
+        header_names: compiler
+            .headers
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect(),
+        needs: compiler.needs,
+    })
+}
+
+fn unreachable_custom() -> Result<()> {
+    // check_spec_fields refuses CUSTOM before we get here.
+    err("", "internal: CUSTOM action reached compilation")
+}
+
+fn trust_domains(config: &PluginConfig) -> Result<Vec<String>> {
+    let mut all = vec![config.trust_domain.clone()];
+    all.extend(config.trust_domain_aliases.iter().cloned());
+    for (i, td) in all.iter().enumerate() {
+        let path = if i == 0 {
+            "trustDomain".to_string()
+        } else {
+            format!("trustDomainAliases[{}]", i - 1)
+        };
+        if td.is_empty() || td.contains('/') || td.contains('*') {
+            return err(
+                &path,
+                format!("'{td}' is not a trust domain (non-empty, no '/' or '*')"),
+            );
+        }
+    }
+    Ok(all)
+}
+
+fn mtls_table(spec: Option<&PeerAuthenticationSpec>) -> Result<MtlsTable> {
+    let Some(spec) = spec else {
+        return Ok(MtlsTable {
+            default: MtlsMode::Permissive,
+            ports: Box::new([]),
+        });
+    };
+    let resolve = |mode: MtlsMode, parent: MtlsMode| {
+        if mode == MtlsMode::Unset {
+            parent
+        } else {
+            mode
+        }
+    };
+    let default = resolve(
+        spec.mtls.map(|m| m.mode).unwrap_or_default(),
+        MtlsMode::Permissive,
+    );
+    let mut ports = Vec::new();
+    for (key, mtls) in &spec.port_level_mtls {
+        let path = format!("peerAuthentication.portLevelMtls.{key}");
+        let port = parse_port(key, &path)?;
+        ports.push((port, resolve(mtls.mode, default)));
+    }
+    Ok(MtlsTable {
+        default,
+        ports: ports.into(),
+    })
+}
+
+fn parse_port(text: &str, path: &str) -> Result<u16> {
+    match text.parse::<u16>() {
+        Ok(p) if p > 0 && !text.starts_with('+') && !text.starts_with('0') => Ok(p),
+        _ => err(path, format!("'{text}' is not a port (1-65535)")),
+    }
+}
+
+/// Refuses the spec fields a sidecar filter cannot honour and returns the action.
+fn check_spec_fields(spec: &AuthorizationPolicySpec, path: &str) -> Result<Action> {
+    if spec.target_ref.is_some() {
+        return err(&format!("{path}.targetRef"), "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)");
+    }
+    if spec.target_refs.is_some() {
+        return err(&format!("{path}.targetRefs"), "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)");
+    }
+    if spec.provider.is_some() {
+        return err(
+            &format!("{path}.provider"),
+            "providers belong to action CUSTOM (ext_authz), which this filter does not run",
+        );
+    }
+    let action = spec.action.unwrap_or(Action::Allow);
+    if action == Action::Custom {
+        return err(&format!("{path}.action"), "CUSTOM delegates to an external authorizer (ext_authz), which this filter does not run; use ALLOW, DENY or AUDIT");
+    }
+    Ok(action)
+}
+
+struct PolicyContext<'a> {
+    namespace: &'a str,
+    trust_domains: &'a [String],
+}
+
+struct Compiler {
+    methods: Vec<Pattern>,
+    headers: Vec<String>,
+    needs: Needs,
+}
+
+impl Compiler {
+    fn rules(
+        &mut self,
+        spec: &AuthorizationPolicySpec,
+        path: &str,
+        ctx: &PolicyContext<'_>,
+    ) -> Result<Box<[CompiledRule]>> {
+        // No `rules` field: the policy matches nothing (an ALLOW policy then allows nothing).
+        let Some(rules) = &spec.rules else {
+            return Ok(Box::new([]));
+        };
+        rules
+            .iter()
+            .enumerate()
+            .map(|(r, rule)| self.rule(rule, &format!("{path}.rules[{r}]"), ctx))
+            .collect()
+    }
+
+    fn rule(&mut self, rule: &Rule, path: &str, ctx: &PolicyContext<'_>) -> Result<CompiledRule> {
+        let mut from = Vec::new();
+        for (i, f) in rule.from.iter().flatten().enumerate() {
+            from.push(self.source(&f.source, &format!("{path}.from[{i}].source"), ctx)?);
+        }
+        let mut to = Vec::new();
+        for (i, t) in rule.to.iter().flatten().enumerate() {
+            to.push(self.operation(&t.operation, &format!("{path}.to[{i}].operation"))?);
+        }
+        let mut when = Vec::new();
+        for (i, c) in rule.when.iter().flatten().enumerate() {
+            self.condition(c, &format!("{path}.when[{i}]"), ctx, &mut when)?;
+        }
+        Ok(CompiledRule {
+            from: from.into(),
+            to: to.into(),
+            when: when.into(),
+        })
+    }
+
+    fn source(&mut self, s: &Source, path: &str, ctx: &PolicyContext<'_>) -> Result<Conjunction> {
+        if !s.request_principals.is_empty() {
+            return err(&format!("{path}.requestPrincipals"), JWT_HINT);
+        }
+        if !s.not_request_principals.is_empty() {
+            return err(&format!("{path}.notRequestPrincipals"), JWT_HINT);
+        }
+        let has_sa = !s.service_accounts.is_empty() || !s.not_service_accounts.is_empty();
+        if has_sa
+            && (!s.principals.is_empty()
+                || !s.not_principals.is_empty()
+                || !s.namespaces.is_empty()
+                || !s.not_namespaces.is_empty())
+        {
+            return err(&format!("{path}.serviceAccounts"), "cannot be combined with principals or namespaces in one source (Istio refuses it too)");
+        }
+        let mut out = Vec::new();
+        for (negate, field, values) in [
+            (false, "principals", &s.principals),
+            (true, "notPrincipals", &s.not_principals),
+        ] {
+            if !values.is_empty() {
+                let patterns = principals(values, &format!("{path}.{field}"), ctx)?;
+                self.push(&mut out, negate, Test::Principal(patterns));
+            }
+        }
+        for (negate, field, values) in [
+            (false, "namespaces", &s.namespaces),
+            (true, "notNamespaces", &s.not_namespaces),
+        ] {
+            if !values.is_empty() {
+                let patterns = patterns(
+                    values,
+                    &format!("{path}.{field}"),
+                    Wildcard::NonEmpty,
+                    false,
+                )?;
+                self.push(&mut out, negate, Test::Namespace(patterns));
+            }
+        }
+        for (negate, field, values) in [
+            (false, "serviceAccounts", &s.service_accounts),
+            (true, "notServiceAccounts", &s.not_service_accounts),
+        ] {
+            if !values.is_empty() {
+                let accounts = service_accounts(values, &format!("{path}.{field}"), ctx)?;
+                self.push(&mut out, negate, Test::ServiceAccount(accounts));
+            }
+        }
+        for (negate, field, values) in [
+            (false, "trustDomains", &s.trust_domains),
+            (true, "notTrustDomains", &s.not_trust_domains),
+        ] {
+            if !values.is_empty() {
+                let patterns = patterns(
+                    values,
+                    &format!("{path}.{field}"),
+                    Wildcard::NonEmpty,
+                    false,
+                )?;
+                self.push(&mut out, negate, Test::TrustDomain(patterns));
+            }
+        }
+        for (negate, field, values) in [
+            (false, "ipBlocks", &s.ip_blocks),
+            (true, "notIpBlocks", &s.not_ip_blocks),
+        ] {
+            if !values.is_empty() {
+                let blocks = cidrs(values, &format!("{path}.{field}"))?;
+                self.push(&mut out, negate, Test::SourceIp(blocks));
+            }
+        }
+        for (negate, field, values) in [
+            (false, "remoteIpBlocks", &s.remote_ip_blocks),
+            (true, "notRemoteIpBlocks", &s.not_remote_ip_blocks),
+        ] {
+            if !values.is_empty() {
+                let blocks = cidrs(values, &format!("{path}.{field}"))?;
+                self.push(&mut out, negate, Test::RemoteIp(blocks));
+            }
+        }
+        if out.is_empty() {
+            return err(path, "must not be empty (Istio refuses an empty source; omit `from` to match every source)");
+        }
+        Ok(out.into())
+    }
+
+    fn operation(&mut self, o: &Operation, path: &str) -> Result<Conjunction> {
+        let mut out = Vec::new();
+        for (negate, field, values) in
+            [(false, "hosts", &o.hosts), (true, "notHosts", &o.not_hosts)]
+        {
+            if !values.is_empty() {
+                let patterns =
+                    patterns(values, &format!("{path}.{field}"), Wildcard::Present, true)?;
+                self.push(&mut out, negate, Test::Host(patterns));
+            }
+        }
+        for (negate, field, values) in
+            [(false, "ports", &o.ports), (true, "notPorts", &o.not_ports)]
+        {
+            if !values.is_empty() {
+                let ports = ports(values, &format!("{path}.{field}"))?;
+                self.push(&mut out, negate, Test::Port(ports));
+            }
+        }
+        for (negate, field, values) in [
+            (false, "methods", &o.methods),
+            (true, "notMethods", &o.not_methods),
+        ] {
+            if !values.is_empty() {
+                let mask = self.methods(values, &format!("{path}.{field}"))?;
+                self.push(&mut out, negate, Test::Method(mask));
+            }
+        }
+        for (negate, field, values) in
+            [(false, "paths", &o.paths), (true, "notPaths", &o.not_paths)]
+        {
+            if !values.is_empty() {
+                let paths = paths(values, &format!("{path}.{field}"))?;
+                self.push(&mut out, negate, Test::Path(paths));
+            }
+        }
+        if out.is_empty() {
+            return err(path, "must not be empty (Istio refuses an empty operation; omit `to` to match every operation)");
+        }
+        Ok(out.into())
+    }
+
+    fn condition(
+        &mut self,
+        c: &Condition,
+        path: &str,
+        ctx: &PolicyContext<'_>,
+        out: &mut Vec<Constraint>,
+    ) -> Result<()> {
+        if c.values.is_empty() && c.not_values.is_empty() {
+            return err(path, "needs `values` or `notValues`");
+        }
+        let key = c.key.as_str();
+        let key_path = format!("{path}.key");
+        for (negate, field, values) in [
+            (false, "values", &c.values),
+            (true, "notValues", &c.not_values),
+        ] {
+            if values.is_empty() {
+                continue;
+            }
+            let vpath = format!("{path}.{field}");
+            let test = match key {
+                "source.ip" => Test::SourceIp(cidrs(values, &vpath)?),
+                "remote.ip" => Test::RemoteIp(cidrs(values, &vpath)?),
+                "destination.ip" => Test::DestinationIp(cidrs(values, &vpath)?),
+                "source.namespace" => Test::Namespace(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
+                "source.principal" => Test::Principal(principals(values, &vpath, ctx)?),
+                "destination.port" => Test::Port(ports(values, &vpath)?),
+                "connection.sni" => Test::Sni(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
+                _ if key.starts_with("request.headers[") => {
+                    let name = key
+                        .strip_prefix("request.headers[")
+                        .and_then(|k| k.strip_suffix(']'))
+                        .filter(|n| !n.is_empty() && n.bytes().all(is_header_name_byte));
+                    let Some(name) = name else {
+                        return err(&key_path, format!("'{key}' is not request.headers[<header name>]"));
+                    };
+                    let index = self.header(name);
+                    Test::Header(index, patterns(values, &vpath, Wildcard::Present, false)?)
+                }
+                _ if key.starts_with("request.auth.") => return err(&key_path, JWT_HINT),
+                _ if key.starts_with("experimental.") => {
+                    return err(&key_path, "experimental keys read Envoy filter metadata this filter does not see")
+                }
+                _ => {
+                    return err(&key_path, format!(
+                        "unknown condition key '{key}'; supported: source.ip, remote.ip, destination.ip, source.namespace, \
+                         source.principal, destination.port, connection.sni, request.headers[<name>]"
+                    ))
+                }
+            };
+            self.push(out, negate, test);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, out: &mut Vec<Constraint>, negate: bool, test: Test) {
+        let needs = &mut self.needs;
+        match &test {
+            Test::Principal(_)
+            | Test::Namespace(_)
+            | Test::ServiceAccount(_)
+            | Test::TrustDomain(_) => {
+                needs.peer = true;
+                needs.identity = true;
+            }
+            Test::SourceIp(_) => needs.source_ip = true,
+            Test::RemoteIp(_) => needs.remote_ip = true,
+            Test::DestinationIp(_) => needs.destination_ip = true,
+            Test::Host(_) => needs.host = true,
+            Test::Port(_) => needs.port = true,
+            Test::Method(_) => needs.method = true,
+            Test::Path(_) => needs.path = true,
+            Test::Header(..) => {}
+            Test::Sni(_) => needs.sni = true,
+        }
+        out.push(Constraint { negate, test });
+    }
+
+    fn header(&mut self, name: &str) -> usize {
+        let lower = name.to_ascii_lowercase();
+        match self.headers.iter().position(|h| *h == lower) {
+            Some(i) => i,
+            None => {
+                self.headers.push(lower);
+                self.headers.len() - 1
+            }
+        }
+    }
+
+    /// Interns each method pattern once; a rule keeps a bit mask over the interned set.
+    fn methods(&mut self, values: &[String], path: &str) -> Result<u64> {
+        let mut mask = 0u64;
+        for (i, value) in values.iter().enumerate() {
+            let vpath = format!("{path}[{i}]");
+            check_wildcards(value, &vpath)?;
+            let bare = value.trim_matches('*');
+            if value != "*"
+                && !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+            {
+                let hint = if bare.bytes().any(|b| b.is_ascii_lowercase()) {
+                    format!("; HTTP methods are case-sensitive, so Istio would never match it: write '{}'", value.to_ascii_uppercase())
+                } else {
+                    String::new()
+                };
+                return err(
+                    &vpath,
+                    format!("'{value}' is not an HTTP method (upper-case letters, '-', '_'){hint}"),
+                );
+            }
+            let pattern = Pattern::parse(value, Wildcard::Present);
+            let bit = match self.methods.iter().position(|p| *p == pattern) {
+                Some(bit) => bit,
+                None if self.methods.len() < 64 => {
+                    self.methods.push(pattern);
+                    self.methods.len() - 1
+                }
+                None => {
+                    return err(
+                        &vpath,
+                        "more than 64 distinct method patterns in one configuration",
+                    )
+                }
+            };
+            mask |= 1 << bit;
+        }
+        Ok(mask)
+    }
+}
+
+fn is_header_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Istio allows `*` only alone, as a prefix or as a suffix.
+fn check_wildcards(value: &str, path: &str) -> Result<()> {
+    if value.is_empty() {
+        return err(path, "must not be empty");
+    }
+    let inner = value.strip_prefix('*').unwrap_or(value);
+    let inner = inner.strip_suffix('*').unwrap_or(inner);
+    if inner.contains('*') || (value.len() > 1 && value.starts_with('*') && value.ends_with('*')) {
+        return err(
+            path,
+            format!("'{value}': '*' is allowed only alone, as a prefix, or as a suffix"),
+        );
+    }
+    Ok(())
+}
+
+fn patterns(
+    values: &[String],
+    path: &str,
+    wildcard: Wildcard,
+    lower: bool,
+) -> Result<Box<[Pattern]>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            check_wildcards(v, &format!("{path}[{i}]"))?;
+            let v = if lower {
+                v.to_ascii_lowercase()
+            } else {
+                v.clone()
+            };
+            Ok(Pattern::parse(&v, wildcard))
+        })
+        .collect()
+}
+
+/// Istio principals, matched against the whole peer URI. With trust-domain aliases, a
+/// principal in any of the domains stands for the same workload in all of them (Istio's
+/// `trustDomainAliases` expansion).
+fn principals(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> Result<Box<[Pattern]>> {
+    let mut out = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        check_wildcards(value, &format!("{path}[{i}]"))?;
+        if value == "*" {
+            out.push(Pattern::NonEmpty);
+            continue;
+        }
+        let mut variants = vec![value.clone()];
+        if ctx.trust_domains.len() > 1 {
+            if let Some((td, rest)) = value.split_once("/ns/") {
+                let td_pattern = Pattern::parse(td, Wildcard::Present);
+                let in_set = ctx
+                    .trust_domains
+                    .iter()
+                    .any(|t| td_pattern.matches(Some(t.as_bytes())));
+                if in_set {
+                    for t in ctx.trust_domains {
+                        if !td_pattern.matches(Some(t.as_bytes())) {
+                            variants.push(format!("{t}/ns/{rest}"));
+                        }
+                    }
+                }
+            }
+        }
+        for v in variants {
+            out.push(match Pattern::parse(&v, Wildcard::NonEmpty) {
+                Pattern::Exact(e) => Pattern::Exact(spiffe(&e)),
+                Pattern::Prefix(p) => Pattern::Prefix(spiffe(&p)),
+                Pattern::Suffix(s) => Pattern::PrefixSuffix(spiffe(b""), s),
+                other => other,
+            });
+        }
+    }
+    Ok(out.into())
+}
+
+fn spiffe(rest: &[u8]) -> Box<[u8]> {
+    [b"spiffe://".as_slice(), rest].concat().into()
+}
+
+/// `ns/sa`, or `sa` in the policy's own namespace. No wildcards, as in Istio.
+fn service_accounts(
+    values: &[String],
+    path: &str,
+    ctx: &PolicyContext<'_>,
+) -> Result<Box<[(Box<[u8]>, Box<[u8]>)]>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (ns, sa) = v.split_once('/').unwrap_or((ctx.namespace, v));
+            if ns.is_empty() || sa.is_empty() || sa.contains('/') || v.contains('*') {
+                return err(&format!("{path}[{i}]"), format!("'{v}' is not a service account ('<namespace>/<name>' or '<name>', no wildcards)"));
+            }
+            Ok((ns.as_bytes().into(), sa.as_bytes().into()))
+        })
+        .collect()
+}
+
+fn cidrs(values: &[String], path: &str) -> Result<Box<[Cidr]>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Cidr::parse(v).or_else(|m| err(&format!("{path}[{i}]"), m)))
+        .collect()
+}
+
+fn ports(values: &[String], path: &str) -> Result<Box<[u16]>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_port(v, &format!("{path}[{i}]")))
+        .collect()
+}
+
+fn paths(values: &[String], path: &str) -> Result<Box<[PathPattern]>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let vpath = format!("{path}[{i}]");
+            if v.contains('{') || v.contains('}') {
+                return template(v, &vpath);
+            }
+            check_wildcards(v, &vpath)?;
+            Ok(PathPattern::Plain(Pattern::parse(v, Wildcard::NonEmpty)))
+        })
+        .collect()
+}
+
+/// Istio's path templates: `{*}` and `{**}` each fill a whole segment.
+fn template(value: &str, path: &str) -> Result<PathPattern> {
+    let bad = |why: &str| {
+        err(
+            path,
+            format!("'{value}' is not a valid path template: {why}"),
+        )
+    };
+    if !value.starts_with('/') {
+        return bad("it must start with '/'");
+    }
+    let mut parts: Vec<TemplatePart> = Vec::new();
+    let mut literal = Vec::new();
+    let mut saw_segments = false;
+    for segment in value[1..].split('/') {
+        literal.push(b'/');
+        match segment {
+            "{*}" | "{**}" => {
+                if saw_segments {
+                    return bad("'{**}' may appear only once");
+                }
+                parts.push(TemplatePart::Literal(std::mem::take(&mut literal).into()));
+                if segment == "{**}" {
+                    saw_segments = true;
+                    parts.push(TemplatePart::Segments);
+                } else {
+                    parts.push(TemplatePart::Segment);
+                }
+            }
+            s if s.contains(['{', '}', '*']) => {
+                return bad("operators must fill a whole segment, as {*} or {**}")
+            }
+            s => literal.extend_from_slice(s.as_bytes()),
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(TemplatePart::Literal(literal.into()));
+    }
+    Ok(PathPattern::Template(parts.into()))
+}

@@ -1,0 +1,417 @@
+//! The compiled policy and its evaluation. Everything here runs per request: no allocation,
+//! no host calls, no fallible step (compile has validated everything).
+
+use std::net::IpAddr;
+
+use crate::config::MtlsMode;
+use crate::pattern::{Cidr, PathPattern, Pattern};
+use crate::spiffe::SpiffeId;
+
+/// What the request looks like, as read from the host by the glue. Only the facts listed in
+/// [`Policy::needs`] have to be filled in; the others may stay at their defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub method: &'a [u8],
+    /// `:path` as received; the query and fragment are ignored, as Envoy's `url_path` does.
+    pub path: &'a [u8],
+    /// `:authority`.
+    pub host: Option<&'a [u8]>,
+    /// The local port the connection arrived on.
+    pub port: Option<u16>,
+    /// The connection's peer: `None` for plaintext, `Some(uri_san)` for mutual TLS (the URI
+    /// SAN of the client certificate, empty if it had none). Never taken from a header.
+    pub peer: Option<&'a [u8]>,
+    pub source_ip: Option<IpAddr>,
+    /// The client address as the proxy trusts it; equal to `source_ip` in a sidecar that trusts
+    /// no `X-Forwarded-For` hop.
+    pub remote_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    pub sni: Option<&'a [u8]>,
+    /// Values of the headers named by [`Policy::header_names`], in that order.
+    pub headers: &'a [Option<&'a [u8]>],
+}
+
+/// The request facts a compiled policy reads. The glue asks the host only for these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub method: bool,
+    pub path: bool,
+    pub host: bool,
+    pub port: bool,
+    /// Whether the connection is mutual TLS (`connection.mtls`).
+    pub peer: bool,
+    /// The peer's URI SAN (`connection.uri_san_peer_certificate`).
+    pub identity: bool,
+    pub source_ip: bool,
+    pub remote_ip: bool,
+    pub destination_ip: bool,
+    pub sni: bool,
+}
+
+/// The outcome for one request, with enough detail to explain it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// A dry-run policy would have denied this request.
+    pub dry_run_denied: bool,
+    /// An AUDIT policy matched (Envoy's RBAC `LOG` action).
+    pub audited: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No enforced ALLOW policy exists and no DENY policy matched.
+    AllowedNoAllowPolicy,
+    /// An ALLOW policy matched; indices into the configuration's `policies` and its `rules`.
+    AllowedBy {
+        policy: usize,
+        rule: usize,
+    },
+    /// Plaintext on a port whose effective PeerAuthentication mode is STRICT.
+    DeniedMtlsRequired {
+        port: Option<u16>,
+    },
+    DeniedBy {
+        policy: usize,
+        rule: usize,
+    },
+    /// ALLOW policies exist and none matched.
+    DeniedNoAllowMatch,
+}
+
+impl Verdict {
+    pub fn is_allowed(self) -> bool {
+        matches!(
+            self,
+            Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. }
+        )
+    }
+}
+
+/// A policy's name and namespace, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyName {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// The compiled configuration. Build it with [`crate::compile`]; share it read-only.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) mtls: MtlsTable,
+    pub(crate) deny: Box<[CompiledPolicy]>,
+    pub(crate) allow: Box<[CompiledPolicy]>,
+    pub(crate) audit: Box<[CompiledPolicy]>,
+    pub(crate) dry_run_deny: Box<[CompiledPolicy]>,
+    pub(crate) dry_run_allow: Box<[CompiledPolicy]>,
+    pub(crate) names: Box<[PolicyName]>,
+    /// Distinct method patterns; bit `i` of a request's method set is pattern `i`.
+    pub(crate) methods: Box<[Pattern]>,
+    pub(crate) header_names: Box<[Box<str>]>,
+    pub(crate) needs: Needs,
+}
+
+/// The effective PeerAuthentication mode per port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MtlsTable {
+    pub(crate) default: MtlsMode,
+    pub(crate) ports: Box<[(u16, MtlsMode)]>,
+}
+
+impl MtlsTable {
+    pub(crate) fn mode_for(&self, port: Option<u16>) -> MtlsMode {
+        // With the port unknown the top-level mode applies: a STRICT mesh stays strict.
+        port.and_then(|p| self.ports.iter().find(|(q, _)| *q == p).map(|(_, m)| *m))
+            .unwrap_or(self.default)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledPolicy {
+    pub(crate) index: usize,
+    pub(crate) rules: Box<[CompiledRule]>,
+}
+
+/// Istio rule semantics: every non-empty `from` list, `to` list and the `when` list must match;
+/// within `from` and `to` any one element suffices.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub(crate) from: Box<[Conjunction]>,
+    pub(crate) to: Box<[Conjunction]>,
+    pub(crate) when: Conjunction,
+}
+
+pub(crate) type Conjunction = Box<[Constraint]>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Constraint {
+    pub(crate) negate: bool,
+    pub(crate) test: Test,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Test {
+    /// Patterns over the whole peer URI (`spiffe://` included).
+    Principal(Box<[Pattern]>),
+    Namespace(Box<[Pattern]>),
+    /// (namespace, service account), exact.
+    ServiceAccount(Box<[(Box<[u8]>, Box<[u8]>)]>),
+    TrustDomain(Box<[Pattern]>),
+    SourceIp(Box<[Cidr]>),
+    RemoteIp(Box<[Cidr]>),
+    DestinationIp(Box<[Cidr]>),
+    /// Lower-cased patterns, compared ignoring ASCII case.
+    Host(Box<[Pattern]>),
+    Port(Box<[u16]>),
+    /// A mask over [`Policy::methods`].
+    Method(u64),
+    Path(Box<[PathPattern]>),
+    Header(usize, Box<[Pattern]>),
+    Sni(Box<[Pattern]>),
+}
+
+/// Three-valued match: `Unknown` when a peer presented an identity that is not a well-formed
+/// SPIFFE id, so its namespace or service account cannot be read. Each policy action resolves
+/// it towards the safe side (see [`Policy::evaluate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tri {
+    False,
+    True,
+    Unknown,
+}
+
+impl Tri {
+    fn from_bool(b: bool) -> Tri {
+        if b {
+            Tri::True
+        } else {
+            Tri::False
+        }
+    }
+    fn negate(self) -> Tri {
+        match self {
+            Tri::False => Tri::True,
+            Tri::True => Tri::False,
+            Tri::Unknown => Tri::Unknown,
+        }
+    }
+}
+
+fn all(items: impl Iterator<Item = Tri>) -> Tri {
+    let mut result = Tri::True;
+    for t in items {
+        match t {
+            Tri::False => return Tri::False,
+            Tri::Unknown => result = Tri::Unknown,
+            Tri::True => {}
+        }
+    }
+    result
+}
+
+fn any(items: impl Iterator<Item = Tri>) -> Tri {
+    let mut result = Tri::False;
+    for t in items {
+        match t {
+            Tri::True => return Tri::True,
+            Tri::Unknown => result = Tri::Unknown,
+            Tri::False => {}
+        }
+    }
+    result
+}
+
+/// Per-request facts derived once before matching.
+struct Facts<'a> {
+    req: &'a Request<'a>,
+    path: &'a [u8],
+    method_bits: u64,
+    spiffe: Option<SpiffeId<'a>>,
+}
+
+impl Policy {
+    /// Istio's decision order:
+    /// 1. PeerAuthentication: plaintext on a STRICT port is refused before any policy.
+    /// 2. "If there are any DENY policies that match the request, deny the request."
+    /// 3. "If there are no ALLOW policies for the workload, allow the request."
+    /// 4. "If any of the ALLOW policies match the request, allow the request."
+    /// 5. "Deny the request."
+    ///
+    /// AUDIT policies and dry-run policies are evaluated for reporting and never change the
+    /// verdict. An identity that cannot be parsed counts as a match for DENY and AUDIT rules
+    /// and as no match for ALLOW rules.
+    pub fn evaluate(&self, req: &Request<'_>) -> Decision {
+        if req.peer.is_none() && self.mtls.mode_for(req.port) == MtlsMode::Strict {
+            return Decision {
+                verdict: Verdict::DeniedMtlsRequired { port: req.port },
+                dry_run_denied: false,
+                audited: false,
+            };
+        }
+        let facts = self.facts(req);
+        let verdict = if let Some((policy, rule)) = first_match(&self.deny, &facts, true) {
+            Verdict::DeniedBy { policy, rule }
+        } else if self.allow.is_empty() {
+            Verdict::AllowedNoAllowPolicy
+        } else if let Some((policy, rule)) = first_match(&self.allow, &facts, false) {
+            Verdict::AllowedBy { policy, rule }
+        } else {
+            Verdict::DeniedNoAllowMatch
+        };
+        // Istio runs dry-run policies as Envoy RBAC shadow rules, one shadow engine per action.
+        let dry_run_denied = first_match(&self.dry_run_deny, &facts, true).is_some()
+            || (!self.dry_run_allow.is_empty()
+                && first_match(&self.dry_run_allow, &facts, false).is_none());
+        let audited = first_match(&self.audit, &facts, true).is_some();
+        Decision {
+            verdict,
+            dry_run_denied,
+            audited,
+        }
+    }
+
+    fn facts<'a>(&'a self, req: &'a Request<'a>) -> Facts<'a> {
+        let path = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
+            Some(end) => &req.path[..end],
+            None => req.path,
+        };
+        let mut method_bits = 0u64;
+        for (i, pattern) in self.methods.iter().enumerate() {
+            if pattern.matches(Some(req.method)) {
+                method_bits |= 1 << i;
+            }
+        }
+        let spiffe = req.peer.and_then(SpiffeId::parse);
+        Facts {
+            req,
+            path,
+            method_bits,
+            spiffe,
+        }
+    }
+
+    /// The request facts this policy reads; the glue should fetch only these.
+    pub fn needs(&self) -> Needs {
+        self.needs
+    }
+
+    /// Lower-case names of the request headers the policy reads, in the order
+    /// [`Request::headers`] must follow.
+    pub fn header_names(&self) -> &[Box<str>] {
+        &self.header_names
+    }
+
+    /// Name and namespace of `policies[index]` in the configuration.
+    pub fn policy_name(&self, index: usize) -> Option<&PolicyName> {
+        self.names.get(index)
+    }
+
+    /// The effective PeerAuthentication mode for a port (UNSET resolved).
+    pub fn mtls_mode(&self, port: Option<u16>) -> MtlsMode {
+        self.mtls.mode_for(port)
+    }
+
+    /// How many policies of each kind were compiled: (deny, allow, audit, dry-run).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.deny.len(),
+            self.allow.len(),
+            self.audit.len(),
+            self.dry_run_deny.len() + self.dry_run_allow.len(),
+        )
+    }
+}
+
+/// The first (policy, rule) that matches. `unknown_matches` resolves `Tri::Unknown`.
+fn first_match(
+    policies: &[CompiledPolicy],
+    facts: &Facts<'_>,
+    unknown_matches: bool,
+) -> Option<(usize, usize)> {
+    for policy in policies {
+        for (r, rule) in policy.rules.iter().enumerate() {
+            match rule_matches(rule, facts) {
+                Tri::True => return Some((policy.index, r)),
+                Tri::Unknown if unknown_matches => return Some((policy.index, r)),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn rule_matches(rule: &CompiledRule, facts: &Facts<'_>) -> Tri {
+    let from = if rule.from.is_empty() {
+        Tri::True
+    } else {
+        any(rule.from.iter().map(|c| conjunction(c, facts)))
+    };
+    if from == Tri::False {
+        return Tri::False;
+    }
+    let to = if rule.to.is_empty() {
+        Tri::True
+    } else {
+        any(rule.to.iter().map(|c| conjunction(c, facts)))
+    };
+    if to == Tri::False {
+        return Tri::False;
+    }
+    all([from, to, conjunction(&rule.when, facts)].into_iter())
+}
+
+fn conjunction(constraints: &[Constraint], facts: &Facts<'_>) -> Tri {
+    all(constraints.iter().map(|c| {
+        let t = test(&c.test, facts);
+        if c.negate {
+            t.negate()
+        } else {
+            t
+        }
+    }))
+}
+
+fn test(test: &Test, facts: &Facts<'_>) -> Tri {
+    let req = facts.req;
+    match test {
+        Test::Principal(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(req.peer))),
+        Test::Namespace(patterns) => identity_part(facts, |id| {
+            patterns.iter().any(|p| p.matches(Some(id.namespace)))
+        }),
+        Test::ServiceAccount(accounts) => identity_part(facts, |id| {
+            accounts
+                .iter()
+                .any(|(ns, sa)| id.namespace == &ns[..] && id.service_account == &sa[..])
+        }),
+        Test::TrustDomain(patterns) => identity_part(facts, |id| {
+            patterns.iter().any(|p| p.matches(Some(id.trust_domain)))
+        }),
+        Test::SourceIp(blocks) => ip_in(req.source_ip, blocks),
+        Test::RemoteIp(blocks) => ip_in(req.remote_ip, blocks),
+        Test::DestinationIp(blocks) => ip_in(req.destination_ip, blocks),
+        Test::Host(patterns) => {
+            Tri::from_bool(patterns.iter().any(|p| p.matches_ignore_case(req.host)))
+        }
+        Test::Port(ports) => Tri::from_bool(req.port.is_some_and(|p| ports.contains(&p))),
+        Test::Method(mask) => Tri::from_bool(facts.method_bits & mask != 0),
+        Test::Path(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(facts.path))),
+        Test::Header(index, patterns) => {
+            let value = req.headers.get(*index).copied().flatten();
+            Tri::from_bool(patterns.iter().any(|p| p.matches(value)))
+        }
+        Test::Sni(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(req.sni))),
+    }
+}
+
+/// Plaintext peers have no identity (no match); an unparseable identity is `Unknown`.
+fn identity_part(facts: &Facts<'_>, check: impl Fn(&SpiffeId<'_>) -> bool) -> Tri {
+    match (&facts.spiffe, facts.req.peer) {
+        (Some(id), _) => Tri::from_bool(check(id)),
+        (None, None) => Tri::False,
+        (None, Some(_)) => Tri::Unknown,
+    }
+}
+
+fn ip_in(ip: Option<IpAddr>, blocks: &[Cidr]) -> Tri {
+    Tri::from_bool(ip.is_some_and(|ip| blocks.iter().any(|b| b.contains(ip))))
+}

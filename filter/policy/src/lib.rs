@@ -1,0 +1,37 @@
+//! The policy engine of the XNAT guard filter: Istio `AuthorizationPolicy` and
+//! `PeerAuthentication` semantics, compiled once per configuration into a matcher that
+//! evaluates a request without allocating. No proxy-wasm, no I/O: the same code runs in the
+//! sidecar filter, in the deployer's `check` and in tests.
+#![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod config;
+pub mod engine;
+pub mod pattern;
+pub mod spiffe;
+
+pub use compile::{compile, CompileError};
+pub use config::{MtlsMode, PluginConfig};
+pub use engine::{Decision, Needs, Policy, PolicyName, Request, Verdict};
+
+/// Parses the plugin configuration JSON and compiles it. Errors carry the path of the field at
+/// fault, for syntax and unknown fields as much as for values.
+pub fn from_json(json: &[u8]) -> Result<Policy, CompileError> {
+    compile(&parse_json(json)?)
+}
+
+/// Parses the plugin configuration without compiling it.
+pub fn parse_json(json: &[u8]) -> Result<PluginConfig, CompileError> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        CompileError {
+            path: if path == "." {
+                "(config)".to_string()
+            } else {
+                path
+            },
+            message: e.into_inner().to_string(),
+        }
+    })
+}

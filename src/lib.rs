@@ -1,0 +1,1 @@
+//! Owner of the workspace-level integration tests and benches; no code of its own.
