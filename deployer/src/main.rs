@@ -123,7 +123,7 @@ fn run_local(args: LocalArgs) -> Result<()> {
             args.trust_domain, workload.namespace
         ),
     };
-    let sidecar = LocalSidecar::start(&opts, &selection)?;
+    let sidecar = LocalSidecar::start(&opts, &serde_json::to_string(&selection.config)?)?;
     if args.tour {
         let results = local::run_tour(&sidecar, &policy, &local::tour_steps(&args.ports))?;
         println!("\n{}", local::format_tour(&results, &policy));

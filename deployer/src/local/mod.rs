@@ -16,7 +16,6 @@ use self::client::RawRequest;
 use self::envoy::{Envoy, Filters, Listener, ServerTls};
 use self::pki::{ClientIdentity, Pki};
 use self::upstream::RecordingUpstream;
-use crate::resources::Selection;
 
 /// Where the module lands when built by `make wasm`.
 pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/release/xnat_guard.wasm";
@@ -71,7 +70,9 @@ pub struct LocalSidecar {
 }
 
 impl LocalSidecar {
-    pub fn start(opts: &LocalOptions, selection: &Selection) -> Result<LocalSidecar, LocalError> {
+    /// Starts the stand-in (unless an upstream is given) and Envoy with the filter configured
+    /// by `plugin_config` (the JSON a WasmPlugin's `pluginConfig` carries).
+    pub fn start(opts: &LocalOptions, plugin_config: &str) -> Result<LocalSidecar, LocalError> {
         if !opts.module.is_file() {
             return Err(LocalError::NoModule(opts.module.clone()));
         }
@@ -90,7 +91,6 @@ impl LocalSidecar {
                 (Some(u), addr)
             }
         };
-        let config = serde_json::to_string(&selection.config).map_err(std::io::Error::other)?;
         let listeners: Vec<Listener> = opts
             .ports
             .iter()
@@ -99,7 +99,7 @@ impl LocalSidecar {
                 port,
                 filters: Filters::Wasm {
                     module: opts.module.clone(),
-                    config: config.clone(),
+                    config: plugin_config.to_string(),
                 },
             })
             .collect();

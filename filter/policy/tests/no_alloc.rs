@@ -1,0 +1,99 @@
+//! `evaluate` allocates nothing: counted with a global allocator, on policies that exercise
+//! every kind of test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use xnat_guard_policy::{from_json, Request};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn evaluate_allocates_nothing() {
+    let config = br#"{
+      "trustDomain": "cluster.local", "trustDomainAliases": ["old.local"],
+      "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
+      "policies": [
+        {"name": "deny-admin", "namespace": "xnat", "spec": {"action": "DENY", "rules": [
+          {"from": [{"source": {"notNamespaces": ["xnat", "ops-*"]}}], "to": [{"operation": {"paths": ["/xapi/*", "/data/{**}/admin"]}}]}]}},
+        {"name": "per-source", "namespace": "xnat", "spec": {"rules": [
+          {"from": [{"source": {"principals": ["cluster.local/ns/xnat-ingest/sa/uploader"]}}], "to": [{"operation": {"methods": ["GET", "POST"], "ports": ["8443"]}}]},
+          {"from": [{"source": {"serviceAccounts": ["reporting/viewer"], "ipBlocks": ["10.0.0.0/8"]}}],
+           "to": [{"operation": {"methods": ["GET"], "hosts": ["*.example.com"]}}],
+           "when": [{"key": "request.headers[x-client]", "values": ["report-*"]}, {"key": "connection.sni", "notValues": ["bad.*"]}]}]}},
+        {"name": "audit", "namespace": "xnat", "spec": {"action": "AUDIT", "rules": [{"to": [{"operation": {"methods": ["DELETE"]}}]}]}},
+        {"name": "dry", "namespace": "xnat", "dryRun": true, "spec": {"rules": [{"from": [{"source": {"trustDomains": ["cluster.local"]}}]}]}}
+      ]}"#;
+    let policy = from_json(config).expect("valid config");
+    let headers = [Some(b"report-weekly".as_slice())];
+    let requests = [
+        Request {
+            method: b"GET",
+            path: b"/data/projects?x=1",
+            host: Some(b"xnat.example.com"),
+            port: Some(8443),
+            peer: Some(b"spiffe://cluster.local/ns/reporting/sa/viewer"),
+            source_ip: "10.2.3.4".parse().ok(),
+            remote_ip: "10.2.3.4".parse().ok(),
+            destination_ip: None,
+            sni: Some(b"xnat"),
+            headers: &headers,
+        },
+        Request {
+            method: b"POST",
+            path: b"/xapi/users",
+            host: Some(b"x"),
+            port: Some(8443),
+            peer: Some(b"spiffe://old.local/ns/xnat-ingest/sa/uploader"),
+            headers: &headers,
+            ..Default::default()
+        },
+        Request {
+            method: b"GET",
+            path: b"/data/projects",
+            port: Some(8443),
+            peer: None,
+            ..Default::default()
+        },
+        Request {
+            method: b"DELETE",
+            path: b"/data/p/admin",
+            port: Some(8080),
+            peer: None,
+            headers: &headers,
+            ..Default::default()
+        },
+    ];
+    // Warm up anything lazily initialised, then count.
+    for r in &requests {
+        std::hint::black_box(policy.evaluate(r));
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        for r in &requests {
+            std::hint::black_box(policy.evaluate(std::hint::black_box(r)));
+        }
+    }
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    assert_eq!(
+        after - before,
+        0,
+        "evaluate allocated {} times in 400 evaluations",
+        after - before
+    );
+}

@@ -1,0 +1,146 @@
+//! What the integration tests share: finding Envoy and the module (failing loudly when they
+//! are missing), loopback addresses of their own, and a sidecar with the filter.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use deployer::local::client::{self, RawRequest, Response};
+use deployer::local::pki::ClientIdentity;
+use deployer::local::{LocalOptions, LocalSidecar};
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Istio's reference data, beside the project as `../shared/istio`.
+pub fn shared_istio() -> PathBuf {
+    let dir = project_root().join("../shared/istio");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the tests read Istio's golden cases and CRDs from ../shared/istio",
+        dir.display()
+    );
+    dir
+}
+
+pub fn envoy_binary() -> PathBuf {
+    deployer::local::envoy::find_envoy(None, &project_root())
+        .unwrap_or_else(|e| panic!("FAILED, not skipped: {e}"))
+}
+
+pub fn module() -> PathBuf {
+    let m = project_root().join(deployer::local::DEFAULT_MODULE);
+    assert!(
+        m.is_file(),
+        "FAILED, not skipped: {} is missing; run `make wasm` (or `make test`, which builds it)",
+        m.display()
+    );
+    m
+}
+
+/// A loopback address no other test (in this or a concurrent test binary) uses, on which
+/// every port in `ports` is free, so fixed ports such as 8080 can be used.
+pub fn loopback_for(ports: &[u16]) -> IpAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let pid = std::process::id();
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let ip = IpAddr::V4(Ipv4Addr::new(
+            127,
+            10 + (pid % 200) as u8,
+            (n / 250) as u8,
+            1 + (n % 250) as u8,
+        ));
+        if ports
+            .iter()
+            .all(|&p| TcpListener::bind(SocketAddr::new(ip, p)).is_ok())
+        {
+            return ip;
+        }
+    }
+}
+
+pub struct Sidecar {
+    pub inner: LocalSidecar,
+    _dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// Envoy with the filter configured by `config` on `ports`, in front of a recording
+    /// stand-in.
+    pub fn start(config: &str, ports: &[u16]) -> Result<Sidecar, deployer::local::LocalError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = LocalOptions {
+            envoy: envoy_binary(),
+            module: module(),
+            address: loopback_for(ports),
+            ports: ports.to_vec(),
+            upstream: None,
+            workdir: dir.path().to_path_buf(),
+            server_spiffe_id: "spiffe://cluster.local/ns/xnat/sa/xnat-web".into(),
+        };
+        Ok(Sidecar {
+            inner: LocalSidecar::start(&opts, config)?,
+            _dir: dir,
+        })
+    }
+
+    /// Sends `request` tagged with `tag` as `caller` (a tour identity label, or plaintext).
+    pub fn send(
+        &self,
+        port: u16,
+        caller: Option<&str>,
+        request: RawRequest,
+        tag: &str,
+    ) -> Response {
+        let identity: Option<&ClientIdentity> = caller.map(|c| {
+            self.inner
+                .identity(c)
+                .unwrap_or_else(|| panic!("no identity {c}"))
+        });
+        let target = SocketAddr::new(self.inner.address, port);
+        client::send(
+            target,
+            &request.header("x-request-tag", tag),
+            identity,
+            &self.inner.pki.ca_der,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "request {tag} to {target} failed: {e}\nEnvoy log:\n{}",
+                self.inner.envoy.log_tail(30)
+            )
+        })
+    }
+
+    /// How many requests tagged `tag` reached the upstream.
+    pub fn arrived(&self, tag: &str) -> usize {
+        self.inner
+            .upstream
+            .as_ref()
+            .expect("stand-in")
+            .tagged(tag)
+            .len()
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.inner
+            .envoy
+            .counter(&format!("wasmcustom.xnat_guard_{name}"))
+            .expect("admin /stats")
+    }
+}
+
+/// The plugin configuration for YAML files under examples/, as `deployer local` builds it.
+pub fn config_from_examples(files: &[&str]) -> String {
+    let paths: Vec<PathBuf> = files
+        .iter()
+        .map(|f| project_root().join("examples").join(f))
+        .collect();
+    let (_, selection, _) =
+        deployer::resources::load_for_workload(&paths, "istio-system", None, &[], "cluster.local")
+            .expect("example policies load");
+    serde_json::to_string(&selection.config).expect("serialise")
+}
