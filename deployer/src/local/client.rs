@@ -87,7 +87,7 @@ pub fn send_plain(target: SocketAddr, request: &RawRequest) -> std::io::Result<R
     let mut stream = TcpStream::connect_timeout(&target, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.write_all(&request.to_bytes())?;
-    read_response(&mut stream)
+    read_response(&mut stream, &request.method)
 }
 
 /// Sends over mutual TLS, presenting `identity`'s certificate and trusting `ca_der`.
@@ -105,7 +105,7 @@ pub fn send_mtls(
     tcp.set_read_timeout(Some(TIMEOUT))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     tls.write_all(&request.to_bytes())?;
-    read_response(&mut tls)
+    read_response(&mut tls, &request.method)
 }
 
 /// Sends over plaintext when `identity` is `None`, else over mutual TLS.
@@ -137,33 +137,56 @@ fn tls_config(identity: &ClientIdentity, ca_der: &[u8]) -> std::io::Result<rustl
         .map_err(std::io::Error::other)
 }
 
-fn read_response(stream: &mut impl Read) -> std::io::Result<Response> {
+/// Reads one response, framed by its headers (so no wait for the server to close: Envoy
+/// holds a closing connection open for its delayed-close timeout).
+fn read_response(stream: &mut impl Read, method: &str) -> std::io::Result<Response> {
     let mut raw = Vec::new();
-    // `connection: close` was asked for: the response ends at EOF. A TLS peer that closes
-    // without close_notify is fine here.
-    match stream.read_to_end(&mut raw) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(e),
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(response) = complete_response(&raw, method)? {
+            return Ok(response);
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify: take what arrived.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return parse_response(&raw, method, true)?.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before a whole response",
+                )
+            });
+        }
+        raw.extend_from_slice(&buf[..n]);
     }
-    parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+fn complete_response(raw: &[u8], method: &str) -> std::io::Result<Option<Response>> {
+    parse_response(raw, method, false)
+}
+
+/// `Ok(None)` while more bytes are needed; at EOF (`eof`) a body without framing ends there.
+fn parse_response(raw: &[u8], method: &str, eof: bool) -> std::io::Result<Option<Response>> {
     let bad = |what: &str| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("malformed HTTP response: {what}"),
         )
     };
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if eof {
+            Err(bad("no end of headers"))
+        } else {
+            Ok(None)
+        };
+    };
     let head = String::from_utf8_lossy(&raw[..head_end]);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("empty"))?;
-    let status = status_line
+    let status: u16 = status_line
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -172,18 +195,35 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let mut body = raw[head_end + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    let rest = &raw[head_end + 4..];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let body = if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status)
     {
-        body = dechunk(&body).ok_or_else(|| bad("chunked body"))?;
+        Some(Vec::new())
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        dechunk(rest)
+    } else if let Some(len) = header("content-length") {
+        let len: usize = len.parse().map_err(|_| bad("content-length"))?;
+        rest.get(..len).map(<[u8]>::to_vec)
+    } else if eof {
+        Some(rest.to_vec())
+    } else {
+        None
+    };
+    match body {
+        Some(body) => Ok(Some(Response {
+            status,
+            headers,
+            body,
+        })),
+        None if eof => Err(bad("truncated body")),
+        None => Ok(None),
     }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {

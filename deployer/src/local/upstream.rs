@@ -108,6 +108,7 @@ async fn serve(
             _ = &mut stop => return,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
                 let log = log.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(req, log.clone()));

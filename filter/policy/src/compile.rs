@@ -396,7 +396,7 @@ impl Compiler {
                     let name = key
                         .strip_prefix("request.headers[")
                         .and_then(|k| k.strip_suffix(']'))
-                        .filter(|n| !n.is_empty() && n.bytes().all(is_header_name_byte));
+                        .filter(|n| !n.is_empty() && n.bytes().all(is_token_byte));
                     let Some(name) = name else {
                         return err(&key_path, format!("'{key}' is not request.headers[<header name>]"));
                     };
@@ -460,11 +460,8 @@ impl Compiler {
             let vpath = format!("{path}[{i}]");
             check_wildcards(value, &vpath)?;
             let bare = value.trim_matches('*');
-            if value != "*"
-                && !bare
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
-            {
+            let is_method_byte = |b: u8| is_token_byte(b) && !b.is_ascii_lowercase();
+            if value != "*" && !bare.bytes().all(is_method_byte) {
                 let hint = if bare.bytes().any(|b| b.is_ascii_lowercase()) {
                     format!("; HTTP methods are case-sensitive, so Istio would never match it: write '{}'", value.to_ascii_uppercase())
                 } else {
@@ -472,7 +469,7 @@ impl Compiler {
                 };
                 return err(
                     &vpath,
-                    format!("'{value}' is not an HTTP method (upper-case letters, '-', '_'){hint}"),
+                    format!("'{value}' is not an HTTP method (an upper-case token){hint}"),
                 );
             }
             let pattern = Pattern::parse(value, Wildcard::Present);
@@ -495,7 +492,8 @@ impl Compiler {
     }
 }
 
-fn is_header_name_byte(b: u8) -> bool {
+/// RFC 9110 `tchar`: what methods and header names are made of.
+fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
