@@ -7,7 +7,7 @@ use crate::config::{
 };
 use crate::engine::{
     CompiledPolicy, CompiledRule, Conjunction, Constraint, MtlsTable, Needs, Policy, PolicyName,
-    Test,
+    ServiceAccount, Test,
 };
 use crate::pattern::{Cidr, PathPattern, Pattern, TemplatePart, Wildcard};
 
@@ -583,7 +583,7 @@ fn service_accounts(
     values: &[String],
     path: &str,
     ctx: &PolicyContext<'_>,
-) -> Result<Box<[(Box<[u8]>, Box<[u8]>)]>> {
+) -> Result<Box<[ServiceAccount]>> {
     values
         .iter()
         .enumerate()

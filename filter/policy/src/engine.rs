@@ -154,8 +154,7 @@ pub(crate) enum Test {
     /// Patterns over the whole peer URI (`spiffe://` included).
     Principal(Box<[Pattern]>),
     Namespace(Box<[Pattern]>),
-    /// (namespace, service account), exact.
-    ServiceAccount(Box<[(Box<[u8]>, Box<[u8]>)]>),
+    ServiceAccount(Box<[ServiceAccount]>),
     TrustDomain(Box<[Pattern]>),
     SourceIp(Box<[Cidr]>),
     RemoteIp(Box<[Cidr]>),
@@ -169,6 +168,9 @@ pub(crate) enum Test {
     Header(usize, Box<[Pattern]>),
     Sni(Box<[Pattern]>),
 }
+
+/// A service account, exact: (namespace, name).
+pub(crate) type ServiceAccount = (Box<[u8]>, Box<[u8]>);
 
 /// Three-valued match: `Unknown` when a peer presented an identity that is not a well-formed
 /// SPIFFE id, so its namespace or service account cannot be read. Each policy action resolves

@@ -375,6 +375,16 @@ fn ip_blocks_and_when_conditions() {
             false,
         ),
         (
+            json!([{"from": [{"source": {"ipBlocks": ["10.0.1.0/24"]}}]}]),
+            GET.ip("10.0.1.9"),
+            true,
+        ),
+        (
+            json!([{"from": [{"source": {"notIpBlocks": ["10.0.1.0/24"]}}]}]),
+            GET.ip("10.0.1.9"),
+            false,
+        ),
+        (
             json!([{"from": [{"source": {"notRemoteIpBlocks": ["10.0.0.5"]}}]}]),
             GET,
             false,
