@@ -297,7 +297,7 @@ pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<8} {:<30} {:>5}  {:<44} {:>6}  {:<8} WHY",
+        "{:<8} {:<29} {:>5}  {:<30} {:>6}  {:<8} WHY",
         "METHOD", "PATH", "PORT", "CALLER", "STATUS", "XNAT"
     );
     for r in results {
@@ -306,7 +306,14 @@ pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
             Some(l) => TOUR_IDENTITIES
                 .iter()
                 .find(|(x, _)| *x == l)
-                .map(|(_, id)| format!("mTLS {id}"))
+                .map(|(_, id)| {
+                    format!(
+                        "mTLS {}",
+                        id.split_once("/ns/")
+                            .map(|(_, rest)| format!("ns/{rest}"))
+                            .unwrap_or(id.to_string())
+                    )
+                })
                 .unwrap_or_default(),
         };
         let reached = match r.reached_upstream {
@@ -314,21 +321,16 @@ pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
             Some(false) => "never",
             None => "-",
         };
-        let status = if r.status == 403 {
-            format!("{} ({})", r.status, r.body)
+        let why = explain(r.expected, policy);
+        let why = if r.status == 403 {
+            format!("{why} [{}]", r.body)
         } else {
-            r.status.to_string()
+            why
         };
         let _ = writeln!(
             s,
-            "{:<8} {:<30} {:>5}  {:<44} {:>6}  {:<8} {}",
-            r.step.method,
-            r.step.path,
-            r.step.port,
-            caller,
-            status,
-            reached,
-            explain(r.expected, policy)
+            "{:<8} {:<29} {:>5}  {:<30} {:>6}  {:<8} {why}",
+            r.step.method, r.step.path, r.step.port, caller, r.status, reached
         );
     }
     s
