@@ -25,30 +25,23 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const RUNBOOK_PEER_AUTH: &str =
-    r#"{"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}"#;
+const RUNBOOK_PEER_AUTH: &str = r#"{"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}"#;
 
 fn config(policies: Value) -> Vec<u8> {
     let peer: Value = serde_json::from_str(RUNBOOK_PEER_AUTH).unwrap();
-    json!({"peerAuthentication": peer, "policies": policies})
-        .to_string()
-        .into_bytes()
+    json!({"peerAuthentication": peer, "policies": policies}).to_string().into_bytes()
 }
 
 fn runbook() -> Vec<u8> {
-    config(
-        json!([{"name": "xnat-all", "namespace": "xnat", "spec": {"rules": [
-        {"to": [{"operation": {"methods": ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]}}]}]}}]),
-    )
+    config(json!([{"name": "xnat-all", "namespace": "xnat", "spec": {"rules": [
+        {"to": [{"operation": {"methods": ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]}}]}]}}]))
 }
 
 fn per_source() -> Vec<u8> {
-    config(
-        json!([{"name": "per-source", "namespace": "xnat", "spec": {"rules": [
+    config(json!([{"name": "per-source", "namespace": "xnat", "spec": {"rules": [
         {"from": [{"source": {"principals": ["cluster.local/ns/xnat-ingest/sa/uploader"]}}],
          "to": [{"operation": {"methods": ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"], "ports": ["8443"], "paths": ["/data/*", "/xapi/*"]}}]},
-        {"from": [{"source": {"namespaces": ["reporting"]}}], "to": [{"operation": {"methods": ["GET", "HEAD"]}}]}]}}]),
-    )
+        {"from": [{"source": {"namespaces": ["reporting"]}}], "to": [{"operation": {"methods": ["GET", "HEAD"]}}]}]}}]))
 }
 
 #[derive(Clone, Copy)]
@@ -63,7 +56,9 @@ enum Kind {
 fn generated(kind: Kind, n: usize) -> Vec<u8> {
     let rules: Vec<Value> = (0..n)
         .map(|i| match kind {
-            Kind::Principal => json!({"from": [{"source": {"principals": [format!("cluster.local/ns/team-{i}/sa/client-{i}")]}}]}),
+            Kind::Principal => {
+                json!({"from": [{"source": {"principals": [format!("cluster.local/ns/team-{i}/sa/client-{i}")]}}]})
+            }
             Kind::Namespace => json!({"from": [{"source": {"namespaces": [format!("team-{i}")]}}]}),
             Kind::Path => json!({"to": [{"operation": {"paths": [format!("/data/projects/p{i}/*")]}}]}),
             Kind::Header => json!({"when": [{"key": "request.headers[x-team]", "values": [format!("team-{i}")]}]}),
@@ -112,14 +107,10 @@ fn allocations_per_evaluation(policy: &Policy, request: &Request<'_>) -> f64 {
 
 fn bench_compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
-    for (name, json) in [
-        ("runbook", runbook()),
-        ("per-source", per_source()),
-        ("1000-principals", generated(Kind::Principal, 1000)),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter(|| compile(&parse_json(black_box(&json)).unwrap()).unwrap())
-        });
+    for (name, json) in
+        [("runbook", runbook()), ("per-source", per_source()), ("1000-principals", generated(Kind::Principal, 1000))]
+    {
+        group.bench_function(name, |b| b.iter(|| compile(&parse_json(black_box(&json)).unwrap()).unwrap()));
     }
     group.finish();
 }
@@ -140,45 +131,12 @@ fn bench_named(c: &mut Criterion) {
     };
     let no_headers: [Option<&[u8]>; 0] = [];
     let cases = [
-        (
-            "runbook/GET-allowed",
-            &runbook,
-            uploader.request(&no_headers),
-        ),
-        (
-            "runbook/PATCH-denied",
-            &runbook,
-            Request {
-                method: b"PATCH",
-                ..uploader.request(&no_headers)
-            },
-        ),
-        (
-            "runbook/plaintext-strict-port",
-            &runbook,
-            Request {
-                peer: None,
-                ..uploader.request(&no_headers)
-            },
-        ),
-        (
-            "per-source/uploader-allowed",
-            &per_source,
-            uploader.request(&no_headers),
-        ),
-        (
-            "per-source/viewer-allowed",
-            &per_source,
-            viewer.request(&no_headers),
-        ),
-        (
-            "per-source/viewer-POST-denied",
-            &per_source,
-            Request {
-                method: b"POST",
-                ..viewer.request(&no_headers)
-            },
-        ),
+        ("runbook/GET-allowed", &runbook, uploader.request(&no_headers)),
+        ("runbook/PATCH-denied", &runbook, Request { method: b"PATCH", ..uploader.request(&no_headers) }),
+        ("runbook/plaintext-strict-port", &runbook, Request { peer: None, ..uploader.request(&no_headers) }),
+        ("per-source/uploader-allowed", &per_source, uploader.request(&no_headers)),
+        ("per-source/viewer-allowed", &per_source, viewer.request(&no_headers)),
+        ("per-source/viewer-POST-denied", &per_source, Request { method: b"POST", ..viewer.request(&no_headers) }),
     ];
     for (name, policy, request) in cases {
         let allocs = allocations_per_evaluation(policy, &request);
@@ -189,12 +147,9 @@ fn bench_named(c: &mut Criterion) {
 }
 
 fn bench_generated(c: &mut Criterion) {
-    for (kind, label) in [
-        (Kind::Principal, "principal"),
-        (Kind::Namespace, "namespace"),
-        (Kind::Path, "path"),
-        (Kind::Header, "header"),
-    ] {
+    for (kind, label) in
+        [(Kind::Principal, "principal"), (Kind::Namespace, "namespace"), (Kind::Path, "path"), (Kind::Header, "header")]
+    {
         let mut group = c.benchmark_group(format!("evaluate-{label}"));
         for n in [1usize, 10, 100, 1000] {
             let policy = compile(&parse_json(&generated(kind, n)).unwrap()).unwrap();
@@ -203,11 +158,7 @@ fn bench_generated(c: &mut Criterion) {
                 let headers = [Some(owned.header.as_bytes())];
                 let request = owned.request(&headers);
                 let expected_allowed = position != "absent";
-                assert_eq!(
-                    policy.evaluate(&request).verdict.is_allowed(),
-                    expected_allowed,
-                    "{label} {n} {position}"
-                );
+                assert_eq!(policy.evaluate(&request).verdict.is_allowed(), expected_allowed, "{label} {n} {position}");
                 assert_eq!(
                     allocations_per_evaluation(&policy, &request),
                     0.0,

@@ -12,105 +12,54 @@ const STRICT: u16 = 8443;
 fn assert_denied(sidecar: &Sidecar, response: &deployer::local::client::Response, tag: &str) {
     assert_eq!(response.status, 403, "{tag}: {}", response.body_text());
     assert_eq!(response.body_text(), "RBAC: access denied", "{tag}");
-    assert_eq!(
-        sidecar.arrived(tag),
-        0,
-        "{tag}: a denied request reached the upstream"
-    );
+    assert_eq!(sidecar.arrived(tag), 0, "{tag}: a denied request reached the upstream");
 }
 
 fn assert_served(sidecar: &Sidecar, response: &deployer::local::client::Response, tag: &str) {
     assert_eq!(response.status, 200, "{tag}: {}", response.body_text());
-    assert_eq!(
-        sidecar.arrived(tag),
-        1,
-        "{tag}: the upstream did not receive it exactly once"
-    );
+    assert_eq!(sidecar.arrived(tag), 1, "{tag}: the upstream did not receive it exactly once");
 }
 
 #[test]
 fn strict_mtls_with_8080_exempt_serves_plaintext_only_on_8080() {
-    let config =
-        config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
+    let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
     let sidecar = Sidecar::start(&config, &[EXEMPT, STRICT]).expect("sidecar starts");
 
-    let r = sidecar.send(
-        EXEMPT,
-        None,
-        RawRequest::get("/data/projects"),
-        "plain-8080",
-    );
+    let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects"), "plain-8080");
     assert_served(&sidecar, &r, "plain-8080");
-    let r = sidecar.send(
-        STRICT,
-        None,
-        RawRequest::get("/data/projects"),
-        "plain-8443",
-    );
+    let r = sidecar.send(STRICT, None, RawRequest::get("/data/projects"), "plain-8443");
     assert_denied(&sidecar, &r, "plain-8443");
-    let r = sidecar.send(
-        STRICT,
-        Some("xnat-web"),
-        RawRequest::get("/data/projects"),
-        "mtls-8443",
-    );
+    let r = sidecar.send(STRICT, Some("xnat-web"), RawRequest::get("/data/projects"), "mtls-8443");
     assert_served(&sidecar, &r, "mtls-8443");
-    let r = sidecar.send(
-        EXEMPT,
-        Some("viewer"),
-        RawRequest::get("/data/projects"),
-        "mtls-8080",
-    );
+    let r = sidecar.send(EXEMPT, Some("viewer"), RawRequest::get("/data/projects"), "mtls-8080");
     assert_served(&sidecar, &r, "mtls-8080");
     assert_eq!(sidecar.counter("denied_mtls"), 1);
 }
 
 #[test]
 fn post_is_denied_by_the_first_policy_and_served_by_the_amended_one() {
-    let first =
-        config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
+    let first = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
     let sidecar = Sidecar::start(&first, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let post = || {
-        RawRequest::new("POST", "/data/projects/demo/subjects").header("content-type", "text/plain")
-    };
-    for (port, caller, tag) in [
-        (EXEMPT, None, "post-plain"),
-        (STRICT, Some("xnat-web"), "post-mtls"),
-    ] {
+    let post = || RawRequest::new("POST", "/data/projects/demo/subjects").header("content-type", "text/plain");
+    for (port, caller, tag) in [(EXEMPT, None, "post-plain"), (STRICT, Some("xnat-web"), "post-mtls")] {
         let r = sidecar.send(port, caller, post(), tag);
         assert_denied(&sidecar, &r, tag);
     }
     for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"] {
         let tag = format!("first-{method}");
-        let r = sidecar.send(
-            STRICT,
-            Some("xnat-web"),
-            RawRequest::new(method, "/data/projects"),
-            &tag,
-        );
+        let r = sidecar.send(STRICT, Some("xnat-web"), RawRequest::new(method, "/data/projects"), &tag);
         assert_served(&sidecar, &r, &tag);
     }
     drop(sidecar);
 
-    let amended = config_from_examples(&[
-        "runbook/istio-mtls.yaml",
-        "runbook/istio-auth-policy-post.yaml",
-    ]);
+    let amended = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"]);
     let sidecar = Sidecar::start(&amended, &[EXEMPT, STRICT]).expect("sidecar starts");
     let mut request = post();
     request.body = b"subject=S1".to_vec();
     let r = sidecar.send(STRICT, Some("xnat-web"), request, "post-amended");
     assert_served(&sidecar, &r, "post-amended");
-    let received = sidecar
-        .inner
-        .upstream
-        .as_ref()
-        .unwrap()
-        .tagged("post-amended");
-    assert_eq!(
-        (received[0].method.as_str(), received[0].body_len),
-        ("POST", 10)
-    );
+    let received = sidecar.inner.upstream.as_ref().unwrap().tagged("post-amended");
+    assert_eq!((received[0].method.as_str(), received[0].body_len), ("POST", 10));
 }
 
 #[test]
@@ -127,12 +76,7 @@ fn one_source_may_post_while_another_gets_only_get_and_head() {
     ];
     for (caller, method, allowed) in cases {
         let tag = format!("{caller}-{method}");
-        let r = sidecar.send(
-            STRICT,
-            Some(caller),
-            RawRequest::new(method, "/data/projects"),
-            &tag,
-        );
+        let r = sidecar.send(STRICT, Some(caller), RawRequest::new(method, "/data/projects"), &tag);
         if allowed {
             assert_served(&sidecar, &r, &tag);
         } else {
@@ -140,12 +84,7 @@ fn one_source_may_post_while_another_gets_only_get_and_head() {
         }
     }
     // Plaintext on the exempt port has no identity, so neither rule admits it.
-    let r = sidecar.send(
-        EXEMPT,
-        None,
-        RawRequest::get("/data/projects"),
-        "plain-exempt",
-    );
+    let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects"), "plain-exempt");
     assert_denied(&sidecar, &r, "plain-exempt");
 }
 
@@ -158,10 +97,7 @@ fn a_configuration_that_does_not_compile_is_refused_by_envoy_with_the_error_logg
         Err(e) => e.to_string(),
     };
     assert!(err.contains("configuration refused"), "{err}");
-    assert!(
-        err.contains("policies[0].spec.rules[0].to[0].operation.methods[1]"),
-        "{err}"
-    );
+    assert!(err.contains("policies[0].spec.rules[0].to[0].operation.methods[1]"), "{err}");
 }
 
 #[test]
@@ -173,18 +109,10 @@ fn a_non_utf8_header_value_is_judged_without_a_trap() {
     let odd = RawRequest::get("/data/projects").header("x-client", b"caf\xe9\xff");
     let r = sidecar.send(EXEMPT, None, odd, "latin1");
     assert_served(&sidecar, &r, "latin1");
-    let r = sidecar.send(
-        EXEMPT,
-        None,
-        RawRequest::get("/data/projects").header("x-client", "blocked"),
-        "blocked",
-    );
+    let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects").header("x-client", "blocked"), "blocked");
     assert_denied(&sidecar, &r, "blocked");
     let log = sidecar.inner.envoy.log_text();
-    assert!(
-        !log.contains("panicked") && !log.contains("Function: proxy_on_request_headers failed"),
-        "{log}"
-    );
+    assert!(!log.contains("panicked") && !log.contains("Function: proxy_on_request_headers failed"), "{log}");
 }
 
 #[test]
@@ -197,13 +125,7 @@ fn counters_move_and_show_in_prometheus_output() {
         {"name": "try-deny-head", "namespace": "xnat", "dryRun": true, "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["HEAD"]}}]}]}}
       ]}"#;
     let sidecar = Sidecar::start(config, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let names = [
-        "allowed",
-        "denied_policy",
-        "denied_mtls",
-        "dry_run_denied",
-        "audit_matched",
-    ];
+    let names = ["allowed", "denied_policy", "denied_mtls", "dry_run_denied", "audit_matched"];
     let before: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
     assert_eq!(before, vec![0; 5]);
     sidecar.send(STRICT, Some("viewer"), RawRequest::get("/"), "a");
@@ -214,10 +136,5 @@ fn counters_move_and_show_in_prometheus_output() {
     // allowed: GET, HEAD; denied by policy: DELETE; mTLS: plaintext on 8443; dry-run: HEAD; audit: DELETE.
     assert_eq!(after, vec![2, 1, 1, 1, 1]);
     let (_, prometheus) = sidecar.inner.envoy.admin_get("/stats/prometheus").unwrap();
-    assert!(
-        prometheus
-            .lines()
-            .any(|l| l.starts_with("xnat_guard_allowed") && l.ends_with(" 2")),
-        "{prometheus}"
-    );
+    assert!(prometheus.lines().any(|l| l.starts_with("xnat_guard_allowed") && l.ends_with(" 2")), "{prometheus}");
 }

@@ -39,10 +39,9 @@ fn method_token(m: &str) -> String {
 
 fn needs_jwt_or_metadata(rule: &Value) -> bool {
     let sources = rule["from"].as_array().into_iter().flatten();
-    let jwt_source = sources.into_iter().any(|f| {
-        f["source"].get("requestPrincipals").is_some()
-            || f["source"].get("notRequestPrincipals").is_some()
-    });
+    let jwt_source = sources
+        .into_iter()
+        .any(|f| f["source"].get("requestPrincipals").is_some() || f["source"].get("notRequestPrincipals").is_some());
     let when = rule["when"].as_array().into_iter().flatten();
     let jwt_key = when.into_iter().any(|c| {
         let k = c["key"].as_str().unwrap_or_default();
@@ -59,10 +58,7 @@ fn upcase_methods(spec: &mut Value) {
         let tos = rule.get_mut("to").and_then(Value::as_array_mut);
         for to in tos.into_iter().flatten() {
             for field in ["methods", "notMethods"] {
-                if let Some(list) = to
-                    .get_mut("operation")
-                    .and_then(|o| o.get_mut(field))
-                    .and_then(Value::as_array_mut)
+                if let Some(list) = to.get_mut("operation").and_then(|o| o.get_mut(field)).and_then(Value::as_array_mut)
                 {
                     for m in list {
                         *m = Value::String(method_token(m.as_str().unwrap_or_default()));
@@ -117,79 +113,37 @@ struct Mentioned {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
+    v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
 }
 
 fn collect(spec: &Value, m: &mut Mentioned) {
     for rule in spec["rules"].as_array().into_iter().flatten() {
         for f in rule["from"].as_array().into_iter().flatten() {
             let s = &f["source"];
-            m.principals.extend(
-                strings(&s["principals"])
-                    .into_iter()
-                    .chain(strings(&s["notPrincipals"])),
-            );
-            m.namespaces.extend(
-                strings(&s["namespaces"])
-                    .into_iter()
-                    .chain(strings(&s["notNamespaces"])),
-            );
-            m.service_accounts.extend(
-                strings(&s["serviceAccounts"])
-                    .into_iter()
-                    .chain(strings(&s["notServiceAccounts"])),
-            );
-            m.trust_domains.extend(
-                strings(&s["trustDomains"])
-                    .into_iter()
-                    .chain(strings(&s["notTrustDomains"])),
-            );
+            m.principals.extend(strings(&s["principals"]).into_iter().chain(strings(&s["notPrincipals"])));
+            m.namespaces.extend(strings(&s["namespaces"]).into_iter().chain(strings(&s["notNamespaces"])));
+            m.service_accounts
+                .extend(strings(&s["serviceAccounts"]).into_iter().chain(strings(&s["notServiceAccounts"])));
+            m.trust_domains.extend(strings(&s["trustDomains"]).into_iter().chain(strings(&s["notTrustDomains"])));
         }
         for t in rule["to"].as_array().into_iter().flatten() {
             let o = &t["operation"];
-            m.methods.extend(
-                strings(&o["methods"])
-                    .into_iter()
-                    .chain(strings(&o["notMethods"])),
-            );
-            m.paths.extend(
-                strings(&o["paths"])
-                    .into_iter()
-                    .chain(strings(&o["notPaths"])),
-            );
-            m.hosts.extend(
-                strings(&o["hosts"])
-                    .into_iter()
-                    .chain(strings(&o["notHosts"])),
-            );
+            m.methods.extend(strings(&o["methods"]).into_iter().chain(strings(&o["notMethods"])));
+            m.paths.extend(strings(&o["paths"]).into_iter().chain(strings(&o["notPaths"])));
+            m.hosts.extend(strings(&o["hosts"]).into_iter().chain(strings(&o["notHosts"])));
             m.ports.extend(
-                strings(&o["ports"])
-                    .into_iter()
-                    .chain(strings(&o["notPorts"]))
-                    .filter_map(|p| p.parse::<u16>().ok()),
+                strings(&o["ports"]).into_iter().chain(strings(&o["notPorts"])).filter_map(|p| p.parse::<u16>().ok()),
             );
         }
         for c in rule["when"].as_array().into_iter().flatten() {
             let key = c["key"].as_str().unwrap_or_default();
-            let values: Vec<String> = strings(&c["values"])
-                .into_iter()
-                .chain(strings(&c["notValues"]))
-                .collect();
+            let values: Vec<String> = strings(&c["values"]).into_iter().chain(strings(&c["notValues"])).collect();
             match key {
                 "source.principal" => m.principals.extend(values),
                 "source.namespace" => m.namespaces.extend(values),
-                "destination.port" => m
-                    .ports
-                    .extend(values.iter().filter_map(|p| p.parse::<u16>().ok())),
+                "destination.port" => m.ports.extend(values.iter().filter_map(|p| p.parse::<u16>().ok())),
                 k if k.starts_with("request.headers[") => {
-                    let name = k
-                        .trim_start_matches("request.headers[")
-                        .trim_end_matches(']')
-                        .to_string();
+                    let name = k.trim_start_matches("request.headers[").trim_end_matches(']').to_string();
                     m.headers.entry(name).or_default().extend(values);
                 }
                 _ => {}
@@ -217,8 +171,7 @@ fn load_case(dir: &Path, name: &str) -> Case {
             for (i, rule) in rules.drain(..).enumerate() {
                 if needs_jwt_or_metadata(&rule) {
                     left_out.push(format!("{}.rules[{i}] (JWT or metadata)", o.name));
-                    dropped_keys
-                        .insert(format!("ns[{}]-policy[{}]-rule[{i}]", o.namespace, o.name));
+                    dropped_keys.insert(format!("ns[{}]-policy[{}]-rule[{i}]", o.namespace, o.name));
                 } else {
                     kept.push(rule);
                 }
@@ -228,14 +181,12 @@ fn load_case(dir: &Path, name: &str) -> Case {
         upcase_methods(&mut spec);
         collect(&spec, &mut mentioned);
         let dry_run = o.annotations.get("istio.io/dry-run").map(String::as_str) == Some("true");
-        config
-            .policies
-            .push(xnat_guard_policy::config::PolicyEntry {
-                name: o.name.clone(),
-                namespace: o.namespace.clone(),
-                dry_run,
-                spec: serde_json::from_value(spec).unwrap_or_else(|e| panic!("{name}: {e}")),
-            });
+        config.policies.push(xnat_guard_policy::config::PolicyEntry {
+            name: o.name.clone(),
+            namespace: o.namespace.clone(),
+            dry_run,
+            spec: serde_json::from_value(spec).unwrap_or_else(|e| panic!("{name}: {e}")),
+        });
     }
     let mut native_filters = Vec::new();
     let outs: Vec<String> = if dir.join(format!("{name}-out.yaml")).exists() {
@@ -247,9 +198,7 @@ fn load_case(dir: &Path, name: &str) -> Case {
         let text = std::fs::read_to_string(dir.join(&out)).unwrap_or_else(|e| panic!("{out}: {e}"));
         let mut filter: Value = serde_yaml::from_str(&text).unwrap();
         for section in ["rules", "shadowRules"] {
-            let section = filter
-                .get_mut("typedConfig")
-                .and_then(|t| t.get_mut(section));
+            let section = filter.get_mut("typedConfig").and_then(|t| t.get_mut(section));
             if let Some(Value::Object(policies)) = section.and_then(|s| s.get_mut("policies")) {
                 policies.retain(|k, _| !dropped_keys.contains(k));
             }
@@ -257,13 +206,7 @@ fn load_case(dir: &Path, name: &str) -> Case {
         upcase_method_matchers(&mut filter);
         native_filters.push(filter);
     }
-    Case {
-        name: name.to_string(),
-        config,
-        native_filters,
-        left_out,
-        mentioned,
-    }
+    Case { name: name.to_string(), config, native_filters, left_out, mentioned }
 }
 
 /// A small deterministic generator, so a failure repeats.
@@ -282,10 +225,7 @@ impl Rng {
 
 /// Turns a pattern into a concrete value that matches it (and `alt` variants that may not).
 fn instances(pattern: &str, filler: &str) -> Vec<String> {
-    let concrete = pattern
-        .replace("{**}", "a/b")
-        .replace("{*}", "seg")
-        .replace('*', filler);
+    let concrete = pattern.replace("{**}", "a/b").replace("{*}", "seg").replace('*', filler);
     vec![concrete, pattern.replace('*', "")]
 }
 
@@ -327,9 +267,7 @@ fn identities(case: &Case) -> Vec<String> {
         }
     }
     // rcgen needs URIs it can encode; the odd characters of the placeholders are fine in IA5.
-    ids.into_iter()
-        .filter(|id| id.is_ascii() && !id.contains(' '))
-        .collect()
+    ids.into_iter().filter(|id| id.is_ascii() && !id.contains(' ')).collect()
 }
 
 struct Probe {
@@ -349,13 +287,7 @@ fn probes(case: &Case, ports: &[u16], callers: usize, count: usize) -> Vec<Probe
     }
     let mut paths: Vec<String> = vec!["/".into(), "/other".into()];
     for v in &m.paths {
-        paths.extend(instances(v, "x").into_iter().map(|p| {
-            if p.starts_with('/') {
-                p
-            } else {
-                format!("/{p}")
-            }
-        }));
+        paths.extend(instances(v, "x").into_iter().map(|p| if p.starts_with('/') { p } else { format!("/{p}") }));
     }
     let mut hosts: Vec<String> = vec!["httpbin.foo".into()];
     for v in &m.hosts {
@@ -364,17 +296,11 @@ fn probes(case: &Case, ports: &[u16], callers: usize, count: usize) -> Vec<Probe
     let mut headers: Vec<Option<(String, String)>> = vec![None];
     for (name, values) in &m.headers {
         for v in values {
-            headers.extend(
-                instances(v, "x")
-                    .into_iter()
-                    .map(|i| Some((name.clone(), i))),
-            );
+            headers.extend(instances(v, "x").into_iter().map(|i| Some((name.clone(), i))));
         }
     }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ case.name.len() as u64);
-    let callers: Vec<Option<usize>> = std::iter::once(None)
-        .chain((0..callers).map(Some))
-        .collect();
+    let callers: Vec<Option<usize>> = std::iter::once(None).chain((0..callers).map(Some)).collect();
     let mut out = Vec::new();
     // Every caller once with a plain request, then random combinations.
     for &caller in &callers {
@@ -405,53 +331,36 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
     let dir = support::shared_istio().join("authz-golden");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix("-in.yaml")
-                .map(str::to_string)
-        })
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix("-in.yaml").map(str::to_string))
         .collect();
     names.sort();
-    assert!(
-        names.len() >= 18,
-        "expected Istio's golden cases in {}",
-        dir.display()
-    );
+    assert!(names.len() >= 18, "expected Istio's golden cases in {}", dir.display());
     let envoy_bin = support::envoy_binary();
     let module = support::module();
     let (mut compared_cases, mut compared_requests, mut disagreements) = (0, 0, Vec::new());
     let (mut total_allowed, mut total_denied) = (0, 0);
+    let (mut translation_disagreements, mut translation_checked) = (Vec::new(), Vec::new());
     let mut report = Vec::new();
     for name in names {
         if name == "allow-host-before-111" {
-            report.push(format!(
-                "{name}: skipped (generated for proxies older than Istio 1.11)"
-            ));
+            report.push(format!("{name}: skipped (generated for proxies older than Istio 1.11)"));
             continue;
         }
         let case = load_case(&dir, &name);
-        let mut ports: Vec<u16> = case
-            .mentioned
-            .ports
-            .iter()
-            .copied()
-            .filter(|p| *p >= 1024)
-            .collect();
+        let mut ports: Vec<u16> = case.mentioned.ports.iter().copied().filter(|p| *p >= 1024).collect();
         ports.insert(0, 18080);
         ports.truncate(6);
         let work = tempfile::tempdir().unwrap();
         let pki = Pki::generate(work.path(), "spiffe://cluster.local/ns/foo/sa/httpbin").unwrap();
         let ids = identities(&case);
-        let callers: Vec<ClientIdentity> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| pki.client(&format!("c{i}"), id).unwrap())
-            .collect();
+        let callers: Vec<ClientIdentity> =
+            ids.iter().enumerate().map(|(i, id)| pki.client(&format!("c{i}"), id).unwrap()).collect();
         let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let native_ip = support::loopback_for(&ports);
         let ours_ip = support::loopback_for(&ports);
+        // Our reference translation (deployer::native_rbac), checked against Istio's output.
+        let translated = deployer::native_rbac::filters(&case.config).ok();
+        let translated_ip = support::loopback_for(&ports);
         let config = serde_json::to_string(&case.config).unwrap();
         let mut listeners = Vec::new();
         for &port in &ports {
@@ -463,60 +372,69 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
             listeners.push(Listener {
                 address: ours_ip,
                 port,
-                filters: Filters::Wasm {
-                    module: module.clone(),
-                    config: config.clone(),
-                },
+                filters: Filters::Wasm { module: module.clone(), config: config.clone() },
             });
+            if let Some(filters) = &translated {
+                listeners.push(Listener { address: translated_ip, port, filters: Filters::Raw(filters.clone()) });
+            }
         }
-        let tls = ServerTls {
-            cert: pki.server.cert.clone(),
-            key: pki.server.key.clone(),
-            ca: pki.ca_cert.clone(),
-        };
-        let envoy = Envoy::start(
-            &envoy_bin,
-            &envoy::bootstrap(&listeners, &tls, upstream.addr()),
-            work.path(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: Envoy refused the case: {e}"));
+        let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
+        let envoy = Envoy::start(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), work.path())
+            .unwrap_or_else(|e| panic!("{name}: Envoy refused the case: {e}"));
         let probes = probes(&case, &ports, callers.len(), 120);
         let mut allowed = 0;
         for (i, p) in probes.iter().enumerate() {
             let identity = p.caller.map(|c| &callers[c]);
             let mut outcomes = Vec::new();
-            for (side, ip) in [("native", native_ip), ("ours", ours_ip)] {
+            let mut sides = vec![("native", native_ip), ("ours", ours_ip)];
+            if translated.is_some() {
+                sides.push(("translated", translated_ip));
+            }
+            for (side, ip) in sides {
                 let tag = format!("{name}-{i}-{side}");
-                let mut request = RawRequest::new(&p.method, &p.path)
-                    .host(&p.host)
-                    .header("x-request-tag", &tag);
+                let mut request = RawRequest::new(&p.method, &p.path).host(&p.host).header("x-request-tag", &tag);
                 if let Some((k, v)) = &p.header {
                     request = request.header(k, v);
                 }
                 let r = client::send(SocketAddr::new(ip, p.port), &request, identity, &pki.ca_der)
-                    .unwrap_or_else(|e| {
-                        panic!("{name} {side} request {i}: {e}\n{}", envoy.log_tail(20))
-                    });
+                    .unwrap_or_else(|e| panic!("{name} {side} request {i}: {e}\n{}", envoy.log_tail(20)));
                 outcomes.push((r.status, r.body_text(), upstream.tagged(&tag).len()));
             }
             compared_requests += 1;
             if outcomes[1].0 == 200 {
                 allowed += 1;
             }
+            if outcomes.len() == 3 && outcomes[0] != outcomes[2] {
+                translation_disagreements.push(format!(
+                    "{name}: {} {} caller={:?}: native {:?} vs translated {:?}",
+                    p.method,
+                    p.path,
+                    identity.map(|c| &c.spiffe_id),
+                    outcomes[0],
+                    outcomes[2]
+                ));
+            }
             if outcomes[0] != outcomes[1] {
                 disagreements.push(format!(
                     "{name}: {} {} host={} port={} caller={:?} header={:?}: native {:?} vs ours {:?}",
-                    p.method, p.path, p.host, p.port, identity.map(|c| &c.spiffe_id), p.header, outcomes[0], outcomes[1]
+                    p.method,
+                    p.path,
+                    p.host,
+                    p.port,
+                    identity.map(|c| &c.spiffe_id),
+                    p.header,
+                    outcomes[0],
+                    outcomes[1]
                 ));
             }
         }
         drop(envoy);
         compared_cases += 1;
-        let adjusted = if case.left_out.is_empty() {
-            String::new()
-        } else {
-            format!("; left out {}", case.left_out.join(", "))
-        };
+        if translated.is_some() {
+            translation_checked.push(name.clone());
+        }
+        let adjusted =
+            if case.left_out.is_empty() { String::new() } else { format!("; left out {}", case.left_out.join(", ")) };
         report.push(format!(
             "{name}: {} requests ({allowed} allowed), {} identities{adjusted}",
             probes.len(),
@@ -532,16 +450,23 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
     for line in &report {
         println!("  {line}");
     }
-    assert!(
-        disagreements.is_empty(),
-        "{} disagreement(s):\n{}",
-        disagreements.len(),
-        disagreements.join("\n")
+    println!(
+        "Reference translation (deployer::native_rbac) checked on {} cases: {}",
+        translation_checked.len(),
+        translation_checked.join(", ")
     );
     assert!(
-        total_allowed >= 300 && total_denied >= 300,
-        "the requests do not exercise both outcomes"
+        translation_disagreements.is_empty(),
+        "the reference translation disagrees with Istio's output:\n{}",
+        translation_disagreements.join("\n")
     );
+    assert!(
+        translation_checked.len() >= 12,
+        "the reference translation covered only {} cases",
+        translation_checked.len()
+    );
+    assert!(disagreements.is_empty(), "{} disagreement(s):\n{}", disagreements.len(), disagreements.join("\n"));
+    assert!(total_allowed >= 300 && total_denied >= 300, "the requests do not exercise both outcomes");
     assert!(
         compared_cases >= 17 && compared_requests >= 2000,
         "too little compared: {compared_cases} cases, {compared_requests} requests"

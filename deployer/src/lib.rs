@@ -2,4 +2,5 @@
 //! configuration, and runs the filter locally in a real Envoy.
 
 pub mod local;
+pub mod native_rbac;
 pub mod resources;

@@ -67,9 +67,7 @@ struct LocalArgs {
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
 fn main() -> Result<()> {
@@ -88,16 +86,8 @@ fn run_local(args: LocalArgs) -> Result<()> {
         &args.trust_domain,
     )
     .context("the policies were refused; nothing was started")?;
-    let labels: Vec<String> = workload
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    println!(
-        "Workload: namespace {} labels {{{}}}",
-        workload.namespace,
-        labels.join(",")
-    );
+    let labels: Vec<String> = workload.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("Workload: namespace {} labels {{{}}}", workload.namespace, labels.join(","));
     for origin in &selection.origins {
         println!("  enforcing {origin}");
     }
@@ -118,39 +108,20 @@ fn run_local(args: LocalArgs) -> Result<()> {
         ports: args.ports.clone(),
         upstream,
         workdir: workdir.path().to_path_buf(),
-        server_spiffe_id: format!(
-            "spiffe://{}/ns/{}/sa/xnat-web",
-            args.trust_domain, workload.namespace
-        ),
+        server_spiffe_id: format!("spiffe://{}/ns/{}/sa/xnat-web", args.trust_domain, workload.namespace),
     };
     let sidecar = LocalSidecar::start(&opts, &serde_json::to_string(&selection.config)?)?;
     if args.tour {
         let results = local::run_tour(&sidecar, &policy, &local::tour_steps(&args.ports))?;
         println!("\n{}", local::format_tour(&results, &policy));
-        let counters = [
-            "allowed",
-            "denied_policy",
-            "denied_mtls",
-            "dry_run_denied",
-            "audit_matched",
-        ]
-        .iter()
-        .map(|c| {
-            Ok(format!(
-                "{c}={}",
-                sidecar
-                    .envoy
-                    .counter(&format!("wasmcustom.xnat_guard_{c}"))?
-            ))
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
+        let counters = ["allowed", "denied_policy", "denied_mtls", "dry_run_denied", "audit_matched"]
+            .iter()
+            .map(|c| Ok(format!("{c}={}", sidecar.envoy.counter(&format!("wasmcustom.xnat_guard_{c}"))?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
         println!("Filter counters (Envoy /stats): {}", counters.join(" "));
         let disagreements: Vec<_> = results
             .iter()
-            .filter(|r| {
-                (r.status != 403) != r.expected.is_allowed()
-                    || r.reached_upstream == Some(r.status == 403)
-            })
+            .filter(|r| (r.status != 403) != r.expected.is_allowed() || r.reached_upstream == Some(r.status == 403))
             .collect();
         if !disagreements.is_empty() {
             bail!(
@@ -159,24 +130,20 @@ fn run_local(args: LocalArgs) -> Result<()> {
                 sidecar.envoy.log.display()
             );
         }
-        println!(
-            "Every request was handled as the policy says; denied requests never reached XNAT."
-        );
+        println!("Every request was handled as the policy says; denied requests never reached XNAT.");
         return Ok(());
     }
     println!("\n{}", sidecar.instructions());
     println!("Press Ctrl-C to stop.");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(tokio::signal::ctrl_c())?;
     Ok(())
 }
 
 fn parse_upstream(url: &str) -> Result<SocketAddr> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("--upstream {url}: give it as http://HOST:PORT (the sidecar talks plaintext to its own app)"))?;
+    let rest = url.strip_prefix("http://").with_context(|| {
+        format!("--upstream {url}: give it as http://HOST:PORT (the sidecar talks plaintext to its own app)")
+    })?;
     let host_port = rest.trim_end_matches('/');
     host_port
         .to_socket_addrs()

@@ -14,10 +14,7 @@ use xnat_guard_policy::{compile, Policy};
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{origin}: not valid YAML: {message}")]
     Yaml { origin: String, message: String },
     #[error("{origin}: {message}")]
@@ -43,12 +40,7 @@ pub struct Object {
 impl Object {
     fn selector(&self) -> Option<BTreeMap<String, String>> {
         let labels = self.spec.get("selector")?.get("matchLabels")?.as_object()?;
-        Some(
-            labels
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect(),
-        )
+        Some(labels.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
     }
 
     pub fn describe(&self) -> String {
@@ -60,10 +52,8 @@ impl Object {
 pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|source| ResourceError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ResourceError::Read { path: path.clone(), source })?;
         out.extend(parse_documents(&text, &path.display().to_string())?);
     }
     Ok(out)
@@ -74,32 +64,21 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = format!("{source} (document {})", i + 1);
-        let value: Value =
-            serde::Deserialize::deserialize(doc).map_err(|e| ResourceError::Yaml {
-                origin: origin.clone(),
-                message: e.to_string(),
-            })?;
+        let value: Value = serde::Deserialize::deserialize(doc)
+            .map_err(|e| ResourceError::Yaml { origin: origin.clone(), message: e.to_string() })?;
         if value.is_null() {
             continue; // an empty document, e.g. after a trailing `---`
         }
-        let invalid = |message: String| ResourceError::Invalid {
-            origin: origin.clone(),
-            message,
-        };
+        let invalid = |message: String| ResourceError::Invalid { origin: origin.clone(), message };
         let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
         let kind = str_at(&value, "kind").ok_or_else(|| invalid("has no `kind`".into()))?;
         let metadata = value.get("metadata").cloned().unwrap_or(Value::Null);
-        let name = str_at(&metadata, "name")
-            .ok_or_else(|| invalid(format!("{kind} has no metadata.name")))?;
+        let name = str_at(&metadata, "name").ok_or_else(|| invalid(format!("{kind} has no metadata.name")))?;
         let map = |key: &str| -> BTreeMap<String, String> {
             metadata
                 .get(key)
                 .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
                 .unwrap_or_default()
         };
         out.push(Object {
@@ -109,10 +88,7 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Object>> {
             name,
             labels: map("labels"),
             annotations: map("annotations"),
-            spec: value
-                .get("spec")
-                .cloned()
-                .unwrap_or(Value::Object(Default::default())),
+            spec: value.get("spec").cloned().unwrap_or(Value::Object(Default::default())),
         });
     }
     Ok(out)
@@ -147,16 +123,18 @@ impl Workload {
                 match namespaces.as_slice() {
                     [one] => one.to_string(),
                     [] => "default".to_string(),
-                    many => return Err(ResourceError::Workload(format!("the policies name several namespaces ({}); say which workload with --namespace", many.join(", ")))),
+                    many => {
+                        return Err(ResourceError::Workload(format!(
+                            "the policies name several namespaces ({}); say which workload with --namespace",
+                            many.join(", ")
+                        )))
+                    }
                 }
             }
         };
         let mut inferred: BTreeMap<String, String> = labels.iter().cloned().collect();
         if labels.is_empty() {
-            for o in objects
-                .iter()
-                .filter(|o| is_policy(o) && o.namespace == namespace)
-            {
+            for o in objects.iter().filter(|o| is_policy(o) && o.namespace == namespace) {
                 for (k, v) in o.selector().unwrap_or_default() {
                     if let Some(old) = inferred.insert(k.clone(), v.clone()) {
                         if old != v {
@@ -166,19 +144,12 @@ impl Workload {
                 }
             }
         }
-        Ok(Workload {
-            namespace,
-            labels: inferred,
-        })
+        Ok(Workload { namespace, labels: inferred })
     }
 
     fn selects(&self, o: &Object, root_namespace: &str) -> bool {
         let in_scope = o.namespace == self.namespace || o.namespace == root_namespace;
-        in_scope
-            && o.selector()
-                .unwrap_or_default()
-                .iter()
-                .all(|(k, v)| self.labels.get(k) == Some(v))
+        in_scope && o.selector().unwrap_or_default().iter().all(|(k, v)| self.labels.get(k) == Some(v))
     }
 }
 
@@ -204,10 +175,7 @@ pub fn select(
     root_namespace: &str,
     trust_domain: &str,
 ) -> Result<(Selection, Policy)> {
-    let mut config = PluginConfig {
-        trust_domain: trust_domain.to_string(),
-        ..PluginConfig::default()
-    };
+    let mut config = PluginConfig { trust_domain: trust_domain.to_string(), ..PluginConfig::default() };
     let mut origins = Vec::new();
     let mut notes = Vec::new();
     let mut peer_auths: Vec<&Object> = Vec::new();
@@ -235,54 +203,29 @@ pub fn select(
             _ => notes.push(format!("ignored {} from {}: not a policy the filter enforces", o.describe(), o.origin)),
         }
     }
-    config.peer_authentication =
-        effective_peer_authentication(&peer_auths, workload, root_namespace, &mut notes)?;
+    config.peer_authentication = effective_peer_authentication(&peer_auths, workload, root_namespace, &mut notes)?;
     let policy = compile(&config).map_err(|e| {
         let origin = e
             .path
             .strip_prefix("policies[")
             .and_then(|rest| rest.split_once(']'))
-            .and_then(|(i, rest)| {
-                Some((
-                    origins.get(i.parse::<usize>().ok()?)?,
-                    rest.trim_start_matches('.'),
-                ))
-            });
+            .and_then(|(i, rest)| Some((origins.get(i.parse::<usize>().ok()?)?, rest.trim_start_matches('.'))));
         match origin {
-            Some((origin, rest)) => ResourceError::Invalid {
-                origin: origin.clone(),
-                message: format!("{rest}: {}", e.message),
-            },
-            None => ResourceError::Invalid {
-                origin: "PeerAuthentication".into(),
-                message: e.to_string(),
-            },
+            Some((origin, rest)) => {
+                ResourceError::Invalid { origin: origin.clone(), message: format!("{rest}: {}", e.message) }
+            }
+            None => ResourceError::Invalid { origin: "PeerAuthentication".into(), message: e.to_string() },
         }
     })?;
-    Ok((
-        Selection {
-            config,
-            origins,
-            notes,
-        },
-        policy,
-    ))
+    Ok((Selection { config, origins, notes }, policy))
 }
 
 fn workload_text(w: &Workload) -> String {
     let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(
-        "the workload in namespace {} with labels {{{}}}",
-        w.namespace,
-        labels.join(",")
-    )
+    format!("the workload in namespace {} with labels {{{}}}", w.namespace, labels.join(","))
 }
 
-fn from_value<T: serde::de::DeserializeOwned>(
-    value: &Value,
-    origin: &str,
-    what: &str,
-) -> Result<T> {
+fn from_value<T: serde::de::DeserializeOwned>(value: &Value, origin: &str, what: &str) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| ResourceError::Invalid {
         origin: format!("{what} ({origin})"),
         message: format!("spec.{}: {}", e.path(), e.inner()),
@@ -290,10 +233,7 @@ fn from_value<T: serde::de::DeserializeOwned>(
 }
 
 fn invalid(o: &Object, message: &str) -> ResourceError {
-    ResourceError::Invalid {
-        origin: format!("{} ({})", o.describe(), o.origin),
-        message: message.to_string(),
-    }
+    ResourceError::Invalid { origin: format!("{} ({})", o.describe(), o.origin), message: message.to_string() }
 }
 
 /// Istio's precedence: workload-level (with selector) over namespace-level over mesh-wide (root
@@ -316,10 +256,19 @@ fn effective_peer_authentication(
             _ => continue,
         };
         if !spec.port_level_mtls.is_empty() && !has_selector {
-            return Err(invalid(o, "portLevelMtls needs a selector (Istio refuses it on namespace- and mesh-wide policies)"));
+            return Err(invalid(
+                o,
+                "portLevelMtls needs a selector (Istio refuses it on namespace- and mesh-wide policies)",
+            ));
         }
         if let Some((other, _)) = &levels[level] {
-            return Err(invalid(o, &format!("conflicts with {} at the same level; Istio would pick the older one, keep only one", other.describe())));
+            return Err(invalid(
+                o,
+                &format!(
+                    "conflicts with {} at the same level; Istio would pick the older one, keep only one",
+                    other.describe()
+                ),
+            ));
         }
         levels[level] = Some((o, spec));
     }
@@ -333,26 +282,11 @@ fn effective_peer_authentication(
         if m != MtlsMode::Unset {
             mode = m;
         }
-        notes.push(format!(
-            "PeerAuthentication {} applies (mode {:?})",
-            o.describe(),
-            m
-        ));
+        notes.push(format!("PeerAuthentication {} applies (mode {:?})", o.describe(), m));
     }
-    let port_level_mtls = levels[0]
-        .as_ref()
-        .map(|(_, s)| s.port_level_mtls.clone())
-        .unwrap_or_default();
-    let mode = if mode == MtlsMode::Unset {
-        MtlsMode::Permissive
-    } else {
-        mode
-    };
-    Ok(Some(PeerAuthenticationSpec {
-        selector: None,
-        mtls: Some(Mtls { mode }),
-        port_level_mtls,
-    }))
+    let port_level_mtls = levels[0].as_ref().map(|(_, s)| s.port_level_mtls.clone()).unwrap_or_default();
+    let mode = if mode == MtlsMode::Unset { MtlsMode::Permissive } else { mode };
+    Ok(Some(PeerAuthenticationSpec { selector: None, mtls: Some(Mtls { mode }), port_level_mtls }))
 }
 
 /// Reads the files, infers or takes the workload, and selects.
@@ -365,10 +299,7 @@ pub fn load_for_workload(
 ) -> Result<(Workload, Selection, Policy)> {
     let objects = load_files(paths)?;
     if !objects.iter().any(is_policy) {
-        let names: Vec<String> = paths
-            .iter()
-            .map(|p: &PathBuf| p.display().to_string())
-            .collect();
+        let names: Vec<String> = paths.iter().map(|p: &PathBuf| p.display().to_string()).collect();
         return Err(ResourceError::Workload(format!(
             "no AuthorizationPolicy or PeerAuthentication in {}",
             names.join(", ")
@@ -382,7 +313,5 @@ pub fn load_for_workload(
 /// The project's directory: where `.venv` and the built module live.
 pub fn project_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| here.to_path_buf())
+    here.parent().map(Path::to_path_buf).unwrap_or_else(|| here.to_path_buf())
 }

@@ -26,8 +26,7 @@ pub fn shared_istio() -> PathBuf {
 }
 
 pub fn envoy_binary() -> PathBuf {
-    deployer::local::envoy::find_envoy(None, &project_root())
-        .unwrap_or_else(|e| panic!("FAILED, not skipped: {e}"))
+    deployer::local::envoy::find_envoy(None, &project_root()).unwrap_or_else(|e| panic!("FAILED, not skipped: {e}"))
 }
 
 pub fn module() -> PathBuf {
@@ -47,16 +46,8 @@ pub fn loopback_for(ports: &[u16]) -> IpAddr {
     let pid = std::process::id();
     loop {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let ip = IpAddr::V4(Ipv4Addr::new(
-            127,
-            10 + (pid % 200) as u8,
-            (n / 250) as u8,
-            1 + (n % 250) as u8,
-        ));
-        if ports
-            .iter()
-            .all(|&p| TcpListener::bind(SocketAddr::new(ip, p)).is_ok())
-        {
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 10 + (pid % 200) as u8, (n / 250) as u8, 1 + (n % 250) as u8));
+        if ports.iter().all(|&p| TcpListener::bind(SocketAddr::new(ip, p)).is_ok()) {
             return ip;
         }
     }
@@ -81,66 +72,33 @@ impl Sidecar {
             workdir: dir.path().to_path_buf(),
             server_spiffe_id: "spiffe://cluster.local/ns/xnat/sa/xnat-web".into(),
         };
-        Ok(Sidecar {
-            inner: LocalSidecar::start(&opts, config)?,
-            _dir: dir,
-        })
+        Ok(Sidecar { inner: LocalSidecar::start(&opts, config)?, _dir: dir })
     }
 
     /// Sends `request` tagged with `tag` as `caller` (a tour identity label, or plaintext).
-    pub fn send(
-        &self,
-        port: u16,
-        caller: Option<&str>,
-        request: RawRequest,
-        tag: &str,
-    ) -> Response {
-        let identity: Option<&ClientIdentity> = caller.map(|c| {
-            self.inner
-                .identity(c)
-                .unwrap_or_else(|| panic!("no identity {c}"))
-        });
+    pub fn send(&self, port: u16, caller: Option<&str>, request: RawRequest, tag: &str) -> Response {
+        let identity: Option<&ClientIdentity> =
+            caller.map(|c| self.inner.identity(c).unwrap_or_else(|| panic!("no identity {c}")));
         let target = SocketAddr::new(self.inner.address, port);
-        client::send(
-            target,
-            &request.header("x-request-tag", tag),
-            identity,
-            &self.inner.pki.ca_der,
+        client::send(target, &request.header("x-request-tag", tag), identity, &self.inner.pki.ca_der).unwrap_or_else(
+            |e| panic!("request {tag} to {target} failed: {e}\nEnvoy log:\n{}", self.inner.envoy.log_tail(30)),
         )
-        .unwrap_or_else(|e| {
-            panic!(
-                "request {tag} to {target} failed: {e}\nEnvoy log:\n{}",
-                self.inner.envoy.log_tail(30)
-            )
-        })
     }
 
     /// How many requests tagged `tag` reached the upstream.
     pub fn arrived(&self, tag: &str) -> usize {
-        self.inner
-            .upstream
-            .as_ref()
-            .expect("stand-in")
-            .tagged(tag)
-            .len()
+        self.inner.upstream.as_ref().expect("stand-in").tagged(tag).len()
     }
 
     pub fn counter(&self, name: &str) -> u64 {
-        self.inner
-            .envoy
-            .counter(&format!("wasmcustom.xnat_guard_{name}"))
-            .expect("admin /stats")
+        self.inner.envoy.counter(&format!("wasmcustom.xnat_guard_{name}")).expect("admin /stats")
     }
 }
 
 /// The plugin configuration for YAML files under examples/, as `deployer local` builds it.
 pub fn config_from_examples(files: &[&str]) -> String {
-    let paths: Vec<PathBuf> = files
-        .iter()
-        .map(|f| project_root().join("examples").join(f))
-        .collect();
-    let (_, selection, _) =
-        deployer::resources::load_for_workload(&paths, "istio-system", None, &[], "cluster.local")
-            .expect("example policies load");
+    let paths: Vec<PathBuf> = files.iter().map(|f| project_root().join("examples").join(f)).collect();
+    let (_, selection, _) = deployer::resources::load_for_workload(&paths, "istio-system", None, &[], "cluster.local")
+        .expect("example policies load");
     serde_json::to_string(&selection.config).expect("serialise")
 }

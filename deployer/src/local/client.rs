@@ -36,8 +36,7 @@ impl RawRequest {
     }
 
     pub fn header(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> RawRequest {
-        self.headers
-            .push((name.as_ref().to_vec(), value.as_ref().to_vec()));
+        self.headers.push((name.as_ref().to_vec(), value.as_ref().to_vec()));
         self
     }
 
@@ -47,11 +46,8 @@ impl RawRequest {
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!(
-            "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
-            self.method, self.path, self.host
-        )
-        .into_bytes();
+        let mut out = format!("{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n", self.method, self.path, self.host)
+            .into_bytes();
         for (name, value) in &self.headers {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
@@ -99,8 +95,7 @@ pub fn send_mtls(
 ) -> std::io::Result<Response> {
     let config = tls_config(identity, ca_der)?;
     let server_name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
-    let conn = rustls::ClientConnection::new(Arc::new(config), server_name)
-        .map_err(std::io::Error::other)?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), server_name).map_err(std::io::Error::other)?;
     let tcp = TcpStream::connect_timeout(&target, TIMEOUT)?;
     tcp.set_read_timeout(Some(TIMEOUT))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -124,9 +119,7 @@ pub fn send(
 fn tls_config(identity: &ClientIdentity, ca_der: &[u8]) -> std::io::Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca_der.to_vec()))
-        .map_err(std::io::Error::other)?;
+    roots.add(CertificateDer::from(ca_der.to_vec())).map_err(std::io::Error::other)?;
     let chain = vec![CertificateDer::from(identity.files.cert_der.clone())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.files.key_der.clone()));
     rustls::ClientConfig::builder_with_provider(provider)
@@ -154,10 +147,7 @@ fn read_response(stream: &mut impl Read, method: &str) -> std::io::Result<Respon
         };
         if n == 0 {
             return parse_response(&raw, method, true)?.ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed before a whole response",
-                )
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a whole response")
             });
         }
         raw.extend_from_slice(&buf[..n]);
@@ -170,40 +160,22 @@ fn complete_response(raw: &[u8], method: &str) -> std::io::Result<Option<Respons
 
 /// `Ok(None)` while more bytes are needed; at EOF (`eof`) a body without framing ends there.
 fn parse_response(raw: &[u8], method: &str, eof: bool) -> std::io::Result<Option<Response>> {
-    let bad = |what: &str| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("malformed HTTP response: {what}"),
-        )
-    };
+    let bad =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("malformed HTTP response: {what}"));
     let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if eof {
-            Err(bad("no end of headers"))
-        } else {
-            Ok(None)
-        };
+        return if eof { Err(bad("no end of headers")) } else { Ok(None) };
     };
     let head = String::from_utf8_lossy(&raw[..head_end]);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("empty"))?;
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(status_line))?;
+    let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(status_line))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let rest = &raw[head_end + 4..];
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let body = if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status)
-    {
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let body = if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
         Some(Vec::new())
     } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         dechunk(rest)
@@ -216,11 +188,7 @@ fn parse_response(raw: &[u8], method: &str, eof: bool) -> std::io::Result<Option
         None
     };
     match body {
-        Some(body) => Ok(Some(Response {
-            status,
-            headers,
-            body,
-        })),
+        Some(body) => Ok(Some(Response { status, headers, body })),
         None if eof => Err(bad("truncated body")),
         None => Ok(None),
     }

@@ -18,10 +18,7 @@ pub enum EnvoyError {
     )]
     NotFound { looked: String },
     #[error("starting Envoy {binary}: {source}")]
-    Spawn {
-        binary: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { binary: PathBuf, source: std::io::Error },
     #[error("Envoy exited during start-up ({status}); its log ends:\n{log_tail}")]
     Exited { status: String, log_tail: String },
     #[error("Envoy did not become ready within {seconds}s; its log ends:\n{log_tail}")]
@@ -39,9 +36,7 @@ pub fn find_envoy(explicit: Option<&Path>, project_root: &Path) -> Result<PathBu
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(EnvoyError::NotFound {
-                looked: p.display().to_string(),
-            })
+            Err(EnvoyError::NotFound { looked: p.display().to_string() })
         };
     }
     let mut looked = Vec::new();
@@ -65,9 +60,7 @@ pub fn find_envoy(explicit: Option<&Path>, project_root: &Path) -> Result<PathBu
         }
         looked.push(c.display().to_string());
     }
-    Err(EnvoyError::NotFound {
-        looked: looked.join(", "),
-    })
+    Err(EnvoyError::NotFound { looked: looked.join(", ") })
 }
 
 /// TLS material for the mutual-TLS filter chain.
@@ -98,11 +91,7 @@ pub struct Listener {
 
 /// Builds the bootstrap configuration.
 pub fn bootstrap(listeners: &[Listener], tls: &ServerTls, upstream: SocketAddr) -> Value {
-    let listeners: Vec<Value> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| listener(i, l, tls))
-        .collect();
+    let listeners: Vec<Value> = listeners.iter().enumerate().map(|(i, l)| listener(i, l, tls)).collect();
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
@@ -156,11 +145,9 @@ fn hcm(stat_prefix: &str, filters: &Filters) -> Value {
         Filters::Wasm { module, config } => vec![wasm_filter(module, config)],
         Filters::Raw(entries) => entries.clone(),
     };
-    http_filters.push(
-        json!({"name": "envoy.filters.http.router", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-        }}),
-    );
+    http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+    }}));
     json!({
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -195,6 +182,19 @@ pub fn wasm_filter(module: &Path, config: &str) -> Value {
     }})
 }
 
+/// The addresses of the static listeners in a bootstrap configuration.
+fn listener_addresses(config: &Value) -> Vec<SocketAddr> {
+    let listeners = config["static_resources"]["listeners"].as_array().cloned().unwrap_or_default();
+    listeners
+        .iter()
+        .filter_map(|l| {
+            let a = &l["address"]["socket_address"];
+            let ip: IpAddr = a["address"].as_str()?.parse().ok()?;
+            Some(SocketAddr::new(ip, u16::try_from(a["port_value"].as_u64()?).ok()?))
+        })
+        .collect()
+}
+
 /// A running Envoy; killed when dropped.
 pub struct Envoy {
     child: Child,
@@ -207,10 +207,7 @@ impl Envoy {
     /// every listener is bound. Fails with the log's tail if Envoy exits or stalls.
     pub fn start(binary: &Path, config: &Value, workdir: &Path) -> Result<Envoy> {
         let config_path = workdir.join("envoy.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?,
-        )?;
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?)?;
         let admin_file = workdir.join("admin-address");
         let _ = std::fs::remove_file(&admin_file);
         let log = workdir.join("envoy.log");
@@ -225,22 +222,12 @@ impl Envoy {
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .spawn()
-            .map_err(|source| EnvoyError::Spawn {
-                binary: binary.to_path_buf(),
-                source,
-            })?;
-        let mut envoy = Envoy {
-            child,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
+            .map_err(|source| EnvoyError::Spawn { binary: binary.to_path_buf(), source })?;
+        let mut envoy = Envoy { child, admin: SocketAddr::from(([127, 0, 0, 1], 0)), log };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = envoy.child.try_wait()? {
-                return Err(EnvoyError::Exited {
-                    status: status.to_string(),
-                    log_tail: envoy.log_tail(40),
-                });
+                return Err(EnvoyError::Exited { status: status.to_string(), log_tail: envoy.log_tail(40) });
             }
             if envoy.admin.port() == 0 {
                 if let Ok(text) = std::fs::read_to_string(&admin_file) {
@@ -249,40 +236,26 @@ impl Envoy {
                     }
                 }
             }
-            if envoy.admin.port() != 0 && envoy.listeners_ready() {
+            if envoy.admin.port() != 0 && envoy.ready(&listener_addresses(config)) {
                 return Ok(envoy);
             }
             if Instant::now() > deadline {
-                return Err(EnvoyError::NotReady {
-                    seconds: 60,
-                    log_tail: envoy.log_tail(40),
-                });
+                return Err(EnvoyError::NotReady { seconds: 60, log_tail: envoy.log_tail(40) });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn listeners_ready(&self) -> bool {
-        let ready = self
-            .admin_get("/ready")
-            .is_ok_and(|(status, _)| status == 200);
-        // `/ready` turns LIVE before listeners finish warming; ask for their addresses too.
-        ready
-            && self
-                .admin_get("/listeners?format=json")
-                .is_ok_and(|(s, body)| s == 200 && body.contains("socket_address"))
+    /// LIVE on the admin interface, and every listener accepts connections.
+    fn ready(&self, listeners: &[SocketAddr]) -> bool {
+        self.admin_get("/ready").is_ok_and(|(status, _)| status == 200)
+            && listeners.iter().all(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
     }
 
     /// GET on the admin interface: (status, body).
     pub fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let response = crate::local::client::send_plain(
-            self.admin,
-            &crate::local::client::RawRequest::get(path),
-        )?;
-        Ok((
-            response.status,
-            String::from_utf8_lossy(&response.body).into_owned(),
-        ))
+        let response = crate::local::client::send_plain(self.admin, &crate::local::client::RawRequest::get(path))?;
+        Ok((response.status, String::from_utf8_lossy(&response.body).into_owned()))
     }
 
     /// The value of a counter in `/stats` (exact name), or 0 if it does not exist yet.

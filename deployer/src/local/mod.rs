@@ -23,10 +23,7 @@ pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/release/xnat_guard.wasm";
 /// The callers the tour and the printed instructions use, besides plaintext.
 pub const TOUR_IDENTITIES: &[(&str, &str)] = &[
     ("xnat-web", "spiffe://cluster.local/ns/xnat/sa/xnat-web"),
-    (
-        "uploader",
-        "spiffe://cluster.local/ns/xnat-ingest/sa/uploader",
-    ),
+    ("uploader", "spiffe://cluster.local/ns/xnat-ingest/sa/uploader"),
     ("viewer", "spiffe://cluster.local/ns/reporting/sa/viewer"),
 ];
 
@@ -39,10 +36,7 @@ pub enum LocalError {
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
     #[error("starting the XNAT stand-in on {addr}: {source}")]
-    Upstream {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Upstream { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -77,16 +71,13 @@ impl LocalSidecar {
             return Err(LocalError::NoModule(opts.module.clone()));
         }
         let pki = Pki::generate(&opts.workdir, &opts.server_spiffe_id)?;
-        let identities = TOUR_IDENTITIES
-            .iter()
-            .map(|(label, id)| pki.client(label, id))
-            .collect::<Result<Vec<_>, _>>()?;
+        let identities =
+            TOUR_IDENTITIES.iter().map(|(label, id)| pki.client(label, id)).collect::<Result<Vec<_>, _>>()?;
         let (upstream, upstream_addr) = match opts.upstream {
             Some(addr) => (None, addr),
             None => {
                 let want = SocketAddr::from(([127, 0, 0, 1], 0));
-                let u = RecordingUpstream::start(want)
-                    .map_err(|source| LocalError::Upstream { addr: want, source })?;
+                let u = RecordingUpstream::start(want).map_err(|source| LocalError::Upstream { addr: want, source })?;
                 let addr = u.addr();
                 (Some(u), addr)
             }
@@ -97,17 +88,10 @@ impl LocalSidecar {
             .map(|&port| Listener {
                 address: opts.address,
                 port,
-                filters: Filters::Wasm {
-                    module: opts.module.clone(),
-                    config: plugin_config.to_string(),
-                },
+                filters: Filters::Wasm { module: opts.module.clone(), config: plugin_config.to_string() },
             })
             .collect();
-        let tls = ServerTls {
-            cert: pki.server.cert.clone(),
-            key: pki.server.key.clone(),
-            ca: pki.ca_cert.clone(),
-        };
+        let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
         let bootstrap = envoy::bootstrap(&listeners, &tls, upstream_addr);
         let envoy = Envoy::start(&opts.envoy, &bootstrap, &opts.workdir)?;
         Ok(LocalSidecar {
@@ -131,33 +115,17 @@ impl LocalSidecar {
         let mut s = String::new();
         let _ = writeln!(s, "Envoy with the xnat-guard filter is listening on:");
         for port in &self.ports {
-            let _ = writeln!(
-                s,
-                "  {}:{port}  (mTLS and plaintext on the same port)",
-                self.address
-            );
+            let _ = writeln!(s, "  {}:{port}  (mTLS and plaintext on the same port)", self.address);
         }
         let _ = writeln!(
             s,
             "Upstream: {} ({})",
             self.upstream_addr,
-            if self.upstream.is_some() {
-                "built-in XNAT stand-in"
-            } else {
-                "yours"
-            }
+            if self.upstream.is_some() { "built-in XNAT stand-in" } else { "yours" }
         );
-        let _ = writeln!(
-            s,
-            "Envoy admin (stats): http://{}/stats?filter=xnat_guard",
-            self.envoy.admin
-        );
+        let _ = writeln!(s, "Envoy admin (stats): http://{}/stats?filter=xnat_guard", self.envoy.admin);
         let port = self.ports.last().copied().unwrap_or(8080);
-        let _ = writeln!(
-            s,
-            "\nPlaintext:\n  curl -i http://{}:{port}/data/projects",
-            self.address
-        );
+        let _ = writeln!(s, "\nPlaintext:\n  curl -i http://{}:{port}/data/projects", self.address);
         for c in &self.identities {
             let _ = writeln!(
                 s,
@@ -200,27 +168,14 @@ pub struct TourResult {
 pub fn tour_steps(ports: &[u16]) -> Vec<TourStep> {
     let mut steps = Vec::new();
     for &port in ports {
-        steps.push(TourStep {
-            method: "GET",
-            path: "/data/projects",
-            port,
-            caller: None,
-        });
+        steps.push(TourStep { method: "GET", path: "/data/projects", port, caller: None });
     }
     let port = ports.last().copied().unwrap_or(8080);
     for (label, _) in TOUR_IDENTITIES {
         for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"] {
-            let path = if method == "POST" || method == "PUT" {
-                "/data/projects/demo/subjects"
-            } else {
-                "/data/projects"
-            };
-            steps.push(TourStep {
-                method,
-                path,
-                port,
-                caller: Some(label),
-            });
+            let path =
+                if method == "POST" || method == "PUT" { "/data/projects/demo/subjects" } else { "/data/projects" };
+            steps.push(TourStep { method, path, port, caller: Some(label) });
         }
     }
     steps
@@ -228,11 +183,7 @@ pub fn tour_steps(ports: &[u16]) -> Vec<TourStep> {
 
 /// Sends each step through Envoy, checks the stand-in for arrival, and asks the engine what
 /// it expects.
-pub fn run_tour(
-    sidecar: &LocalSidecar,
-    policy: &Policy,
-    steps: &[TourStep],
-) -> std::io::Result<Vec<TourResult>> {
+pub fn run_tour(sidecar: &LocalSidecar, policy: &Policy, steps: &[TourStep]) -> std::io::Result<Vec<TourResult>> {
     let mut results = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let tag = format!("tour-{i}");
@@ -240,10 +191,7 @@ pub fn run_tour(
         let identity = step.caller.and_then(|l| sidecar.identity(l));
         let target = SocketAddr::new(sidecar.address, step.port);
         let response = client::send(target, &request, identity, &sidecar.pki.ca_der)?;
-        let reached_upstream = sidecar
-            .upstream
-            .as_ref()
-            .map(|u| !u.tagged(&tag).is_empty());
+        let reached_upstream = sidecar.upstream.as_ref().map(|u| !u.tagged(&tag).is_empty());
         let peer = identity.map(|c| c.spiffe_id.as_bytes());
         let expected = policy
             .evaluate(&Request {
@@ -273,18 +221,14 @@ pub fn run_tour(
 /// Explains a verdict in the words of the configuration.
 pub fn explain(verdict: Verdict, policy: &Policy) -> String {
     let name = |i: usize| {
-        policy
-            .policy_name(i)
-            .map(|n| format!("{}/{}", n.namespace, n.name))
-            .unwrap_or_else(|| format!("policies[{i}]"))
+        policy.policy_name(i).map(|n| format!("{}/{}", n.namespace, n.name)).unwrap_or_else(|| format!("policies[{i}]"))
     };
     match verdict {
         Verdict::AllowedNoAllowPolicy => "allowed: no ALLOW policy, no DENY matched".into(),
         Verdict::AllowedBy { policy, rule } => format!("allowed by {} rule {rule}", name(policy)),
-        Verdict::DeniedMtlsRequired { port } => format!(
-            "denied: port {} is STRICT, plaintext refused",
-            port.map(|p| p.to_string()).unwrap_or("?".into())
-        ),
+        Verdict::DeniedMtlsRequired { port } => {
+            format!("denied: port {} is STRICT, plaintext refused", port.map(|p| p.to_string()).unwrap_or("?".into()))
+        }
         Verdict::DeniedBy { policy, rule } => {
             format!("denied by DENY {} rule {rule}", name(policy))
         }
@@ -309,9 +253,7 @@ pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
                 .map(|(_, id)| {
                     format!(
                         "mTLS {}",
-                        id.split_once("/ns/")
-                            .map(|(_, rest)| format!("ns/{rest}"))
-                            .unwrap_or(id.to_string())
+                        id.split_once("/ns/").map(|(_, rest)| format!("ns/{rest}")).unwrap_or(id.to_string())
                     )
                 })
                 .unwrap_or_default(),
@@ -322,11 +264,7 @@ pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
             None => "-",
         };
         let why = explain(r.expected, policy);
-        let why = if r.status == 403 {
-            format!("{why} [{}]", r.body)
-        } else {
-            why
-        };
+        let why = if r.status == 403 { format!("{why} [{}]", r.body) } else { why };
         let _ = writeln!(
             s,
             "{:<8} {:<29} {:>5}  {:<30} {:>6}  {:<8} {why}",

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -14,10 +14,7 @@ pub enum PkiError {
     #[error("generating a certificate for {what}: {source}")]
     Generate { what: String, source: rcgen::Error },
     #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 type Result<T, E = PkiError> = std::result::Result<T, E>;
@@ -53,20 +50,14 @@ impl Pki {
     pub fn generate(dir: &Path, server_spiffe_id: &str) -> Result<Pki> {
         let gen = |what: &str| {
             let what = what.to_string();
-            move |source| PkiError::Generate {
-                what: what.clone(),
-                source,
-            }
+            move |source| PkiError::Generate { what: what.clone(), source }
         };
         let ca_key = KeyPair::generate().map_err(gen("the CA key"))?;
         let mut ca_params = CertificateParams::default();
         ca_params.distinguished_name = name("xnat-guard local CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca = ca_params.self_signed(&ca_key).map_err(gen("the CA"))?;
         let ca_cert = dir.join("ca.pem");
         write(&ca_cert, ca.pem().as_bytes())?;
@@ -90,31 +81,14 @@ impl Pki {
     /// Issues a client certificate whose only URI SAN is `spiffe_id`; files are named after
     /// `label`.
     pub fn client(&self, label: &str, spiffe_id: &str) -> Result<ClientIdentity> {
-        let uri = spiffe_id.try_into().map_err(|source| PkiError::Generate {
-            what: spiffe_id.to_string(),
-            source,
-        })?;
-        let files = self.issue(
-            &format!("client-{label}"),
-            vec![SanType::URI(uri)],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )?;
-        Ok(ClientIdentity {
-            spiffe_id: spiffe_id.to_string(),
-            files,
-        })
+        let uri = spiffe_id.try_into().map_err(|source| PkiError::Generate { what: spiffe_id.to_string(), source })?;
+        let files =
+            self.issue(&format!("client-{label}"), vec![SanType::URI(uri)], ExtendedKeyUsagePurpose::ClientAuth)?;
+        Ok(ClientIdentity { spiffe_id: spiffe_id.to_string(), files })
     }
 
-    fn issue(
-        &self,
-        label: &str,
-        sans: Vec<SanType>,
-        usage: ExtendedKeyUsagePurpose,
-    ) -> Result<CertFiles> {
-        let gen = |source| PkiError::Generate {
-            what: label.to_string(),
-            source,
-        };
+    fn issue(&self, label: &str, sans: Vec<SanType>, usage: ExtendedKeyUsagePurpose) -> Result<CertFiles> {
+        let gen = |source| PkiError::Generate { what: label.to_string(), source };
         let key = KeyPair::generate().map_err(gen)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name(label);
@@ -136,12 +110,7 @@ impl Pki {
 }
 
 fn placeholder() -> CertFiles {
-    CertFiles {
-        cert: PathBuf::new(),
-        key: PathBuf::new(),
-        cert_der: Vec::new(),
-        key_der: Vec::new(),
-    }
+    CertFiles { cert: PathBuf::new(), key: PathBuf::new(), cert_der: Vec::new(), key_der: Vec::new() }
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -151,8 +120,5 @@ fn name(common_name: &str) -> DistinguishedName {
 }
 
 fn write(path: &Path, data: &[u8]) -> Result<()> {
-    std::fs::write(path, data).map_err(|source| PkiError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, data).map_err(|source| PkiError::Write { path: path.to_path_buf(), source })
 }

@@ -25,10 +25,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -48,22 +45,12 @@ impl RecordingUpstream {
         let addr = std_listener.local_addr()?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let log_for_server = log.clone();
-        let thread = std::thread::Builder::new()
-            .name("xnat-stand-in".into())
-            .spawn(move || {
-                runtime.block_on(serve(std_listener, log_for_server, rx));
-            })?;
-        Ok(RecordingUpstream {
-            addr,
-            log,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("xnat-stand-in".into()).spawn(move || {
+            runtime.block_on(serve(std_listener, log_for_server, rx));
+        })?;
+        Ok(RecordingUpstream { addr, log, shutdown: Some(tx), thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -77,10 +64,7 @@ impl RecordingUpstream {
 
     /// Requests carrying `x-request-tag: tag`, the tests' way to find their own request.
     pub fn tagged(&self, tag: &str) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.header("x-request-tag") == Some(tag.as_bytes()))
-            .collect()
+        self.requests().into_iter().filter(|r| r.header("x-request-tag") == Some(tag.as_bytes())).collect()
     }
 }
 
@@ -119,35 +103,14 @@ async fn serve(
     }
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    log: Arc<Mutex<Vec<Recorded>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-        .collect();
-    let body_len = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().len())
-        .unwrap_or(0);
+    let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let headers = req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect();
+    let body_len = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
     let body = format!("XNAT stand-in: {method} {target}\n");
     if let Ok(mut l) = log.lock() {
-        l.push(Recorded {
-            method,
-            target,
-            headers,
-            body_len,
-        });
+        l.push(Recorded { method, target, headers, body_len });
     }
     Ok(Response::new(Full::new(Bytes::from(body))))
 }

@@ -2,12 +2,10 @@
 //! path of the offending field, e.g. `policies[0].spec.rules[1].to[0].operation.methods[2]`.
 
 use crate::config::{
-    Action, AuthorizationPolicySpec, Condition, MtlsMode, Operation, PeerAuthenticationSpec,
-    PluginConfig, Rule, Source,
+    Action, AuthorizationPolicySpec, Condition, MtlsMode, Operation, PeerAuthenticationSpec, PluginConfig, Rule, Source,
 };
 use crate::engine::{
-    CompiledPolicy, CompiledRule, Conjunction, Constraint, MtlsTable, Needs, Policy, PolicyName,
-    ServiceAccount, Test,
+    CompiledPolicy, CompiledRule, Conjunction, Constraint, MtlsTable, Needs, Policy, PolicyName, ServiceAccount, Test,
 };
 use crate::pattern::{Cidr, PathPattern, Pattern, TemplatePart, Wildcard};
 
@@ -22,10 +20,7 @@ pub struct CompileError {
 type Result<T, E = CompileError> = std::result::Result<T, E>;
 
 fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
-    Err(CompileError {
-        path: path.to_string(),
-        message: message.into(),
-    })
+    Err(CompileError { path: path.to_string(), message: message.into() })
 }
 
 const JWT_HINT: &str = "JWT request principals and claims need Istio's RequestAuthentication (a JWT \
@@ -33,15 +28,10 @@ const JWT_HINT: &str = "JWT request principals and claims need Istio's RequestAu
 
 /// Validates `config` and builds the matcher. Nothing is evaluated here.
 pub fn compile(config: &PluginConfig) -> Result<Policy> {
-    let mut compiler = Compiler {
-        methods: Vec::new(),
-        headers: Vec::new(),
-        needs: Needs::default(),
-    };
+    let mut compiler = Compiler { methods: Vec::new(), headers: Vec::new(), needs: Needs::default() };
     let trust_domains = trust_domains(config)?;
     let mtls = mtls_table(config.peer_authentication.as_ref())?;
-    if mtls.default != MtlsMode::Disable || mtls.ports.iter().any(|(_, m)| *m != MtlsMode::Disable)
-    {
+    if mtls.default != MtlsMode::Disable || mtls.ports.iter().any(|(_, m)| *m != MtlsMode::Disable) {
         compiler.needs.peer = true;
     }
     if mtls.ports.iter().any(|(_, m)| *m != mtls.default) {
@@ -59,14 +49,8 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
         if entry.namespace.is_empty() {
             return err(&format!("{path}.namespace"), "must not be empty");
         }
-        names.push(PolicyName {
-            name: entry.name.clone(),
-            namespace: entry.namespace.clone(),
-        });
-        let ctx = PolicyContext {
-            namespace: &entry.namespace,
-            trust_domains: &trust_domains,
-        };
+        names.push(PolicyName { name: entry.name.clone(), namespace: entry.namespace.clone() });
+        let ctx = PolicyContext { namespace: &entry.namespace, trust_domains: &trust_domains };
         let spec_path = format!("{path}.spec");
         let action = check_spec_fields(&entry.spec, &spec_path)?;
         let rules = compiler.rules(&entry.spec, &spec_path, &ctx)?;
@@ -95,11 +79,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
         dry_run_allow: dry_run_allow.into(),
         names: names.into(),
         methods: compiler.methods.into(),
-        header_names: compiler
-            .headers
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect(),
+        header_names: compiler.headers.into_iter().map(String::into_boxed_str).collect(),
         needs: compiler.needs,
     })
 }
@@ -113,16 +93,9 @@ fn trust_domains(config: &PluginConfig) -> Result<Vec<String>> {
     let mut all = vec![config.trust_domain.clone()];
     all.extend(config.trust_domain_aliases.iter().cloned());
     for (i, td) in all.iter().enumerate() {
-        let path = if i == 0 {
-            "trustDomain".to_string()
-        } else {
-            format!("trustDomainAliases[{}]", i - 1)
-        };
+        let path = if i == 0 { "trustDomain".to_string() } else { format!("trustDomainAliases[{}]", i - 1) };
         if td.is_empty() || td.contains('/') || td.contains('*') {
-            return err(
-                &path,
-                format!("'{td}' is not a trust domain (non-empty, no '/' or '*')"),
-            );
+            return err(&path, format!("'{td}' is not a trust domain (non-empty, no '/' or '*')"));
         }
     }
     Ok(all)
@@ -130,10 +103,7 @@ fn trust_domains(config: &PluginConfig) -> Result<Vec<String>> {
 
 fn mtls_table(spec: Option<&PeerAuthenticationSpec>) -> Result<MtlsTable> {
     let Some(spec) = spec else {
-        return Ok(MtlsTable {
-            default: MtlsMode::Permissive,
-            ports: Box::new([]),
-        });
+        return Ok(MtlsTable { default: MtlsMode::Permissive, ports: Box::new([]) });
     };
     let resolve = |mode: MtlsMode, parent: MtlsMode| {
         if mode == MtlsMode::Unset {
@@ -142,20 +112,14 @@ fn mtls_table(spec: Option<&PeerAuthenticationSpec>) -> Result<MtlsTable> {
             mode
         }
     };
-    let default = resolve(
-        spec.mtls.map(|m| m.mode).unwrap_or_default(),
-        MtlsMode::Permissive,
-    );
+    let default = resolve(spec.mtls.map(|m| m.mode).unwrap_or_default(), MtlsMode::Permissive);
     let mut ports = Vec::new();
     for (key, mtls) in &spec.port_level_mtls {
         let path = format!("peerAuthentication.portLevelMtls.{key}");
         let port = parse_port(key, &path)?;
         ports.push((port, resolve(mtls.mode, default)));
     }
-    Ok(MtlsTable {
-        default,
-        ports: ports.into(),
-    })
+    Ok(MtlsTable { default, ports: ports.into() })
 }
 
 fn parse_port(text: &str, path: &str) -> Result<u16> {
@@ -168,10 +132,16 @@ fn parse_port(text: &str, path: &str) -> Result<u16> {
 /// Refuses the spec fields a sidecar filter cannot honour and returns the action.
 fn check_spec_fields(spec: &AuthorizationPolicySpec, path: &str) -> Result<Action> {
     if spec.target_ref.is_some() {
-        return err(&format!("{path}.targetRef"), "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)");
+        return err(
+            &format!("{path}.targetRef"),
+            "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)",
+        );
     }
     if spec.target_refs.is_some() {
-        return err(&format!("{path}.targetRefs"), "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)");
+        return err(
+            &format!("{path}.targetRefs"),
+            "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)",
+        );
     }
     if spec.provider.is_some() {
         return err(
@@ -208,11 +178,7 @@ impl Compiler {
         let Some(rules) = &spec.rules else {
             return Ok(Box::new([]));
         };
-        rules
-            .iter()
-            .enumerate()
-            .map(|(r, rule)| self.rule(rule, &format!("{path}.rules[{r}]"), ctx))
-            .collect()
+        rules.iter().enumerate().map(|(r, rule)| self.rule(rule, &format!("{path}.rules[{r}]"), ctx)).collect()
     }
 
     fn rule(&mut self, rule: &Rule, path: &str, ctx: &PolicyContext<'_>) -> Result<CompiledRule> {
@@ -228,11 +194,7 @@ impl Compiler {
         for (i, c) in rule.when.iter().flatten().enumerate() {
             self.condition(c, &format!("{path}.when[{i}]"), ctx, &mut when)?;
         }
-        Ok(CompiledRule {
-            from: from.into(),
-            to: to.into(),
-            when: when.into(),
-        })
+        Ok(CompiledRule { from: from.into(), to: to.into(), when: when.into() })
     }
 
     fn source(&mut self, s: &Source, path: &str, ctx: &PolicyContext<'_>) -> Result<Conjunction> {
@@ -249,68 +211,53 @@ impl Compiler {
                 || !s.namespaces.is_empty()
                 || !s.not_namespaces.is_empty())
         {
-            return err(&format!("{path}.serviceAccounts"), "cannot be combined with principals or namespaces in one source (Istio refuses it too)");
+            return err(
+                &format!("{path}.serviceAccounts"),
+                "cannot be combined with principals or namespaces in one source (Istio refuses it too)",
+            );
         }
         let mut out = Vec::new();
-        for (negate, field, values) in [
-            (false, "principals", &s.principals),
-            (true, "notPrincipals", &s.not_principals),
-        ] {
+        for (negate, field, values) in
+            [(false, "principals", &s.principals), (true, "notPrincipals", &s.not_principals)]
+        {
             if !values.is_empty() {
                 let patterns = principals(values, &format!("{path}.{field}"), ctx)?;
                 self.push(&mut out, negate, Test::Principal(patterns));
             }
         }
-        for (negate, field, values) in [
-            (false, "namespaces", &s.namespaces),
-            (true, "notNamespaces", &s.not_namespaces),
-        ] {
+        for (negate, field, values) in
+            [(false, "namespaces", &s.namespaces), (true, "notNamespaces", &s.not_namespaces)]
+        {
             if !values.is_empty() {
-                let patterns = patterns(
-                    values,
-                    &format!("{path}.{field}"),
-                    Wildcard::NonEmpty,
-                    false,
-                )?;
+                let patterns = patterns(values, &format!("{path}.{field}"), Wildcard::NonEmpty, false)?;
                 self.push(&mut out, negate, Test::Namespace(patterns));
             }
         }
-        for (negate, field, values) in [
-            (false, "serviceAccounts", &s.service_accounts),
-            (true, "notServiceAccounts", &s.not_service_accounts),
-        ] {
+        for (negate, field, values) in
+            [(false, "serviceAccounts", &s.service_accounts), (true, "notServiceAccounts", &s.not_service_accounts)]
+        {
             if !values.is_empty() {
                 let accounts = service_accounts(values, &format!("{path}.{field}"), ctx)?;
                 self.push(&mut out, negate, Test::ServiceAccount(accounts));
             }
         }
-        for (negate, field, values) in [
-            (false, "trustDomains", &s.trust_domains),
-            (true, "notTrustDomains", &s.not_trust_domains),
-        ] {
+        for (negate, field, values) in
+            [(false, "trustDomains", &s.trust_domains), (true, "notTrustDomains", &s.not_trust_domains)]
+        {
             if !values.is_empty() {
-                let patterns = patterns(
-                    values,
-                    &format!("{path}.{field}"),
-                    Wildcard::NonEmpty,
-                    false,
-                )?;
+                let patterns = patterns(values, &format!("{path}.{field}"), Wildcard::NonEmpty, false)?;
                 self.push(&mut out, negate, Test::TrustDomain(patterns));
             }
         }
-        for (negate, field, values) in [
-            (false, "ipBlocks", &s.ip_blocks),
-            (true, "notIpBlocks", &s.not_ip_blocks),
-        ] {
+        for (negate, field, values) in [(false, "ipBlocks", &s.ip_blocks), (true, "notIpBlocks", &s.not_ip_blocks)] {
             if !values.is_empty() {
                 let blocks = cidrs(values, &format!("{path}.{field}"))?;
                 self.push(&mut out, negate, Test::SourceIp(blocks));
             }
         }
-        for (negate, field, values) in [
-            (false, "remoteIpBlocks", &s.remote_ip_blocks),
-            (true, "notRemoteIpBlocks", &s.not_remote_ip_blocks),
-        ] {
+        for (negate, field, values) in
+            [(false, "remoteIpBlocks", &s.remote_ip_blocks), (true, "notRemoteIpBlocks", &s.not_remote_ip_blocks)]
+        {
             if !values.is_empty() {
                 let blocks = cidrs(values, &format!("{path}.{field}"))?;
                 self.push(&mut out, negate, Test::RemoteIp(blocks));
@@ -324,42 +271,35 @@ impl Compiler {
 
     fn operation(&mut self, o: &Operation, path: &str) -> Result<Conjunction> {
         let mut out = Vec::new();
-        for (negate, field, values) in
-            [(false, "hosts", &o.hosts), (true, "notHosts", &o.not_hosts)]
-        {
+        for (negate, field, values) in [(false, "hosts", &o.hosts), (true, "notHosts", &o.not_hosts)] {
             if !values.is_empty() {
-                let patterns =
-                    patterns(values, &format!("{path}.{field}"), Wildcard::Present, true)?;
+                let patterns = patterns(values, &format!("{path}.{field}"), Wildcard::Present, true)?;
                 self.push(&mut out, negate, Test::Host(patterns));
             }
         }
-        for (negate, field, values) in
-            [(false, "ports", &o.ports), (true, "notPorts", &o.not_ports)]
-        {
+        for (negate, field, values) in [(false, "ports", &o.ports), (true, "notPorts", &o.not_ports)] {
             if !values.is_empty() {
                 let ports = ports(values, &format!("{path}.{field}"))?;
                 self.push(&mut out, negate, Test::Port(ports));
             }
         }
-        for (negate, field, values) in [
-            (false, "methods", &o.methods),
-            (true, "notMethods", &o.not_methods),
-        ] {
+        for (negate, field, values) in [(false, "methods", &o.methods), (true, "notMethods", &o.not_methods)] {
             if !values.is_empty() {
                 let mask = self.methods(values, &format!("{path}.{field}"))?;
                 self.push(&mut out, negate, Test::Method(mask));
             }
         }
-        for (negate, field, values) in
-            [(false, "paths", &o.paths), (true, "notPaths", &o.not_paths)]
-        {
+        for (negate, field, values) in [(false, "paths", &o.paths), (true, "notPaths", &o.not_paths)] {
             if !values.is_empty() {
                 let paths = paths(values, &format!("{path}.{field}"))?;
                 self.push(&mut out, negate, Test::Path(paths));
             }
         }
         if out.is_empty() {
-            return err(path, "must not be empty (Istio refuses an empty operation; omit `to` to match every operation)");
+            return err(
+                path,
+                "must not be empty (Istio refuses an empty operation; omit `to` to match every operation)",
+            );
         }
         Ok(out.into())
     }
@@ -376,10 +316,7 @@ impl Compiler {
         }
         let key = c.key.as_str();
         let key_path = format!("{path}.key");
-        for (negate, field, values) in [
-            (false, "values", &c.values),
-            (true, "notValues", &c.not_values),
-        ] {
+        for (negate, field, values) in [(false, "values", &c.values), (true, "notValues", &c.not_values)] {
             if values.is_empty() {
                 continue;
             }
@@ -422,10 +359,7 @@ impl Compiler {
     fn push(&mut self, out: &mut Vec<Constraint>, negate: bool, test: Test) {
         let needs = &mut self.needs;
         match &test {
-            Test::Principal(_)
-            | Test::Namespace(_)
-            | Test::ServiceAccount(_)
-            | Test::TrustDomain(_) => {
+            Test::Principal(_) | Test::Namespace(_) | Test::ServiceAccount(_) | Test::TrustDomain(_) => {
                 needs.peer = true;
                 needs.identity = true;
             }
@@ -463,14 +397,14 @@ impl Compiler {
             let is_method_byte = |b: u8| is_token_byte(b) && !b.is_ascii_lowercase();
             if value != "*" && !bare.bytes().all(is_method_byte) {
                 let hint = if bare.bytes().any(|b| b.is_ascii_lowercase()) {
-                    format!("; HTTP methods are case-sensitive, so Istio would never match it: write '{}'", value.to_ascii_uppercase())
+                    format!(
+                        "; HTTP methods are case-sensitive, so Istio would never match it: write '{}'",
+                        value.to_ascii_uppercase()
+                    )
                 } else {
                     String::new()
                 };
-                return err(
-                    &vpath,
-                    format!("'{value}' is not an HTTP method (an upper-case token){hint}"),
-                );
+                return err(&vpath, format!("'{value}' is not an HTTP method (an upper-case token){hint}"));
             }
             let pattern = Pattern::parse(value, Wildcard::Present);
             let bit = match self.methods.iter().position(|p| *p == pattern) {
@@ -479,12 +413,7 @@ impl Compiler {
                     self.methods.push(pattern);
                     self.methods.len() - 1
                 }
-                None => {
-                    return err(
-                        &vpath,
-                        "more than 64 distinct method patterns in one configuration",
-                    )
-                }
+                None => return err(&vpath, "more than 64 distinct method patterns in one configuration"),
             };
             mask |= 1 << bit;
         }
@@ -505,30 +434,18 @@ fn check_wildcards(value: &str, path: &str) -> Result<()> {
     let inner = value.strip_prefix('*').unwrap_or(value);
     let inner = inner.strip_suffix('*').unwrap_or(inner);
     if inner.contains('*') || (value.len() > 1 && value.starts_with('*') && value.ends_with('*')) {
-        return err(
-            path,
-            format!("'{value}': '*' is allowed only alone, as a prefix, or as a suffix"),
-        );
+        return err(path, format!("'{value}': '*' is allowed only alone, as a prefix, or as a suffix"));
     }
     Ok(())
 }
 
-fn patterns(
-    values: &[String],
-    path: &str,
-    wildcard: Wildcard,
-    lower: bool,
-) -> Result<Box<[Pattern]>> {
+fn patterns(values: &[String], path: &str, wildcard: Wildcard, lower: bool) -> Result<Box<[Pattern]>> {
     values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             check_wildcards(v, &format!("{path}[{i}]"))?;
-            let v = if lower {
-                v.to_ascii_lowercase()
-            } else {
-                v.clone()
-            };
+            let v = if lower { v.to_ascii_lowercase() } else { v.clone() };
             Ok(Pattern::parse(&v, wildcard))
         })
         .collect()
@@ -549,10 +466,7 @@ fn principals(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> Result<
         if ctx.trust_domains.len() > 1 {
             if let Some((td, rest)) = value.split_once("/ns/") {
                 let td_pattern = Pattern::parse(td, Wildcard::Present);
-                let in_set = ctx
-                    .trust_domains
-                    .iter()
-                    .any(|t| td_pattern.matches(Some(t.as_bytes())));
+                let in_set = ctx.trust_domains.iter().any(|t| td_pattern.matches(Some(t.as_bytes())));
                 if in_set {
                     for t in ctx.trust_domains {
                         if !td_pattern.matches(Some(t.as_bytes())) {
@@ -579,18 +493,17 @@ fn spiffe(rest: &[u8]) -> Box<[u8]> {
 }
 
 /// `ns/sa`, or `sa` in the policy's own namespace. No wildcards, as in Istio.
-fn service_accounts(
-    values: &[String],
-    path: &str,
-    ctx: &PolicyContext<'_>,
-) -> Result<Box<[ServiceAccount]>> {
+fn service_accounts(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> Result<Box<[ServiceAccount]>> {
     values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let (ns, sa) = v.split_once('/').unwrap_or((ctx.namespace, v));
             if ns.is_empty() || sa.is_empty() || sa.contains('/') || v.contains('*') {
-                return err(&format!("{path}[{i}]"), format!("'{v}' is not a service account ('<namespace>/<name>' or '<name>', no wildcards)"));
+                return err(
+                    &format!("{path}[{i}]"),
+                    format!("'{v}' is not a service account ('<namespace>/<name>' or '<name>', no wildcards)"),
+                );
             }
             Ok((ns.as_bytes().into(), sa.as_bytes().into()))
         })
@@ -598,19 +511,11 @@ fn service_accounts(
 }
 
 fn cidrs(values: &[String], path: &str) -> Result<Box<[Cidr]>> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Cidr::parse(v).or_else(|m| err(&format!("{path}[{i}]"), m)))
-        .collect()
+    values.iter().enumerate().map(|(i, v)| Cidr::parse(v).or_else(|m| err(&format!("{path}[{i}]"), m))).collect()
 }
 
 fn ports(values: &[String], path: &str) -> Result<Box<[u16]>> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_port(v, &format!("{path}[{i}]")))
-        .collect()
+    values.iter().enumerate().map(|(i, v)| parse_port(v, &format!("{path}[{i}]"))).collect()
 }
 
 fn paths(values: &[String], path: &str) -> Result<Box<[PathPattern]>> {
@@ -630,12 +535,7 @@ fn paths(values: &[String], path: &str) -> Result<Box<[PathPattern]>> {
 
 /// Istio's path templates: `{*}` and `{**}` each fill a whole segment.
 fn template(value: &str, path: &str) -> Result<PathPattern> {
-    let bad = |why: &str| {
-        err(
-            path,
-            format!("'{value}' is not a valid path template: {why}"),
-        )
-    };
+    let bad = |why: &str| err(path, format!("'{value}' is not a valid path template: {why}"));
     if !value.starts_with('/') {
         return bad("it must start with '/'");
     }
@@ -657,9 +557,7 @@ fn template(value: &str, path: &str) -> Result<PathPattern> {
                     parts.push(TemplatePart::Segment);
                 }
             }
-            s if s.contains(['{', '}', '*']) => {
-                return bad("operators must fill a whole segment, as {*} or {**}")
-            }
+            s if s.contains(['{', '}', '*']) => return bad("operators must fill a whole segment, as {*} or {**}"),
             s => literal.extend_from_slice(s.as_bytes()),
         }
     }

@@ -81,10 +81,7 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn is_allowed(self) -> bool {
-        matches!(
-            self,
-            Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. }
-        )
+        matches!(self, Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. })
     }
 }
 
@@ -121,8 +118,7 @@ pub(crate) struct MtlsTable {
 impl MtlsTable {
     pub(crate) fn mode_for(&self, port: Option<u16>) -> MtlsMode {
         // With the port unknown the top-level mode applies: a STRICT mesh stays strict.
-        port.and_then(|p| self.ports.iter().find(|(q, _)| *q == p).map(|(_, m)| *m))
-            .unwrap_or(self.default)
+        port.and_then(|p| self.ports.iter().find(|(q, _)| *q == p).map(|(_, m)| *m)).unwrap_or(self.default)
     }
 }
 
@@ -262,14 +258,9 @@ impl Policy {
         };
         // Istio runs dry-run policies as Envoy RBAC shadow rules, one shadow engine per action.
         let dry_run_denied = first_match(&self.dry_run_deny, &facts, true).is_some()
-            || (!self.dry_run_allow.is_empty()
-                && first_match(&self.dry_run_allow, &facts, false).is_none());
+            || (!self.dry_run_allow.is_empty() && first_match(&self.dry_run_allow, &facts, false).is_none());
         let audited = first_match(&self.audit, &facts, true).is_some();
-        Decision {
-            verdict,
-            dry_run_denied,
-            audited,
-        }
+        Decision { verdict, dry_run_denied, audited }
     }
 
     fn facts<'a>(&'a self, req: &'a Request<'a>) -> Facts<'a> {
@@ -284,12 +275,7 @@ impl Policy {
             }
         }
         let spiffe = req.peer.and_then(SpiffeId::parse);
-        Facts {
-            req,
-            path,
-            method_bits,
-            spiffe,
-        }
+        Facts { req, path, method_bits, spiffe }
     }
 
     /// The request facts this policy reads; the glue should fetch only these.
@@ -315,21 +301,12 @@ impl Policy {
 
     /// How many policies of each kind were compiled: (deny, allow, audit, dry-run).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        (
-            self.deny.len(),
-            self.allow.len(),
-            self.audit.len(),
-            self.dry_run_deny.len() + self.dry_run_allow.len(),
-        )
+        (self.deny.len(), self.allow.len(), self.audit.len(), self.dry_run_deny.len() + self.dry_run_allow.len())
     }
 }
 
 /// The first (policy, rule) that matches. `unknown_matches` resolves `Tri::Unknown`.
-fn first_match(
-    policies: &[CompiledPolicy],
-    facts: &Facts<'_>,
-    unknown_matches: bool,
-) -> Option<(usize, usize)> {
+fn first_match(policies: &[CompiledPolicy], facts: &Facts<'_>, unknown_matches: bool) -> Option<(usize, usize)> {
     for policy in policies {
         for (r, rule) in policy.rules.iter().enumerate() {
             match rule_matches(rule, facts) {
@@ -343,19 +320,11 @@ fn first_match(
 }
 
 fn rule_matches(rule: &CompiledRule, facts: &Facts<'_>) -> Tri {
-    let from = if rule.from.is_empty() {
-        Tri::True
-    } else {
-        any(rule.from.iter().map(|c| conjunction(c, facts)))
-    };
+    let from = if rule.from.is_empty() { Tri::True } else { any(rule.from.iter().map(|c| conjunction(c, facts))) };
     if from == Tri::False {
         return Tri::False;
     }
-    let to = if rule.to.is_empty() {
-        Tri::True
-    } else {
-        any(rule.to.iter().map(|c| conjunction(c, facts)))
-    };
+    let to = if rule.to.is_empty() { Tri::True } else { any(rule.to.iter().map(|c| conjunction(c, facts))) };
     if to == Tri::False {
         return Tri::False;
     }
@@ -377,23 +346,17 @@ fn test(test: &Test, facts: &Facts<'_>) -> Tri {
     let req = facts.req;
     match test {
         Test::Principal(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(req.peer))),
-        Test::Namespace(patterns) => identity_part(facts, |id| {
-            patterns.iter().any(|p| p.matches(Some(id.namespace)))
-        }),
+        Test::Namespace(patterns) => identity_part(facts, |id| patterns.iter().any(|p| p.matches(Some(id.namespace)))),
         Test::ServiceAccount(accounts) => identity_part(facts, |id| {
-            accounts
-                .iter()
-                .any(|(ns, sa)| id.namespace == &ns[..] && id.service_account == &sa[..])
+            accounts.iter().any(|(ns, sa)| id.namespace == &ns[..] && id.service_account == &sa[..])
         }),
-        Test::TrustDomain(patterns) => identity_part(facts, |id| {
-            patterns.iter().any(|p| p.matches(Some(id.trust_domain)))
-        }),
+        Test::TrustDomain(patterns) => {
+            identity_part(facts, |id| patterns.iter().any(|p| p.matches(Some(id.trust_domain))))
+        }
         Test::SourceIp(blocks) => ip_in(req.source_ip, blocks),
         Test::RemoteIp(blocks) => ip_in(req.remote_ip, blocks),
         Test::DestinationIp(blocks) => ip_in(req.destination_ip, blocks),
-        Test::Host(patterns) => {
-            Tri::from_bool(patterns.iter().any(|p| p.matches_ignore_case(req.host)))
-        }
+        Test::Host(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches_ignore_case(req.host))),
         Test::Port(ports) => Tri::from_bool(req.port.is_some_and(|p| ports.contains(&p))),
         Test::Method(mask) => Tri::from_bool(facts.method_bits & mask != 0),
         Test::Path(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(facts.path))),

@@ -26,11 +26,7 @@ pub fn parse_json(json: &[u8]) -> Result<PluginConfig, CompileError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         CompileError {
-            path: if path == "." {
-                "(config)".to_string()
-            } else {
-                path
-            },
+            path: if path == "." { "(config)".to_string() } else { path },
             message: e.into_inner().to_string(),
         }
     })

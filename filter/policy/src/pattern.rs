@@ -50,9 +50,7 @@ impl Pattern {
             Pattern::Exact(e) => v == &e[..],
             Pattern::Prefix(p) => v.starts_with(p),
             Pattern::Suffix(s) => v.ends_with(s),
-            Pattern::PrefixSuffix(p, s) => {
-                v.len() >= p.len() + s.len() && v.starts_with(p) && v.ends_with(s)
-            }
+            Pattern::PrefixSuffix(p, s) => v.len() >= p.len() + s.len() && v.starts_with(p) && v.ends_with(s),
             Pattern::Present => true,
             Pattern::NonEmpty => !v.is_empty(),
         }
@@ -66,9 +64,7 @@ impl Pattern {
         match self {
             Pattern::Exact(e) => v.eq_ignore_ascii_case(e),
             Pattern::Prefix(p) => v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p),
-            Pattern::Suffix(s) => {
-                v.len() >= s.len() && v[v.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
+            Pattern::Suffix(s) => v.len() >= s.len() && v[v.len() - s.len()..].eq_ignore_ascii_case(s),
             Pattern::PrefixSuffix(..) => self.matches(Some(v)),
             Pattern::Present => true,
             Pattern::NonEmpty => !v.is_empty(),
@@ -111,19 +107,14 @@ fn is_pchar(b: u8) -> bool {
 fn template_matches(parts: &[TemplatePart], path: &[u8]) -> bool {
     match parts.split_first() {
         None => path.is_empty(),
-        Some((TemplatePart::Literal(lit), rest)) => {
-            path.starts_with(lit) && template_matches(rest, &path[lit.len()..])
-        }
+        Some((TemplatePart::Literal(lit), rest)) => path.starts_with(lit) && template_matches(rest, &path[lit.len()..]),
         Some((TemplatePart::Segment, rest)) => {
             let run = path.iter().take_while(|&&b| is_pchar(b)).count();
             // Greedy with backtracking; templates are short and validated at compile time.
             (1..=run).rev().any(|n| template_matches(rest, &path[n..]))
         }
         Some((TemplatePart::Segments, rest)) => {
-            let run = path
-                .iter()
-                .take_while(|&&b| b == b'/' || is_pchar(b))
-                .count();
+            let run = path.iter().take_while(|&&b| b == b'/' || is_pchar(b)).count();
             (0..=run).rev().any(|n| template_matches(rest, &path[n..]))
         }
     }
@@ -142,19 +133,13 @@ impl Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
         };
-        let addr: IpAddr = addr_text
-            .parse()
-            .map_err(|_| format!("'{text}' is not an IP address or CIDR block"))?;
+        let addr: IpAddr = addr_text.parse().map_err(|_| format!("'{text}' is not an IP address or CIDR block"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix_len = match len_text {
             None => max,
             Some(l) => match l.parse::<u8>() {
                 Ok(n) if n <= max && !l.starts_with('+') => n,
-                _ => {
-                    return Err(format!(
-                        "'{text}' has a prefix length that is not 0..={max}"
-                    ))
-                }
+                _ => return Err(format!("'{text}' has a prefix length that is not 0..={max}")),
             },
         };
         Ok(Cidr { addr, prefix_len })
@@ -163,25 +148,13 @@ impl Cidr {
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
-                u32::from(net).into(),
-                u32::from(ip).into(),
-                self.prefix_len,
-                32,
-            ),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(u128::from(net), u128::from(ip), self.prefix_len, 128)
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_eq(u32::from(net).into(), u32::from(ip).into(), self.prefix_len, 32)
             }
-            (IpAddr::V6(net), IpAddr::V4(ip)) => {
-                net.to_ipv4_mapped() == Some(ip) && self.prefix_len == 128
-            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(u128::from(net), u128::from(ip), self.prefix_len, 128),
+            (IpAddr::V6(net), IpAddr::V4(ip)) => net.to_ipv4_mapped() == Some(ip) && self.prefix_len == 128,
             (IpAddr::V4(net), IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
-                Some(v4) => prefix_eq(
-                    u32::from(net).into(),
-                    u32::from(v4).into(),
-                    self.prefix_len,
-                    32,
-                ),
+                Some(v4) => prefix_eq(u32::from(net).into(), u32::from(v4).into(), self.prefix_len, 32),
                 None => false,
             },
         }
@@ -218,11 +191,7 @@ mod tests {
         ];
         for (pattern, wildcard, value, expected) in cases {
             let p = Pattern::parse(pattern, *wildcard);
-            assert_eq!(
-                p.matches(Some(value.as_bytes())),
-                *expected,
-                "{pattern} vs {value}"
-            );
+            assert_eq!(p.matches(Some(value.as_bytes())), *expected, "{pattern} vs {value}");
             assert!(!p.matches(None), "{pattern} must not match an absent value");
         }
     }
@@ -237,19 +206,11 @@ mod tests {
     #[test]
     fn uri_templates_match_segments_like_envoy() {
         use TemplatePart::*;
-        let one = [
-            Literal(b"/p/".as_slice().into()),
-            Segment,
-            Literal(b"/x".as_slice().into()),
-        ];
+        let one = [Literal(b"/p/".as_slice().into()), Segment, Literal(b"/x".as_slice().into())];
         assert!(template(&one, "/p/abc/x"));
         assert!(!template(&one, "/p//x"));
         assert!(!template(&one, "/p/a/b/x"));
-        let many = [
-            Literal(b"/".as_slice().into()),
-            Segments,
-            Literal(b"/t".as_slice().into()),
-        ];
+        let many = [Literal(b"/".as_slice().into()), Segments, Literal(b"/t".as_slice().into())];
         assert!(template(&many, "/a/b/c/t"));
         assert!(template(&many, "//t"));
         assert!(!template(&many, "/t"));
@@ -261,26 +222,11 @@ mod tests {
         let net = Cidr::parse("10.1.0.0/16").unwrap();
         assert!(net.contains("10.1.200.3".parse().unwrap()));
         assert!(!net.contains("10.2.0.1".parse().unwrap()));
-        assert!(Cidr::parse("1.2.3.4")
-            .unwrap()
-            .contains("1.2.3.4".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("fd00::/8")
-            .unwrap()
-            .contains("fd12::1".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/16")
-            .unwrap()
-            .contains("::ffff:10.0.3.4".parse().unwrap()));
-        for bad in [
-            "10.0.0.0/33",
-            "10.0.0/8",
-            "x",
-            "10.0.0.0/",
-            "::/129",
-            "1.2.3.4/+8",
-        ] {
+        assert!(Cidr::parse("1.2.3.4").unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/16").unwrap().contains("::ffff:10.0.3.4".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "10.0.0/8", "x", "10.0.0.0/", "::/129", "1.2.3.4/+8"] {
             assert!(Cidr::parse(bad).is_err(), "{bad} should be refused");
         }
     }

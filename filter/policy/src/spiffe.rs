@@ -23,11 +23,7 @@ impl<'a> SpiffeId<'a> {
             && !trust_domain.is_empty()
             && !namespace.is_empty()
             && !service_account.is_empty();
-        well_formed.then_some(SpiffeId {
-            trust_domain,
-            namespace,
-            service_account,
-        })
+        well_formed.then_some(SpiffeId { trust_domain, namespace, service_account })
     }
 }
 

@@ -63,13 +63,7 @@ fn evaluate_allocates_nothing() {
             headers: &headers,
             ..Default::default()
         },
-        Request {
-            method: b"GET",
-            path: b"/data/projects",
-            port: Some(8443),
-            peer: None,
-            ..Default::default()
-        },
+        Request { method: b"GET", path: b"/data/projects", port: Some(8443), peer: None, ..Default::default() },
         Request {
             method: b"DELETE",
             path: b"/data/p/admin",
@@ -90,10 +84,5 @@ fn evaluate_allocates_nothing() {
         }
     }
     let after = ALLOCATIONS.load(Ordering::SeqCst);
-    assert_eq!(
-        after - before,
-        0,
-        "evaluate allocated {} times in 400 evaluations",
-        after - before
-    );
+    assert_eq!(after - before, 0, "evaluate allocated {} times in 400 evaluations", after - before);
 }

@@ -8,8 +8,7 @@ const UPLOADER: &str = "spiffe://cluster.local/ns/xnat-ingest/sa/uploader";
 const VIEWER: &str = "spiffe://cluster.local/ns/reporting/sa/viewer";
 
 fn compile(config: Value) -> Policy {
-    from_json(config.to_string().as_bytes())
-        .unwrap_or_else(|e| panic!("config refused: {e}\n{config}"))
+    from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused: {e}\n{config}"))
 }
 
 /// One ALLOW policy with the given rules.
@@ -18,9 +17,7 @@ fn allow(rules: Value) -> Policy {
 }
 
 fn policy_with(action: &str, rules: Value) -> Policy {
-    compile(
-        json!({"policies": [{"name": "p", "namespace": "xnat", "spec": {"action": action, "rules": rules}}]}),
-    )
+    compile(json!({"policies": [{"name": "p", "namespace": "xnat", "spec": {"action": action, "rules": rules}}]}))
 }
 
 #[derive(Clone, Copy)]
@@ -60,10 +57,7 @@ impl Req {
         Req { port: p, ..self }
     }
     fn peer(self, p: &'static str) -> Req {
-        Req {
-            peer: Some(p),
-            ..self
-        }
+        Req { peer: Some(p), ..self }
     }
     fn plaintext(self) -> Req {
         Req { peer: None, ..self }
@@ -72,16 +66,10 @@ impl Req {
         Req { ip, ..self }
     }
     fn sni(self, s: &'static str) -> Req {
-        Req {
-            sni: Some(s),
-            ..self
-        }
+        Req { sni: Some(s), ..self }
     }
     fn header(self, v: &'static str) -> Req {
-        Req {
-            header: Some(v),
-            ..self
-        }
+        Req { header: Some(v), ..self }
     }
 
     fn verdict(self, policy: &Policy) -> Verdict {
@@ -90,11 +78,8 @@ impl Req {
 
     fn decide(self, policy: &Policy) -> xnat_guard_policy::Decision {
         let ip = self.ip.parse().ok();
-        let headers: Vec<Option<&[u8]>> = policy
-            .header_names()
-            .iter()
-            .map(|_| self.header.map(str::as_bytes))
-            .collect();
+        let headers: Vec<Option<&[u8]>> =
+            policy.header_names().iter().map(|_| self.header.map(str::as_bytes)).collect();
         policy.evaluate(&Request {
             method: self.method.as_bytes(),
             path: self.path.as_bytes(),
@@ -131,42 +116,17 @@ fn table(cases: &[(Value, Req, bool)]) {
 
 #[test]
 fn methods_match_exactly_and_by_istio_string_forms() {
-    let runbook =
-        json!([{"to": [{"operation": {"methods": ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]}}]}]);
+    let runbook = json!([{"to": [{"operation": {"methods": ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]}}]}]);
     table(&[
         (runbook.clone(), GET, true),
         (runbook.clone(), GET.method("POST"), false),
         (runbook.clone(), GET.method("PATCH"), false),
-        (
-            json!([{"to": [{"operation": {"methods": ["P*"]}}]}]),
-            GET.method("PATCH"),
-            true,
-        ),
-        (
-            json!([{"to": [{"operation": {"methods": ["P*"]}}]}]),
-            GET,
-            false,
-        ),
-        (
-            json!([{"to": [{"operation": {"methods": ["*ETE"]}}]}]),
-            GET.method("DELETE"),
-            true,
-        ),
-        (
-            json!([{"to": [{"operation": {"methods": ["*"]}}]}]),
-            GET.method("PROPFIND"),
-            true,
-        ),
-        (
-            json!([{"to": [{"operation": {"notMethods": ["POST"]}}]}]),
-            GET,
-            true,
-        ),
-        (
-            json!([{"to": [{"operation": {"notMethods": ["POST"]}}]}]),
-            GET.method("POST"),
-            false,
-        ),
+        (json!([{"to": [{"operation": {"methods": ["P*"]}}]}]), GET.method("PATCH"), true),
+        (json!([{"to": [{"operation": {"methods": ["P*"]}}]}]), GET, false),
+        (json!([{"to": [{"operation": {"methods": ["*ETE"]}}]}]), GET.method("DELETE"), true),
+        (json!([{"to": [{"operation": {"methods": ["*"]}}]}]), GET.method("PROPFIND"), true),
+        (json!([{"to": [{"operation": {"notMethods": ["POST"]}}]}]), GET, true),
+        (json!([{"to": [{"operation": {"notMethods": ["POST"]}}]}]), GET.method("POST"), false),
     ]);
 }
 
@@ -175,85 +135,29 @@ fn paths_match_istio_forms_and_templates_ignoring_the_query() {
     let op = |paths: Value| json!([{"to": [{"operation": {"paths": paths}}]}]);
     table(&[
         (op(json!(["/data/projects"])), GET, true),
-        (
-            op(json!(["/data/projects"])),
-            GET.path("/data/projects?format=json"),
-            true,
-        ),
-        (
-            op(json!(["/data/projects"])),
-            GET.path("/data/projects/x"),
-            false,
-        ),
+        (op(json!(["/data/projects"])), GET.path("/data/projects?format=json"), true),
+        (op(json!(["/data/projects"])), GET.path("/data/projects/x"), false),
         (op(json!(["/data/*"])), GET.path("/data/experiments"), true),
         (op(json!(["/data/*"])), GET.path("/xapi/users"), false),
-        (
-            op(json!(["*/files"])),
-            GET.path("/data/experiments/E1/files"),
-            true,
-        ),
+        (op(json!(["*/files"])), GET.path("/data/experiments/E1/files"), true),
         (op(json!(["*"])), GET.path("/anything"), true),
-        (
-            op(json!(["/data/projects/{*}/subjects"])),
-            GET.path("/data/projects/P1/subjects"),
-            true,
-        ),
-        (
-            op(json!(["/data/projects/{*}/subjects"])),
-            GET.path("/data/projects/P1/x/subjects"),
-            false,
-        ),
-        (
-            op(json!(["/data/{**}/files"])),
-            GET.path("/data/projects/P1/experiments/E1/files"),
-            true,
-        ),
-        (
-            json!([{"to": [{"operation": {"notPaths": ["/xapi/*"]}}]}]),
-            GET.path("/xapi/users"),
-            false,
-        ),
-        (
-            json!([{"to": [{"operation": {"notPaths": ["/xapi/*"]}}]}]),
-            GET,
-            true,
-        ),
+        (op(json!(["/data/projects/{*}/subjects"])), GET.path("/data/projects/P1/subjects"), true),
+        (op(json!(["/data/projects/{*}/subjects"])), GET.path("/data/projects/P1/x/subjects"), false),
+        (op(json!(["/data/{**}/files"])), GET.path("/data/projects/P1/experiments/E1/files"), true),
+        (json!([{"to": [{"operation": {"notPaths": ["/xapi/*"]}}]}]), GET.path("/xapi/users"), false),
+        (json!([{"to": [{"operation": {"notPaths": ["/xapi/*"]}}]}]), GET, true),
     ]);
 }
 
 #[test]
 fn hosts_ignore_case_ports_compare_numbers() {
     table(&[
-        (
-            json!([{"to": [{"operation": {"hosts": ["xnat.example.com"]}}]}]),
-            GET.host("XNAT.Example.com"),
-            true,
-        ),
-        (
-            json!([{"to": [{"operation": {"hosts": ["*.example.com"]}}]}]),
-            GET.host("other.org"),
-            false,
-        ),
-        (
-            json!([{"to": [{"operation": {"notHosts": ["evil.*"]}}]}]),
-            GET.host("evil.org"),
-            false,
-        ),
-        (
-            json!([{"to": [{"operation": {"ports": ["8080"]}}]}]),
-            GET.port(8080),
-            true,
-        ),
-        (
-            json!([{"to": [{"operation": {"ports": ["8080"]}}]}]),
-            GET.port(8443),
-            false,
-        ),
-        (
-            json!([{"to": [{"operation": {"notPorts": ["8080"]}}]}]),
-            GET.port(8443),
-            true,
-        ),
+        (json!([{"to": [{"operation": {"hosts": ["xnat.example.com"]}}]}]), GET.host("XNAT.Example.com"), true),
+        (json!([{"to": [{"operation": {"hosts": ["*.example.com"]}}]}]), GET.host("other.org"), false),
+        (json!([{"to": [{"operation": {"notHosts": ["evil.*"]}}]}]), GET.host("evil.org"), false),
+        (json!([{"to": [{"operation": {"ports": ["8080"]}}]}]), GET.port(8080), true),
+        (json!([{"to": [{"operation": {"ports": ["8080"]}}]}]), GET.port(8443), false),
+        (json!([{"to": [{"operation": {"notPorts": ["8080"]}}]}]), GET.port(8443), true),
     ]);
 }
 
@@ -261,60 +165,20 @@ fn hosts_ignore_case_ports_compare_numbers() {
 fn sources_match_principals_namespaces_and_service_accounts_from_the_peer() {
     let src = |source: Value| json!([{"from": [{"source": source}]}]);
     table(&[
-        (
-            src(json!({"principals": ["cluster.local/ns/xnat/sa/xnat-web"]})),
-            GET,
-            true,
-        ),
-        (
-            src(json!({"principals": ["cluster.local/ns/xnat/sa/xnat-web"]})),
-            GET.peer(UPLOADER),
-            false,
-        ),
-        (
-            src(json!({"principals": ["cluster.local/ns/xnat-ingest/*"]})),
-            GET.peer(UPLOADER),
-            true,
-        ),
-        (
-            src(json!({"principals": ["*/sa/viewer"]})),
-            GET.peer(VIEWER),
-            true,
-        ),
+        (src(json!({"principals": ["cluster.local/ns/xnat/sa/xnat-web"]})), GET, true),
+        (src(json!({"principals": ["cluster.local/ns/xnat/sa/xnat-web"]})), GET.peer(UPLOADER), false),
+        (src(json!({"principals": ["cluster.local/ns/xnat-ingest/*"]})), GET.peer(UPLOADER), true),
+        (src(json!({"principals": ["*/sa/viewer"]})), GET.peer(VIEWER), true),
         (src(json!({"principals": ["*"]})), GET.peer(VIEWER), true),
-        (
-            src(json!({"namespaces": ["reporting"]})),
-            GET.peer(VIEWER),
-            true,
-        ),
+        (src(json!({"namespaces": ["reporting"]})), GET.peer(VIEWER), true),
         (src(json!({"namespaces": ["reporting"]})), GET, false),
-        (
-            src(json!({"namespaces": ["xnat*"]})),
-            GET.peer(UPLOADER),
-            true,
-        ),
+        (src(json!({"namespaces": ["xnat*"]})), GET.peer(UPLOADER), true),
         (src(json!({"namespaces": ["*"]})), GET.peer(VIEWER), true),
-        (
-            src(json!({"serviceAccounts": ["xnat-ingest/uploader"]})),
-            GET.peer(UPLOADER),
-            true,
-        ),
+        (src(json!({"serviceAccounts": ["xnat-ingest/uploader"]})), GET.peer(UPLOADER), true),
         (src(json!({"serviceAccounts": ["xnat-web"]})), GET, true),
-        (
-            src(json!({"serviceAccounts": ["xnat-web"]})),
-            GET.peer("spiffe://cluster.local/ns/other/sa/xnat-web"),
-            false,
-        ),
-        (
-            src(json!({"notNamespaces": ["reporting"]})),
-            GET.peer(VIEWER),
-            false,
-        ),
-        (
-            src(json!({"notPrincipals": ["cluster.local/ns/xnat/sa/xnat-web"]})),
-            GET.peer(VIEWER),
-            true,
-        ),
+        (src(json!({"serviceAccounts": ["xnat-web"]})), GET.peer("spiffe://cluster.local/ns/other/sa/xnat-web"), false),
+        (src(json!({"notNamespaces": ["reporting"]})), GET.peer(VIEWER), false),
+        (src(json!({"notPrincipals": ["cluster.local/ns/xnat/sa/xnat-web"]})), GET.peer(VIEWER), true),
         (src(json!({"trustDomains": ["cluster.local"]})), GET, true),
         (src(json!({"trustDomains": ["other.td"]})), GET, false),
     ]);
@@ -326,17 +190,9 @@ fn plaintext_callers_never_match_identities_but_do_match_their_negations() {
     table(&[
         (src(json!({"principals": ["*"]})), GET.plaintext(), false),
         (src(json!({"namespaces": ["*"]})), GET.plaintext(), false),
-        (
-            src(json!({"serviceAccounts": ["xnat-web"]})),
-            GET.plaintext(),
-            false,
-        ),
+        (src(json!({"serviceAccounts": ["xnat-web"]})), GET.plaintext(), false),
         (src(json!({"notPrincipals": ["*"]})), GET.plaintext(), true),
-        (
-            src(json!({"notNamespaces": ["xnat"]})),
-            GET.plaintext(),
-            true,
-        ),
+        (src(json!({"notNamespaces": ["xnat"]})), GET.plaintext(), true),
     ]);
 }
 
@@ -347,98 +203,33 @@ fn identities_that_are_not_spiffe_ids_fail_safe_per_action() {
     let allow_not = allow(json!([{"from": [{"source": {"notNamespaces": ["reporting"]}}]}]));
     assert!(!GET.peer(odd).allowed(&allow_not));
     // DENY: the same doubt denies.
-    let deny_not = policy_with(
-        "DENY",
-        json!([{"from": [{"source": {"notNamespaces": ["xnat"]}}]}]),
-    );
-    assert!(matches!(
-        GET.peer(odd).verdict(&deny_not),
-        Verdict::DeniedBy { .. }
-    ));
-    assert!(
-        GET.allowed(&deny_not),
-        "a well-formed xnat identity is not denied"
-    );
+    let deny_not = policy_with("DENY", json!([{"from": [{"source": {"notNamespaces": ["xnat"]}}]}]));
+    assert!(matches!(GET.peer(odd).verdict(&deny_not), Verdict::DeniedBy { .. }));
+    assert!(GET.allowed(&deny_not), "a well-formed xnat identity is not denied");
 }
 
 #[test]
 fn ip_blocks_and_when_conditions() {
     table(&[
-        (
-            json!([{"from": [{"source": {"ipBlocks": ["10.0.0.0/24"]}}]}]),
-            GET,
-            true,
-        ),
-        (
-            json!([{"from": [{"source": {"ipBlocks": ["10.0.1.0/24"]}}]}]),
-            GET,
-            false,
-        ),
-        (
-            json!([{"from": [{"source": {"ipBlocks": ["10.0.1.0/24"]}}]}]),
-            GET.ip("10.0.1.9"),
-            true,
-        ),
-        (
-            json!([{"from": [{"source": {"notIpBlocks": ["10.0.1.0/24"]}}]}]),
-            GET.ip("10.0.1.9"),
-            false,
-        ),
-        (
-            json!([{"from": [{"source": {"notRemoteIpBlocks": ["10.0.0.5"]}}]}]),
-            GET,
-            false,
-        ),
-        (
-            json!([{"when": [{"key": "source.ip", "values": ["10.0.0.5"]}]}]),
-            GET,
-            true,
-        ),
-        (
-            json!([{"when": [{"key": "remote.ip", "notValues": ["10.0.0.0/8"]}]}]),
-            GET,
-            false,
-        ),
-        (
-            json!([{"when": [{"key": "destination.ip", "values": ["10.1.1.0/24"]}]}]),
-            GET,
-            true,
-        ),
-        (
-            json!([{"when": [{"key": "source.namespace", "values": ["xnat"]}]}]),
-            GET,
-            true,
-        ),
-        (
-            json!([{"when": [{"key": "source.principal", "values": ["cluster.local/ns/xnat/sa/xnat-web"]}]}]),
-            GET,
-            true,
-        ),
-        (
-            json!([{"when": [{"key": "destination.port", "values": ["8080"]}]}]),
-            GET,
-            false,
-        ),
-        (
-            json!([{"when": [{"key": "connection.sni", "values": ["xnat.*"]}]}]),
-            GET.sni("xnat.local"),
-            true,
-        ),
-        (
-            json!([{"when": [{"key": "connection.sni", "values": ["*"]}]}]),
-            GET,
-            false,
-        ),
+        (json!([{"from": [{"source": {"ipBlocks": ["10.0.0.0/24"]}}]}]), GET, true),
+        (json!([{"from": [{"source": {"ipBlocks": ["10.0.1.0/24"]}}]}]), GET, false),
+        (json!([{"from": [{"source": {"ipBlocks": ["10.0.1.0/24"]}}]}]), GET.ip("10.0.1.9"), true),
+        (json!([{"from": [{"source": {"notIpBlocks": ["10.0.1.0/24"]}}]}]), GET.ip("10.0.1.9"), false),
+        (json!([{"from": [{"source": {"notRemoteIpBlocks": ["10.0.0.5"]}}]}]), GET, false),
+        (json!([{"when": [{"key": "source.ip", "values": ["10.0.0.5"]}]}]), GET, true),
+        (json!([{"when": [{"key": "remote.ip", "notValues": ["10.0.0.0/8"]}]}]), GET, false),
+        (json!([{"when": [{"key": "destination.ip", "values": ["10.1.1.0/24"]}]}]), GET, true),
+        (json!([{"when": [{"key": "source.namespace", "values": ["xnat"]}]}]), GET, true),
+        (json!([{"when": [{"key": "source.principal", "values": ["cluster.local/ns/xnat/sa/xnat-web"]}]}]), GET, true),
+        (json!([{"when": [{"key": "destination.port", "values": ["8080"]}]}]), GET, false),
+        (json!([{"when": [{"key": "connection.sni", "values": ["xnat.*"]}]}]), GET.sni("xnat.local"), true),
+        (json!([{"when": [{"key": "connection.sni", "values": ["*"]}]}]), GET, false),
         (
             json!([{"when": [{"key": "request.headers[X-Xnat-Client]", "values": ["pipeline-*"]}]}]),
             GET.header("pipeline-7"),
             true,
         ),
-        (
-            json!([{"when": [{"key": "request.headers[X-Xnat-Client]", "values": ["*"]}]}]),
-            GET,
-            false,
-        ),
+        (json!([{"when": [{"key": "request.headers[X-Xnat-Client]", "values": ["*"]}]}]), GET, false),
         (
             json!([{"when": [{"key": "request.headers[X-Xnat-Client]", "notValues": ["bad"]}]}]),
             GET.header("bad"),
@@ -449,8 +240,10 @@ fn ip_blocks_and_when_conditions() {
 
 #[test]
 fn rules_and_lists_combine_as_istio_says() {
-    let two_sources = json!([{"from": [{"source": {"namespaces": ["reporting"]}}, {"source": {"namespaces": ["xnat"]}}]}]);
-    let and_in_rule = json!([{"from": [{"source": {"namespaces": ["reporting"]}}], "to": [{"operation": {"methods": ["GET"]}}]}]);
+    let two_sources =
+        json!([{"from": [{"source": {"namespaces": ["reporting"]}}, {"source": {"namespaces": ["xnat"]}}]}]);
+    let and_in_rule =
+        json!([{"from": [{"source": {"namespaces": ["reporting"]}}], "to": [{"operation": {"methods": ["GET"]}}]}]);
     table(&[
         (two_sources.clone(), GET, true),
         (two_sources.clone(), GET.peer(UPLOADER), false),
@@ -469,13 +262,8 @@ fn missing_rules_allow_nothing_and_an_empty_rule_allows_everything() {
     let empty_list = allow(json!([]));
     assert_eq!(GET.verdict(&empty_list), Verdict::DeniedNoAllowMatch);
     let deny_all = policy_with("DENY", json!([{}]));
-    assert_eq!(
-        GET.verdict(&deny_all),
-        Verdict::DeniedBy { policy: 0, rule: 0 }
-    );
-    let deny_none = compile(
-        json!({"policies": [{"name": "p", "namespace": "xnat", "spec": {"action": "DENY"}}]}),
-    );
+    assert_eq!(GET.verdict(&deny_all), Verdict::DeniedBy { policy: 0, rule: 0 });
+    let deny_none = compile(json!({"policies": [{"name": "p", "namespace": "xnat", "spec": {"action": "DENY"}}]}));
     assert_eq!(GET.verdict(&deny_none), Verdict::AllowedNoAllowPolicy);
     let nothing = compile(json!({}));
     assert_eq!(GET.verdict(&nothing), Verdict::AllowedNoAllowPolicy);
@@ -487,14 +275,8 @@ fn deny_takes_precedence_over_allow() {
         {"name": "all", "namespace": "xnat", "spec": {"rules": [{}]}},
         {"name": "no-delete", "namespace": "xnat", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["DELETE"]}}]}]}}
     ]}));
-    assert_eq!(
-        GET.verdict(&policy),
-        Verdict::AllowedBy { policy: 0, rule: 0 }
-    );
-    assert_eq!(
-        GET.method("DELETE").verdict(&policy),
-        Verdict::DeniedBy { policy: 1, rule: 0 }
-    );
+    assert_eq!(GET.verdict(&policy), Verdict::AllowedBy { policy: 0, rule: 0 });
+    assert_eq!(GET.method("DELETE").verdict(&policy), Verdict::DeniedBy { policy: 1, rule: 0 });
 }
 
 #[test]
@@ -515,18 +297,10 @@ fn dry_run_policies_are_reported_never_enforced() {
         {"name": "would-allow-get", "namespace": "xnat", "dryRun": true, "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "POST"]}}]}]}}
     ]}));
     let post = GET.method("POST").decide(&policy);
-    assert_eq!(
-        post.verdict,
-        Verdict::AllowedNoAllowPolicy,
-        "dry-run DENY does not deny"
-    );
+    assert_eq!(post.verdict, Verdict::AllowedNoAllowPolicy, "dry-run DENY does not deny");
     assert!(post.dry_run_denied);
     let put = GET.method("PUT").decide(&policy);
-    assert_eq!(
-        put.verdict,
-        Verdict::AllowedNoAllowPolicy,
-        "a dry-run ALLOW does not make ALLOW mandatory"
-    );
+    assert_eq!(put.verdict, Verdict::AllowedNoAllowPolicy, "a dry-run ALLOW does not make ALLOW mandatory");
     assert!(put.dry_run_denied, "no dry-run ALLOW matches PUT");
     assert!(!GET.decide(&policy).dry_run_denied);
 }
@@ -536,24 +310,15 @@ fn per_port_mtls_follows_peer_authentication() {
     let runbook = compile(
         json!({"peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}}),
     );
-    assert_eq!(
-        GET.plaintext().port(8443).verdict(&runbook),
-        Verdict::DeniedMtlsRequired { port: Some(8443) }
-    );
+    assert_eq!(GET.plaintext().port(8443).verdict(&runbook), Verdict::DeniedMtlsRequired { port: Some(8443) });
     assert!(GET.plaintext().port(8080).allowed(&runbook));
     assert!(GET.port(8443).allowed(&runbook));
     let unset = compile(
         json!({"peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"9000": {"mode": "UNSET"}}}}),
     );
-    assert!(
-        !GET.plaintext().port(9000).allowed(&unset),
-        "UNSET inherits STRICT"
-    );
+    assert!(!GET.plaintext().port(9000).allowed(&unset), "UNSET inherits STRICT");
     let none = compile(json!({}));
-    assert!(
-        GET.plaintext().allowed(&none),
-        "no PeerAuthentication is PERMISSIVE"
-    );
+    assert!(GET.plaintext().allowed(&none), "no PeerAuthentication is PERMISSIVE");
     let strict_port = compile(
         json!({"peerAuthentication": {"mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"8443": {"mode": "STRICT"}}}}),
     );
@@ -567,15 +332,9 @@ fn trust_domain_aliases_expand_principals() {
         "trustDomain": "new-td", "trustDomainAliases": ["old-td"],
         "policies": [{"name": "p", "namespace": "xnat", "spec": {"rules": [{"from": [{"source": {"principals": ["old-td/ns/xnat/sa/xnat-web"]}}]}]}}]
     }));
-    assert!(GET
-        .peer("spiffe://new-td/ns/xnat/sa/xnat-web")
-        .allowed(&policy));
-    assert!(GET
-        .peer("spiffe://old-td/ns/xnat/sa/xnat-web")
-        .allowed(&policy));
-    assert!(!GET
-        .peer("spiffe://other-td/ns/xnat/sa/xnat-web")
-        .allowed(&policy));
+    assert!(GET.peer("spiffe://new-td/ns/xnat/sa/xnat-web").allowed(&policy));
+    assert!(GET.peer("spiffe://old-td/ns/xnat/sa/xnat-web").allowed(&policy));
+    assert!(!GET.peer("spiffe://other-td/ns/xnat/sa/xnat-web").allowed(&policy));
 }
 
 #[test]
@@ -603,14 +362,8 @@ fn spec_refusal(spec: Value) -> String {
 #[test]
 fn unsupported_and_misspelt_fields_are_refused_with_their_path() {
     let cases: &[(Value, &str)] = &[
-        (
-            json!({"action": "CUSTOM", "provider": {"name": "x"}}),
-            "policies[0].spec.provider",
-        ),
-        (
-            json!({"action": "CUSTOM"}),
-            "policies[0].spec.action: CUSTOM",
-        ),
+        (json!({"action": "CUSTOM", "provider": {"name": "x"}}), "policies[0].spec.provider"),
+        (json!({"action": "CUSTOM"}), "policies[0].spec.action: CUSTOM"),
         (
             json!({"rules": [{}, {"from": [{"source": {"requestPrincipals": ["*"]}}]}]}),
             "policies[0].spec.rules[1].from[0].source.requestPrincipals",
@@ -631,58 +384,28 @@ fn unsupported_and_misspelt_fields_are_refused_with_their_path() {
             json!({"rules": [{"to": [{"operation": {"ports": ["80", "http"]}}]}]}),
             "policies[0].spec.rules[0].to[0].operation.ports[1]",
         ),
-        (
-            json!({"rules": [{"to": [{"operation": {"ports": ["70000"]}}]}]}),
-            "operation.ports[0]",
-        ),
-        (
-            json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]}),
-            "source.ipBlocks[0]",
-        ),
-        (
-            json!({"rules": [{"from": [{"source": {}}]}]}),
-            "policies[0].spec.rules[0].from[0].source: must not be empty",
-        ),
-        (
-            json!({"rules": [{"to": [{"operation": {"paths": ["/a/*/b"]}}]}]}),
-            "operation.paths[0]",
-        ),
-        (
-            json!({"rules": [{"to": [{"operation": {"paths": ["/a/{x}/b"]}}]}]}),
-            "operation.paths[0]",
-        ),
-        (
-            json!({"rules": [{"when": [{"key": "source.ip"}]}]}),
-            "when[0]: needs `values` or `notValues`",
-        ),
-        (
-            json!({"rules": [{"when": [{"key": "request.headers[]", "values": ["x"]}]}]}),
-            "when[0].key",
-        ),
+        (json!({"rules": [{"to": [{"operation": {"ports": ["70000"]}}]}]}), "operation.ports[0]"),
+        (json!({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]}), "source.ipBlocks[0]"),
+        (json!({"rules": [{"from": [{"source": {}}]}]}), "policies[0].spec.rules[0].from[0].source: must not be empty"),
+        (json!({"rules": [{"to": [{"operation": {"paths": ["/a/*/b"]}}]}]}), "operation.paths[0]"),
+        (json!({"rules": [{"to": [{"operation": {"paths": ["/a/{x}/b"]}}]}]}), "operation.paths[0]"),
+        (json!({"rules": [{"when": [{"key": "source.ip"}]}]}), "when[0]: needs `values` or `notValues`"),
+        (json!({"rules": [{"when": [{"key": "request.headers[]", "values": ["x"]}]}]}), "when[0].key"),
         (
             json!({"rules": [{"when": [{"key": "source.user", "values": ["x"]}]}]}),
             "unknown condition key 'source.user'",
         ),
-        (
-            json!({"rules": [{"from": [{"source": {"serviceAccounts": ["a/b/c"]}}]}]}),
-            "serviceAccounts[0]",
-        ),
+        (json!({"rules": [{"from": [{"source": {"serviceAccounts": ["a/b/c"]}}]}]}), "serviceAccounts[0]"),
         (
             json!({"rules": [{"from": [{"source": {"serviceAccounts": ["sa"], "namespaces": ["ns"]}}]}]}),
             "cannot be combined",
         ),
-        (
-            json!({"targetRef": {"kind": "Gateway", "name": "gw"}}),
-            "policies[0].spec.targetRef",
-        ),
+        (json!({"targetRef": {"kind": "Gateway", "name": "gw"}}), "policies[0].spec.targetRef"),
         (json!({"action": "allow"}), "policies[0].spec.action"),
     ];
     for (spec, expected) in cases {
         let message = spec_refusal(spec.clone());
-        assert!(
-            message.contains(expected),
-            "for {spec}\n  got: {message}\n  want: {expected}"
-        );
+        assert!(message.contains(expected), "for {spec}\n  got: {message}\n  want: {expected}");
     }
 }
 
@@ -693,10 +416,7 @@ fn bad_peer_authentication_and_top_level_fields_are_refused() {
             json!({"peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"80a": {"mode": "DISABLE"}}}}),
             "peerAuthentication.portLevelMtls.80a",
         ),
-        (
-            json!({"peerAuthentication": {"mtls": {"mode": "strict"}}}),
-            "peerAuthentication.mtls.mode",
-        ),
+        (json!({"peerAuthentication": {"mtls": {"mode": "strict"}}}), "peerAuthentication.mtls.mode"),
         (
             json!({"peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE", "x": 1}}}}),
             "portLevelMtls",
@@ -707,21 +427,12 @@ fn bad_peer_authentication_and_top_level_fields_are_refused() {
             json!({"policies": [{"name": "p", "namespace": "xnat", "dryRun": true, "spec": {"action": "AUDIT", "rules": [{}]}}]}),
             "policies[0].dryRun",
         ),
-        (
-            json!({"policies": [{"name": "", "namespace": "xnat", "spec": {}}]}),
-            "policies[0].name",
-        ),
+        (json!({"policies": [{"name": "", "namespace": "xnat", "spec": {}}]}), "policies[0].name"),
     ];
     for (config, expected) in cases {
         let message = refusal(config.clone());
-        assert!(
-            message.contains(expected),
-            "for {config}\n  got: {message}\n  want: {expected}"
-        );
+        assert!(message.contains(expected), "for {config}\n  got: {message}\n  want: {expected}");
     }
-    let syntax = from_json(b"{\"policies\": [")
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let syntax = from_json(b"{\"policies\": [").err().map(|e| e.to_string()).unwrap_or_default();
     assert!(syntax.contains("EOF"), "{syntax}");
 }

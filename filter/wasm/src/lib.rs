@@ -75,18 +75,16 @@ impl Context for GuardRoot {}
 impl RootContext for GuardRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         self.metrics = Metrics::define();
-        let config = hostcalls::get_buffer(
-            BufferType::PluginConfiguration,
-            0,
-            plugin_configuration_size,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, plugin_configuration_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         match xnat_guard_policy::from_json(&config) {
             Ok(policy) => {
                 let (deny, allow, audit, dry_run) = policy.counts();
-                log::info!("xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies");
+                log::info!(
+                    "xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies"
+                );
                 self.policy = Some(Rc::new(policy));
                 true
             }
@@ -100,10 +98,7 @@ impl RootContext for GuardRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(GuardHttp {
-            policy: self.policy.clone(),
-            metrics: self.metrics,
-        }))
+        Some(Box::new(GuardHttp { policy: self.policy.clone(), metrics: self.metrics }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -138,52 +133,22 @@ impl HttpContext for GuardHttp {
 }
 
 fn deny() -> Action {
-    let _ =
-        hostcalls::send_http_response(403, vec![("content-type", "text/plain")], Some(DENIED_BODY));
+    let _ = hostcalls::send_http_response(403, vec![("content-type", "text/plain")], Some(DENIED_BODY));
     Action::Pause
 }
 
 /// Reads from the host only what `policy.needs()` lists, then evaluates.
 fn decide(policy: &Policy) -> Decision {
     let needs = policy.needs();
-    let method = if needs.method {
-        header(":method")
-    } else {
-        None
-    };
+    let method = if needs.method { header(":method") } else { None };
     let path = if needs.path { header(":path") } else { None };
-    let host = if needs.host {
-        header(":authority")
-    } else {
-        None
-    };
-    let port = if needs.port {
-        property(&["destination", "port"]).and_then(|b| le_u64(&b))
-    } else {
-        None
-    };
-    let peer = if needs.peer {
-        peer_identity(needs.identity)
-    } else {
-        None
-    };
-    let source_ip = if needs.source_ip || needs.remote_ip {
-        address(&["source", "address"])
-    } else {
-        None
-    };
-    let destination_ip = if needs.destination_ip {
-        address(&["destination", "address"])
-    } else {
-        None
-    };
-    let sni = if needs.sni {
-        property(&["connection", "requested_server_name"])
-    } else {
-        None
-    };
-    let header_values: Vec<Option<Vec<u8>>> =
-        policy.header_names().iter().map(|n| header(n)).collect();
+    let host = if needs.host { header(":authority") } else { None };
+    let port = if needs.port { property(&["destination", "port"]).and_then(|b| le_u64(&b)) } else { None };
+    let peer = if needs.peer { peer_identity(needs.identity) } else { None };
+    let source_ip = if needs.source_ip || needs.remote_ip { address(&["source", "address"]) } else { None };
+    let destination_ip = if needs.destination_ip { address(&["destination", "address"]) } else { None };
+    let sni = if needs.sni { property(&["connection", "requested_server_name"]) } else { None };
+    let header_values: Vec<Option<Vec<u8>>> = policy.header_names().iter().map(|n| header(n)).collect();
     let header_refs: Vec<Option<&[u8]>> = header_values.iter().map(|v| v.as_deref()).collect();
     let request = Request {
         method: method.as_deref().unwrap_or_default(),
@@ -202,9 +167,7 @@ fn decide(policy: &Policy) -> Decision {
 }
 
 fn header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
 }
 
 fn property(path: &[&str]) -> Option<Vec<u8>> {
@@ -231,8 +194,5 @@ fn peer_identity(need_uri: bool) -> Option<Vec<u8>> {
 fn address(path: &[&str]) -> Option<IpAddr> {
     let raw = property(path)?;
     let text = std::str::from_utf8(&raw).ok()?;
-    text.parse::<SocketAddr>()
-        .map(|a| a.ip())
-        .or_else(|_| text.parse::<IpAddr>())
-        .ok()
+    text.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<IpAddr>()).ok()
 }
