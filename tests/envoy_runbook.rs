@@ -33,6 +33,10 @@ fn strict_mtls_with_8080_exempt_serves_plaintext_only_on_8080() {
     assert_served(&sidecar, &r, "mtls-8443");
     let r = sidecar.send(EXEMPT, Some("viewer"), RawRequest::get("/data/projects"), "mtls-8080");
     assert_served(&sidecar, &r, "mtls-8080");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sidecar.counter("denied_mtls") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(sidecar.counter("denied_mtls"), 1);
 }
 
@@ -132,9 +136,16 @@ fn counters_move_and_show_in_prometheus_output() {
     sidecar.send(STRICT, Some("viewer"), RawRequest::new("HEAD", "/"), "b");
     sidecar.send(STRICT, Some("viewer"), RawRequest::new("DELETE", "/"), "c");
     sidecar.send(STRICT, None, RawRequest::get("/"), "d");
-    let after: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
+    // The filter flushes its counts to Envoy once a second: wait for them, bounded.
+    let expected = vec![2, 1, 1, 1, 1];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut after: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
+    while after != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        after = names.iter().map(|n| sidecar.counter(n)).collect();
+    }
     // allowed: GET, HEAD; denied by policy: DELETE; mTLS: plaintext on 8443; dry-run: HEAD; audit: DELETE.
-    assert_eq!(after, vec![2, 1, 1, 1, 1]);
+    assert_eq!(after, expected);
     let (_, prometheus) = sidecar.inner.envoy.admin_get("/stats/prometheus").unwrap();
     assert!(prometheus.lines().any(|l| l.starts_with("xnat_guard_allowed") && l.ends_with(" 2")), "{prometheus}");
 }

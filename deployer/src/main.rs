@@ -114,6 +114,8 @@ fn run_local(args: LocalArgs) -> Result<()> {
     if args.tour {
         let results = local::run_tour(&sidecar, &policy, &local::tour_steps(&args.ports))?;
         println!("\n{}", local::format_tour(&results, &policy));
+        // The filter flushes its counts to Envoy's stats once a second.
+        std::thread::sleep(std::time::Duration::from_millis(1200));
         let counters = ["allowed", "denied_policy", "denied_mtls", "dry_run_denied", "audit_matched"]
             .iter()
             .map(|c| Ok(format!("{c}={}", sidecar.envoy.counter(&format!("wasmcustom.xnat_guard_{c}"))?)))

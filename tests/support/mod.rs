@@ -29,8 +29,11 @@ pub fn envoy_binary() -> PathBuf {
     deployer::local::envoy::find_envoy(None, &project_root()).unwrap_or_else(|e| panic!("FAILED, not skipped: {e}"))
 }
 
+/// The filter module: `$XNAT_GUARD_MODULE`, else where `make wasm` puts it.
 pub fn module() -> PathBuf {
-    let m = project_root().join(deployer::local::DEFAULT_MODULE);
+    let m = std::env::var_os("XNAT_GUARD_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join(deployer::local::DEFAULT_MODULE));
     assert!(
         m.is_file(),
         "FAILED, not skipped: {} is missing; run `make wasm` (or `make test`, which builds it)",

@@ -206,13 +206,34 @@ impl Envoy {
     /// Writes `config` to `workdir`, starts Envoy and waits until its admin says LIVE and
     /// every listener is bound. Fails with the log's tail if Envoy exits or stalls.
     pub fn start(binary: &Path, config: &Value, workdir: &Path) -> Result<Envoy> {
+        Self::start_wrapped(binary, config, workdir, &[], Duration::from_secs(60))
+    }
+
+    /// As [`start`](Self::start), pinned to one CPU with `taskset` when `cpu` is given (for
+    /// measurements: Envoy on one core, the load on the other).
+    pub fn start_on(binary: &Path, config: &Value, workdir: &Path, cpu: Option<usize>) -> Result<Envoy> {
+        let wrapper: Vec<String> = cpu.map(|c| vec!["taskset".into(), "-c".into(), c.to_string()]).unwrap_or_default();
+        Self::start_wrapped(binary, config, workdir, &wrapper, Duration::from_secs(60))
+    }
+
+    /// As [`start`](Self::start), with Envoy run under `wrapper` (e.g. `taskset -c 0` or
+    /// `valgrind --tool=callgrind`), waiting up to `timeout` for it to be ready.
+    pub fn start_wrapped(binary: &Path, config: &Value, workdir: &Path, wrapper: &[String], timeout: Duration) -> Result<Envoy> {
         let config_path = workdir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?)?;
         let admin_file = workdir.join("admin-address");
         let _ = std::fs::remove_file(&admin_file);
         let log = workdir.join("envoy.log");
         let log_file = std::fs::File::create(&log)?;
-        let child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("-c")
             .arg(&config_path)
             .arg("--admin-address-path")
@@ -224,7 +245,7 @@ impl Envoy {
             .spawn()
             .map_err(|source| EnvoyError::Spawn { binary: binary.to_path_buf(), source })?;
         let mut envoy = Envoy { child, admin: SocketAddr::from(([127, 0, 0, 1], 0)), log };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = envoy.child.try_wait()? {
                 return Err(EnvoyError::Exited { status: status.to_string(), log_tail: envoy.log_tail(40) });
@@ -240,7 +261,7 @@ impl Envoy {
                 return Ok(envoy);
             }
             if Instant::now() > deadline {
-                return Err(EnvoyError::NotReady { seconds: 60, log_tail: envoy.log_tail(40) });
+                return Err(EnvoyError::NotReady { seconds: timeout.as_secs(), log_tail: envoy.log_tail(40) });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -283,6 +304,23 @@ impl Envoy {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+impl Envoy {
+    /// Asks Envoy to exit through the admin interface and waits up to `timeout` for it (so
+    /// tools wrapping it, such as valgrind, can write their output).
+    pub fn quit(mut self, timeout: Duration) -> Result<()> {
+        let request = crate::local::client::RawRequest::new("POST", "/quitquitquit");
+        let _ = crate::local::client::send_plain(self.admin, &request);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(EnvoyError::NotReady { seconds: timeout.as_secs(), log_tail: self.log_tail(20) })
     }
 }
 

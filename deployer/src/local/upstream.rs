@@ -38,8 +38,14 @@ pub struct RecordingUpstream {
 }
 
 impl RecordingUpstream {
-    /// Listens on `addr` (port 0 picks a free one).
+    /// Listens on `addr` (port 0 picks a free one) and records every request.
     pub fn start(addr: SocketAddr) -> std::io::Result<RecordingUpstream> {
+        Self::start_with(addr, true)
+    }
+
+    /// As [`start`](Self::start); with `record` false it only answers (for load runs, where
+    /// keeping every request would distort the measurement).
+    pub fn start_with(addr: SocketAddr, record: bool) -> std::io::Result<RecordingUpstream> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -48,7 +54,7 @@ impl RecordingUpstream {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let log_for_server = log.clone();
         let thread = std::thread::Builder::new().name("xnat-stand-in".into()).spawn(move || {
-            runtime.block_on(serve(std_listener, log_for_server, rx));
+            runtime.block_on(serve(std_listener, record.then_some(log_for_server), rx));
         })?;
         Ok(RecordingUpstream { addr, log, shutdown: Some(tx), thread: Some(thread) })
     }
@@ -81,7 +87,7 @@ impl Drop for RecordingUpstream {
 
 async fn serve(
     listener: std::net::TcpListener,
-    log: Arc<Mutex<Vec<Recorded>>>,
+    log: Option<Arc<Mutex<Vec<Recorded>>>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -103,13 +109,13 @@ async fn serve(
     }
 }
 
-async fn handle(req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<Incoming>, log: Option<Arc<Mutex<Vec<Recorded>>>>) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
     let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     let headers = req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect();
     let body_len = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
     let body = format!("XNAT stand-in: {method} {target}\n");
-    if let Ok(mut l) = log.lock() {
+    if let Some(Ok(mut l)) = log.as_ref().map(|l| l.lock()) {
         l.push(Recorded { method, target, headers, body_len });
     }
     Ok(Response::new(Full::new(Bytes::from(body))))

@@ -35,7 +35,7 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
         compiler.needs.peer = true;
     }
     if mtls.ports.iter().any(|(_, m)| *m != mtls.default) {
-        compiler.needs.port = true;
+        compiler.needs.port_for_plaintext = true;
     }
 
     let (mut deny, mut allow, mut audit, mut dry_run_deny, mut dry_run_allow) =

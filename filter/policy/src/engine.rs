@@ -37,7 +37,10 @@ pub struct Needs {
     pub method: bool,
     pub path: bool,
     pub host: bool,
+    /// The local port (`destination.port`), for a rule.
     pub port: bool,
+    /// The local port, to find the mTLS mode of a plaintext request (ports differ in mode).
+    pub port_for_plaintext: bool,
     /// Whether the connection is mutual TLS (`connection.mtls`).
     pub peer: bool,
     /// The peer's URI SAN (`connection.uri_san_peer_certificate`).

@@ -344,8 +344,8 @@ fn the_runbook_policy_reads_only_the_method_and_the_mtls_flag() {
         "policies": [{"name": "xnat-all", "namespace": "xnat", "spec": {"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}]
     }));
     let needs = policy.needs();
-    assert!(needs.method && needs.peer && needs.port);
-    assert!(!needs.identity && !needs.path && !needs.host && !needs.source_ip && !needs.sni);
+    assert!(needs.method && needs.peer && needs.port_for_plaintext);
+    assert!(!needs.port && !needs.identity && !needs.path && !needs.host && !needs.source_ip && !needs.sni);
 }
 
 fn refusal(config: Value) -> String {

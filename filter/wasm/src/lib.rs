@@ -2,16 +2,22 @@
 //! request read the facts the compiled policy needs, evaluate, and let the request through or
 //! answer `403 RBAC: access denied` as Istio's RBAC filter does. Nothing clever lives here.
 //!
-//! Host calls go through `proxy_wasm::hostcalls` with their `Result`s handled: the SDK's trait
-//! helpers unwrap, and a trap in a sidecar is an outage.
+//! Every host call costs about as much as the whole policy evaluation, so the request path
+//! makes as few as it can: it reads only what `Policy::needs` lists, reads the port only when
+//! it can change the outcome, and counts decisions in memory, flushing them to Envoy's stats
+//! once a second instead of one host call per request.
 
+mod host;
+
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
-use xnat_guard_policy::{Decision, Policy, Request, Verdict};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
+use xnat_guard_policy::{Decision, MtlsMode, Policy, Request, Verdict};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -19,47 +25,60 @@ proxy_wasm::main! {{
 }}
 
 const DENIED_BODY: &[u8] = b"RBAC: access denied";
+const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
+/// Decisions counted since the last flush, shared by the root and its HTTP contexts.
+#[derive(Debug, Default)]
+struct Pending {
+    allowed: Cell<u64>,
+    denied_policy: Cell<u64>,
+    denied_mtls: Cell<u64>,
+    dry_run_denied: Cell<u64>,
+    audited: Cell<u64>,
+}
+
+impl Pending {
+    fn record(&self, decision: &Decision) {
+        let bump = |c: &Cell<u64>| c.set(c.get() + 1);
+        bump(match decision.verdict {
+            Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. } => &self.allowed,
+            Verdict::DeniedMtlsRequired { .. } => &self.denied_mtls,
+            Verdict::DeniedBy { .. } | Verdict::DeniedNoAllowMatch => &self.denied_policy,
+        });
+        if decision.dry_run_denied {
+            bump(&self.dry_run_denied);
+        }
+        if decision.audited {
+            bump(&self.audited);
+        }
+    }
+}
 
 /// Counter ids, defined once per VM. Envoy shows them at `/stats` (as `wasmcustom.<name>`)
 /// and `/stats/prometheus`.
 #[derive(Debug, Default, Clone, Copy)]
-struct Metrics {
-    allowed: Option<u32>,
-    denied_policy: Option<u32>,
-    denied_mtls: Option<u32>,
-    dry_run_denied: Option<u32>,
-    audited: Option<u32>,
-}
+struct Metrics([Option<u32>; 5]);
 
 impl Metrics {
+    const NAMES: [&'static str; 5] = [
+        "xnat_guard_allowed",
+        "xnat_guard_denied_policy",
+        "xnat_guard_denied_mtls",
+        "xnat_guard_dry_run_denied",
+        "xnat_guard_audit_matched",
+    ];
+
     fn define() -> Metrics {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
-        Metrics {
-            allowed: counter("xnat_guard_allowed"),
-            denied_policy: counter("xnat_guard_denied_policy"),
-            denied_mtls: counter("xnat_guard_denied_mtls"),
-            dry_run_denied: counter("xnat_guard_dry_run_denied"),
-            audited: counter("xnat_guard_audit_matched"),
-        }
+        Metrics(Self::NAMES.map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()))
     }
 
-    fn bump(id: Option<u32>) {
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
-    }
-
-    fn record(&self, decision: &Decision) {
-        Self::bump(match decision.verdict {
-            Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. } => self.allowed,
-            Verdict::DeniedMtlsRequired { .. } => self.denied_mtls,
-            Verdict::DeniedBy { .. } | Verdict::DeniedNoAllowMatch => self.denied_policy,
-        });
-        if decision.dry_run_denied {
-            Self::bump(self.dry_run_denied);
-        }
-        if decision.audited {
-            Self::bump(self.audited);
+    fn flush(&self, pending: &Pending) {
+        let cells = [&pending.allowed, &pending.denied_policy, &pending.denied_mtls, &pending.dry_run_denied, &pending.audited];
+        for (id, cell) in self.0.iter().zip(cells) {
+            let n = cell.take();
+            if let (Some(id), true) = (id, n > 0) {
+                let _ = hostcalls::increment_metric(*id, n as i64);
+            }
         }
     }
 }
@@ -68,6 +87,7 @@ impl Metrics {
 struct GuardRoot {
     policy: Option<Rc<Policy>>,
     metrics: Metrics,
+    pending: Rc<Pending>,
 }
 
 impl Context for GuardRoot {}
@@ -82,10 +102,9 @@ impl RootContext for GuardRoot {
         match xnat_guard_policy::from_json(&config) {
             Ok(policy) => {
                 let (deny, allow, audit, dry_run) = policy.counts();
-                log::info!(
-                    "xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies"
-                );
+                log::info!("xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies");
                 self.policy = Some(Rc::new(policy));
+                let _ = hostcalls::set_tick_period(FLUSH_PERIOD);
                 true
             }
             Err(e) => {
@@ -97,8 +116,12 @@ impl RootContext for GuardRoot {
         }
     }
 
+    fn on_tick(&mut self) {
+        self.metrics.flush(&self.pending);
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(GuardHttp { policy: self.policy.clone(), metrics: self.metrics }))
+        Some(Box::new(GuardHttp { policy: self.policy.clone(), pending: self.pending.clone() }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -108,19 +131,19 @@ impl RootContext for GuardRoot {
 
 struct GuardHttp {
     policy: Option<Rc<Policy>>,
-    metrics: Metrics,
+    pending: Rc<Pending>,
 }
 
 impl Context for GuardHttp {}
 
 impl HttpContext for GuardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(policy) = self.policy.clone() else {
+        let Some(policy) = &self.policy else {
             log::error!("xnat-guard: no valid configuration; denying");
             return deny();
         };
-        let decision = decide(&policy);
-        self.metrics.record(&decision);
+        let decision = decide(policy);
+        self.pending.record(&decision);
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("xnat-guard: {:?}", decision);
         }
@@ -137,24 +160,39 @@ fn deny() -> Action {
     Action::Pause
 }
 
-/// Reads from the host only what `policy.needs()` lists, then evaluates.
+/// Reads from the host only what the policy needs, cheapest decisive fact first, then
+/// evaluates.
 fn decide(policy: &Policy) -> Decision {
     let needs = policy.needs();
-    let method = if needs.method { header(":method") } else { None };
-    let path = if needs.path { header(":path") } else { None };
-    let host = if needs.host { header(":authority") } else { None };
-    let port = if needs.port { property(&["destination", "port"]).and_then(|b| le_u64(&b)) } else { None };
-    let peer = if needs.peer { peer_identity(needs.identity) } else { None };
-    let source_ip = if needs.source_ip || needs.remote_ip { address(&["source", "address"]) } else { None };
-    let destination_ip = if needs.destination_ip { address(&["destination", "address"]) } else { None };
-    let sni = if needs.sni { property(&["connection", "requested_server_name"]) } else { None };
-    let header_values: Vec<Option<Vec<u8>>> = policy.header_names().iter().map(|n| header(n)).collect();
+    // The peer: when the policy reads identities, the URI SAN answers "mTLS?" too (absent for
+    // plaintext); only a certificate without one costs the extra `connection.mtls` read.
+    let peer: Option<Vec<u8>> = if needs.identity {
+        host::property(host::PEER_URI_SAN).or_else(|| host::is_mtls().then(Vec::new))
+    } else if needs.peer {
+        host::is_mtls().then(Vec::new)
+    } else {
+        None
+    };
+    let port_needed = needs.port || (needs.port_for_plaintext && peer.is_none());
+    let port = if port_needed { host::property(host::DESTINATION_PORT).and_then(|b| le_u16(&b)) } else { None };
+    // Plaintext on a STRICT port is refused before anything else is read.
+    if peer.is_none() && needs.peer && policy.mtls_mode(port) == MtlsMode::Strict {
+        return policy.evaluate(&Request { port, ..Request::default() });
+    }
+    let method = if needs.method { host::request_header(b":method") } else { None };
+    let path = if needs.path { host::request_header(b":path") } else { None };
+    let authority = if needs.host { host::request_header(b":authority") } else { None };
+    let source_ip = if needs.source_ip || needs.remote_ip { address(host::SOURCE_ADDRESS) } else { None };
+    let destination_ip = if needs.destination_ip { address(host::DESTINATION_ADDRESS) } else { None };
+    let sni = if needs.sni { host::property(host::SNI) } else { None };
+    let header_values: Vec<Option<Vec<u8>>> =
+        policy.header_names().iter().map(|n| host::request_header(n.as_bytes())).collect();
     let header_refs: Vec<Option<&[u8]>> = header_values.iter().map(|v| v.as_deref()).collect();
-    let request = Request {
+    policy.evaluate(&Request {
         method: method.as_deref().unwrap_or_default(),
         path: path.as_deref().unwrap_or_default(),
-        host: host.as_deref(),
-        port: port.and_then(|p| u16::try_from(p).ok()),
+        host: authority.as_deref(),
+        port,
         peer: peer.as_deref(),
         source_ip,
         // The sidecar trusts no X-Forwarded-For hop: the remote address is the peer's.
@@ -162,37 +200,17 @@ fn decide(policy: &Policy) -> Decision {
         destination_ip,
         sni: sni.as_deref(),
         headers: &header_refs,
-    };
-    policy.evaluate(&request)
+    })
 }
 
-fn header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
+/// `destination.port` arrives as an 8-byte little-endian integer.
+fn le_u16(bytes: &[u8]) -> Option<u16> {
+    let value = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    u16::try_from(value).ok()
 }
 
-fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
-}
-
-fn le_u64(bytes: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
-/// `None` for plaintext; for mutual TLS the peer certificate's URI SAN (empty when the policy
-/// does not need the identity, or the certificate has none).
-fn peer_identity(need_uri: bool) -> Option<Vec<u8>> {
-    let mtls = property(&["connection", "mtls"]).is_some_and(|b| b.first() == Some(&1));
-    if !mtls {
-        return None;
-    }
-    if !need_uri {
-        return Some(Vec::new());
-    }
-    Some(property(&["connection", "uri_san_peer_certificate"]).unwrap_or_default())
-}
-
-fn address(path: &[&str]) -> Option<IpAddr> {
-    let raw = property(path)?;
+fn address(path: &[u8]) -> Option<IpAddr> {
+    let raw = host::property(path)?;
     let text = std::str::from_utf8(&raw).ok()?;
     text.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<IpAddr>()).ok()
 }

@@ -1,0 +1,58 @@
+//! The two host calls on the request path, made directly: the SDK's wrappers serialise the
+//! property path into a fresh `Vec` on every call and panic on unexpected statuses. Here the
+//! paths are constants and every status other than OK reads as "absent".
+
+// Property paths in the ABI's form: segments separated by NUL.
+pub const PEER_URI_SAN: &[u8] = b"connection\0uri_san_peer_certificate";
+pub const MTLS: &[u8] = b"connection\0mtls";
+pub const DESTINATION_PORT: &[u8] = b"destination\0port";
+pub const SOURCE_ADDRESS: &[u8] = b"source\0address";
+pub const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
+pub const SNI: &[u8] = b"connection\0requested_server_name";
+
+const STATUS_OK: u32 = 0;
+const HTTP_REQUEST_HEADERS: u32 = 0;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_property(path_data: *const u8, path_size: usize, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+}
+
+/// Takes ownership of a buffer the host filled through `proxy_on_memory_allocate` (the SDK's
+/// allocator export, which hands out `Vec<u8>` storage).
+fn adopt(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if status != STATUS_OK || data.is_null() {
+        return None;
+    }
+    // SAFETY: on OK the host returns a buffer of `size` bytes it obtained from our
+    // `proxy_on_memory_allocate`, which allocates exactly `size` bytes as a Vec<u8>.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// A property, or `None` if the host has none (or refused).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the path is a valid slice; the out-pointers are valid for writes.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    adopt(status, data, size)
+}
+
+/// A request header's value, as bytes (never assumed to be UTF-8).
+pub fn request_header(name: &[u8]) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the name is a valid slice; the out-pointers are valid for writes.
+    let status = unsafe { proxy_get_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size) };
+    adopt(status, data, size)
+}
+
+/// Whether the connection is mutual TLS.
+pub fn is_mtls() -> bool {
+    property(MTLS).is_some_and(|b| b.first() == Some(&1))
+}
