@@ -8,7 +8,7 @@ WASM := target/$(WASM_TARGET)/release/xnat_guard.wasm
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 
-.PHONY: setup rust-target wasm deployer test lint demo clean
+.PHONY: setup rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target $(ENVOY_STAMP)
@@ -49,6 +49,19 @@ demo: setup wasm deployer
 	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/istio-auth-policy-post.yaml
 	@echo; echo "=== 3. Per source: the uploader may POST, the reporting namespace only GET and HEAD"
 	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/per-source.yaml
+
+## bench: criterion benchmarks of the engine (compile, evaluate, 1-1000 rules)
+bench:
+	cargo bench --bench engine
+
+## bench-envoy: the Envoy A/B harness (no filter, native RBAC, empty Wasm, ours), into docs/PERFORMANCE.md
+bench-envoy: setup wasm
+	cargo bench --bench envoy_ab -- --rounds $(or $(ROUNDS),7) --seconds $(or $(SECONDS),3) --out docs/PERFORMANCE.md
+
+## bench-callgrind: instructions per request on Envoy's worker thread, into docs/PERFORMANCE.md (slow: ~20 min)
+bench-callgrind: setup wasm
+	@command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind"; exit 1; }
+	cargo bench --bench envoy_ab -- --callgrind --out docs/PERFORMANCE.md
 
 clean:
 	cargo clean

@@ -71,15 +71,19 @@ fn root() -> PathBuf {
 fn policy(name: &str) -> PluginConfig {
     let peer = json!({"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}});
     let spec = match name {
-        "methods" => json!({"rules": [{"to": [{"operation": {"methods": ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]}}]}]}),
+        "methods" => {
+            json!({"rules": [{"to": [{"operation": {"methods": ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]}}]}]})
+        }
         _ => json!({"rules": [
             {"from": [{"source": {"principals": ["cluster.local/ns/xnat-ingest/sa/uploader"]}}],
              "to": [{"operation": {"methods": ["GET", "POST"], "ports": ["8443"], "paths": ["/data/*", "/xapi/*"]}}]},
             {"to": [{"operation": {"ports": ["8080"], "paths": ["/data/*"]}}]}
         ]}),
     };
-    serde_json::from_value(json!({"peerAuthentication": peer, "policies": [{"name": name, "namespace": "xnat", "spec": spec}]}))
-        .expect("valid policy")
+    serde_json::from_value(
+        json!({"peerAuthentication": peer, "policies": [{"name": name, "namespace": "xnat", "spec": spec}]}),
+    )
+    .expect("valid policy")
 }
 
 fn build_floor() -> PathBuf {
@@ -113,7 +117,11 @@ fn cpu_ns(pid: u32) -> u64 {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -142,7 +150,12 @@ fn tls_connector(identity: &ClientIdentity, ca: &[u8]) -> tokio_rustls::TlsConne
 }
 
 /// Keep-alive load for `seconds` over `connections` connections; returns (requests, latencies in µs).
-async fn load(target: SocketAddr, tls: Option<tokio_rustls::TlsConnector>, connections: usize, seconds: f64) -> (u64, Vec<u32>) {
+async fn load(
+    target: SocketAddr,
+    tls: Option<tokio_rustls::TlsConnector>,
+    connections: usize,
+    seconds: f64,
+) -> (u64, Vec<u32>) {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for _ in 0..connections {
@@ -152,13 +165,16 @@ async fn load(target: SocketAddr, tls: Option<tokio_rustls::TlsConnector>, conne
             tcp.set_nodelay(true).expect("nodelay");
             let mut sender = match tls {
                 Some(connector) => {
-                    let stream = connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("tls");
-                    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+                    let stream =
+                        connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("tls");
+                    let (sender, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
                     tokio::spawn(conn);
                     sender
                 }
                 None => {
-                    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.expect("handshake");
+                    let (sender, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.expect("handshake");
                     tokio::spawn(conn);
                     sender
                 }
@@ -204,14 +220,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let opts = options();
-    let envoy_bin = deployer::local::envoy::find_envoy(None, &root()).unwrap_or_else(|e| panic!("FAILED, not skipped: {e}"));
+    let envoy_bin =
+        deployer::local::envoy::find_envoy(None, &root()).unwrap_or_else(|e| panic!("FAILED, not skipped: {e}"));
     let ours = std::env::var_os("XNAT_GUARD_MODULE")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(deployer::local::DEFAULT_MODULE));
     assert!(ours.is_file(), "FAILED, not skipped: {} is missing; run `make wasm`", ours.display());
     let floor = build_floor();
     // This process (load and upstream) on CPU 1, each Envoy on CPU 0.
-    let pinned = Command::new("taskset").args(["-a", "-p", "-c", "1", &std::process::id().to_string()]).output().is_ok_and(|o| o.status.success());
+    let pinned = Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success());
     let envoy_cpu = pinned.then_some(0);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let work = tempfile::tempdir().expect("tempdir");
@@ -224,7 +244,7 @@ fn main() {
         let table = callgrind(&opts, &envoy_bin, &floor, &ours, &runtime, &pki, &caller, &upstream, &tls, work.path());
         println!("{table}");
         if let Some(out) = &opts.out {
-            std::fs::write(out, &table).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+            write_section(out, "callgrind", &table);
         }
         return;
     }
@@ -234,11 +254,16 @@ fn main() {
         let mut envoys = Vec::new();
         for (v_index, variant) in VARIANTS.iter().enumerate() {
             let ip = IpAddr::V4(Ipv4Addr::new(127, 66, p_index as u8, 10 + v_index as u8));
-            let listeners = [EXEMPT, STRICT].map(|port| Listener { address: ip, port, filters: filters(variant, &config, &floor, &ours) });
+            let listeners = [EXEMPT, STRICT].map(|port| Listener {
+                address: ip,
+                port,
+                filters: filters(variant, &config, &floor, &ours),
+            });
             let dir = work.path().join(format!("{policy_name}-{variant}"));
             std::fs::create_dir_all(&dir).expect("dir");
-            let envoy = Envoy::start_on(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), &dir, envoy_cpu)
-                .unwrap_or_else(|e| panic!("{variant}: {e}"));
+            let envoy =
+                Envoy::start_on(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), &dir, envoy_cpu)
+                    .unwrap_or_else(|e| panic!("{variant}: {e}"));
             envoys.push((variant, ip, envoy));
         }
         for (traffic, port) in [("plaintext", EXEMPT), ("mtls", STRICT)] {
@@ -254,8 +279,12 @@ fn main() {
                     let v = (k + round) % VARIANTS.len();
                     let (_, ip, envoy) = &envoys[v];
                     let cpu_before = cpu_ns(envoy.pid());
-                    let (requests, mut latencies) =
-                        runtime.block_on(load(SocketAddr::new(*ip, port), connector.clone(), opts.connections, opts.seconds));
+                    let (requests, mut latencies) = runtime.block_on(load(
+                        SocketAddr::new(*ip, port),
+                        connector.clone(),
+                        opts.connections,
+                        opts.seconds,
+                    ));
                     let cpu = cpu_ns(envoy.pid()) - cpu_before;
                     latencies.sort_unstable();
                     samples[v].push(Sample {
@@ -273,9 +302,30 @@ fn main() {
     let table = render(&report, &opts, pinned);
     println!("{table}");
     if let Some(out) = &opts.out {
-        std::fs::write(out, &table).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
-        println!("written to {}", out.display());
+        write_section(out, "envoy-ab", &table);
     }
+}
+
+/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in `path` (appending
+/// the section if absent), stamped with the command line and the date.
+fn write_section(path: &Path, name: &str, body: &str) {
+    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let section =
+        format!("{begin}\nMeasured {date} with `cargo bench --bench envoy_ab -- {}`.\n\n{body}\n{end}", args.join(" "));
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (text.find(&begin), text.find(&end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{section}{}", &text[..b], &text[e + end.len()..]),
+        _ => format!("{text}\n{section}\n"),
+    };
+    std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    println!("written to {}", path.display());
 }
 
 /// Sends `n` GETs one after another over one keep-alive connection.
@@ -287,7 +337,10 @@ async fn sequential(target: SocketAddr, tls: Option<tokio_rustls::TlsConnector>,
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new($io)).await.expect("handshake");
             tokio::spawn(conn);
             for _ in 0..n {
-                let request = hyper::Request::get("/data/projects/p1").header("host", "xnat.example.com").body(Empty::<Bytes>::new()).expect("request");
+                let request = hyper::Request::get("/data/projects/p1")
+                    .header("host", "xnat.example.com")
+                    .body(Empty::<Bytes>::new())
+                    .expect("request");
                 let response = sender.send_request(request).await.expect("response");
                 assert_eq!(response.status(), 200, "a benchmark request was not served");
                 let _ = response.into_body().collect().await;
@@ -362,8 +415,14 @@ fn callgrind(
                     .map(String::from)
                     .chain([format!("--callgrind-out-file={}/callgrind.out", dir.display())])
                     .collect();
-                let envoy = Envoy::start_wrapped(envoy_bin, &envoy::bootstrap(&listeners, tls, upstream.addr()), &dir, &wrapper, Duration::from_secs(600))
-                    .unwrap_or_else(|e| panic!("{variant} under callgrind: {e}"));
+                let envoy = Envoy::start_wrapped(
+                    envoy_bin,
+                    &envoy::bootstrap(&listeners, tls, upstream.addr()),
+                    &dir,
+                    &wrapper,
+                    Duration::from_secs(600),
+                )
+                .unwrap_or_else(|e| panic!("{variant} under callgrind: {e}"));
                 runtime.block_on(sequential(SocketAddr::new(ip, port), connector.clone(), 50 + n));
                 envoy.quit(Duration::from_secs(300)).expect("Envoy exits");
                 runs.push(callgrind_threads(&dir));
@@ -408,16 +467,15 @@ fn summarise(policy: &str, traffic: &str, samples: &[Vec<Sample>]) -> Row {
     let cpu_ratio = samples
         .iter()
         .map(|s| {
-            let ratios: Vec<f64> = s.iter().zip(&samples[0]).map(|(x, base)| x.cpu_us_per_req / base.cpu_us_per_req).collect();
+            let ratios: Vec<f64> =
+                s.iter().zip(&samples[0]).map(|(x, base)| x.cpu_us_per_req / base.cpu_us_per_req).collect();
             let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
             let max = ratios.iter().copied().fold(0.0, f64::max);
             (median(ratios), min, max)
         })
         .collect();
-    let rps_vs_rbac = samples
-        .iter()
-        .map(|s| median(s.iter().zip(&samples[1]).map(|(x, r)| x.rps / r.rps).collect()))
-        .collect();
+    let rps_vs_rbac =
+        samples.iter().map(|s| median(s.iter().zip(&samples[1]).map(|(x, r)| x.rps / r.rps).collect())).collect();
     Row { policy: policy.into(), traffic: traffic.into(), medians, cpu_ratio, rps_vs_rbac }
 }
 

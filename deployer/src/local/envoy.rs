@@ -218,7 +218,13 @@ impl Envoy {
 
     /// As [`start`](Self::start), with Envoy run under `wrapper` (e.g. `taskset -c 0` or
     /// `valgrind --tool=callgrind`), waiting up to `timeout` for it to be ready.
-    pub fn start_wrapped(binary: &Path, config: &Value, workdir: &Path, wrapper: &[String], timeout: Duration) -> Result<Envoy> {
+    pub fn start_wrapped(
+        binary: &Path,
+        config: &Value,
+        workdir: &Path,
+        wrapper: &[String],
+        timeout: Duration,
+    ) -> Result<Envoy> {
         let config_path = workdir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?)?;
         let admin_file = workdir.join("admin-address");

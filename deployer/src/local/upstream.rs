@@ -109,7 +109,10 @@ async fn serve(
     }
 }
 
-async fn handle(req: Request<Incoming>, log: Option<Arc<Mutex<Vec<Recorded>>>>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    log: Option<Arc<Mutex<Vec<Recorded>>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
     let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     let headers = req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect();

@@ -266,18 +266,25 @@ impl Policy {
         Decision { verdict, dry_run_denied, audited }
     }
 
+    /// Derives only what the policy's tests read.
     fn facts<'a>(&'a self, req: &'a Request<'a>) -> Facts<'a> {
-        let path = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
-            Some(end) => &req.path[..end],
-            None => req.path,
+        let path = if self.needs.path {
+            match req.path.iter().position(|&b| b == b'?' || b == b'#') {
+                Some(end) => &req.path[..end],
+                None => req.path,
+            }
+        } else {
+            req.path
         };
         let mut method_bits = 0u64;
-        for (i, pattern) in self.methods.iter().enumerate() {
-            if pattern.matches(Some(req.method)) {
-                method_bits |= 1 << i;
+        if self.needs.method {
+            for (i, pattern) in self.methods.iter().enumerate() {
+                if pattern.matches(Some(req.method)) {
+                    method_bits |= 1 << i;
+                }
             }
         }
-        let spiffe = req.peer.and_then(SpiffeId::parse);
+        let spiffe = if self.needs.identity { req.peer.and_then(SpiffeId::parse) } else { None };
         Facts { req, path, method_bits, spiffe }
     }
 

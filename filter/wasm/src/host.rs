@@ -15,7 +15,12 @@ const HTTP_REQUEST_HEADERS: u32 = 0;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_property(path_data: *const u8, path_size: usize, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -48,7 +53,8 @@ pub fn property(path: &[u8]) -> Option<Vec<u8>> {
 pub fn request_header(name: &[u8]) -> Option<Vec<u8>> {
     let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
     // SAFETY: the name is a valid slice; the out-pointers are valid for writes.
-    let status = unsafe { proxy_get_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size) };
+    let status =
+        unsafe { proxy_get_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size) };
     adopt(status, data, size)
 }
 

@@ -73,7 +73,8 @@ impl Metrics {
     }
 
     fn flush(&self, pending: &Pending) {
-        let cells = [&pending.allowed, &pending.denied_policy, &pending.denied_mtls, &pending.dry_run_denied, &pending.audited];
+        let cells =
+            [&pending.allowed, &pending.denied_policy, &pending.denied_mtls, &pending.dry_run_denied, &pending.audited];
         for (id, cell) in self.0.iter().zip(cells) {
             let n = cell.take();
             if let (Some(id), true) = (id, n > 0) {
@@ -102,7 +103,9 @@ impl RootContext for GuardRoot {
         match xnat_guard_policy::from_json(&config) {
             Ok(policy) => {
                 let (deny, allow, audit, dry_run) = policy.counts();
-                log::info!("xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies");
+                log::info!(
+                    "xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies"
+                );
                 self.policy = Some(Rc::new(policy));
                 let _ = hostcalls::set_tick_period(FLUSH_PERIOD);
                 true
