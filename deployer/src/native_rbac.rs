@@ -149,6 +149,24 @@ fn negate(v: Value, is_rule: bool) -> Value {
     }
 }
 
+/// Appends "any of `values`" (each built by `f`), negated for a `not*` field; nothing for an
+/// empty list. `is_rule`: a permission (`or_rules`) rather than a principal (`or_ids`).
+fn push_any(
+    out: &mut Vec<Value>,
+    values: &[String],
+    negated: bool,
+    is_rule: bool,
+    f: &dyn Fn(&str) -> Result<Value>,
+) -> Result<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let items = values.iter().map(|v| f(v)).collect::<Result<Vec<_>>>()?;
+    let any = any_of(items, if is_rule { "rules" } else { "ids" });
+    out.push(if negated { negate(any, is_rule) } else { any });
+    Ok(())
+}
+
 fn header(name: &str, value: &str, ignore_case: bool) -> Value {
     match string_match(value, "", ignore_case) {
         Some(m) => json!({"header": {"name": name, "string_match": m}}),
@@ -169,14 +187,8 @@ fn cidr(value: &str, path: &str) -> Result<Value> {
 
 fn operation(op: &Operation, path: &str) -> Result<Vec<Value>> {
     let mut rules = Vec::new();
-    let mut add = |values: &[String], negated: bool, f: &dyn Fn(&str) -> Result<Value>| -> Result<()> {
-        if values.is_empty() {
-            return Ok(());
-        }
-        let items = values.iter().map(|v| f(v)).collect::<Result<Vec<_>>>()?;
-        let any = any_of(items, "rules");
-        rules.push(if negated { negate(any, true) } else { any });
-        Ok(())
+    let mut add = |values: &[String], negated: bool, f: &dyn Fn(&str) -> Result<Value>| {
+        push_any(&mut rules, values, negated, true, f)
     };
     let host = |v: &str| Ok(header(":authority", v, true));
     let method = |v: &str| Ok(header(":method", v, false));
@@ -226,14 +238,8 @@ fn source(s: &Source, policy_namespace: &str, path: &str) -> Result<Vec<Value>> 
         return unsupported(path, "request principals need JWT");
     }
     let mut ids = Vec::new();
-    let mut add = |values: &[String], negated: bool, f: &dyn Fn(&str) -> Result<Value>| -> Result<()> {
-        if values.is_empty() {
-            return Ok(());
-        }
-        let items = values.iter().map(|v| f(v)).collect::<Result<Vec<_>>>()?;
-        let any = any_of(items, "ids");
-        ids.push(if negated { negate(any, false) } else { any });
-        Ok(())
+    let mut add = |values: &[String], negated: bool, f: &dyn Fn(&str) -> Result<Value>| {
+        push_any(&mut ids, values, negated, false, f)
     };
     let sa = |v: &str| {
         let (ns, name) = v.split_once('/').unwrap_or((policy_namespace, v));

@@ -217,52 +217,22 @@ impl Compiler {
             );
         }
         let mut out = Vec::new();
-        for (negate, field, values) in
-            [(false, "principals", &s.principals), (true, "notPrincipals", &s.not_principals)]
-        {
-            if !values.is_empty() {
-                let patterns = principals(values, &format!("{path}.{field}"), ctx)?;
-                self.push(&mut out, negate, Test::Principal(patterns));
-            }
-        }
-        for (negate, field, values) in
-            [(false, "namespaces", &s.namespaces), (true, "notNamespaces", &s.not_namespaces)]
-        {
-            if !values.is_empty() {
-                let patterns = patterns(values, &format!("{path}.{field}"), Wildcard::NonEmpty, false)?;
-                self.push(&mut out, negate, Test::Namespace(patterns));
-            }
-        }
-        for (negate, field, values) in
-            [(false, "serviceAccounts", &s.service_accounts), (true, "notServiceAccounts", &s.not_service_accounts)]
-        {
-            if !values.is_empty() {
-                let accounts = service_accounts(values, &format!("{path}.{field}"), ctx)?;
-                self.push(&mut out, negate, Test::ServiceAccount(accounts));
-            }
-        }
-        for (negate, field, values) in
-            [(false, "trustDomains", &s.trust_domains), (true, "notTrustDomains", &s.not_trust_domains)]
-        {
-            if !values.is_empty() {
-                let patterns = patterns(values, &format!("{path}.{field}"), Wildcard::NonEmpty, false)?;
-                self.push(&mut out, negate, Test::TrustDomain(patterns));
-            }
-        }
-        for (negate, field, values) in [(false, "ipBlocks", &s.ip_blocks), (true, "notIpBlocks", &s.not_ip_blocks)] {
-            if !values.is_empty() {
-                let blocks = cidrs(values, &format!("{path}.{field}"))?;
-                self.push(&mut out, negate, Test::SourceIp(blocks));
-            }
-        }
-        for (negate, field, values) in
-            [(false, "remoteIpBlocks", &s.remote_ip_blocks), (true, "notRemoteIpBlocks", &s.not_remote_ip_blocks)]
-        {
-            if !values.is_empty() {
-                let blocks = cidrs(values, &format!("{path}.{field}"))?;
-                self.push(&mut out, negate, Test::RemoteIp(blocks));
-            }
-        }
+        let nonempty = Wildcard::NonEmpty;
+        self.pair(&mut out, path, [("principals", &s.principals), ("notPrincipals", &s.not_principals)], |_, v, p| {
+            Ok(Test::Principal(principals(v, p, ctx)?))
+        })?;
+        self.pair(&mut out, path, [("namespaces", &s.namespaces), ("notNamespaces", &s.not_namespaces)], |_, v, p| {
+            Ok(Test::Namespace(patterns(v, p, nonempty, false)?))
+        })?;
+        let accounts = [("serviceAccounts", &s.service_accounts), ("notServiceAccounts", &s.not_service_accounts)];
+        self.pair(&mut out, path, accounts, |_, v, p| Ok(Test::ServiceAccount(service_accounts(v, p, ctx)?)))?;
+        let domains = [("trustDomains", &s.trust_domains), ("notTrustDomains", &s.not_trust_domains)];
+        self.pair(&mut out, path, domains, |_, v, p| Ok(Test::TrustDomain(patterns(v, p, nonempty, false)?)))?;
+        self.pair(&mut out, path, [("ipBlocks", &s.ip_blocks), ("notIpBlocks", &s.not_ip_blocks)], |_, v, p| {
+            Ok(Test::SourceIp(cidrs(v, p)?))
+        })?;
+        let remote = [("remoteIpBlocks", &s.remote_ip_blocks), ("notRemoteIpBlocks", &s.not_remote_ip_blocks)];
+        self.pair(&mut out, path, remote, |_, v, p| Ok(Test::RemoteIp(cidrs(v, p)?)))?;
         if out.is_empty() {
             return err(path, "must not be empty (Istio refuses an empty source; omit `from` to match every source)");
         }
@@ -271,30 +241,18 @@ impl Compiler {
 
     fn operation(&mut self, o: &Operation, path: &str) -> Result<Conjunction> {
         let mut out = Vec::new();
-        for (negate, field, values) in [(false, "hosts", &o.hosts), (true, "notHosts", &o.not_hosts)] {
-            if !values.is_empty() {
-                let patterns = patterns(values, &format!("{path}.{field}"), Wildcard::Present, true)?;
-                self.push(&mut out, negate, Test::Host(patterns));
-            }
-        }
-        for (negate, field, values) in [(false, "ports", &o.ports), (true, "notPorts", &o.not_ports)] {
-            if !values.is_empty() {
-                let ports = ports(values, &format!("{path}.{field}"))?;
-                self.push(&mut out, negate, Test::Port(ports));
-            }
-        }
-        for (negate, field, values) in [(false, "methods", &o.methods), (true, "notMethods", &o.not_methods)] {
-            if !values.is_empty() {
-                let mask = self.methods(values, &format!("{path}.{field}"))?;
-                self.push(&mut out, negate, Test::Method(mask));
-            }
-        }
-        for (negate, field, values) in [(false, "paths", &o.paths), (true, "notPaths", &o.not_paths)] {
-            if !values.is_empty() {
-                let paths = paths(values, &format!("{path}.{field}"))?;
-                self.push(&mut out, negate, Test::Path(paths));
-            }
-        }
+        self.pair(&mut out, path, [("hosts", &o.hosts), ("notHosts", &o.not_hosts)], |_, v, p| {
+            Ok(Test::Host(patterns(v, p, Wildcard::Present, true)?))
+        })?;
+        self.pair(&mut out, path, [("ports", &o.ports), ("notPorts", &o.not_ports)], |_, v, p| {
+            Ok(Test::Port(ports(v, p)?))
+        })?;
+        self.pair(&mut out, path, [("methods", &o.methods), ("notMethods", &o.not_methods)], |c, v, p| {
+            Ok(Test::Method(c.methods(v, p)?))
+        })?;
+        self.pair(&mut out, path, [("paths", &o.paths), ("notPaths", &o.not_paths)], |_, v, p| {
+            Ok(Test::Path(paths(v, p)?))
+        })?;
         if out.is_empty() {
             return err(
                 path,
@@ -352,6 +310,24 @@ impl Compiler {
                 }
             };
             self.push(out, negate, test);
+        }
+        Ok(())
+    }
+
+    /// Compiles a field and its `not` twin (`principals`, `notPrincipals`): each non-empty list
+    /// becomes one constraint, the twin's negated.
+    fn pair(
+        &mut self,
+        out: &mut Vec<Constraint>,
+        path: &str,
+        fields: [(&str, &Vec<String>); 2],
+        build: impl Fn(&mut Self, &[String], &str) -> Result<Test>,
+    ) -> Result<()> {
+        for (negate, (field, values)) in [false, true].into_iter().zip(fields) {
+            if !values.is_empty() {
+                let test = build(self, values, &format!("{path}.{field}"))?;
+                self.push(out, negate, test);
+            }
         }
         Ok(())
     }
