@@ -83,31 +83,29 @@ fn translate_rule(rule: &Rule, namespace: &str, path: &str) -> Result<Value> {
     for (i, c) in rule.when.iter().flatten().enumerate() {
         condition(c, &format!("{path}.when[{i}]"), &mut when_permissions, &mut when_principals)?;
     }
-    let mut permissions = Vec::new();
-    let operations: Vec<&Operation> = rule.to.iter().flatten().map(|t| &t.operation).collect();
-    if operations.is_empty() {
-        let mut rules = vec![json!({"any": true})];
-        rules.extend(when_permissions.iter().cloned());
-        permissions.push(json!({"and_rules": {"rules": rules}}));
-    }
-    for (i, op) in operations.iter().enumerate() {
-        let mut rules = operation(op, &format!("{path}.to[{i}].operation"))?;
-        rules.extend(when_permissions.iter().cloned());
-        permissions.push(json!({"and_rules": {"rules": rules}}));
-    }
-    let mut principals = Vec::new();
-    let sources: Vec<&Source> = rule.from.iter().flatten().map(|f| &f.source).collect();
-    if sources.is_empty() {
-        let mut ids = vec![json!({"any": true})];
-        ids.extend(when_principals.iter().cloned());
-        principals.push(json!({"and_ids": {"ids": ids}}));
-    }
-    for (i, s) in sources.iter().enumerate() {
-        let mut ids = source(s, namespace, &format!("{path}.from[{i}].source"))?;
-        ids.extend(when_principals.iter().cloned());
-        principals.push(json!({"and_ids": {"ids": ids}}));
-    }
+    let operations = rule.to.iter().flatten().enumerate();
+    let permission_sets = operations
+        .map(|(i, t)| operation(&t.operation, &format!("{path}.to[{i}].operation")))
+        .collect::<Result<Vec<_>>>()?;
+    let sources = rule.from.iter().flatten().enumerate();
+    let principal_sets = sources
+        .map(|(i, f)| source(&f.source, namespace, &format!("{path}.from[{i}].source")))
+        .collect::<Result<Vec<_>>>()?;
+    let permissions = conjunctions(permission_sets, &when_permissions, "and_rules", "rules");
+    let principals = conjunctions(principal_sets, &when_principals, "and_ids", "ids");
     Ok(json!({"permissions": permissions, "principals": principals}))
+}
+
+/// One AND per `to` (or `from`) element, each with the rule's `when` matchers of that side
+/// appended; no elements means one AND of `any` and the `when` matchers.
+fn conjunctions(sets: Vec<Vec<Value>>, when: &[Value], and_key: &str, inner: &str) -> Vec<Value> {
+    let sets = if sets.is_empty() { vec![vec![json!({"any": true})]] } else { sets };
+    sets.into_iter()
+        .map(|mut items| {
+            items.extend(when.iter().cloned());
+            json!({and_key: {inner: items}})
+        })
+        .collect()
 }
 
 /// Istio's string forms as an Envoy StringMatcher; `*` is `None` (the caller picks presence or

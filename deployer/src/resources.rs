@@ -3,7 +3,7 @@
 //! them, and validated by the same compiler the filter runs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use xnat_guard_policy::config::{
@@ -308,10 +308,4 @@ pub fn load_for_workload(
     let workload = Workload::infer(&objects, root_namespace, namespace, labels)?;
     let (selection, policy) = select(&objects, &workload, root_namespace, trust_domain)?;
     Ok((workload, selection, policy))
-}
-
-/// The project's directory: where `.venv` and the built module live.
-pub fn project_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map(Path::to_path_buf).unwrap_or_else(|| here.to_path_buf())
 }

@@ -71,7 +71,7 @@ impl Pki {
         };
         let sans = vec![
             SanType::DnsName("localhost".try_into().map_err(gen("localhost"))?),
-            SanType::IpAddress("127.0.0.1".parse().expect("literal address")),
+            SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
             SanType::URI(server_spiffe_id.try_into().map_err(gen(server_spiffe_id))?),
         ];
         pki.server = pki.issue("server", sans, ExtendedKeyUsagePurpose::ServerAuth)?;

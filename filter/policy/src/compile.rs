@@ -67,7 +67,8 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
                     "dry-run applies to ALLOW and DENY policies; AUDIT never enforces anyway",
                 )
             }
-            (Action::Custom, _) => unreachable_custom()?,
+            // check_spec_fields refused CUSTOM with its path already.
+            (Action::Custom, _) => return err(&format!("{spec_path}.action"), "CUSTOM is not supported"),
         }
     }
     Ok(Policy {
@@ -82,11 +83,6 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
         header_names: compiler.headers.into_iter().map(String::into_boxed_str).collect(),
         needs: compiler.needs,
     })
-}
-
-fn unreachable_custom() -> Result<()> {
-    // check_spec_fields refuses CUSTOM before we get here.
-    err("", "internal: CUSTOM action reached compilation")
 }
 
 fn trust_domains(config: &PluginConfig) -> Result<Vec<String>> {
