@@ -1,17 +1,49 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use deployer::check::{check, RequestSpec};
 use deployer::local::{self, LocalOptions, LocalSidecar};
+use deployer::plan::{self, FailStrategy, ModuleRef};
 use deployer::resources;
 
 /// Locks down an XNAT deployment inside an Istio mesh with the xnat-guard filter.
 #[derive(Parser)]
 #[command(name = "deployer", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Args, Clone)]
+struct Global {
+    /// The kubeconfig file [default: $KUBECONFIG, then ~/.kube/config, then in-cluster].
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context [default: its current-context].
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// Output format where the output is data.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Ask the API server to validate every change without persisting it (server-side dry run).
+    #[arg(long, global = true)]
+    dry_run: bool,
+    /// How long to wait for each rollout, CR or check before giving up, in seconds.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 300)]
+    timeout: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Yaml,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -25,6 +57,19 @@ enum Command {
     /// With --tour it sends a fixed set of requests, prints what happened to each and exits;
     /// otherwise it stays up until Ctrl-C and prints how to send requests with curl.
     Local(LocalArgs),
+    /// The decision the filter would make for one request, and why; offline, by the same engine.
+    ///
+    /// Exit status 0 when the request would be allowed, 1 when denied, 2 on a usage or policy error.
+    Check(CheckArgs),
+    /// Print every manifest `rollout` would apply, without a cluster.
+    ///
+    /// The namespace gets the label istio-injection=enabled; the PeerAuthentication and
+    /// DestinationRule files are applied as they are (and generated from --mesh-strict,
+    /// --plaintext-port and --service); the AuthorizationPolicies become the filter's
+    /// configuration inside a WasmPlugin (phase AUTHZ, FAIL_CLOSE, SERVER side, pinned sha256),
+    /// and also native AuthorizationPolicies with --native-authz. Policies the filter would refuse
+    /// are refused here, before anything is rendered.
+    Render(RenderArgs),
 }
 
 #[derive(Args)]
@@ -70,10 +115,19 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Local(args) => run_local(args),
+    let result = match cli.command {
+        Command::Local(args) => run_local(args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => run_check(args),
+        Command::Render(args) => run_render(&cli.global, args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -152,4 +206,184 @@ fn parse_upstream(url: &str) -> Result<SocketAddr> {
         .with_context(|| format!("--upstream {url}: cannot resolve {host_port}"))?
         .next()
         .with_context(|| format!("--upstream {url}: {host_port} resolves to no address"))
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Policy YAML, as for `local`.
+    #[arg(long = "policy", value_name = "FILE", required = true)]
+    policies: Vec<PathBuf>,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The request path, with the query if any.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// The workload port the request arrives on.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The caller's identity over mutual TLS: cluster.local/ns/NS/sa/SA or its spiffe:// form.
+    #[arg(long, conflicts_with = "plaintext", required_unless_present = "plaintext")]
+    principal: Option<String>,
+    /// The caller speaks plaintext (no client certificate).
+    #[arg(long)]
+    plaintext: bool,
+    /// The Host/:authority header.
+    #[arg(long)]
+    host: Option<String>,
+    /// The caller's IP address.
+    #[arg(long, value_name = "IP")]
+    source_ip: Option<IpAddr>,
+    /// A request header, NAME=VALUE; repeat for more.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_label)]
+    headers: Vec<(String, String)>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+/// Which workload the policies are selected for.
+#[derive(Args, Clone)]
+struct WorkloadArgs {
+    /// The workload's namespace [default: inferred from the policies].
+    #[arg(long = "workload-namespace", value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// A pod label of the workload, KEY=VALUE; repeat for more [default: the policies' selectors].
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Istio's root namespace: policies there without a selector apply mesh-wide.
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
+    /// The mesh's trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+}
+
+fn run_check(args: CheckArgs) -> Result<ExitCode> {
+    let w = &args.workload;
+    let (workload, selection, policy) = resources::load_for_workload(
+        &args.policies,
+        &w.root_namespace,
+        w.namespace.as_deref(),
+        &w.labels,
+        &w.trust_domain,
+    )
+    .context("the policies were refused")?;
+    let labels: Vec<String> = workload.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let spec = RequestSpec {
+        method: args.method,
+        path: args.path,
+        host: args.host,
+        port: args.port,
+        principal: args.principal.as_deref().map(RequestSpec::normalise_principal),
+        source_ip: args.source_ip,
+        headers: args.headers,
+    };
+    let (decision, report) = check(&policy, &spec);
+    print!("{report}");
+    println!("  workload: namespace {} labels {{{}}}", workload.namespace, labels.join(","));
+    for origin in &selection.origins {
+        println!("  enforcing {origin}");
+    }
+    Ok(if decision.verdict.is_allowed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What `render` and `rollout` need to compute the plan.
+#[derive(Args, Clone)]
+struct PlanArgs {
+    /// The workload's namespace (or -n).
+    #[arg(value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    #[arg(short = 'n', long = "namespace", hide = true)]
+    namespace_flag: Option<String>,
+    /// YAML with AuthorizationPolicy, PeerAuthentication and DestinationRule resources.
+    #[arg(long = "policy", value_name = "FILE", required = true)]
+    policies: Vec<PathBuf>,
+    /// Where sidecars fetch the filter: the oci:// URL `deployer push` printed.
+    #[arg(long, value_name = "URL", env = "XNAT_GUARD_MODULE_URL")]
+    module_url: String,
+    /// The digest `deployer push` printed (for oci://, the manifest digest), 64 hex digits.
+    #[arg(long, value_name = "HEX", env = "XNAT_GUARD_MODULE_SHA256")]
+    sha256: String,
+    /// A pod label of the workload, KEY=VALUE; repeat for more [default: the policies' selectors].
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Also render the mesh-wide STRICT PeerAuthentication in the root namespace.
+    #[arg(long)]
+    mesh_strict: bool,
+    /// A port that keeps accepting plaintext (e.g. 8080 behind a load balancer); the workload's
+    /// other ports are STRICT. Renders the workload-level PeerAuthentication.
+    #[arg(long = "plaintext-port", value_name = "PORT")]
+    plaintext_ports: Vec<u16>,
+    /// The workload's Service (short name): renders a DestinationRule with ISTIO_MUTUAL, and
+    /// DISABLE on the plaintext ports.
+    #[arg(long)]
+    service: Option<String>,
+    /// Also apply the AuthorizationPolicies natively (Envoy RBAC) as a second layer.
+    #[arg(long)]
+    native_authz: bool,
+    /// What the sidecar does when the module cannot be fetched or started.
+    #[arg(long, value_enum, default_value_t = FailStrategy::FailClose)]
+    fail_strategy: FailStrategy,
+    /// Accept --fail-strategy fail-open.
+    #[arg(long)]
+    force: bool,
+    /// Istio's root namespace.
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
+    /// The mesh's trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// The cluster's DNS domain, for the DestinationRule host.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+}
+
+impl PlanArgs {
+    fn namespace(&self) -> Result<String> {
+        match (&self.namespace, &self.namespace_flag) {
+            (Some(a), Some(b)) if a != b => bail!("the namespace is given twice ({a} and {b}); give it once"),
+            (Some(ns), _) | (None, Some(ns)) => Ok(ns.clone()),
+            (None, None) => bail!("say which namespace: `deployer render NAMESPACE ...` or -n NAMESPACE"),
+        }
+    }
+
+    fn plan(&self) -> Result<plan::Plan> {
+        let spec = plan::Spec {
+            namespace: self.namespace()?,
+            objects: resources::load_files(&self.policies)?,
+            labels: self.labels.clone(),
+            module: ModuleRef::new(&self.module_url, &self.sha256)?,
+            root_namespace: self.root_namespace.clone(),
+            trust_domain: self.trust_domain.clone(),
+            mesh_strict: self.mesh_strict,
+            plaintext_ports: self.plaintext_ports.clone(),
+            service: self.service.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            native_authz: self.native_authz,
+            fail_strategy: self.fail_strategy,
+            force: self.force,
+        };
+        plan::plan(&spec).context("nothing was rendered")
+    }
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+fn run_render(global: &Global, args: RenderArgs) -> Result<()> {
+    let plan = args.plan.plan()?;
+    match global.output {
+        Output::Json => {
+            let bodies: Vec<&serde_json::Value> = plan.manifests.iter().map(|m| &m.body).collect();
+            println!("{}", serde_json::to_string_pretty(&bodies)?);
+        }
+        Output::Yaml | Output::Table => print!("{}", plan.to_yaml()),
+    }
+    for note in &plan.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(())
 }

@@ -32,13 +32,15 @@ pub struct Object {
     pub kind: String,
     pub name: String,
     pub namespace: String,
+    /// Whether the YAML named the namespace (`namespace` is "default" otherwise).
+    pub namespace_given: bool,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub spec: Value,
 }
 
 impl Object {
-    fn selector(&self) -> Option<BTreeMap<String, String>> {
+    pub fn selector(&self) -> Option<BTreeMap<String, String>> {
         let labels = self.spec.get("selector")?.get("matchLabels")?.as_object()?;
         Some(labels.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
     }
@@ -85,6 +87,7 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Object>> {
             origin,
             kind,
             namespace: str_at(&metadata, "namespace").unwrap_or_else(|| "default".into()),
+            namespace_given: str_at(&metadata, "namespace").is_some(),
             name,
             labels: map("labels"),
             annotations: map("annotations"),
@@ -282,7 +285,7 @@ fn effective_peer_authentication(
         if m != MtlsMode::Unset {
             mode = m;
         }
-        notes.push(format!("PeerAuthentication {} applies (mode {:?})", o.describe(), m));
+        notes.push(format!("{} applies (mode {:?})", o.describe(), m));
     }
     let port_level_mtls = levels[0].as_ref().map(|(_, s)| s.port_level_mtls.clone()).unwrap_or_default();
     let mode = if mode == MtlsMode::Unset { MtlsMode::Permissive } else { mode };

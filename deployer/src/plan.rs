@@ -1,0 +1,420 @@
+//! The plan: every manifest `rollout` applies, computed from the user's policy YAML and flags
+//! with no cluster. Pure: the same inputs give the same manifests, byte for byte, so `render`
+//! output can be reviewed and diffed, and golden tests can pin it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+use xnat_guard_policy::config::PluginConfig;
+use xnat_guard_policy::{MtlsMode, Policy};
+
+use crate::resources::{self, Object, ResourceError, Selection, Workload};
+
+/// The label on every object the deployer creates; `rollout --undo` and `status` find them by it.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "xnat-guard-deployer");
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "xnat-guard-deployer";
+/// The name of the objects the deployer generates (PeerAuthentication, DestinationRule, WasmPlugin).
+pub const GENERATED_NAME: &str = "xnat-guard";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Resources(#[from] ResourceError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = PlanError> = std::result::Result<T, E>;
+
+/// Where the sidecars fetch the filter from: what `deployer push` printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleRef {
+    /// `oci://registry/repository:tag`, `https://...` or `file://...`.
+    pub url: String,
+    /// The manifest digest for `oci://` (hex, no `sha256:`), the module's digest otherwise.
+    pub sha256: String,
+}
+
+impl ModuleRef {
+    pub fn new(url: &str, sha256: &str) -> Result<ModuleRef> {
+        let scheme_ok = ["oci://", "https://", "http://", "file://"].iter().any(|s| url.starts_with(s));
+        if !scheme_ok {
+            return Err(PlanError::Invalid(format!(
+                "module URL {url:?} must start with oci://, https://, http:// or file:// (Istio's WasmPlugin url); `deployer push` prints one"
+            )));
+        }
+        let hex = sha256.strip_prefix("sha256:").unwrap_or(sha256);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(PlanError::Invalid(format!(
+                "--sha256 {sha256:?} is not 64 lower-case hex digits; `deployer push` prints the digest to pin"
+            )));
+        }
+        Ok(ModuleRef { url: url.to_string(), sha256: hex.to_string() })
+    }
+}
+
+/// Istio's `WasmPlugin.failStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailStrategy {
+    /// A module that cannot be fetched or started makes the listener refuse traffic.
+    FailClose,
+    /// A module that cannot be loaded is skipped: traffic flows unprotected. Needs --force.
+    FailOpen,
+    /// Like FAIL_CLOSE at first, then reloads the last good module after a VM crash.
+    FailReload,
+}
+
+impl FailStrategy {
+    fn as_istio(self) -> &'static str {
+        match self {
+            FailStrategy::FailClose => "FAIL_CLOSE",
+            FailStrategy::FailOpen => "FAIL_OPEN",
+            FailStrategy::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub namespace: String,
+    /// Objects read from the `--policy` files.
+    pub objects: Vec<Object>,
+    /// Pod labels of the workload; inferred from the policies' selectors when empty.
+    pub labels: Vec<(String, String)>,
+    pub module: ModuleRef,
+    pub root_namespace: String,
+    pub trust_domain: String,
+    /// Render a mesh-wide STRICT PeerAuthentication in the root namespace.
+    pub mesh_strict: bool,
+    /// Ports that accept plaintext (PeerAuthentication portLevelMtls DISABLE); the rest is STRICT.
+    pub plaintext_ports: Vec<u16>,
+    /// The workload's Service, for the DestinationRule that makes clients use Istio mTLS.
+    pub service: Option<String>,
+    pub cluster_domain: String,
+    /// Also apply the AuthorizationPolicies natively, as a second layer.
+    pub native_authz: bool,
+    pub fail_strategy: FailStrategy,
+    /// Accept FAIL_OPEN.
+    pub force: bool,
+}
+
+/// The group, version, kind and plural of a manifest, as the API server serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+}
+
+impl Kind {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+pub const NAMESPACE: Kind = Kind { group: "", version: "v1", kind: "Namespace", plural: "namespaces" };
+pub const PEER_AUTHENTICATION: Kind =
+    Kind { group: "security.istio.io", version: "v1", kind: "PeerAuthentication", plural: "peerauthentications" };
+pub const AUTHORIZATION_POLICY: Kind =
+    Kind { group: "security.istio.io", version: "v1", kind: "AuthorizationPolicy", plural: "authorizationpolicies" };
+pub const DESTINATION_RULE: Kind =
+    Kind { group: "networking.istio.io", version: "v1", kind: "DestinationRule", plural: "destinationrules" };
+pub const WASM_PLUGIN: Kind =
+    Kind { group: "extensions.istio.io", version: "v1alpha1", kind: "WasmPlugin", plural: "wasmplugins" };
+
+/// The kinds the deployer creates and `--undo` removes, in the order they are removed.
+pub const MANAGED_KINDS: [Kind; 4] = [WASM_PLUGIN, AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION];
+
+/// One object to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub kind: Kind,
+    pub name: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub body: Value,
+    /// Where it came from: a file, or what generated it.
+    pub origin: String,
+}
+
+impl Manifest {
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind.kind, self.name),
+            None => format!("{} {}", self.kind.kind, self.name),
+        }
+    }
+}
+
+/// The ordered manifests and what the filter will enforce.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub workload: Workload,
+    pub manifests: Vec<Manifest>,
+    pub config: PluginConfig,
+    pub policy: Policy,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// The manifests as one multi-document YAML stream.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        for m in &self.manifests {
+            out.push_str(&format!("---\n# {} (from {})\n", m.describe(), m.origin));
+            out.push_str(&serde_yaml::to_string(&m.body).unwrap_or_default());
+        }
+        out
+    }
+}
+
+/// Computes the manifests. Refuses, before anything is rendered, policies the filter would
+/// refuse, objects for another namespace, and conflicting mTLS settings.
+pub fn plan(spec: &Spec) -> Result<Plan> {
+    if spec.fail_strategy == FailStrategy::FailOpen && !spec.force {
+        return Err(PlanError::Invalid(
+            "--fail-strategy fail-open lets traffic through unprotected whenever the module cannot be fetched or started; add --force if that is really wanted".into(),
+        ));
+    }
+    let mut objects = Vec::new();
+    for o in &spec.objects {
+        let mut o = o.clone();
+        if !o.namespace_given {
+            o.namespace = spec.namespace.clone();
+        }
+        if o.namespace != spec.namespace && o.namespace != spec.root_namespace {
+            return Err(PlanError::Invalid(format!(
+                "{} from {} is for namespace {}, not {}; render each namespace separately",
+                o.describe(),
+                o.origin,
+                o.namespace,
+                spec.namespace
+            )));
+        }
+        if !matches!(o.kind.as_str(), "AuthorizationPolicy" | "PeerAuthentication" | "DestinationRule") {
+            return Err(PlanError::Invalid(format!(
+                "{} from {}: the policy files take AuthorizationPolicy, PeerAuthentication and DestinationRule only",
+                o.describe(),
+                o.origin
+            )));
+        }
+        objects.push(o);
+    }
+    let workload = Workload::infer(&objects, &spec.root_namespace, Some(&spec.namespace), &spec.labels)?;
+    if workload.labels.is_empty() {
+        return Err(PlanError::Invalid(format!(
+            "no pod labels for the workload: the policies have no selector in namespace {}; say which pods with --label app=NAME",
+            spec.namespace
+        )));
+    }
+
+    let generated_pa = generated_peer_authentications(spec, &objects, &workload)?;
+    let mut all = objects.clone();
+    all.extend(generated_pa.iter().cloned());
+    let (selection, policy) = resources::select(&all, &workload, &spec.root_namespace, &spec.trust_domain)?;
+    let Selection { config, notes, .. } = selection;
+
+    let mut manifests = vec![namespace_manifest(&spec.namespace)];
+    for o in all.iter().filter(|o| o.kind == "PeerAuthentication") {
+        manifests.push(object_manifest(PEER_AUTHENTICATION, o));
+    }
+    for o in objects.iter().filter(|o| o.kind == "DestinationRule") {
+        manifests.push(object_manifest(DESTINATION_RULE, o));
+    }
+    if let Some(service) = &spec.service {
+        manifests.push(destination_rule(spec, service, &policy)?);
+    }
+    if spec.native_authz {
+        for o in objects.iter().filter(|o| o.kind == "AuthorizationPolicy") {
+            manifests.push(object_manifest(AUTHORIZATION_POLICY, o));
+        }
+    }
+    manifests.push(wasm_plugin(spec, &workload, &config)?);
+    Ok(Plan { workload, manifests, config, policy, notes })
+}
+
+/// The PeerAuthentications the flags ask for, unless the files already hold one at that level.
+fn generated_peer_authentications(spec: &Spec, objects: &[Object], workload: &Workload) -> Result<Vec<Object>> {
+    let mut out = Vec::new();
+    let has_selector = |o: &Object| o.selector().is_some_and(|s| !s.is_empty());
+    let is_pa = |o: &&Object| o.kind == "PeerAuthentication";
+    if spec.mesh_strict {
+        if let Some(existing) =
+            objects.iter().filter(is_pa).find(|o| o.namespace == spec.root_namespace && !has_selector(o))
+        {
+            return Err(PlanError::Invalid(format!(
+                "--mesh-strict and {} from {} both set the mesh-wide mode; keep one",
+                existing.describe(),
+                existing.origin
+            )));
+        }
+        out.push(generated_object(
+            "PeerAuthentication",
+            "default",
+            &spec.root_namespace,
+            json!({ "mtls": { "mode": "STRICT" } }),
+            "--mesh-strict",
+        ));
+    }
+    if !spec.plaintext_ports.is_empty() {
+        if let Some(existing) = objects.iter().filter(is_pa).find(|o| o.namespace == spec.namespace && has_selector(o))
+        {
+            return Err(PlanError::Invalid(format!(
+                "--plaintext-port and {} from {} both set this workload's mTLS; put the port in its portLevelMtls or drop the file",
+                existing.describe(),
+                existing.origin
+            )));
+        }
+        let ports: Map<String, Value> =
+            spec.plaintext_ports.iter().map(|p| (p.to_string(), json!({ "mode": "DISABLE" }))).collect();
+        out.push(generated_object(
+            "PeerAuthentication",
+            GENERATED_NAME,
+            &spec.namespace,
+            json!({
+                "selector": { "matchLabels": workload.labels },
+                "mtls": { "mode": "STRICT" },
+                "portLevelMtls": ports,
+            }),
+            "--plaintext-port",
+        ));
+    }
+    Ok(out)
+}
+
+fn generated_object(kind: &str, name: &str, namespace: &str, spec: Value, origin: &str) -> Object {
+    Object {
+        origin: format!("generated for {origin}"),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        namespace_given: true,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        spec,
+    }
+}
+
+fn metadata(
+    name: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Value {
+    let mut labels = labels.clone();
+    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    let mut meta = json!({ "name": name, "namespace": namespace, "labels": labels });
+    if !annotations.is_empty() {
+        meta["annotations"] = json!(annotations);
+    }
+    meta
+}
+
+fn namespace_manifest(namespace: &str) -> Manifest {
+    Manifest {
+        kind: NAMESPACE,
+        name: namespace.to_string(),
+        namespace: None,
+        // Only the injection label: applied server-side, it leaves the namespace's other fields alone.
+        body: json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": namespace, "labels": { "istio-injection": "enabled" } },
+        }),
+        origin: "sidecar injection".into(),
+    }
+}
+
+fn object_manifest(kind: Kind, o: &Object) -> Manifest {
+    Manifest {
+        kind,
+        name: o.name.clone(),
+        namespace: Some(o.namespace.clone()),
+        body: json!({
+            "apiVersion": kind.api_version(),
+            "kind": kind.kind,
+            "metadata": metadata(&o.name, &o.namespace, &o.labels, &o.annotations),
+            "spec": o.spec,
+        }),
+        origin: o.origin.clone(),
+    }
+}
+
+/// Clients in the mesh use Istio mTLS to the service, except on the plaintext ports. A
+/// port-level setting replaces the whole top-level TLS block for that port, so each one says
+/// its mode in full.
+fn destination_rule(spec: &Spec, service: &str, policy: &Policy) -> Result<Manifest> {
+    if service.is_empty() || service.contains('.') {
+        return Err(PlanError::Invalid(format!(
+            "--service {service:?}: give the Service's short name; the host becomes NAME.{}.svc.{}",
+            spec.namespace, spec.cluster_domain
+        )));
+    }
+    let host = format!("{service}.{}.svc.{}", spec.namespace, spec.cluster_domain);
+    let mut plaintext: Vec<u16> = spec.plaintext_ports.clone();
+    for o in spec.objects.iter().filter(|o| o.kind == "PeerAuthentication") {
+        if let Some(ports) = o.spec.get("portLevelMtls").and_then(Value::as_object) {
+            for (port, setting) in ports {
+                let disabled = setting.get("mode").and_then(Value::as_str) == Some("DISABLE");
+                if let (true, Ok(p)) = (disabled, port.parse::<u16>()) {
+                    plaintext.push(p);
+                }
+            }
+        }
+    }
+    plaintext.sort_unstable();
+    plaintext.dedup();
+    plaintext.retain(|p| policy.mtls_mode(Some(*p)) == MtlsMode::Disable);
+    let port_settings: Vec<Value> =
+        plaintext.iter().map(|p| json!({ "port": { "number": p }, "tls": { "mode": "DISABLE" } })).collect();
+    let mut traffic_policy = json!({ "tls": { "mode": "ISTIO_MUTUAL" } });
+    if !port_settings.is_empty() {
+        traffic_policy["portLevelSettings"] = json!(port_settings);
+    }
+    Ok(Manifest {
+        kind: DESTINATION_RULE,
+        name: GENERATED_NAME.to_string(),
+        namespace: Some(spec.namespace.clone()),
+        body: json!({
+            "apiVersion": DESTINATION_RULE.api_version(),
+            "kind": "DestinationRule",
+            "metadata": metadata(GENERATED_NAME, &spec.namespace, &BTreeMap::new(), &BTreeMap::new()),
+            "spec": { "host": host, "trafficPolicy": traffic_policy },
+        }),
+        origin: "--service".into(),
+    })
+}
+
+fn wasm_plugin(spec: &Spec, workload: &Workload, config: &PluginConfig) -> Result<Manifest> {
+    let plugin_config =
+        serde_json::to_value(config).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
+    Ok(Manifest {
+        kind: WASM_PLUGIN,
+        name: GENERATED_NAME.to_string(),
+        namespace: Some(spec.namespace.clone()),
+        body: json!({
+            "apiVersion": WASM_PLUGIN.api_version(),
+            "kind": "WasmPlugin",
+            "metadata": metadata(GENERATED_NAME, &spec.namespace, &BTreeMap::new(), &BTreeMap::new()),
+            "spec": {
+                "selector": { "matchLabels": workload.labels },
+                "url": spec.module.url,
+                "sha256": spec.module.sha256,
+                "imagePullPolicy": "IfNotPresent",
+                "phase": "AUTHZ",
+                "failStrategy": spec.fail_strategy.as_istio(),
+                "match": [{ "mode": "SERVER" }],
+                "pluginName": "xnat_guard",
+                "pluginConfig": plugin_config,
+            },
+        }),
+        origin: "the filter".into(),
+    })
+}
