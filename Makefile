@@ -8,10 +8,16 @@ WASM := target/$(WASM_TARGET)/release/xnat_guard.wasm
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 
-.PHONY: setup rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
+.PHONY: setup registry rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
-setup: rust-target $(ENVOY_STAMP)
+setup: rust-target $(ENVOY_STAMP) registry
+
+# Debian's docker-registry: the real OCI registry the push tests run on loopback.
+registry:
+	@command -v docker-registry >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -qq docker-registry; \
+	  else echo "the push tests need Debian's docker-registry: sudo apt-get install docker-registry"; exit 1; fi; }
 
 rust-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use deployer::check::{check, RequestSpec};
 use deployer::local::{self, LocalOptions, LocalSidecar};
+use deployer::oci;
 use deployer::plan::{self, FailStrategy, ModuleRef};
 use deployer::resources;
 
@@ -70,6 +71,13 @@ enum Command {
     /// and also native AuthorizationPolicies with --native-authz. Policies the filter would refuse
     /// are refused here, before anything is rendered.
     Render(RenderArgs),
+    /// Publish the filter module to an OCI registry as the image Istio's agent fetches.
+    ///
+    /// The image is the "compat" Wasm image (one tar+gzip layer holding plugin.wasm, annotation
+    /// module.wasm.image/variant: compat), built deterministically: the same module always gets
+    /// the same manifest digest. Prints the oci:// URL and that digest, which WasmPlugin's sha256
+    /// pins. Credentials come from the docker config ($DOCKER_CONFIG or ~/.docker/config.json).
+    Push(PushArgs),
 }
 
 #[derive(Args)]
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
         Command::Local(args) => run_local(args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => run_check(args),
         Command::Render(args) => run_render(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Push(args) => run_push(&cli.global, args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -384,6 +393,45 @@ fn run_render(global: &Global, args: RenderArgs) -> Result<()> {
     }
     for note in &plan.notes {
         eprintln!("note: {note}");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// Where to push: REGISTRY/REPOSITORY:TAG (oci:// optional), e.g. 127.0.0.1:5000/xnat-guard:0.1.0.
+    #[arg(value_name = "REFERENCE")]
+    reference: String,
+    /// The filter module.
+    #[arg(long, value_name = "PATH", default_value = local::DEFAULT_MODULE)]
+    module: PathBuf,
+    /// Talk plain HTTP to the registry (a registry on loopback or inside the cluster).
+    #[arg(long)]
+    insecure: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+fn run_push(global: &Global, args: PushArgs) -> Result<()> {
+    let reference = oci::Reference::parse(&args.reference)?;
+    let module = std::fs::read(&args.module)
+        .with_context(|| format!("reading the module {}; build it with `make wasm`", args.module.display()))?;
+    let image = oci::compat_image(&module)?;
+    let credentials = oci::docker_credentials(&reference.registry)?;
+    let pushed = runtime()?.block_on(async {
+        let mut registry = oci::Registry::new(&reference.registry, args.insecure, credentials)?;
+        registry.push(&reference, &image).await
+    })?;
+    match global.output {
+        Output::Json => println!("{}", serde_json::json!({ "url": pushed.url, "sha256": pushed.manifest_sha256 })),
+        Output::Yaml => println!("url: {}\nsha256: {}", pushed.url, pushed.manifest_sha256),
+        Output::Table => {
+            println!("pushed {} ({} bytes of module, {} new blob(s))", pushed.url, module.len(), pushed.blobs_uploaded);
+            println!("manifest digest: sha256:{}", pushed.manifest_sha256);
+            println!("\nfor render and rollout:\n  --module-url {} --sha256 {}", pushed.url, pushed.manifest_sha256);
+        }
     }
     Ok(())
 }
