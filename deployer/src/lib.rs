@@ -2,6 +2,7 @@
 //! configuration, and runs the filter locally in a real Envoy.
 
 pub mod check;
+pub mod cluster;
 pub mod local;
 pub mod native_rbac;
 pub mod oci;

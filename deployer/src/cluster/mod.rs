@@ -1,0 +1,220 @@
+//! Apply: everything that talks to a Kubernetes API server. The plan (`crate::plan`) says what
+//! should exist; this module makes it so with server-side apply under one field manager, waits
+//! by kubectl's rules with a spinner on the terminal, and verifies what it did.
+
+pub mod helm;
+pub mod hpa;
+pub mod install;
+pub mod kiali;
+pub mod pods;
+pub mod rollout;
+pub mod status;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http::Request;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use crate::plan::{Kind, Manifest, FIELD_MANAGER};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{0}")]
+    Connect(String),
+    #[error("{what}: {source}")]
+    Api { what: String, source: kube::Error },
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+/// Turns a kube error into one that says what was being done and, for the usual causes, what
+/// to do about it.
+pub fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterError {
+    let what = what.into();
+    move |source| {
+        let hint = match &source {
+            kube::Error::Api(s) if s.code == 403 => {
+                " (forbidden: your credentials lack this permission; ask for a role that grants it or use an admin context)"
+            }
+            kube::Error::Api(s) if s.code == 404 && what.contains("istio.io") => {
+                " (not found: are Istio's CRDs installed? run `deployer install`)"
+            }
+            _ => "",
+        };
+        ClusterError::Api { what: format!("{what}{hint}"), source }
+    }
+}
+
+/// How the commands behave: dry run, waiting, output.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Server-side dry run for every change.
+    pub dry_run: bool,
+    /// The longest any one wait may take.
+    pub timeout: Duration,
+    /// How often waits poll.
+    pub poll: Duration,
+    /// Print progress lines and spinners (off in tests).
+    pub verbose: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { dry_run: false, timeout: Duration::from_secs(300), poll: Duration::from_secs(2), verbose: true }
+    }
+}
+
+pub struct Cluster {
+    pub client: Client,
+    pub opts: Options,
+}
+
+/// What a server-side apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Configured,
+    Unchanged,
+    /// Validated by the API server, not persisted.
+    DryRun,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Applied::Created => "created",
+            Applied::Configured => "configured",
+            Applied::Unchanged => "unchanged",
+            Applied::DryRun => "valid (dry run, not applied)",
+        })
+    }
+}
+
+impl Cluster {
+    /// Connects with the kubeconfig given, else `$KUBECONFIG`/`~/.kube/config`, else the
+    /// in-cluster service account.
+    pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>, opts: Options) -> Result<Cluster> {
+        let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+        let config = match kubeconfig {
+            Some(path) => {
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| ClusterError::Connect(format!("reading kubeconfig {}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
+                    ClusterError::Connect(format!("kubeconfig {}: {e}; check --context", path.display()))
+                })?
+            }
+            None if context.is_some() => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| ClusterError::Connect(format!("kubeconfig: {e}; check --context and $KUBECONFIG")))?,
+            None => Config::infer().await.map_err(|e| {
+                ClusterError::Connect(format!("no cluster to talk to ({e}); give --kubeconfig FILE or set KUBECONFIG"))
+            })?,
+        };
+        let client =
+            Client::try_from(config).map_err(|e| ClusterError::Connect(format!("building the client: {e}")))?;
+        Ok(Cluster { client, opts })
+    }
+
+    pub fn say(&self, line: impl AsRef<str>) {
+        if self.opts.verbose {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+
+    pub fn patch_params(&self) -> PatchParams {
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        if self.opts.dry_run {
+            pp.dry_run()
+        } else {
+            pp
+        }
+    }
+
+    pub fn dynamic_api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let ar = api_resource(kind.group, kind.version, kind.kind, kind.plural);
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+
+    /// Server-side apply of one manifest; says whether anything changed.
+    pub async fn apply(&self, m: &Manifest) -> Result<Applied> {
+        let api = self.dynamic_api(&m.kind, m.namespace.as_deref());
+        let what = m.describe();
+        let before = api.get_opt(&m.name).await.map_err(api_error(format!("reading {what}")))?;
+        let after = api
+            .patch(&m.name, &self.patch_params(), &Patch::Apply(&m.body))
+            .await
+            .map_err(api_error(format!("applying {what}")))?;
+        Ok(match before {
+            _ if self.opts.dry_run => Applied::DryRun,
+            None => Applied::Created,
+            Some(b) if b.metadata.resource_version == after.metadata.resource_version => Applied::Unchanged,
+            Some(_) => Applied::Configured,
+        })
+    }
+
+    /// GET of a raw API path, as text (pod proxy endpoints, /version).
+    pub async fn get_text(&self, path: &str) -> Result<String, kube::Error> {
+        let req = Request::get(path).body(Vec::new()).map_err(kube::Error::HttpError)?;
+        self.client.request_text(req).await
+    }
+
+    /// Polls `probe` until it returns `Some`, or fails after the timeout with the probe's last
+    /// word on what it is waiting for. Shows a spinner with that word meanwhile.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut probe: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, String>>>,
+    {
+        let spinner = if self.opts.verbose {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.enable_steady_tick(Duration::from_millis(120));
+            Some(s)
+        } else {
+            None
+        };
+        let start = Instant::now();
+        let result = loop {
+            match probe().await {
+                Ok(Ok(done)) => break Ok(done),
+                Ok(Err(waiting)) => {
+                    if let Some(s) = &spinner {
+                        s.set_message(format!("{what}: {waiting} ({}s)", start.elapsed().as_secs()));
+                    }
+                    if start.elapsed() >= self.opts.timeout {
+                        break Err(ClusterError::Timeout(format!(
+                            "gave up after {}s {what}: {waiting}",
+                            self.opts.timeout.as_secs()
+                        )));
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+            tokio::time::sleep(self.opts.poll).await;
+        };
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        result
+    }
+}
+
+pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// A JSON string at a path of keys, or "".
+pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str).unwrap_or("")
+}
