@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use deployer::check::{check, RequestSpec};
+use deployer::cluster::{self, helm, kiali, rollout, Cluster};
 use deployer::local::{self, LocalOptions, LocalSidecar};
 use deployer::oci;
 use deployer::plan::{self, FailStrategy, ModuleRef};
@@ -78,6 +79,27 @@ enum Command {
     /// the same manifest digest. Prints the oci:// URL and that digest, which WasmPlugin's sha256
     /// pins. Credentials come from the docker config ($DOCKER_CONFIG or ~/.docker/config.json).
     Push(PushArgs),
+    /// Render, then make the cluster match: server-side apply (field manager
+    /// xnat-guard-deployer), restart Deployments and StatefulSets whose pods lack the sidecar,
+    /// wait for each rollout by kubectl's rules, verify every pod runs a ready istio-proxy, and
+    /// check each sidecar actually fetched the module (a WasmPlugin that failed to fetch still
+    /// shows as synced). Re-running changes nothing. --undo removes what rollout applied.
+    Rollout(RolloutArgs),
+    /// The runbook's troubleshooting list in one report: injection label, pods and sidecars,
+    /// PeerAuthentications and DestinationRules in all namespaces, WasmPlugins and whether their
+    /// module loaded, HPAs the sidecar skews, and each pod's allowed/denied counters.
+    Status(NamespaceArg),
+    /// Install Istio's base and istiod Helm charts (pinned version, --wait) into istio-system,
+    /// after checking the Kubernetes version, your permissions and that helm is on PATH; then
+    /// verify the CRDs, istiod's rollout and the injection webhook.
+    Install(InstallArgs),
+    /// Kiali: install the operator, its CR and the Prometheus and Jaeger add-ons; print a login token.
+    #[command(subcommand)]
+    Kiali(KialiCommand),
+    /// Find HorizontalPodAutoscalers whose CPU utilization target the sidecar's CPU request
+    /// skews (the runbook's "scales at 140m instead of 70m"), print the intended and effective
+    /// scale-out points and the fix; --apply patches each HPA with it.
+    Hpa(HpaArgs),
 }
 
 #[derive(Args)]
@@ -130,6 +152,11 @@ fn main() -> ExitCode {
         Command::Check(args) => run_check(args),
         Command::Render(args) => run_render(&cli.global, args).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => run_push(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Rollout(args) => run_rollout(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Status(args) => run_status(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Install(args) => run_install(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Kiali(cmd) => run_kiali(&cli.global, cmd).map(|()| ExitCode::SUCCESS),
+        Command::Hpa(args) => run_hpa(&cli.global, args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -305,14 +332,14 @@ struct PlanArgs {
     #[arg(short = 'n', long = "namespace", hide = true)]
     namespace_flag: Option<String>,
     /// YAML with AuthorizationPolicy, PeerAuthentication and DestinationRule resources.
-    #[arg(long = "policy", value_name = "FILE", required = true)]
+    #[arg(long = "policy", value_name = "FILE")]
     policies: Vec<PathBuf>,
     /// Where sidecars fetch the filter: the oci:// URL `deployer push` printed.
     #[arg(long, value_name = "URL", env = "XNAT_GUARD_MODULE_URL")]
-    module_url: String,
+    module_url: Option<String>,
     /// The digest `deployer push` printed (for oci://, the manifest digest), 64 hex digits.
     #[arg(long, value_name = "HEX", env = "XNAT_GUARD_MODULE_SHA256")]
-    sha256: String,
+    sha256: Option<String>,
     /// A pod label of the workload, KEY=VALUE; repeat for more [default: the policies' selectors].
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -356,12 +383,26 @@ impl PlanArgs {
         }
     }
 
+    fn require_module(&self) -> Result<ModuleRef> {
+        match (&self.module_url, &self.sha256) {
+            (Some(url), Some(sha)) => Ok(ModuleRef::new(url, sha)?),
+            _ => bail!(
+                "say which module the sidecars fetch: --module-url URL --sha256 HEX, as `deployer push` prints them"
+            ),
+        }
+    }
+
     fn plan(&self) -> Result<plan::Plan> {
+        if self.policies.is_empty() {
+            bail!(
+                "give the policies with --policy FILE (AuthorizationPolicy, PeerAuthentication, DestinationRule YAML)"
+            );
+        }
         let spec = plan::Spec {
             namespace: self.namespace()?,
             objects: resources::load_files(&self.policies)?,
             labels: self.labels.clone(),
-            module: ModuleRef::new(&self.module_url, &self.sha256)?,
+            module: self.require_module()?,
             root_namespace: self.root_namespace.clone(),
             trust_domain: self.trust_domain.clone(),
             mesh_strict: self.mesh_strict,
@@ -434,4 +475,225 @@ fn run_push(global: &Global, args: PushArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl Global {
+    fn connect(&self, runtime: &tokio::runtime::Runtime) -> Result<Cluster> {
+        let opts = cluster::Options {
+            dry_run: self.dry_run,
+            timeout: std::time::Duration::from_secs(self.timeout),
+            ..Default::default()
+        };
+        Ok(runtime.block_on(Cluster::connect(self.kubeconfig.as_deref(), self.context.as_deref(), opts))?)
+    }
+
+    fn print<T: serde::Serialize>(&self, value: &T, table: impl FnOnce() -> String) -> Result<()> {
+        match self.output {
+            Output::Table => print!("{}", table()),
+            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+struct RolloutArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// Remove what rollout applied (objects labelled app.kubernetes.io/managed-by=xnat-guard-deployer,
+    /// and the injection label if the deployer set it). Needs only the namespace.
+    #[arg(long, alias = "remove")]
+    undo: bool,
+}
+
+fn run_rollout(global: &Global, args: RolloutArgs) -> Result<()> {
+    let rt = runtime()?;
+    if args.undo {
+        let namespace = args.plan.namespace()?;
+        let cluster = global.connect(&rt)?;
+        let removed = rt.block_on(rollout::undo(&cluster, &namespace, &args.plan.root_namespace))?;
+        println!("{} change(s); run `deployer rollout {namespace} ...` to apply again", removed.len());
+        return Ok(());
+    }
+    if args.plan.policies.is_empty() {
+        bail!("rollout needs --policy FILE (or --undo)");
+    }
+    let plan = args.plan.plan()?;
+    let namespace = args.plan.namespace()?;
+    let cluster = global.connect(&rt)?;
+    let report = rt.block_on(rollout::rollout(&cluster, &plan, &namespace))?;
+    println!("\n{}", cluster::pods::pod_table(&report.pods));
+    for line in &report.skipped {
+        println!("note: {line}");
+    }
+    let changed = report.applied.iter().filter(|(_, a)| !matches!(a, cluster::Applied::Unchanged)).count();
+    if global.dry_run {
+        println!("dry run: the API server accepted all {} object(s); nothing was changed", report.applied.len());
+    } else if changed == 0 && report.restarted.is_empty() {
+        println!("nothing to change: the cluster already matches the plan");
+    } else {
+        println!("{changed} object(s) created or configured, {} workload(s) restarted", report.restarted.len());
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+struct NamespaceArg {
+    /// The namespace (or -n).
+    #[arg(value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    #[arg(short = 'n', long = "namespace", hide = true)]
+    namespace_flag: Option<String>,
+}
+
+impl NamespaceArg {
+    fn get(&self) -> Result<String> {
+        match (&self.namespace, &self.namespace_flag) {
+            (Some(a), Some(b)) if a != b => bail!("the namespace is given twice ({a} and {b}); give it once"),
+            (Some(ns), _) | (None, Some(ns)) => Ok(ns.clone()),
+            (None, None) => bail!("say which namespace: NAMESPACE or -n NAMESPACE"),
+        }
+    }
+}
+
+fn run_status(global: &Global, args: NamespaceArg) -> Result<()> {
+    let namespace = args.get()?;
+    let rt = runtime()?;
+    let cluster = global.connect(&rt)?;
+    let status = rt.block_on(cluster::status::status(&cluster, &namespace))?;
+    global.print(&status, || cluster::status::status_table(&status))
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    /// The Istio version to install (both charts pinned to it).
+    #[arg(long = "version", value_name = "VERSION", default_value = "1.27.3")]
+    istio_version: String,
+    /// The namespace for istiod (created if missing).
+    #[arg(long, default_value = "istio-system")]
+    istio_namespace: String,
+}
+
+fn run_install(global: &Global, args: InstallArgs) -> Result<()> {
+    let helm_bin = helm::find_helm(std::env::var_os("PATH"))?;
+    let rt = runtime()?;
+    let cluster = global.connect(&rt)?;
+    for warning in rt.block_on(cluster::install::precheck(&cluster, &args.istio_version))? {
+        eprintln!("warning: {warning}");
+    }
+    for release in helm::istio_releases(&args.istio_version, &args.istio_namespace, global.timeout) {
+        eprintln!("helm: {} {} {}", release.name, release.chart, release.version);
+        helm::run(&helm_bin, &release, global.kubeconfig.as_deref(), global.context.as_deref(), global.dry_run)?;
+    }
+    if global.dry_run {
+        println!("dry run: helm rendered the charts against the server; nothing was installed");
+        return Ok(());
+    }
+    for line in rt.block_on(cluster::install::verify(&cluster, &args.istio_namespace))? {
+        println!("{line}");
+    }
+    println!("Istio {} is installed; next: deployer rollout NAMESPACE --policy FILE ...", args.istio_version);
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum KialiCommand {
+    /// Install the Kiali operator chart, apply a Kiali CR (token login, web root /kiali,
+    /// editable) and Istio's Prometheus and Jaeger add-ons, and wait for Kiali to be deployed.
+    Install(KialiInstallArgs),
+    /// Print a login token for Kiali (TokenRequest API; no secret is created).
+    Token(KialiTokenArgs),
+}
+
+#[derive(Args)]
+struct KialiInstallArgs {
+    /// An unpacked Istio release; its samples/addons/ has the Prometheus and Jaeger add-ons.
+    #[arg(long, value_name = "DIR")]
+    istio_dir: PathBuf,
+    /// The Kiali Service type (the runbook uses LoadBalancer).
+    #[arg(long, default_value = "ClusterIP", value_parser = ["ClusterIP", "LoadBalancer", "NodePort"])]
+    service_type: String,
+    /// The kiali-operator chart version.
+    #[arg(long, default_value = "2.17.0")]
+    operator_version: String,
+    /// Where Kiali and the add-ons run.
+    #[arg(long, default_value = "istio-system")]
+    istio_namespace: String,
+}
+
+#[derive(Args)]
+struct KialiTokenArgs {
+    /// How long the token is valid, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    duration: i64,
+    #[arg(long, default_value = "istio-system")]
+    istio_namespace: String,
+    /// Kiali's service account.
+    #[arg(long, default_value = "kiali")]
+    service_account: String,
+}
+
+fn run_kiali(global: &Global, cmd: KialiCommand) -> Result<()> {
+    let rt = runtime()?;
+    match cmd {
+        KialiCommand::Token(args) => {
+            let cluster = global.connect(&rt)?;
+            let token =
+                rt.block_on(kiali::token(&cluster, &args.istio_namespace, &args.service_account, args.duration))?;
+            println!("{token}");
+        }
+        KialiCommand::Install(args) => {
+            let addons = kiali::addon_manifests(&args.istio_dir, &args.istio_namespace)?;
+            let helm_bin = helm::find_helm(std::env::var_os("PATH"))?;
+            let cluster = global.connect(&rt)?;
+            let release = helm::kiali_operator_release(&args.operator_version, global.timeout);
+            helm::run(&helm_bin, &release, global.kubeconfig.as_deref(), global.context.as_deref(), global.dry_run)?;
+            for m in addons.iter().chain([&kiali::kiali_cr(&args.istio_namespace, &args.service_type)]) {
+                let outcome = rt.block_on(cluster.apply(m))?;
+                println!("{}: {outcome}", m.describe());
+            }
+            if !global.dry_run {
+                rt.block_on(kiali::wait_for_kiali(&cluster, &args.istio_namespace))?;
+                println!("Kiali is deployed (web root /kiali); log in with the token from `deployer kiali token`");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+struct HpaArgs {
+    #[command(flatten)]
+    namespace: NamespaceArg,
+    /// Patch each HPA at risk with its fix.
+    #[arg(long)]
+    apply: bool,
+    /// What the sidecar really uses per pod, for the AverageValue fix on clusters before 1.30
+    /// (the runbook measured about 10m).
+    #[arg(long, value_name = "MILLICORES", default_value_t = 10)]
+    sidecar_usage: u64,
+}
+
+fn run_hpa(global: &Global, args: HpaArgs) -> Result<()> {
+    let namespace = args.namespace.get()?;
+    let rt = runtime()?;
+    let cluster = global.connect(&rt)?;
+    let findings = rt.block_on(cluster::hpa::hpa(&cluster, &namespace, args.sidecar_usage, args.apply))?;
+    global.print(&findings, || {
+        if findings.is_empty() {
+            return format!("no HPA in {namespace} is skewed by the sidecar\n");
+        }
+        let mut out = cluster::hpa::findings_table(&findings);
+        out.push_str(if args.apply {
+            if global.dry_run {
+                "dry run: the patches were validated, not applied\n"
+            } else {
+                "patched\n"
+            }
+        } else {
+            "run again with --apply to patch them\n"
+        });
+        out
+    })
 }

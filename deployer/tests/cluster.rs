@@ -1,0 +1,410 @@
+//! The deployer's Kubernetes calls, against an in-process mock API server that asserts each
+//! request in order (method, path, field manager, body): rollout (first run, re-run with
+//! nothing to do, a pod that never gets its sidecar), undo, status, kiali token, hpa, and the
+//! install prechecks. No cluster is needed; `make e2e-cluster` runs the real thing.
+
+mod mock_api;
+
+use std::path::{Path, PathBuf};
+
+use deployer::cluster::rollout::{self, ModuleState};
+use deployer::cluster::{hpa, install, kiali, status, Applied, ClusterError};
+use deployer::plan::{self, FailStrategy, ModuleRef, Plan, Spec};
+use deployer::resources;
+use mock_api::{apply, list, options, run, Step};
+use serde_json::{json, Value};
+
+const NS: &str = "/api/v1/namespaces/xnat";
+const PA: &str = "/apis/security.istio.io/v1/namespaces/xnat/peerauthentications/xnat-guard";
+const WASM: &str = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins/xnat-guard";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/xnat/deployments";
+const STATEFULSETS: &str = "/apis/apps/v1/namespaces/xnat/statefulsets";
+const PODS: &str = "/api/v1/namespaces/xnat/pods";
+
+fn runbook_plan() -> Plan {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/runbook/istio-auth-policy-post.yaml");
+    plan::plan(&Spec {
+        namespace: "xnat".into(),
+        objects: resources::load_files(&[PathBuf::from(file)]).unwrap(),
+        labels: vec![],
+        module: ModuleRef::new("oci://registry.example/xnat-guard:0.1.0", &"ab".repeat(32)).unwrap(),
+        root_namespace: "istio-system".into(),
+        trust_domain: "cluster.local".into(),
+        mesh_strict: false,
+        plaintext_ports: vec![8080],
+        service: None,
+        cluster_domain: "cluster.local".into(),
+        native_authz: false,
+        fail_strategy: FailStrategy::FailClose,
+        force: false,
+    })
+    .unwrap()
+}
+
+fn deployment(generation: i64, updated: i32) -> Value {
+    json!({
+        "metadata": {"name": "xnat-web", "namespace": "xnat", "generation": generation},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "xnat-web"}},
+                 "template": {"metadata": {"labels": {"app": "xnat-web"}},
+                              "spec": {"containers": [{"name": "xnat-web", "resources": {"requests": {"cpu": "100m"}}}]}}},
+        "status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": updated, "availableReplicas": updated}
+    })
+}
+
+fn pod(name: &str, with_sidecar: bool) -> Value {
+    let mut containers = vec![json!({"name": "xnat-web"})];
+    let mut statuses = vec![json!({"name": "xnat-web", "ready": true, "restartCount": 0, "image": "", "imageID": ""})];
+    if with_sidecar {
+        containers.push(json!({"name": "istio-proxy", "resources": {"requests": {"cpu": "100m"}}}));
+        statuses.push(json!({"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "", "imageID": ""}));
+    }
+    json!({
+        "metadata": {"name": name, "namespace": "xnat", "labels": {"app": "xnat-web"}},
+        "spec": {"containers": containers},
+        "status": {"phase": "Running", "containerStatuses": statuses}
+    })
+}
+
+const FETCHED: &str = "istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n";
+
+/// The applies of the runbook plan: a GET then a server-side apply per object.
+fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for path in [NS, PA, WASM] {
+        steps.push(match existing_rv {
+            None => Step::get(path).not_found(),
+            Some(rv) => Step::get(path).reply(200, json!({"metadata": {"name": "x", "resourceVersion": rv}})),
+        });
+        steps.push(apply(path, after_rv));
+    }
+    steps
+}
+
+#[tokio::test]
+async fn first_rollout_applies_restarts_the_pod_without_sidecar_waits_and_checks_the_module() {
+    let plan = runbook_plan();
+    let wasm_body = plan.manifests.last().unwrap().body.clone();
+    let mut script = applies(None, "1");
+    // The WasmPlugin is applied exactly as rendered.
+    script[5] = apply(WASM, "1").body(move |b| assert_eq!(b, &wasm_body));
+    script.extend([
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false)])),
+        Step::patch(&format!("{DEPLOYMENTS}/xnat-web"))
+            .body(|b| {
+                let at = &b["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"];
+                assert!(at.as_str().is_some_and(|s| s.starts_with("20")), "restart annotation: {b}");
+            })
+            .reply(200, deployment(2, 0)),
+        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 0)),
+        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false), pod("xnat-web-new", true)])).times(2),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
+        Step::get(&format!("{PODS}/xnat-web-new:15020/proxy/stats/prometheus")).reply_text(FETCHED),
+    ]);
+    let report =
+        run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await.unwrap();
+    assert!(report.applied.iter().all(|(_, a)| *a == Applied::Created), "{:?}", report.applied);
+    assert_eq!(report.restarted, ["Deployment xnat-web"]);
+    assert_eq!(report.modules, [("xnat-web-new".to_string(), ModuleState::Loaded(1))]);
+    assert_eq!(report.pods.len(), 1);
+}
+
+#[tokio::test]
+async fn rerunning_rollout_changes_nothing() {
+    let plan = runbook_plan();
+    let mut script = applies(Some("7"), "7");
+    script.extend([
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(2, 1)])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
+        // No restart: straight to the rollout check and the verification.
+        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
+        Step::get(&format!("{PODS}/xnat-web-new:15020/proxy/stats/prometheus")).reply_text(FETCHED),
+    ]);
+    let report =
+        run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await.unwrap();
+    assert!(report.applied.iter().all(|(_, a)| *a == Applied::Unchanged), "{:?}", report.applied);
+    assert!(report.restarted.is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_that_never_gets_its_sidecar_is_a_clear_timeout() {
+    let plan = runbook_plan();
+    let mut script = applies(Some("7"), "8");
+    script.extend([
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false)])),
+        Step::patch(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
+        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
+        // The webhook is not there: the new pod comes up without istio-proxy, forever.
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", false)])).repeated(),
+    ]);
+    let err = run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await })
+        .await
+        .unwrap_err();
+    let ClusterError::Timeout(message) = &err else { panic!("expected a timeout, got {err}") };
+    assert!(message.contains("xnat-web-new has no istio-proxy"), "{message}");
+    assert!(message.contains("istio-injection=enabled"), "the error says what to check: {message}");
+}
+
+#[tokio::test]
+async fn a_module_that_failed_to_fetch_fails_the_rollout() {
+    let plan = runbook_plan();
+    let mut script = applies(Some("7"), "7");
+    script.extend([
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(2, 1)])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
+        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
+        Step::get(&format!("{PODS}/xnat-web-new:15020/proxy/stats/prometheus"))
+            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"checksum_mismatched\"} 3\n"),
+    ]);
+    let err = run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("could not fetch the module") && err.contains("checksum_mismatched"), "{err}");
+    assert!(err.contains("--sha256"), "{err}");
+}
+
+#[tokio::test]
+async fn dry_run_rollout_validates_without_restarting() {
+    let plan = runbook_plan();
+    let mut script = Vec::new();
+    for path in [NS, PA, WASM] {
+        script.push(Step::get(path).not_found());
+        script.push(apply(path, "1").query("dryRun=All"));
+    }
+    script.extend([
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false)])),
+    ]);
+    let opts = deployer::cluster::Options { dry_run: true, ..options() };
+    let report =
+        run(script, opts, |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await.unwrap();
+    assert!(report.applied.iter().all(|(_, a)| *a == Applied::DryRun));
+    assert!(report.restarted.is_empty());
+}
+
+#[tokio::test]
+async fn undo_deletes_what_the_deployer_labelled_and_releases_the_namespace_label() {
+    let selector = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dxnat-guard-deployer";
+    let wasm_list = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins";
+    let script = vec![
+        Step::get(wasm_list).query(selector).reply(200, list(vec![json!({"metadata": {"name": "xnat-guard"}})])),
+        Step::delete(&format!("{wasm_list}/xnat-guard")).reply(200, json!({"metadata": {"name": "xnat-guard"}})),
+        Step::get("/apis/security.istio.io/v1/namespaces/xnat/authorizationpolicies")
+            .query(selector)
+            .reply(200, list(vec![])),
+        Step::get("/apis/networking.istio.io/v1/namespaces/xnat/destinationrules")
+            .query(selector)
+            .reply(200, list(vec![])),
+        Step::get("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications")
+            .query(selector)
+            .reply(200, list(vec![json!({"metadata": {"name": "xnat-guard"}})])),
+        Step::delete(PA).reply(200, json!({})),
+        Step::get("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications")
+            .query(selector)
+            .reply(200, list(vec![])),
+        apply(NS, "9").body(|b| {
+            assert!(b["metadata"].get("labels").is_none(), "the namespace is applied without our label: {b}")
+        }),
+    ];
+    let removed =
+        run(script, options(), |cluster| async move { rollout::undo(&cluster, "xnat", "istio-system").await })
+            .await
+            .unwrap();
+    assert_eq!(removed.len(), 3, "{removed:?}");
+}
+
+#[tokio::test]
+async fn status_reports_sidecars_policies_modules_and_filter_counters() {
+    let script = vec![
+        Step::get(NS).reply(200, json!({"metadata": {"name": "xnat", "labels": {"istio-injection": "enabled"}}})),
+        Step::get("/apis/security.istio.io/v1/peerauthentications").reply(
+            200,
+            list(vec![
+                json!({"metadata": {"name": "default", "namespace": "istio-system"}, "spec": {"mtls": {"mode": "STRICT"}}}),
+                json!({"metadata": {"name": "xnat-guard", "namespace": "xnat"},
+                       "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}}),
+            ]),
+        ),
+        Step::get("/apis/networking.istio.io/v1/destinationrules").reply(200, list(vec![])),
+        Step::get("/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins").reply(
+            200,
+            list(vec![json!({"metadata": {"name": "xnat-guard", "namespace": "xnat"},
+                              "spec": {"url": "oci://r/x:1", "selector": {"matchLabels": {"app": "xnat-web"}}}})]),
+        ),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-0", true), pod("xnat-postgresql-0", false)])),
+        Step::get(&format!("{PODS}/xnat-web-0:15090/proxy/stats/prometheus"))
+            .reply_text("# TYPE xnat_guard_allowed counter\nxnat_guard_allowed 41\nxnat_guard_denied_policy 3\nxnat_guard_denied_mtls 2\n"),
+        Step::get(&format!("{PODS}/xnat-web-0:15020/proxy/stats/prometheus")).reply_text(FETCHED),
+        Step::get("/version").reply(200, json!({"major": "1", "minor": "31", "gitVersion": "v1.31.0", "gitCommit": "", "gitTreeState": "", "buildDate": "2024-08-13T00:00:00Z", "goVersion": "", "compiler": "", "platform": ""})),
+        Step::get("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers").reply(200, list(vec![])),
+    ];
+    let s = run(script, options(), |cluster| async move { status::status(&cluster, "xnat").await }).await.unwrap();
+    assert_eq!(s.injection_label.as_deref(), Some("enabled"));
+    let web = s.pods.iter().find(|p| p.name == "xnat-web-0").unwrap();
+    assert_eq!(web.ready, "2/2");
+    let counters = web.counters.as_ref().unwrap();
+    assert!(
+        counters.contains(&("allowed".into(), 41)) && counters.contains(&("denied_policy".into(), 3)),
+        "{counters:?}"
+    );
+    assert!(web.module.as_deref().unwrap().starts_with("loaded"));
+    assert!(s.peer_authentications.iter().any(|r| r.mode == "STRICT (ports 8080:DISABLE)"));
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    assert!(s.problems[0].contains("xnat-postgresql-0 has no istio-proxy"));
+    let table = status::status_table(&s);
+    assert!(table.contains("allowed=41"), "{table}");
+}
+
+#[tokio::test]
+async fn kiali_token_comes_from_the_token_request_api() {
+    let script = vec![Step::post("/api/v1/namespaces/istio-system/serviceaccounts/kiali/token")
+        .body(|b| assert_eq!(b["spec"]["expirationSeconds"], 600))
+        .reply(201, json!({"spec": {"audiences": []}, "status": {"token": "eyJhbGciOi.token", "expirationTimestamp": "2026-11-26T01:00:00Z"}}))];
+    let token =
+        run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", 600).await }).await.unwrap();
+    assert_eq!(token, "eyJhbGciOi.token");
+
+    let missing = vec![Step::post("/api/v1/namespaces/istio-system/serviceaccounts/kiali/token").not_found()];
+    let err = run(missing, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", 600).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("deployer kiali install"), "{err}");
+}
+
+fn runbook_hpa() -> Value {
+    json!({
+        "metadata": {"name": "xnat-web", "namespace": "xnat"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "xnat-web"}, "maxReplicas": 4,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}
+    })
+}
+
+fn version(minor: &str) -> Value {
+    json!({"major": "1", "minor": minor, "gitVersion": "", "gitCommit": "", "gitTreeState": "", "buildDate": "2024-01-01T00:00:00Z", "goVersion": "", "compiler": "", "platform": ""})
+}
+
+#[tokio::test]
+async fn hpa_apply_patches_the_runbook_average_value_on_an_older_cluster() {
+    let script = vec![
+        Step::get("/version").reply(200, version("29")),
+        Step::get("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers")
+            .reply(200, list(vec![runbook_hpa()])),
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-0", true)])),
+        Step::patch("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers/xnat-web")
+            .body(|b| {
+                assert_eq!(
+                    b["spec"]["metrics"][0]["resource"]["target"],
+                    json!({"type": "AverageValue", "averageValue": "80m"})
+                )
+            })
+            .reply(200, runbook_hpa()),
+    ];
+    let findings = run(script, options(), |c| async move { hpa::hpa(&c, "xnat", 10, true).await }).await.unwrap();
+    assert_eq!(findings.len(), 1);
+    assert_eq!((findings[0].intended_millis, findings[0].effective_millis), (70, 140));
+}
+
+#[tokio::test]
+async fn hpa_recommends_a_container_resource_metric_on_1_30_and_later_and_changes_nothing_without_apply() {
+    let script = vec![
+        Step::get("/version").reply(200, version("31")),
+        Step::get("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers")
+            .reply(200, list(vec![runbook_hpa()])),
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        Step::get(PODS).reply(200, list(vec![pod("xnat-web-0", true)])),
+    ];
+    let findings = run(script, options(), |c| async move { hpa::hpa(&c, "xnat", 10, false).await }).await.unwrap();
+    assert_eq!(findings[0].fix_kind, "ContainerResource");
+    assert_eq!(findings[0].fix["containerResource"]["container"], "xnat-web");
+}
+
+#[tokio::test]
+async fn install_precheck_refuses_without_cluster_admin_rights() {
+    let review = |allowed: bool| json!({"spec": {}, "status": {"allowed": allowed}});
+    let ssar = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let script = vec![
+        Step::get("/version").reply(200, version("31")),
+        Step::post(ssar)
+            .body(|b| assert_eq!(b["spec"]["resourceAttributes"]["resource"], "customresourcedefinitions"))
+            .reply(201, review(true)),
+        Step::post(ssar).reply(201, review(false)),
+        Step::post(ssar).reply(201, review(true)),
+        Step::post(ssar).reply(201, review(true)),
+    ];
+    let err =
+        run(script, options(), |c| async move { install::precheck(&c, "1.27.3").await }).await.unwrap_err().to_string();
+    assert!(err.contains("create mutatingwebhookconfigurations") && err.contains("cluster-admin"), "{err}");
+}
+
+#[tokio::test]
+async fn install_precheck_refuses_a_cluster_too_old_for_the_istio_version() {
+    let script = vec![Step::get("/version").reply(200, version("28"))];
+    let err =
+        run(script, options(), |c| async move { install::precheck(&c, "1.27.3").await }).await.unwrap_err().to_string();
+    assert!(err.contains("needs Kubernetes 1.30"), "{err}");
+}
+
+#[tokio::test]
+async fn install_verify_finds_crds_istiod_and_the_webhook() {
+    let mut script: Vec<Step> = install::REQUIRED_CRDS
+        .iter()
+        .map(|name| {
+            Step::get(&format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"))
+                .reply(200, json!({"metadata": {"name": name}, "spec": {"group": "g", "names": {"kind": "K", "plural": "p"}, "scope": "Namespaced", "versions": []}}))
+        })
+        .collect();
+    let istiod = |updated: i32| {
+        json!({"metadata": {"name": "istiod", "generation": 1}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "istiod"}}, "template": {}},
+               "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": updated, "availableReplicas": updated}})
+    };
+    script.extend([
+        Step::get("/apis/apps/v1/namespaces/istio-system/deployments/istiod").reply(200, istiod(0)),
+        Step::get("/apis/apps/v1/namespaces/istio-system/deployments/istiod").reply(200, istiod(1)),
+        Step::get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations")
+            .query("labelSelector=app%3Dsidecar-injector")
+            .reply(200, list(vec![json!({"metadata": {"name": "istio-sidecar-injector"}})])),
+    ]);
+    let report = run(script, options(), |c| async move { install::verify(&c, "istio-system").await }).await.unwrap();
+    assert!(report.last().unwrap().contains("istio-sidecar-injector"));
+}
+
+#[test]
+fn kiali_add_ons_are_read_from_an_istio_release_directory() {
+    let shared = std::env::var_os("XNAT_GUARD_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let addons = shared.join("istio/addons");
+    assert!(
+        addons.is_dir(),
+        "FAILED, not skipped: {} is missing; put the shared reference data beside the checkout",
+        addons.display()
+    );
+    let release = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(release.path().join("samples")).unwrap();
+    std::os::unix::fs::symlink(&addons, release.path().join("samples/addons")).unwrap();
+    let manifests = kiali::addon_manifests(release.path(), "istio-system").unwrap();
+    let names: Vec<String> = manifests.iter().map(|m| m.describe()).collect();
+    assert!(names.contains(&"Deployment istio-system/prometheus".to_string()), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("ClusterRole ")), "cluster-scoped kinds stay cluster-scoped: {names:?}");
+    assert!(names.iter().any(|n| n.contains("jaeger")), "{names:?}");
+    let cr = kiali::kiali_cr("istio-system", "LoadBalancer");
+    assert_eq!(cr.body["spec"]["auth"]["strategy"], "token");
+    assert_eq!(cr.body["spec"]["deployment"]["service_type"], "LoadBalancer");
+    assert_eq!(cr.body["spec"]["server"]["web_root"], "/kiali");
+    let err = kiali::addon_manifests(Path::new("/nonexistent"), "istio-system").unwrap_err().to_string();
+    assert!(err.contains("downloadIstio"), "{err}");
+}
