@@ -8,7 +8,7 @@ WASM := target/$(WASM_TARGET)/release/xnat_guard.wasm
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 
-.PHONY: setup registry rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
+.PHONY: e2e-cluster setup registry rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target $(ENVOY_STAMP) registry
@@ -55,6 +55,18 @@ demo: setup wasm deployer
 	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/istio-auth-policy-post.yaml
 	@echo; echo "=== 3. Per source: the uploader may POST, the reporting namespace only GET and HEAD"
 	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/per-source.yaml
+	@echo; echo "=== 4. One request explained offline (exit status 1: denied)"
+	-$(DEPLOYER) check --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
+	@echo; echo "=== 5. What rollout would apply to a cluster (the digest is the module's own)"
+	$(DEPLOYER) render xnat --policy $(RUNBOOK)/per-source.yaml --mesh-strict --plaintext-port 8080 --service xnat-xnat-web \
+	  $$($(DEPLOYER) push 127.0.0.1:5000/xnat-guard:demo --module $(WASM) --dry-run | tail -1)
+
+## e2e-cluster: the real-cluster suite (needs KUBECONFIG of a disposable cluster; see tests/e2e_cluster.rs)
+e2e-cluster: setup wasm deployer
+	@[ -n "$$KUBECONFIG" ] && [ -f "$$KUBECONFIG" ] || { echo "e2e-cluster REFUSED: set KUBECONFIG to a disposable cluster's kubeconfig (kind create cluster), and XNAT_GUARD_E2E_REGISTRY to a registry it pulls from; nothing was run"; exit 1; }
+	@command -v kubectl >/dev/null || { echo "e2e-cluster needs kubectl on PATH"; exit 1; }
+	@command -v helm >/dev/null || { echo "e2e-cluster needs helm on PATH (https://helm.sh/docs/intro/install/)"; exit 1; }
+	cargo test --test e2e_cluster -- --ignored --nocapture
 
 ## bench: criterion benchmarks of the engine (compile, evaluate, 1-1000 rules)
 bench:

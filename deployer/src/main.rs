@@ -50,16 +50,16 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the filter in a real Envoy on this machine, configured like an Istio sidecar's
-    /// inbound side, with your AuthorizationPolicy and PeerAuthentication YAML.
+    /// Run the filter in a real Envoy on this machine, like a sidecar's inbound side.
     ///
+    /// Takes your AuthorizationPolicy and PeerAuthentication YAML.
     /// Each --port gets a listener that accepts both mutual TLS (client certificate required;
     /// a CA, a server certificate and SPIFFE client certificates are generated on the spot) and
     /// plaintext. Without --upstream a built-in XNAT stand-in records what reaches it.
     /// With --tour it sends a fixed set of requests, prints what happened to each and exits;
     /// otherwise it stays up until Ctrl-C and prints how to send requests with curl.
     Local(LocalArgs),
-    /// The decision the filter would make for one request, and why; offline, by the same engine.
+    /// The decision the filter would make for one request, and why (offline, same engine).
     ///
     /// Exit status 0 when the request would be allowed, 1 when denied, 2 on a usage or policy error.
     Check(CheckArgs),
@@ -72,31 +72,40 @@ enum Command {
     /// and also native AuthorizationPolicies with --native-authz. Policies the filter would refuse
     /// are refused here, before anything is rendered.
     Render(RenderArgs),
-    /// Publish the filter module to an OCI registry as the image Istio's agent fetches.
+    /// Publish the filter module to an OCI registry in the layout Istio fetches.
     ///
     /// The image is the "compat" Wasm image (one tar+gzip layer holding plugin.wasm, annotation
     /// module.wasm.image/variant: compat), built deterministically: the same module always gets
     /// the same manifest digest. Prints the oci:// URL and that digest, which WasmPlugin's sha256
     /// pins. Credentials come from the docker config ($DOCKER_CONFIG or ~/.docker/config.json).
+    /// With --dry-run it only prints the URL and digest the push would give.
     Push(PushArgs),
-    /// Render, then make the cluster match: server-side apply (field manager
+    /// Apply the plan to a cluster, restart pods without sidecars, wait and verify.
+    ///
+    /// Renders as `render` does, then: server-side apply (field manager
     /// xnat-guard-deployer), restart Deployments and StatefulSets whose pods lack the sidecar,
     /// wait for each rollout by kubectl's rules, verify every pod runs a ready istio-proxy, and
     /// check each sidecar actually fetched the module (a WasmPlugin that failed to fetch still
     /// shows as synced). Re-running changes nothing. --undo removes what rollout applied.
     Rollout(RolloutArgs),
-    /// The runbook's troubleshooting list in one report: injection label, pods and sidecars,
+    /// The runbook's troubleshooting list in one report.
+    ///
+    /// Injection label, pods and sidecars,
     /// PeerAuthentications and DestinationRules in all namespaces, WasmPlugins and whether their
     /// module loaded, HPAs the sidecar skews, and each pod's allowed/denied counters.
     Status(NamespaceArg),
-    /// Install Istio's base and istiod Helm charts (pinned version, --wait) into istio-system,
+    /// Install Istio (base and istiod charts) with prechecks and verification.
+    ///
+    /// Installs Istio's base and istiod Helm charts (pinned version, --wait) into istio-system,
     /// after checking the Kubernetes version, your permissions and that helm is on PATH; then
     /// verify the CRDs, istiod's rollout and the injection webhook.
     Install(InstallArgs),
     /// Kiali: install the operator, its CR and the Prometheus and Jaeger add-ons; print a login token.
     #[command(subcommand)]
     Kiali(KialiCommand),
-    /// Find HorizontalPodAutoscalers whose CPU utilization target the sidecar's CPU request
+    /// Find and fix HorizontalPodAutoscalers that the sidecar's CPU request skews.
+    ///
+    /// Finds HorizontalPodAutoscalers whose CPU utilization target the sidecar's CPU request
     /// skews (the runbook's "scales at 140m instead of 70m"), print the intended and effective
     /// scale-out points and the fix; --apply patches each HPA with it.
     Hpa(HpaArgs),
@@ -460,6 +469,16 @@ fn run_push(global: &Global, args: PushArgs) -> Result<()> {
     let module = std::fs::read(&args.module)
         .with_context(|| format!("reading the module {}; build it with `make wasm`", args.module.display()))?;
     let image = oci::compat_image(&module)?;
+    if global.dry_run {
+        // The digest is a function of the module alone: render can pin it before any push.
+        let sha = image.manifest_sha256();
+        match global.output {
+            Output::Json => println!("{}", serde_json::json!({ "url": reference.url(), "sha256": sha })),
+            Output::Yaml => println!("url: {}\nsha256: {sha}", reference.url()),
+            Output::Table => println!("dry run, nothing pushed\n  --module-url {} --sha256 {sha}", reference.url()),
+        }
+        return Ok(());
+    }
     let credentials = oci::docker_credentials(&reference.registry)?;
     let pushed = runtime()?.block_on(async {
         let mut registry = oci::Registry::new(&reference.registry, args.insecure, credentials)?;

@@ -1,5 +1,7 @@
 //! `status`: the runbook's troubleshooting list in one report.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use serde::Serialize;
@@ -17,8 +19,11 @@ pub struct PodStatus {
     pub phase: String,
     pub containers: Vec<String>,
     pub sidecar: String,
-    /// The filter's counters from the sidecar's Prometheus endpoint (15090), or why not.
-    pub counters: Result<Vec<(String, u64)>, String>,
+    /// The filter's counters from the sidecar's Prometheus endpoint (15090)...
+    pub counters: BTreeMap<String, u64>,
+    /// ...or why they could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters_unavailable: Option<String>,
     /// Whether the module loaded, for pods a WasmPlugin selects.
     pub module: Option<String>,
 }
@@ -93,7 +98,7 @@ pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Status> {
         let url = str_at(&o.data, &["spec", "url"]);
         let fail = str_at(&o.data, &["spec", "failStrategy"]);
         wasm_plugins.push(row(&o.metadata, format!("{url} {}", if fail.is_empty() { "FAIL_CLOSE" } else { fail })));
-        let sel: std::collections::BTreeMap<String, String> =
+        let sel: BTreeMap<String, String> =
             serde_json::from_value(o.data["spec"]["selector"]["matchLabels"].clone()).unwrap_or_default();
         selectors.push(sel);
     }
@@ -114,20 +119,23 @@ pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Status> {
         if side == Sidecar::Missing {
             problems.push(format!("pod {name} has no istio-proxy: restart it (`deployer rollout {namespace}` does)"));
         }
-        let counters = if side.ready() {
+        let (counters, counters_unavailable) = if side.ready() {
             let path = format!("/api/v1/namespaces/{namespace}/pods/{name}:15090/proxy/stats/prometheus");
             match cluster.get_text(&path).await {
-                Ok(text) => Ok(COUNTERS
-                    .iter()
-                    .map(|c| {
-                        let metric = format!("xnat_guard_{c}");
-                        (c.to_string(), prometheus_values(&text, &metric, "").iter().map(|(_, v)| v).sum())
-                    })
-                    .collect()),
-                Err(e) => Err(format!("sidecar metrics unreadable: {e}")),
+                Ok(text) => (
+                    COUNTERS
+                        .iter()
+                        .map(|c| {
+                            let metric = format!("xnat_guard_{c}");
+                            (c.to_string(), prometheus_values(&text, &metric, "").iter().map(|(_, v)| v).sum())
+                        })
+                        .collect(),
+                    None,
+                ),
+                Err(e) => (BTreeMap::new(), Some(format!("sidecar metrics unreadable: {e}"))),
             }
         } else {
-            Err("no ready sidecar".into())
+            (BTreeMap::new(), Some("no ready sidecar".into()))
         };
         let selected = selectors.iter().any(|sel| pods::labels_match(sel, p.metadata.labels.as_ref()));
         let module = if selected && side.ready() {
@@ -155,6 +163,7 @@ pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Status> {
             containers,
             sidecar: sidecar.into(),
             counters,
+            counters_unavailable,
             module,
         });
     }
@@ -200,9 +209,9 @@ pub fn status_table(s: &Status) -> String {
         "NAME", "READY", "STATUS", "SIDECAR", "FILTER COUNTERS"
     ));
     for p in &s.pods {
-        let counters = match &p.counters {
-            Ok(c) => c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-            Err(e) => e.clone(),
+        let counters = match &p.counters_unavailable {
+            None => p.counters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            Some(why) => why.clone(),
         };
         out.push_str(&format!(
             "  {:<40} {:<6} {:<9} {:<24} {:<44} {}\n",
