@@ -48,7 +48,7 @@ lint: rust-target
 	cargo clippy -p xnat-guard-policy -p xnat-guard-filter --target $(WASM_TARGET) -- -D warnings
 
 ## demo: the runbook's policies enforced by the filter in a real Envoy, request by request
-demo: setup wasm deployer
+demo: rust-target $(ENVOY_STAMP) wasm deployer
 	@echo; echo "=== 1. The runbook's mTLS (STRICT, 8080 plaintext) and its first policy (no POST)"
 	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/istio-auth-policy.yaml --policy $(RUNBOOK)/istio-destination.yaml
 	@echo; echo "=== 2. The amended policy: POST allowed"
