@@ -222,7 +222,10 @@ fn run_local(args: LocalArgs) -> Result<()> {
         println!("Filter counters (Envoy /stats): {}", counters.join(" "));
         let disagreements: Vec<_> = results
             .iter()
-            .filter(|r| (r.status != 403) != r.expected.is_allowed() || r.reached_upstream == Some(r.status == 403))
+            .filter(|r| {
+                let denied = matches!(r.status, 400 | 403);
+                denied == r.expected.is_allowed() || r.reached_upstream == Some(denied)
+            })
             .collect();
         if !disagreements.is_empty() {
             bail!(

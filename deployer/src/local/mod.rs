@@ -233,6 +233,8 @@ pub fn explain(verdict: Verdict, policy: &Policy) -> String {
             format!("denied by DENY {} rule {rule}", name(policy))
         }
         Verdict::DeniedNoAllowMatch => "denied: no ALLOW rule matches".into(),
+        Verdict::DeniedUnsafePath { reason } => format!("refused (400): unsafe path, {}", reason.as_str()),
+        Verdict::DeniedMethodOverride => "denied: the request tunnels a method the policy does not allow".into(),
     }
 }
 
@@ -264,7 +266,7 @@ pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
             None => "-",
         };
         let why = explain(r.expected, policy);
-        let why = if r.status == 403 { format!("{why} [{}]", r.body) } else { why };
+        let why = if matches!(r.status, 400 | 403) { format!("{why} [{}]", r.body) } else { why };
         let _ = writeln!(
             s,
             "{:<8} {:<29} {:>5}  {:<30} {:>6}  {:<8} {why}",

@@ -2,11 +2,13 @@
 //! path of the offending field, e.g. `policies[0].spec.rules[1].to[0].operation.methods[2]`.
 
 use crate::config::{
-    Action, AuthorizationPolicySpec, Condition, MtlsMode, Operation, PeerAuthenticationSpec, PluginConfig, Rule, Source,
+    default_path_aliases, Action, AuthorizationPolicySpec, Condition, MethodOverride, MtlsMode, Operation,
+    PathNormalization, PeerAuthenticationSpec, PluginConfig, Rule, Source,
 };
 use crate::engine::{
     CompiledPolicy, CompiledRule, Conjunction, Constraint, MtlsTable, Needs, Policy, PolicyName, ServiceAccount, Test,
 };
+use crate::normalize::{tomcat_path, MAX_PATH};
 use crate::pattern::{Cidr, PathPattern, Pattern, TemplatePart, Wildcard};
 
 /// A configuration the filter refuses, with the path of the field at fault.
@@ -28,7 +30,13 @@ const JWT_HINT: &str = "JWT request principals and claims need Istio's RequestAu
 
 /// Validates `config` and builds the matcher. Nothing is evaluated here.
 pub fn compile(config: &PluginConfig) -> Result<Policy> {
-    let mut compiler = Compiler { methods: Vec::new(), headers: Vec::new(), needs: Needs::default() };
+    let mut compiler = Compiler {
+        methods: Vec::new(),
+        headers: Vec::new(),
+        needs: Needs::default(),
+        aliases: Vec::new(),
+        normalise_paths: false,
+    };
     let trust_domains = trust_domains(config)?;
     let mtls = mtls_table(config.peer_authentication.as_ref())?;
     if mtls.default != MtlsMode::Disable || mtls.ports.iter().any(|(_, m)| *m != MtlsMode::Disable) {
@@ -37,6 +45,13 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
     if mtls.ports.iter().any(|(_, m)| *m != mtls.default) {
         compiler.needs.port_for_plaintext = true;
     }
+
+    let aliases = match config.path_normalization {
+        PathNormalization::Tomcat => path_aliases(config)?,
+        PathNormalization::None => Vec::new(),
+    };
+    compiler.aliases = aliases.clone();
+    compiler.normalise_paths = config.path_normalization == PathNormalization::Tomcat;
 
     let (mut deny, mut allow, mut audit, mut dry_run_deny, mut dry_run_allow) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -71,7 +86,18 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
             (Action::Custom, _) => return err(&format!("{spec_path}.action"), "CUSTOM is not supported"),
         }
     }
+    let mut override_headers = Vec::new();
+    if compiler.needs.method && config.method_override != MethodOverride::Ignore {
+        for name in OVERRIDE_HEADERS {
+            override_headers.push(compiler.header(name));
+        }
+        compiler.needs.query = true;
+    }
     Ok(Policy {
+        path_mode: config.path_normalization,
+        aliases: aliases.into_iter().map(|(f, t)| (f.into_boxed_slice(), t.into_boxed_slice())).collect(),
+        method_override: config.method_override,
+        override_headers: override_headers.into(),
         mtls,
         deny: deny.into(),
         allow: allow.into(),
@@ -161,6 +187,51 @@ struct Compiler {
     methods: Vec<Pattern>,
     headers: Vec<String>,
     needs: Needs,
+    aliases: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Policy paths must be written in the normal form requests are matched in.
+    normalise_paths: bool,
+}
+
+/// Headers that ask a server for another method than the request line's.
+const OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Validates `pathAliases` (default: XNAT's). An alias maps a prefix to a prefix no longer than
+/// itself, both absolute and ending in '/', with no wildcard; a target may not itself be aliased.
+fn path_aliases(config: &PluginConfig) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let given = config.path_aliases.clone().unwrap_or_else(default_path_aliases);
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (i, a) in given.iter().enumerate() {
+        let path = format!("pathAliases[{i}]");
+        for (field, v) in [("from", &a.from), ("to", &a.to)] {
+            let ok = v.starts_with('/') && v.ends_with('/') && !v.contains(['*', '{', '}', '?', '#', ';', '%', '\\']);
+            if !ok {
+                return err(
+                    &format!("{path}.{field}"),
+                    format!("'{v}' must be a plain path prefix starting and ending with '/'"),
+                );
+            }
+            let mut buf = [0u8; MAX_PATH];
+            if tomcat_path(v.as_bytes(), &mut buf).map(|n| &buf[..n] != v.as_bytes()).unwrap_or(true) {
+                return err(
+                    &format!("{path}.{field}"),
+                    format!("'{v}' is not in normal form (no '//', '.' or '..' segments)"),
+                );
+            }
+        }
+        if a.to.len() > a.from.len() {
+            return err(&format!("{path}.to"), "an alias may not lengthen the path ('to' longer than 'from')");
+        }
+        out.push((a.from.clone().into_bytes(), a.to.clone().into_bytes()));
+    }
+    for (i, (_, to)) in out.iter().enumerate() {
+        if let Some(j) = out.iter().position(|(from, _)| to.starts_with(from)) {
+            return err(
+                &format!("pathAliases[{i}].to"),
+                format!("is itself aliased by pathAliases[{j}]; map straight to the final prefix"),
+            );
+        }
+    }
+    Ok(out)
 }
 
 impl Compiler {
@@ -246,8 +317,13 @@ impl Compiler {
         self.pair(&mut out, path, [("methods", &o.methods), ("notMethods", &o.not_methods)], |c, v, p| {
             Ok(Test::Method(c.methods(v, p)?))
         })?;
-        self.pair(&mut out, path, [("paths", &o.paths), ("notPaths", &o.not_paths)], |_, v, p| {
-            Ok(Test::Path(paths(v, p)?))
+        self.pair(&mut out, path, [("paths", &o.paths), ("notPaths", &o.not_paths)], |c, v, p| {
+            let canonical: Vec<String> = v
+                .iter()
+                .enumerate()
+                .map(|(i, value)| c.canonical_path(value, &format!("{p}[{i}]")))
+                .collect::<Result<_>>()?;
+            Ok(Test::Path(paths(&canonical, p)?))
         })?;
         if out.is_empty() {
             return err(
@@ -346,6 +422,64 @@ impl Compiler {
             Test::Sni(_) => needs.sni = true,
         }
         out.push(Constraint { negate, test });
+    }
+
+    /// A policy path as requests are matched: in normal form (refused otherwise, since it could
+    /// never match), with aliased prefixes rewritten. A wildcard prefix that stops inside an
+    /// alias's prefix (`/RE*`, `/data/arch*`) would match the raw form but not the aliased one,
+    /// so it is refused.
+    fn canonical_path(&self, value: &str, path: &str) -> Result<String> {
+        if !self.normalise_paths || value == "*" || value.starts_with('*') {
+            return Ok(value.to_string());
+        }
+        let literal_end = value.find(['*', '{']).unwrap_or(value.len());
+        let literal = &value[..literal_end];
+        if literal.starts_with('/') {
+            let mut buf = [0u8; MAX_PATH];
+            // A literal cut at a wildcard may end in a partial segment; check what is complete.
+            let complete = &literal[..literal.rfind('/').map_or(0, |i| i + 1)];
+            let normal = if literal_end == value.len() { literal } else { complete };
+            match tomcat_path(normal.as_bytes(), &mut buf) {
+                Ok(n) if &buf[..n] == normal.as_bytes() => {}
+                Ok(n) => {
+                    return err(
+                        path,
+                        format!(
+                            "'{value}' can never match: requests are matched after normalisation, write it as '{}{}'",
+                            String::from_utf8_lossy(&buf[..n]),
+                            &value[normal.len()..]
+                        ),
+                    )
+                }
+                Err(e) => return err(path, format!("'{value}' can never match: {}", e.as_str())),
+            }
+        }
+        let mut current = value.to_string();
+        for _ in 0..=self.aliases.len() {
+            let lit_end = current.find(['*', '{']).unwrap_or(current.len());
+            let lit = &current.as_bytes()[..lit_end];
+            let has_wildcard = lit_end < current.len();
+            if let Some((from, to)) = self.aliases.iter().find(|(from, _)| lit.starts_with(from)) {
+                current = format!("{}{}", String::from_utf8_lossy(to), &current[from.len()..]);
+                continue;
+            }
+            if has_wildcard {
+                if let Some((from, to)) =
+                    self.aliases.iter().find(|(from, to)| from.starts_with(lit) && !to.starts_with(lit))
+                {
+                    return err(
+                        path,
+                        format!(
+                        "'{value}' stops inside the aliased prefix '{}' (served as '{}'); spell the prefix out in full",
+                        String::from_utf8_lossy(from),
+                        String::from_utf8_lossy(to)
+                    ),
+                    );
+                }
+            }
+            break;
+        }
+        Ok(current)
     }
 
     fn header(&mut self, name: &str) -> usize {

@@ -20,6 +20,16 @@ pub struct PluginConfig {
     pub peer_authentication: Option<PeerAuthenticationSpec>,
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
+    /// Which path the rules are matched against (see `normalize`).
+    #[serde(default, skip_serializing_if = "PathNormalization::is_default")]
+    pub path_normalization: PathNormalization,
+    /// Prefixes under which XNAT serves the same resources; `None` means XNAT's own
+    /// ([`default_path_aliases`]). Applied to request paths and to policy paths alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_aliases: Option<Vec<PathAlias>>,
+    /// What to do with requests that ask for another method than their request line's.
+    #[serde(default, skip_serializing_if = "MethodOverride::is_default")]
+    pub method_override: MethodOverride,
 }
 
 impl Default for PluginConfig {
@@ -29,7 +39,65 @@ impl Default for PluginConfig {
             trust_domain_aliases: Vec::new(),
             peer_authentication: None,
             policies: Vec::new(),
+            path_normalization: PathNormalization::default(),
+            path_aliases: None,
+            method_override: MethodOverride::default(),
         }
+    }
+}
+
+/// How request paths are read before matching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PathNormalization {
+    /// Tomcat's view: query dropped, `;` parameters stripped, decoded, `//` merged, dot
+    /// segments resolved; encoded slashes, backslashes, NUL and bad escapes refused.
+    #[default]
+    Tomcat,
+    /// The path as Envoy hands it over (query dropped), as Istio's native RBAC reads it.
+    None,
+}
+
+impl PathNormalization {
+    fn is_default(&self) -> bool {
+        *self == PathNormalization::default()
+    }
+}
+
+/// One alias: requests under `from` are judged as if under `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PathAlias {
+    pub from: String,
+    pub to: String,
+}
+
+/// XNAT's Restlet application answers under `/data/` and the legacy `/REST/`, and its archive
+/// resources also under `/data/archive/`.
+pub fn default_path_aliases() -> Vec<PathAlias> {
+    vec![
+        PathAlias { from: "/REST/".into(), to: "/data/".into() },
+        PathAlias { from: "/data/archive/".into(), to: "/data/".into() },
+    ]
+}
+
+/// Method tunnelling: `X-HTTP-Method-Override` and kin, or a `method`/`_method` query parameter
+/// (Restlet's tunnel service, Spring's HiddenHttpMethodFilter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MethodOverride {
+    /// The request must be allowed under its own method and under every method it asks for.
+    #[default]
+    Judge,
+    /// Any request asking for another method is denied.
+    Refuse,
+    /// Only the request line's method counts (Istio's behaviour).
+    Ignore,
+}
+
+impl MethodOverride {
+    fn is_default(&self) -> bool {
+        *self == MethodOverride::default()
     }
 }
 

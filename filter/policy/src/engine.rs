@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 
-use crate::config::MtlsMode;
+use crate::config::{MethodOverride, MtlsMode, PathNormalization};
+use crate::normalize::{apply_aliases, tomcat_path, Alias, PathRefusal, MAX_PATH};
 use crate::pattern::{Cidr, PathPattern, Pattern};
 use crate::spiffe::SpiffeId;
 
@@ -36,6 +37,8 @@ pub struct Request<'a> {
 pub struct Needs {
     pub method: bool,
     pub path: bool,
+    /// `:path` for its query only (a tunnelled `method` parameter), not matched as a path.
+    pub query: bool,
     pub host: bool,
     /// The local port (`destination.port`), for a rule.
     pub port: bool,
@@ -80,6 +83,19 @@ pub enum Verdict {
     },
     /// ALLOW policies exist and none matched.
     DeniedNoAllowMatch,
+    /// The path is one Tomcat would refuse or could read another way (see `normalize`).
+    DeniedUnsafePath {
+        reason: PathRefusal,
+    },
+    /// The request tunnels a method (override header, `method` query parameter) that is not
+    /// allowed, or tunnels one at all under `methodOverride: REFUSE`.
+    DeniedMethodOverride,
+}
+
+impl Decision {
+    fn only(verdict: Verdict) -> Decision {
+        Decision { verdict, dry_run_denied: false, audited: false }
+    }
 }
 
 impl Verdict {
@@ -109,6 +125,12 @@ pub struct Policy {
     pub(crate) methods: Box<[Pattern]>,
     pub(crate) header_names: Box<[Box<str>]>,
     pub(crate) needs: Needs,
+    pub(crate) path_mode: PathNormalization,
+    /// Prefix rewrites (from, to), applied after normalisation.
+    pub(crate) aliases: Box<[Alias]>,
+    pub(crate) method_override: MethodOverride,
+    /// Indices into `header_names` of the method-override headers.
+    pub(crate) override_headers: Box<[usize]>,
 }
 
 /// The effective PeerAuthentication mode per port.
@@ -226,6 +248,7 @@ fn any(items: impl Iterator<Item = Tri>) -> Tri {
 struct Facts<'a> {
     req: &'a Request<'a>,
     path: &'a [u8],
+    host: Option<&'a [u8]>,
     method_bits: u64,
     spiffe: Option<SpiffeId<'a>>,
 }
@@ -243,13 +266,85 @@ impl Policy {
     /// and as no match for ALLOW rules.
     pub fn evaluate(&self, req: &Request<'_>) -> Decision {
         if req.peer.is_none() && self.mtls.mode_for(req.port) == MtlsMode::Strict {
-            return Decision {
-                verdict: Verdict::DeniedMtlsRequired { port: req.port },
-                dry_run_denied: false,
-                audited: false,
-            };
+            return Decision::only(Verdict::DeniedMtlsRequired { port: req.port });
         }
-        let facts = self.facts(req);
+        if self.needs.path && self.path_mode == PathNormalization::Tomcat {
+            return self.evaluate_tomcat_path(req);
+        }
+        let path = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
+            Some(end) => &req.path[..end],
+            None => req.path,
+        };
+        self.decide(req, path)
+    }
+
+    /// Matches against the path Tomcat will route (see `normalize`), in a buffer on the stack.
+    #[inline(never)]
+    fn evaluate_tomcat_path(&self, req: &Request<'_>) -> Decision {
+        let mut buf = [0u8; MAX_PATH];
+        match tomcat_path(req.path, &mut buf) {
+            Ok(len) => {
+                let len = apply_aliases(&mut buf, len, &self.aliases);
+                self.decide(req, &buf[..len])
+            }
+            Err(reason) => Decision::only(Verdict::DeniedUnsafePath { reason }),
+        }
+    }
+
+    /// The decision for the request line's method and, unless overrides are ignored, for every
+    /// method the request tunnels: all of them must be allowed.
+    fn decide(&self, req: &Request<'_>, path: &[u8]) -> Decision {
+        let decision = self.decide_for(req, req.method, path);
+        if self.method_override == MethodOverride::Ignore || !self.needs.method || !decision.verdict.is_allowed() {
+            return decision;
+        }
+        let mut denied = false;
+        self.for_each_override(req, |method| {
+            if denied {
+                return;
+            }
+            let mut upper = [0u8; 16];
+            let method = match method.get(..upper.len()) {
+                _ if method.len() > upper.len() => method,
+                _ => {
+                    upper[..method.len()].copy_from_slice(method);
+                    upper[..method.len()].make_ascii_uppercase();
+                    &upper[..method.len()]
+                }
+            };
+            denied = self.method_override == MethodOverride::Refuse
+                || method != req.method && !self.decide_for(req, method, path).verdict.is_allowed();
+        });
+        if denied {
+            return Decision::only(Verdict::DeniedMethodOverride);
+        }
+        decision
+    }
+
+    /// Calls `f` with each tunnelled method: override headers, then `method`/`_method` query
+    /// parameters (percent-encoded values are judged as sent, which can only fail to match).
+    fn for_each_override(&self, req: &Request<'_>, mut f: impl FnMut(&[u8])) {
+        for &i in self.override_headers.iter() {
+            if let Some(Some(v)) = req.headers.get(i) {
+                f(v);
+            }
+        }
+        let Some(q) = req.path.iter().position(|&b| b == b'?') else { return };
+        let query = &req.path[q + 1..];
+        let query = &query[..query.iter().position(|&b| b == b'#').unwrap_or(query.len())];
+        for param in query.split(|&b| b == b'&' || b == b';') {
+            let (name, value) = match param.iter().position(|&b| b == b'=') {
+                Some(e) => (&param[..e], &param[e + 1..]),
+                None => continue,
+            };
+            if name.eq_ignore_ascii_case(b"method") || name.eq_ignore_ascii_case(b"_method") {
+                f(value);
+            }
+        }
+    }
+
+    fn decide_for(&self, req: &Request<'_>, method: &[u8], path: &[u8]) -> Decision {
+        let facts = self.facts(req, method, path);
         let verdict = if let Some((policy, rule)) = first_match(&self.deny, &facts, true) {
             Verdict::DeniedBy { policy, rule }
         } else if self.allow.is_empty() {
@@ -267,25 +362,19 @@ impl Policy {
     }
 
     /// Derives only what the policy's tests read.
-    fn facts<'a>(&'a self, req: &'a Request<'a>) -> Facts<'a> {
-        let path = if self.needs.path {
-            match req.path.iter().position(|&b| b == b'?' || b == b'#') {
-                Some(end) => &req.path[..end],
-                None => req.path,
-            }
-        } else {
-            req.path
-        };
+    fn facts<'a>(&'a self, req: &'a Request<'a>, method: &[u8], path: &'a [u8]) -> Facts<'a> {
         let mut method_bits = 0u64;
         if self.needs.method {
             for (i, pattern) in self.methods.iter().enumerate() {
-                if pattern.matches(Some(req.method)) {
+                if pattern.matches(Some(method)) {
                     method_bits |= 1 << i;
                 }
             }
         }
         let spiffe = if self.needs.identity { req.peer.and_then(SpiffeId::parse) } else { None };
-        Facts { req, path, method_bits, spiffe }
+        // `Host: xnat.example.org.` names the same host as without the dot.
+        let host = req.host.map(strip_trailing_dot);
+        Facts { req, path, host, method_bits, spiffe }
     }
 
     /// The request facts this policy reads; the glue should fetch only these.
@@ -366,7 +455,7 @@ fn test(test: &Test, facts: &Facts<'_>) -> Tri {
         Test::SourceIp(blocks) => ip_in(req.source_ip, blocks),
         Test::RemoteIp(blocks) => ip_in(req.remote_ip, blocks),
         Test::DestinationIp(blocks) => ip_in(req.destination_ip, blocks),
-        Test::Host(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches_ignore_case(req.host))),
+        Test::Host(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches_ignore_case(facts.host))),
         Test::Port(ports) => Tri::from_bool(req.port.is_some_and(|p| ports.contains(&p))),
         Test::Method(mask) => Tri::from_bool(facts.method_bits & mask != 0),
         Test::Path(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(facts.path))),
@@ -385,6 +474,19 @@ fn identity_part(facts: &Facts<'_>, check: impl Fn(&SpiffeId<'_>) -> bool) -> Tr
         (None, None) => Tri::False,
         (None, Some(_)) => Tri::Unknown,
     }
+}
+
+/// Drops one trailing dot of the host name, before any `:port`.
+fn strip_trailing_dot(host: &[u8]) -> &[u8] {
+    let (name_end, has_port) = match host.iter().rposition(|&b| b == b':') {
+        // An IPv6 literal's colons are inside brackets.
+        Some(c) if !host[c..].contains(&b']') => (c, true),
+        _ => (host.len(), false),
+    };
+    if !has_port && name_end > 1 && host[name_end - 1] == b'.' {
+        return &host[..name_end - 1];
+    }
+    host
 }
 
 fn ip_in(ip: Option<IpAddr>, blocks: &[Cidr]) -> Tri {

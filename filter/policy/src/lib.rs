@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod config;
 pub mod engine;
+pub mod normalize;
 pub mod pattern;
 pub mod spiffe;
 

@@ -21,6 +21,7 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
+    fn proxy_get_header_map_pairs(map_type: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -61,4 +62,103 @@ pub fn request_header(name: &[u8]) -> Option<Vec<u8>> {
 /// Whether the connection is mutual TLS.
 pub fn is_mtls() -> bool {
     property(MTLS).is_some_and(|b| b.first() == Some(&1))
+}
+
+/// All request headers in one host call, in the ABI's serialised form.
+pub fn request_headers() -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the out-pointers are valid for writes.
+    let status = unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+    adopt(status, data, size)
+}
+
+/// A view of the serialised header map: a little-endian u32 count, then per header the u32
+/// sizes of name and value, then the names and values, each followed by a NUL.
+pub struct Headers<'a> {
+    pairs: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> Headers<'a> {
+    /// Parses the host's buffer; a malformed one reads as no headers.
+    pub fn parse(buf: &'a [u8]) -> Headers<'a> {
+        Headers { pairs: parse_pairs(buf).unwrap_or_default() }
+    }
+
+    /// The first value of a header (pseudo-headers have one).
+    pub fn first(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    }
+
+    /// All values of a header joined with ',', as Envoy's RBAC header matcher reads a header
+    /// that appears more than once. Borrowed unless it is repeated.
+    pub fn joined(&self, name: &[u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let mut values = self.pairs.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
+        let first = values.next()?;
+        let mut rest = values.peekable();
+        if rest.peek().is_none() {
+            return Some(std::borrow::Cow::Borrowed(first));
+        }
+        let mut joined = first.to_vec();
+        for v in rest {
+            joined.push(b',');
+            joined.extend_from_slice(v);
+        }
+        Some(std::borrow::Cow::Owned(joined))
+    }
+}
+
+fn parse_pairs(buf: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let word =
+        |at: usize| -> Option<usize> { Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?) as usize) };
+    let count = word(0)?;
+    let mut sizes_at = 4;
+    let mut data_at = 4usize.checked_add(count.checked_mul(8)?)?;
+    let mut out = Vec::with_capacity(count.min(128));
+    for _ in 0..count {
+        let (k, v) = (word(sizes_at)?, word(sizes_at + 4)?);
+        sizes_at += 8;
+        let key = buf.get(data_at..data_at.checked_add(k)?)?;
+        data_at += k + 1;
+        let value = buf.get(data_at..data_at.checked_add(v)?)?;
+        data_at += v + 1;
+        out.push((key, value));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serialise(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend(k.as_bytes());
+            out.push(0);
+            out.extend(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn repeated_headers_are_joined_like_envoy_rbac_reads_them() {
+        let buf = serialise(&[(":method", "GET"), ("x-team", "a"), ("X-Team", "b"), ("x-one", "1")]);
+        let h = Headers::parse(&buf);
+        assert_eq!(h.first(b":method"), Some(b"GET".as_slice()));
+        assert_eq!(h.joined(b"x-team").as_deref(), Some(b"a,b".as_slice()));
+        assert_eq!(h.joined(b"x-one").as_deref(), Some(b"1".as_slice()));
+        assert_eq!(h.joined(b"absent"), None);
+    }
+
+    #[test]
+    fn a_truncated_buffer_reads_as_no_headers() {
+        let buf = serialise(&[(":method", "GET")]);
+        assert_eq!(Headers::parse(&buf[..buf.len() - 3]).first(b":method"), None);
+        assert_eq!(Headers::parse(&[]).first(b":method"), None);
+    }
 }

@@ -43,7 +43,10 @@ impl Pending {
         bump(match decision.verdict {
             Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. } => &self.allowed,
             Verdict::DeniedMtlsRequired { .. } => &self.denied_mtls,
-            Verdict::DeniedBy { .. } | Verdict::DeniedNoAllowMatch => &self.denied_policy,
+            Verdict::DeniedBy { .. }
+            | Verdict::DeniedNoAllowMatch
+            | Verdict::DeniedUnsafePath { .. }
+            | Verdict::DeniedMethodOverride => &self.denied_policy,
         });
         if decision.dry_run_denied {
             bump(&self.dry_run_denied);
@@ -150,10 +153,15 @@ impl HttpContext for GuardHttp {
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("xnat-guard: {:?}", decision);
         }
-        if decision.verdict.is_allowed() {
-            Action::Continue
-        } else {
-            deny()
+        match decision.verdict {
+            v if v.is_allowed() => Action::Continue,
+            // What Tomcat itself would answer: the request is malformed, not unauthorised.
+            Verdict::DeniedUnsafePath { reason } => {
+                let body = format!("xnat-guard: path refused: {}", reason.as_str());
+                let _ = hostcalls::send_http_response(400, vec![("content-type", "text/plain")], Some(body.as_bytes()));
+                Action::Pause
+            }
+            _ => deny(),
         }
     }
 }
@@ -182,19 +190,10 @@ fn decide(policy: &Policy) -> Decision {
     if peer.is_none() && needs.peer && policy.mtls_mode(port) == MtlsMode::Strict {
         return policy.evaluate(&Request { port, ..Request::default() });
     }
-    let method = if needs.method { host::request_header(b":method") } else { None };
-    let path = if needs.path { host::request_header(b":path") } else { None };
-    let authority = if needs.host { host::request_header(b":authority") } else { None };
     let source_ip = if needs.source_ip || needs.remote_ip { address(host::SOURCE_ADDRESS) } else { None };
     let destination_ip = if needs.destination_ip { address(host::DESTINATION_ADDRESS) } else { None };
     let sni = if needs.sni { host::property(host::SNI) } else { None };
-    let header_values: Vec<Option<Vec<u8>>> =
-        policy.header_names().iter().map(|n| host::request_header(n.as_bytes())).collect();
-    let header_refs: Vec<Option<&[u8]>> = header_values.iter().map(|v| v.as_deref()).collect();
-    policy.evaluate(&Request {
-        method: method.as_deref().unwrap_or_default(),
-        path: path.as_deref().unwrap_or_default(),
-        host: authority.as_deref(),
+    let base = Request {
         port,
         peer: peer.as_deref(),
         source_ip,
@@ -202,7 +201,37 @@ fn decide(policy: &Policy) -> Decision {
         remote_ip: source_ip,
         destination_ip,
         sni: sni.as_deref(),
-        headers: &header_refs,
+        ..Request::default()
+    };
+    let read_path = needs.path || needs.query;
+    if policy.header_names().is_empty() {
+        // A header or two: one call each is cheapest.
+        let method = if needs.method { host::request_header(b":method") } else { None };
+        let path = if read_path { host::request_header(b":path") } else { None };
+        let authority = if needs.host { host::request_header(b":authority") } else { None };
+        return policy.evaluate(&Request {
+            method: method.as_deref().unwrap_or_default(),
+            path: path.as_deref().unwrap_or_default(),
+            host: authority.as_deref(),
+            ..base
+        });
+    }
+    // Named headers (rules, method overrides): the whole map in one call, which also sees
+    // every value of a repeated header.
+    let buf = host::request_headers().unwrap_or_default();
+    let map = host::Headers::parse(&buf);
+    let values: Vec<Option<std::borrow::Cow<'_, [u8]>>> =
+        policy.header_names().iter().map(|n| map.joined(n.as_bytes())).collect();
+    let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+    let method = if needs.method { map.first(b":method") } else { None };
+    let path = if read_path { map.first(b":path") } else { None };
+    let authority = if needs.host { map.first(b":authority") } else { None };
+    policy.evaluate(&Request {
+        method: method.unwrap_or_default(),
+        path: path.unwrap_or_default(),
+        host: authority,
+        headers: &refs,
+        ..base
     })
 }
 

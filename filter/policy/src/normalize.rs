@@ -1,0 +1,267 @@
+//! The path XNAT will act on. Tomcat routes a request by its path after it has dropped the
+//! query, stripped `;` parameters from every segment, percent-decoded it, merged `//` and
+//! resolved `.` and `..`. A filter that matched the raw path would let `/data/x;/../admin` or
+//! `/data/%2e%2e/admin` reach what it meant to protect, so rules are matched against Tomcat's
+//! view instead, and what Tomcat itself refuses (or could read two ways) is refused here.
+//!
+//! Everything here works on a caller's fixed buffer: no allocation, time linear in the input.
+
+/// Longest path (before the query) the filter accepts; longer requests are refused.
+pub const MAX_PATH: usize = 4096;
+
+/// Why a path is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRefusal {
+    /// `%2F`: Tomcat refuses it by default (ALLOW_ENCODED_SLASH=false); proxies may decode it.
+    EncodedSlash,
+    /// `\` or `%5C`: some servers read it as `/`.
+    Backslash,
+    /// A NUL byte, raw or `%00`.
+    Nul,
+    /// `%` not followed by two hex digits.
+    MalformedEscape,
+    /// `..` above the root.
+    AboveRoot,
+    /// Not starting with `/` (e.g. `*` or a relative path).
+    NotAbsolute,
+    /// Longer than [`MAX_PATH`].
+    TooLong,
+}
+
+impl PathRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathRefusal::EncodedSlash => "encoded slash (%2F)",
+            PathRefusal::Backslash => "backslash",
+            PathRefusal::Nul => "NUL byte",
+            PathRefusal::MalformedEscape => "malformed percent-encoding",
+            PathRefusal::AboveRoot => "'..' above the root",
+            PathRefusal::NotAbsolute => "path does not start with '/'",
+            PathRefusal::TooLong => "path longer than 4096 bytes",
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Bytes that, once decoded, must be written back encoded so that normalising the output
+/// again changes nothing (idempotence): `%`, and the delimiters `;`, `?`, `#`.
+fn reencoded(b: u8) -> Option<&'static [u8; 3]> {
+    match b {
+        b'%' => Some(b"%25"),
+        b';' => Some(b"%3B"),
+        b'?' => Some(b"%3F"),
+        b'#' => Some(b"%23"),
+        _ => None,
+    }
+}
+
+/// Normalises `raw` (a `:path`, query included or not) into `out`, returning the length used.
+/// `out` must be at least [`MAX_PATH`] bytes. The result never is longer than the input's
+/// path part, and normalising it again gives it back unchanged.
+pub fn tomcat_path(raw: &[u8], out: &mut [u8]) -> Result<usize, PathRefusal> {
+    let end = raw.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(raw.len());
+    let raw = &raw[..end];
+    if raw.len() > MAX_PATH || out.len() < raw.len().max(1) {
+        return Err(PathRefusal::TooLong);
+    }
+    if raw.first() != Some(&b'/') {
+        return Err(PathRefusal::NotAbsolute);
+    }
+    let mut len = 0usize;
+    // Start of each output segment, to pop on `..`; the depth is bounded by the path length.
+    let mut starts = [0u16; MAX_PATH / 2 + 1];
+    let mut depth = 0usize;
+    let mut ends_with_slash = false;
+    for segment in raw[1..].split(|&b| b == b'/') {
+        // `;` parameters are cut from the raw segment, before decoding, as Tomcat does.
+        let segment = match segment.iter().position(|&b| b == b';') {
+            Some(p) => &segment[..p],
+            None => segment,
+        };
+        let seg_start = len;
+        let mut i = 0;
+        let mut decoded_len = 0;
+        let mut dots = 0;
+        while i < segment.len() {
+            let mut b = segment[i];
+            let mut escaped = false;
+            if b == b'%' {
+                let (h, l) = match (segment.get(i + 1).and_then(|&c| hex(c)), segment.get(i + 2).and_then(|&c| hex(c)))
+                {
+                    (Some(h), Some(l)) => (h, l),
+                    _ => return Err(PathRefusal::MalformedEscape),
+                };
+                b = h << 4 | l;
+                escaped = true;
+                i += 3;
+            } else {
+                i += 1;
+            }
+            match b {
+                b'/' if escaped => return Err(PathRefusal::EncodedSlash),
+                b'\\' => return Err(PathRefusal::Backslash),
+                0 => return Err(PathRefusal::Nul),
+                _ => {}
+            }
+            if b == b'.' {
+                dots += 1;
+            }
+            decoded_len += 1;
+            // The segment is written as it decodes, behind its '/'; it is cut back below if it
+            // turns out to be empty, `.` or `..`.
+            match reencoded(b) {
+                Some(enc) if escaped => write(out, &mut len, seg_start, decoded_len, enc)?,
+                _ => write(out, &mut len, seg_start, decoded_len, &[b])?,
+            }
+        }
+        ends_with_slash = false;
+        match (decoded_len, dots) {
+            (0, _) => {
+                // `//` merges; a trailing `/` is kept.
+                len = seg_start;
+                ends_with_slash = true;
+            }
+            (1, 1) => {
+                len = seg_start;
+                ends_with_slash = true;
+            }
+            (2, 2) => {
+                if depth == 0 {
+                    return Err(PathRefusal::AboveRoot);
+                }
+                depth -= 1;
+                len = starts[depth] as usize;
+                ends_with_slash = true;
+            }
+            _ => {
+                starts[depth] = seg_start as u16;
+                depth += 1;
+            }
+        }
+    }
+    if len == 0 || ends_with_slash {
+        if len >= out.len() {
+            return Err(PathRefusal::TooLong);
+        }
+        out[len] = b'/';
+        len += 1;
+    }
+    Ok(len)
+}
+
+/// Appends to the current segment: a '/' first when the segment's first byte is written.
+fn write(
+    out: &mut [u8],
+    len: &mut usize,
+    seg_start: usize,
+    decoded_len: usize,
+    bytes: &[u8],
+) -> Result<(), PathRefusal> {
+    let need = bytes.len() + usize::from(decoded_len == 1);
+    if *len + need > out.len() {
+        return Err(PathRefusal::TooLong);
+    }
+    if decoded_len == 1 {
+        debug_assert_eq!(*len, seg_start);
+        out[*len] = b'/';
+        *len += 1;
+    }
+    out[*len..*len + bytes.len()].copy_from_slice(bytes);
+    *len += bytes.len();
+    Ok(())
+}
+
+/// A compiled path alias: requests under the first prefix are judged under the second.
+pub type Alias = (Box<[u8]>, Box<[u8]>);
+
+/// Rewrites an aliased prefix (XNAT serves `/REST/...` as `/data/...`, and
+/// `/data/archive/...` as `/data/...`) in place; applied until no alias matches. Returns the
+/// new length.
+pub fn apply_aliases(path: &mut [u8], mut len: usize, aliases: &[Alias]) -> usize {
+    // Each alias rewrite is prefix-for-prefix and never lengthens (checked at compile time),
+    // so this terminates within aliases.len() + 1 rounds.
+    for _ in 0..=aliases.len() {
+        let Some((from, to)) = aliases.iter().find(|(from, _)| path[..len].starts_with(from)) else {
+            return len;
+        };
+        let rest = len - from.len();
+        path.copy_within(from.len()..len, to.len());
+        path[..to.len()].copy_from_slice(to);
+        len = to.len() + rest;
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, PathRefusal> {
+        let mut buf = [0u8; MAX_PATH];
+        tomcat_path(p.as_bytes(), &mut buf).map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    #[test]
+    fn tomcats_view_of_a_path() {
+        let cases: &[(&str, Result<&str, PathRefusal>)] = &[
+            ("/data/projects", Ok("/data/projects")),
+            ("/data/projects/", Ok("/data/projects/")),
+            ("/data/projects?format=json", Ok("/data/projects")),
+            ("/data/projects#frag", Ok("/data/projects")),
+            ("/data/projects;jsessionid=1/x", Ok("/data/projects/x")),
+            ("/data;x=1/projects;y", Ok("/data/projects")),
+            ("/data/x/..;/admin", Ok("/data/admin")),
+            ("//data///projects", Ok("/data/projects")),
+            ("/data/./projects", Ok("/data/projects")),
+            ("/data/x/../projects", Ok("/data/projects")),
+            ("/data/%2e%2e/admin", Ok("/admin")),
+            ("/data/%2E/projects", Ok("/data/projects")),
+            ("/data/pro%6Aects", Ok("/data/projects")),
+            ("/data/a/..", Ok("/data/")),
+            ("/", Ok("/")),
+            ("/data/%3Bx", Ok("/data/%3Bx")),
+            ("/data/100%25", Ok("/data/100%25")),
+            ("/data%2Fadmin", Err(PathRefusal::EncodedSlash)),
+            ("/data%2fadmin", Err(PathRefusal::EncodedSlash)),
+            ("/data\\admin", Err(PathRefusal::Backslash)),
+            ("/data%5Cadmin", Err(PathRefusal::Backslash)),
+            ("/data%00", Err(PathRefusal::Nul)),
+            ("/data%zz", Err(PathRefusal::MalformedEscape)),
+            ("/data%2", Err(PathRefusal::MalformedEscape)),
+            ("/..", Err(PathRefusal::AboveRoot)),
+            ("/data/../../etc", Err(PathRefusal::AboveRoot)),
+            ("*", Err(PathRefusal::NotAbsolute)),
+            ("", Err(PathRefusal::NotAbsolute)),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(norm(raw).as_deref().map_err(|e| *e), want.as_ref().map(|s| *s).map_err(|e| *e), "{raw}");
+        }
+    }
+
+    #[test]
+    fn long_paths_are_refused_in_linear_time() {
+        let long = format!("/{}", "a".repeat(MAX_PATH));
+        assert_eq!(norm(&long), Err(PathRefusal::TooLong));
+        let many = "/a".repeat(MAX_PATH / 2);
+        assert_eq!(norm(&many).unwrap().len(), MAX_PATH);
+    }
+
+    #[test]
+    fn aliases_rewrite_prefixes_until_none_applies() {
+        let aliases: Vec<Alias> = vec![
+            (b"/REST/".as_slice().into(), b"/data/".as_slice().into()),
+            (b"/data/archive/".as_slice().into(), b"/data/".as_slice().into()),
+        ];
+        let mut buf = *b"/REST/archive/projects/P1\0\0\0";
+        let n = apply_aliases(&mut buf, 25, &aliases);
+        assert_eq!(&buf[..n], b"/data/projects/P1");
+    }
+}
