@@ -81,7 +81,7 @@ impl Owned {
             header: format!("team-{i}"),
         }
     }
-    fn request<'a>(&'a self, headers: &'a [Option<&'a [u8]>]) -> Request<'a> {
+    fn request<'a>(&'a self, headers: &'a [&'a [&'a [u8]]]) -> Request<'a> {
         Request {
             method: b"GET",
             path: self.path.as_bytes(),
@@ -129,7 +129,7 @@ fn bench_named(c: &mut Criterion) {
         path: "/data/projects".into(),
         header: String::new(),
     };
-    let no_headers: [Option<&[u8]>; 0] = [];
+    let no_headers: [&[&[u8]]; 0] = [];
     let cases = [
         ("runbook/GET-allowed", &runbook, uploader.request(&no_headers)),
         ("runbook/PATCH-denied", &runbook, Request { method: b"PATCH", ..uploader.request(&no_headers) }),
@@ -155,7 +155,8 @@ fn bench_generated(c: &mut Criterion) {
             let policy = compile(&parse_json(&generated(kind, n)).unwrap()).unwrap();
             for (position, index) in [("first", 0), ("last", n - 1), ("absent", n + 7)] {
                 let owned = Owned::matching(index);
-                let headers = [Some(owned.header.as_bytes())];
+                let value = [owned.header.as_bytes()];
+                let headers = [&value[..]];
                 let request = owned.request(&headers);
                 let expected_allowed = position != "absent";
                 assert_eq!(policy.evaluate(&request).verdict.is_allowed(), expected_allowed, "{label} {n} {position}");

@@ -11,6 +11,8 @@
 
 mod support;
 
+use support::Rng;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -210,19 +212,6 @@ fn load_case(dir: &Path, name: &str) -> Case {
 }
 
 /// A small deterministic generator, so a failure repeats.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
 /// Turns a pattern into a concrete value that matches it (and `alt` variants that may not).
 fn instances(pattern: &str, filler: &str) -> Vec<String> {
     let concrete = pattern.replace("{**}", "a/b").replace("{*}", "seg").replace('*', filler);

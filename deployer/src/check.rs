@@ -33,11 +33,15 @@ impl RequestSpec {
 
 /// The verdict and a report: the decision, why, and which request facts the policy read.
 pub fn check(policy: &Policy, spec: &RequestSpec) -> (Decision, String) {
-    let header_values: Vec<Option<&[u8]>> = policy
+    // Every value of a header given more than once, as the filter sees a repeated header.
+    let values: Vec<Vec<&[u8]>> = policy
         .header_names()
         .iter()
-        .map(|name| spec.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_bytes()))
+        .map(|name| {
+            spec.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_bytes()).collect()
+        })
         .collect();
+    let header_values: Vec<&[&[u8]]> = values.iter().map(Vec::as_slice).collect();
     let request = Request {
         method: spec.method.as_bytes(),
         path: spec.path.as_bytes(),

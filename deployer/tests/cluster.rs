@@ -25,7 +25,7 @@ fn runbook_plan() -> Plan {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/runbook/istio-auth-policy-post.yaml");
     plan::plan(&Spec {
         namespace: "xnat".into(),
-        objects: resources::load_files(&[PathBuf::from(file)]).unwrap(),
+        objects: resources::load_files(&[file]).unwrap(),
         labels: vec![],
         module: ModuleRef::new("oci://registry.example/xnat-guard:0.1.0", &"ab".repeat(32)).unwrap(),
         root_namespace: "istio-system".into(),

@@ -28,9 +28,13 @@ pub struct Request<'a> {
     pub remote_ip: Option<IpAddr>,
     pub destination_ip: Option<IpAddr>,
     pub sni: Option<&'a [u8]>,
-    /// Values of the headers named by [`Policy::header_names`], in that order.
-    pub headers: &'a [Option<&'a [u8]>],
+    /// Values of the headers named by [`Policy::header_names`], in that order: every value of
+    /// a header that appears more than once, none for an absent header.
+    pub headers: &'a [HeaderValues<'a>],
 }
+
+/// All values of one request header, in order; empty when the header is absent.
+pub type HeaderValues<'a> = &'a [&'a [u8]];
 
 /// The request facts a compiled policy reads. The glue asks the host only for these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -325,7 +329,7 @@ impl Policy {
     /// parameters (percent-encoded values are judged as sent, which can only fail to match).
     fn for_each_override(&self, req: &Request<'_>, mut f: impl FnMut(&[u8])) {
         for &i in self.override_headers.iter() {
-            if let Some(Some(v)) = req.headers.get(i) {
+            for v in req.headers.get(i).copied().unwrap_or_default() {
                 f(v);
             }
         }
@@ -459,9 +463,11 @@ fn test(test: &Test, facts: &Facts<'_>) -> Tri {
         Test::Port(ports) => Tri::from_bool(req.port.is_some_and(|p| ports.contains(&p))),
         Test::Method(mask) => Tri::from_bool(facts.method_bits & mask != 0),
         Test::Path(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(facts.path))),
+        // Each value on its own, as Envoy's RBAC matches a repeated header since
+        // CVE-2026-26308 (a joined "user,admin" hid "admin" from an exact DENY rule).
         Test::Header(index, patterns) => {
-            let value = req.headers.get(*index).copied().flatten();
-            Tri::from_bool(patterns.iter().any(|p| p.matches(value)))
+            let values = req.headers.get(*index).copied().unwrap_or_default();
+            Tri::from_bool(values.iter().any(|v| patterns.iter().any(|p| p.matches(Some(v)))))
         }
         Test::Sni(patterns) => Tri::from_bool(patterns.iter().any(|p| p.matches(req.sni))),
     }

@@ -13,7 +13,7 @@ pub mod spiffe;
 
 pub use compile::{compile, CompileError};
 pub use config::{MtlsMode, PluginConfig};
-pub use engine::{Decision, Needs, Policy, PolicyName, Request, Verdict};
+pub use engine::{Decision, HeaderValues, Needs, Policy, PolicyName, Request, Verdict};
 
 /// Parses the plugin configuration JSON and compiles it. Errors carry the path of the field at
 /// fault, for syntax and unknown fields as much as for values.

@@ -35,8 +35,11 @@ fn deny_secret(extra: Value) -> Policy {
 fn verdict(policy: &Policy, method: &str, path: &str, headers: &[Option<&[u8]>]) -> Verdict {
     let names = policy.header_names();
     assert!(headers.len() <= names.len());
-    let mut all: Vec<Option<&[u8]>> = vec![None; names.len()];
-    all[..headers.len()].copy_from_slice(headers);
+    let singles: Vec<Vec<&[u8]>> = headers.iter().map(|h| h.iter().copied().collect()).collect();
+    let mut all: Vec<&[&[u8]]> = vec![&[]; names.len()];
+    for (i, v) in singles.iter().enumerate() {
+        all[i] = v;
+    }
     policy
         .evaluate(&Request {
             method: method.as_bytes(),
@@ -177,4 +180,27 @@ fn a_trailing_dot_does_not_escape_a_host_rule() {
     assert!(matches!(eval(b"admin.example.org."), Verdict::DeniedBy { .. }));
     assert!(matches!(eval(b"ADMIN.example.org"), Verdict::DeniedBy { .. }));
     assert_eq!(eval(b"xnat.example.org"), Verdict::AllowedNoAllowPolicy);
+}
+
+#[test]
+fn a_repeated_header_cannot_hide_a_denied_value() {
+    let policy = compile(json!({"policies": [{"name": "no-admin", "namespace": "xnat", "spec": {"action": "DENY",
+        "rules": [{"when": [{"key": "request.headers[x-role]", "values": ["admin"]}]}]}}]}));
+    let eval = |values: &[&[u8]]| {
+        let headers = [values];
+        policy
+            .evaluate(&Request {
+                method: b"GET",
+                path: b"/",
+                port: Some(8443),
+                peer: Some(b"spiffe://cluster.local/ns/a/sa/b"),
+                headers: &headers,
+                ..Default::default()
+            })
+            .verdict
+    };
+    assert!(matches!(eval(&[b"user", b"admin"]), Verdict::DeniedBy { .. }), "each value is judged on its own");
+    assert!(matches!(eval(&[b"admin"]), Verdict::DeniedBy { .. }));
+    assert_eq!(eval(&[b"user", b"guest"]), Verdict::AllowedNoAllowPolicy);
+    assert_eq!(eval(&[b"user,admin"]), Verdict::AllowedNoAllowPolicy, "one value with a comma is one value");
 }

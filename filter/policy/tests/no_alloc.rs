@@ -48,9 +48,11 @@ fn evaluate_allocates_nothing() {
         {"name": "dry", "namespace": "xnat", "dryRun": true, "spec": {"rules": [{"from": [{"source": {"trustDomains": ["cluster.local"]}}]}]}}
       ]}"#;
     let policy = from_json(config).expect("valid config");
-    let headers = [Some(b"report-weekly".as_slice())];
-    // x-client, then the three method-override headers the policy reads.
-    let override_headers = [None, Some(b"PATCH".as_slice()), None, Some(b"get".as_slice())];
+    let report: &[&[u8]] = &[b"report-weekly"];
+    let headers = [report];
+    // x-client, then the three method-override headers the policy reads (one repeated).
+    let (patch, gets): (&[&[u8]], &[&[u8]]) = (&[b"PATCH"], &[b"get", b"HEAD"]);
+    let override_headers = [&[][..], patch, &[][..], gets];
     let requests = [
         Request {
             method: b"GET",

@@ -89,21 +89,9 @@ impl<'a> Headers<'a> {
         self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 
-    /// All values of a header joined with ',', as Envoy's RBAC header matcher reads a header
-    /// that appears more than once. Borrowed unless it is repeated.
-    pub fn joined(&self, name: &[u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
-        let mut values = self.pairs.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
-        let first = values.next()?;
-        let mut rest = values.peekable();
-        if rest.peek().is_none() {
-            return Some(std::borrow::Cow::Borrowed(first));
-        }
-        let mut joined = first.to_vec();
-        for v in rest {
-            joined.push(b',');
-            joined.extend_from_slice(v);
-        }
-        Some(std::borrow::Cow::Owned(joined))
+    /// Every value of a header, in order (empty when absent).
+    pub fn all(&self, name: &[u8]) -> Vec<&'a [u8]> {
+        self.pairs.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v).collect()
     }
 }
 
@@ -146,13 +134,13 @@ mod tests {
     }
 
     #[test]
-    fn repeated_headers_are_joined_like_envoy_rbac_reads_them() {
+    fn every_value_of_a_repeated_header_is_kept() {
         let buf = serialise(&[(":method", "GET"), ("x-team", "a"), ("X-Team", "b"), ("x-one", "1")]);
         let h = Headers::parse(&buf);
         assert_eq!(h.first(b":method"), Some(b"GET".as_slice()));
-        assert_eq!(h.joined(b"x-team").as_deref(), Some(b"a,b".as_slice()));
-        assert_eq!(h.joined(b"x-one").as_deref(), Some(b"1".as_slice()));
-        assert_eq!(h.joined(b"absent"), None);
+        assert_eq!(h.all(b"x-team"), [b"a".as_slice(), b"b"]);
+        assert_eq!(h.all(b"x-one"), [b"1".as_slice()]);
+        assert!(h.all(b"absent").is_empty());
     }
 
     #[test]

@@ -217,12 +217,11 @@ fn decide(policy: &Policy) -> Decision {
         });
     }
     // Named headers (rules, method overrides): the whole map in one call, which also sees
-    // every value of a repeated header.
+    // every value of a repeated header; each value is judged on its own, as RBAC does.
     let buf = host::request_headers().unwrap_or_default();
     let map = host::Headers::parse(&buf);
-    let values: Vec<Option<std::borrow::Cow<'_, [u8]>>> =
-        policy.header_names().iter().map(|n| map.joined(n.as_bytes())).collect();
-    let refs: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+    let values: Vec<Vec<&[u8]>> = policy.header_names().iter().map(|n| map.all(n.as_bytes())).collect();
+    let refs: Vec<&[&[u8]]> = values.iter().map(Vec::as_slice).collect();
     let method = if needs.method { map.first(b":method") } else { None };
     let path = if read_path { map.first(b":path") } else { None };
     let authority = if needs.host { map.first(b":authority") } else { None };
