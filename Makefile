@@ -8,7 +8,7 @@ WASM := target/$(WASM_TARGET)/release/xnat_guard.wasm
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 
-.PHONY: e2e-cluster setup registry rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
+.PHONY: fuzz e2e-cluster setup registry rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target $(ENVOY_STAMP) registry
@@ -60,6 +60,12 @@ demo: rust-target $(ENVOY_STAMP) wasm deployer
 	@echo; echo "=== 5. What rollout would apply to a cluster (the digest is the module's own)"
 	$(DEPLOYER) render xnat --policy $(RUNBOOK)/per-source.yaml --mesh-strict --plaintext-port 8080 --service xnat-xnat-web \
 	  $$($(DEPLOYER) push 127.0.0.1:5000/xnat-guard:demo --module $(WASM) --dry-run | tail -1)
+
+## fuzz: property-based fuzzing (CASES per property) and a long differential run (POLICIES x 40 requests)
+fuzz: setup wasm
+	@start=$$(date +%s); PROPTEST_CASES=$(or $(CASES),250000) cargo test --profile fuzz -p xnat-guard-policy --test fuzz -- --nocapture; \
+	  echo "fuzz: 4 properties x $(or $(CASES),250000) cases in $$(( $$(date +%s) - start )) s"
+	XNAT_GUARD_DIFF_POLICIES=$(or $(POLICIES),200) XNAT_GUARD_DIFF_SEED=$$(date +%s) cargo test --test differential -- --nocapture
 
 ## e2e-cluster: the real-cluster suite (needs KUBECONFIG of a disposable cluster; see tests/e2e_cluster.rs)
 e2e-cluster: setup wasm deployer
