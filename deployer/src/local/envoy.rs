@@ -93,6 +93,8 @@ pub struct Listener {
 pub fn bootstrap(listeners: &[Listener], tls: &ServerTls, upstream: SocketAddr) -> Value {
     let listeners: Vec<Value> = listeners.iter().enumerate().map(|(i, l)| listener(i, l, tls)).collect();
     json!({
+        // Named like a sidecar; dynamic config sources (the filter's ECDS in tests) require it.
+        "node": {"id": "sidecar~127.0.0.1~xnat-web.xnat~xnat.svc.cluster.local", "cluster": "xnat-web.xnat"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
             "listeners": listeners,

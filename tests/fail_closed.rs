@@ -1,0 +1,134 @@
+//! Fail closed, in a real Envoy. The filter's configuration arrives the way Istio delivers a
+//! WasmPlugin: as an extension config (ECDS), here from a watched file. An update that does not
+//! compile is rejected and the previous policy keeps enforcing; a filter whose first
+//! configuration does not compile never lets a request through.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use deployer::local::client::{self, RawRequest};
+use deployer::local::envoy::{self, Envoy, Filters, Listener, ServerTls};
+use deployer::local::pki::Pki;
+use deployer::local::upstream::RecordingUpstream;
+use serde_json::{json, Value};
+
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+fn methods_config(methods: &[&str]) -> String {
+    json!({"policies": [{"name": "xnat-all", "namespace": "xnat",
+        "spec": {"rules": [{"to": [{"operation": {"methods": methods}}]}]}}]})
+    .to_string()
+}
+
+/// Publishes a filter configuration as an ECDS discovery response, atomically (write + rename),
+/// which is what the watched directory reacts to.
+fn publish(dir: &Path, version: u32, module: &Path, config: &str) {
+    let mut wasm = envoy::wasm_filter(module, config)["typed_config"].clone();
+    wasm["@type"] = json!(WASM_TYPE);
+    let response = json!({
+        "version_info": version.to_string(),
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": "xnat-guard",
+            "typed_config": wasm
+        }]
+    });
+    let tmp = dir.join(".ecds.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&response).unwrap()).unwrap();
+    std::fs::rename(&tmp, dir.join("ecds.json")).unwrap();
+}
+
+fn discovered_filter(dir: &Path) -> Value {
+    json!({"name": "xnat-guard", "config_discovery": {
+        "config_source": {
+            "path_config_source": {"path": dir.join("ecds.json").display().to_string(), "watched_directory": {"path": dir.display().to_string()}},
+            "resource_api_version": "V3",
+            "initial_fetch_timeout": "2s"
+        },
+        "type_urls": [WASM_TYPE]
+    }})
+}
+
+struct Setup {
+    envoy: Result<Envoy, String>,
+    upstream: RecordingUpstream,
+    target: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+fn start(first_config: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let ecds = dir.path().join("ecds");
+    std::fs::create_dir(&ecds).unwrap();
+    publish(&ecds, 1, &support::module(), first_config);
+    let pki = Pki::generate(dir.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
+    let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
+    let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let address = support::loopback_for(&[8080]);
+    let listeners = [Listener { address, port: 8080, filters: Filters::Raw(vec![discovered_filter(&ecds)]) }];
+    let envoy = Envoy::start(&support::envoy_binary(), &envoy::bootstrap(&listeners, &tls, upstream.addr()), dir.path())
+        .map_err(|e| e.to_string());
+    Setup { envoy, upstream, target: SocketAddr::new(address, 8080), dir }
+}
+
+fn status(setup: &Setup, method: &str, tag: &str) -> Option<u16> {
+    let request = RawRequest::new(method, "/data/projects").header("x-request-tag", tag);
+    client::send(setup.target, &request, None, &[]).ok().map(|r| r.status)
+}
+
+fn wait_for_counter(envoy: &Envoy, name: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = envoy.counter(name).unwrap_or(0);
+        if value >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed at {value}\n{}", envoy.log_tail(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_bad_update_is_rejected_and_the_previous_policy_keeps_enforcing() {
+    let setup = start(&methods_config(&["GET", "HEAD"]));
+    let envoy = setup.envoy.as_ref().expect("Envoy starts with a good configuration");
+    let ecds = setup.dir.path().join("ecds");
+    assert_eq!(status(&setup, "GET", "get-1"), Some(200));
+    assert_eq!(status(&setup, "POST", "post-1"), Some(403));
+
+    // An update that does not compile (a misspelt field): Envoy must reject it...
+    publish(&ecds, 2, &support::module(), r#"{"policies": [{"name": "x", "namespace": "xnat", "spec": {"rulez": []}}]}"#);
+    wait_for_counter(envoy, "extension_config_discovery.http_filter.xnat-guard.config_fail", 1);
+    // ...and the previous policy still decides: POST stays denied, GET served.
+    assert_eq!(status(&setup, "POST", "post-2"), Some(403));
+    assert_eq!(status(&setup, "GET", "get-2"), Some(200));
+    assert!(envoy.log_tail(200).contains("rulez"), "the refusal names the field:\n{}", envoy.log_tail(40));
+
+    // A good update takes effect.
+    publish(&ecds, 3, &support::module(), &methods_config(&["GET", "HEAD", "POST"]));
+    wait_for_counter(envoy, "extension_config_discovery.http_filter.xnat-guard.config_reload", 2);
+    assert_eq!(status(&setup, "POST", "post-3"), Some(200));
+    assert_eq!(setup.upstream.tagged("post-1").len() + setup.upstream.tagged("post-2").len(), 0);
+    assert_eq!(setup.upstream.tagged("post-3").len(), 1);
+}
+
+#[test]
+fn a_filter_that_cannot_start_never_serves_unprotected_traffic() {
+    let setup = start(r#"{"policies": "not a list"}"#);
+    // Either Envoy never brings the listener up, or it answers without forwarding: no request
+    // may reach the upstream, and none may succeed.
+    for i in 0..5 {
+        let tag = format!("unprotected-{i}");
+        let got = status(&setup, "GET", &tag);
+        println!("bad first configuration: Envoy {}, request {i} -> {got:?}", if setup.envoy.is_ok() { "up" } else { "refused to start" });
+        assert_ne!(got, Some(200), "a request was served without the filter");
+        assert_eq!(setup.upstream.tagged(&tag).len(), 0, "a request reached the upstream unprotected");
+    }
+    if let Ok(envoy) = &setup.envoy {
+        let fails = envoy.counter("extension_config_discovery.http_filter.xnat-guard.config_fail").unwrap_or(0);
+        assert!(fails >= 1, "the bad first configuration was not rejected:\n{}", envoy.log_tail(30));
+    }
+}
