@@ -8,7 +8,7 @@ WASM := target/$(WASM_TARGET)/release/xnat_guard.wasm
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 
-.PHONY: fuzz e2e-cluster setup registry rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
+.PHONY: soak fuzz e2e-cluster setup registry rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target $(ENVOY_STAMP) registry
@@ -60,6 +60,10 @@ demo: rust-target $(ENVOY_STAMP) wasm deployer
 	@echo; echo "=== 5. What rollout would apply to a cluster (the digest is the module's own)"
 	$(DEPLOYER) render xnat --policy $(RUNBOOK)/per-source.yaml --mesh-strict --plaintext-port 8080 --service xnat-xnat-web \
 	  $$($(DEPLOYER) push 127.0.0.1:5000/xnat-guard:demo --module $(WASM) --dry-run | tail -1)
+
+## soak: mixed traffic at concurrency through Envoy with the filter, config reloads, memory curve (SOAK_SECONDS, CLIENTS)
+soak: setup wasm
+	cargo bench --bench soak -- --seconds $(or $(SOAK_SECONDS),180) --clients $(or $(CLIENTS),16) --reload-every 3
 
 ## fuzz: property-based fuzzing (CASES per property) and a long differential run (POLICIES x 40 requests)
 fuzz: setup wasm

@@ -13,9 +13,7 @@ use deployer::local::client::{self, RawRequest};
 use deployer::local::envoy::{self, Envoy, Filters, Listener, ServerTls};
 use deployer::local::pki::Pki;
 use deployer::local::upstream::RecordingUpstream;
-use serde_json::{json, Value};
-
-const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+use serde_json::json;
 
 fn methods_config(methods: &[&str]) -> String {
     json!({"policies": [{"name": "xnat-all", "namespace": "xnat",
@@ -23,33 +21,8 @@ fn methods_config(methods: &[&str]) -> String {
     .to_string()
 }
 
-/// Publishes a filter configuration as an ECDS discovery response, atomically (write + rename),
-/// which is what the watched directory reacts to.
-fn publish(dir: &Path, version: u32, module: &Path, config: &str) {
-    let mut wasm = envoy::wasm_filter(module, config)["typed_config"].clone();
-    wasm["@type"] = json!(WASM_TYPE);
-    let response = json!({
-        "version_info": version.to_string(),
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": "xnat-guard",
-            "typed_config": wasm
-        }]
-    });
-    let tmp = dir.join(".ecds.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&response).unwrap()).unwrap();
-    std::fs::rename(&tmp, dir.join("ecds.json")).unwrap();
-}
-
-fn discovered_filter(dir: &Path) -> Value {
-    json!({"name": "xnat-guard", "config_discovery": {
-        "config_source": {
-            "path_config_source": {"path": dir.join("ecds.json").display().to_string(), "watched_directory": {"path": dir.display().to_string()}},
-            "resource_api_version": "V3",
-            "initial_fetch_timeout": "2s"
-        },
-        "type_urls": [WASM_TYPE]
-    }})
+fn publish(dir: &Path, version: u64, module: &Path, config: &str) {
+    envoy::publish_ecds(dir, version, module, config).expect("write the ECDS file");
 }
 
 struct Setup {
@@ -68,9 +41,10 @@ fn start(first_config: &str) -> Setup {
     let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
     let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let address = support::loopback_for(&[8080]);
-    let listeners = [Listener { address, port: 8080, filters: Filters::Raw(vec![discovered_filter(&ecds)]) }];
-    let envoy = Envoy::start(&support::envoy_binary(), &envoy::bootstrap(&listeners, &tls, upstream.addr()), dir.path())
-        .map_err(|e| e.to_string());
+    let listeners = [Listener { address, port: 8080, filters: Filters::Raw(vec![envoy::ecds_filter(&ecds)]) }];
+    let envoy =
+        Envoy::start(&support::envoy_binary(), &envoy::bootstrap(&listeners, &tls, upstream.addr()), dir.path())
+            .map_err(|e| e.to_string());
     Setup { envoy, upstream, target: SocketAddr::new(address, 8080), dir }
 }
 
@@ -100,7 +74,12 @@ fn a_bad_update_is_rejected_and_the_previous_policy_keeps_enforcing() {
     assert_eq!(status(&setup, "POST", "post-1"), Some(403));
 
     // An update that does not compile (a misspelt field): Envoy must reject it...
-    publish(&ecds, 2, &support::module(), r#"{"policies": [{"name": "x", "namespace": "xnat", "spec": {"rulez": []}}]}"#);
+    publish(
+        &ecds,
+        2,
+        &support::module(),
+        r#"{"policies": [{"name": "x", "namespace": "xnat", "spec": {"rulez": []}}]}"#,
+    );
     wait_for_counter(envoy, "extension_config_discovery.http_filter.xnat-guard.config_fail", 1);
     // ...and the previous policy still decides: POST stays denied, GET served.
     assert_eq!(status(&setup, "POST", "post-2"), Some(403));
@@ -123,7 +102,10 @@ fn a_filter_that_cannot_start_never_serves_unprotected_traffic() {
     for i in 0..5 {
         let tag = format!("unprotected-{i}");
         let got = status(&setup, "GET", &tag);
-        println!("bad first configuration: Envoy {}, request {i} -> {got:?}", if setup.envoy.is_ok() { "up" } else { "refused to start" });
+        println!(
+            "bad first configuration: Envoy {}, request {i} -> {got:?}",
+            if setup.envoy.is_ok() { "up" } else { "refused to start" }
+        );
         assert_ne!(got, Some(200), "a request was served without the filter");
         assert_eq!(setup.upstream.tagged(&tag).len(), 0, "a request reached the upstream unprotected");
     }

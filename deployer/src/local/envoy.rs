@@ -184,6 +184,42 @@ pub fn wasm_filter(module: &Path, config: &str) -> Value {
     }})
 }
 
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// An HTTP filter whose configuration comes from extension config discovery (ECDS), read from
+/// `dir/ecds.json` and reloaded when that file is replaced: how Istio delivers a WasmPlugin.
+pub fn ecds_filter(dir: &Path) -> Value {
+    json!({"name": "xnat-guard", "config_discovery": {
+        "config_source": {
+            "path_config_source": {
+                "path": dir.join("ecds.json").display().to_string(),
+                "watched_directory": {"path": dir.display().to_string()}
+            },
+            "resource_api_version": "V3",
+            "initial_fetch_timeout": "2s"
+        },
+        "type_urls": [WASM_TYPE]
+    }})
+}
+
+/// Publishes the filter's configuration for [`ecds_filter`] atomically (write, then rename,
+/// which is what the directory watch reacts to).
+pub fn publish_ecds(dir: &Path, version: u64, module: &Path, config: &str) -> std::io::Result<()> {
+    let mut wasm = wasm_filter(module, config)["typed_config"].clone();
+    wasm["@type"] = json!(WASM_TYPE);
+    let response = json!({
+        "version_info": version.to_string(),
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": "xnat-guard",
+            "typed_config": wasm
+        }]
+    });
+    let tmp = dir.join(".ecds.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&response)?)?;
+    std::fs::rename(&tmp, dir.join("ecds.json"))
+}
+
 /// The addresses of the static listeners in a bootstrap configuration.
 fn listener_addresses(config: &Value) -> Vec<SocketAddr> {
     let listeners = config["static_resources"]["listeners"].as_array().cloned().unwrap_or_default();

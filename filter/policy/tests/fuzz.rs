@@ -40,18 +40,49 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         "[a-zA-Z0-9/*._:{}\\[\\]-]{0,12}".prop_map(Value::from),
-        prop::sample::select(vec!["GET", "POST", "*", "/data/*", "*/x", "/{**}/a", "8080", "ALLOW", "DENY", "AUDIT", "STRICT"])
-            .prop_map(Value::from),
+        prop::sample::select(vec![
+            "GET", "POST", "*", "/data/*", "*/x", "/{**}/a", "8080", "ALLOW", "DENY", "AUDIT", "STRICT"
+        ])
+        .prop_map(Value::from),
     ]
 }
 
 /// JSON shaped like a plugin configuration: Istio's keys, arbitrary values.
 fn config_json() -> impl Strategy<Value = Value> {
     let keys = prop::sample::select(vec![
-        "policies", "name", "namespace", "spec", "rules", "from", "to", "when", "source", "operation", "methods",
-        "notMethods", "paths", "notPaths", "ports", "principals", "namespaces", "key", "values", "notValues",
-        "action", "peerAuthentication", "mtls", "mode", "portLevelMtls", "trustDomain", "pathAliases", "methodOverride",
-        "pathNormalization", "hosts", "ipBlocks", "dryRun", "selector",
+        "policies",
+        "name",
+        "namespace",
+        "spec",
+        "rules",
+        "from",
+        "to",
+        "when",
+        "source",
+        "operation",
+        "methods",
+        "notMethods",
+        "paths",
+        "notPaths",
+        "ports",
+        "principals",
+        "namespaces",
+        "key",
+        "values",
+        "notValues",
+        "action",
+        "peerAuthentication",
+        "mtls",
+        "mode",
+        "portLevelMtls",
+        "trustDomain",
+        "pathAliases",
+        "methodOverride",
+        "pathNormalization",
+        "hosts",
+        "ipBlocks",
+        "dryRun",
+        "selector",
     ]);
     json_leaf().prop_recursive(5, 64, 6, move |inner| {
         prop_oneof![
