@@ -10,6 +10,7 @@ use deployer::local::{self, LocalOptions, LocalSidecar};
 use deployer::oci;
 use deployer::plan::{self, FailStrategy, ModuleRef};
 use deployer::resources;
+use xnat_guard_policy::config::{MethodOverride, PathNormalization};
 
 /// Locks down an XNAT deployment inside an Istio mesh with the xnat-guard filter.
 #[derive(Parser)]
@@ -375,6 +376,14 @@ struct PlanArgs {
     /// Accept --fail-strategy fail-open.
     #[arg(long)]
     force: bool,
+    /// How the filter reads request paths: as Tomcat routes them (tomcat), or as Envoy hands
+    /// them over, like Istio's RBAC (none). See docs/SECURITY.md.
+    #[arg(long, value_enum, default_value = "tomcat")]
+    path_normalization: PathNormalizationArg,
+    /// Requests that tunnel a method (X-HTTP-Method-Override, ?method=): judge each tunnelled
+    /// method too, refuse them all, or ignore them like Istio.
+    #[arg(long, value_enum, default_value = "judge")]
+    method_override: MethodOverrideArg,
     /// Istio's root namespace.
     #[arg(long, default_value = "istio-system")]
     root_namespace: String,
@@ -424,9 +433,31 @@ impl PlanArgs {
             native_authz: self.native_authz,
             fail_strategy: self.fail_strategy,
             force: self.force,
+            path_normalization: match self.path_normalization {
+                PathNormalizationArg::Tomcat => PathNormalization::Tomcat,
+                PathNormalizationArg::None => PathNormalization::None,
+            },
+            method_override: match self.method_override {
+                MethodOverrideArg::Judge => MethodOverride::Judge,
+                MethodOverrideArg::Refuse => MethodOverride::Refuse,
+                MethodOverrideArg::Ignore => MethodOverride::Ignore,
+            },
         };
         plan::plan(&spec).context("nothing was rendered")
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PathNormalizationArg {
+    Tomcat,
+    None,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MethodOverrideArg {
+    Judge,
+    Refuse,
+    Ignore,
 }
 
 #[derive(Args)]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
-use xnat_guard_policy::config::PluginConfig;
+use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
 use xnat_guard_policy::{MtlsMode, Policy};
 
 use crate::resources::{self, Object, ResourceError, Selection, Workload};
@@ -98,6 +98,10 @@ pub struct Spec {
     pub fail_strategy: FailStrategy,
     /// Accept FAIL_OPEN.
     pub force: bool,
+    /// How the filter reads paths (default: as Tomcat routes them).
+    pub path_normalization: PathNormalization,
+    /// What the filter does with tunnelled methods (default: judge them).
+    pub method_override: MethodOverride,
 }
 
 /// The group, version, kind and plural of a manifest, as the API server serves it.
@@ -218,8 +222,12 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     let generated_pa = generated_peer_authentications(spec, &objects, &workload)?;
     let mut all = objects.clone();
     all.extend(generated_pa.iter().cloned());
-    let (selection, policy) = resources::select(&all, &workload, &spec.root_namespace, &spec.trust_domain)?;
-    let Selection { config, notes, .. } = selection;
+    let (selection, _) = resources::select(&all, &workload, &spec.root_namespace, &spec.trust_domain)?;
+    let Selection { mut config, notes, .. } = selection;
+    config.path_normalization = spec.path_normalization;
+    config.method_override = spec.method_override;
+    let policy = xnat_guard_policy::compile(&config)
+        .map_err(|e| PlanError::Invalid(format!("the filter refuses the configuration: {e}")))?;
 
     let mut manifests = vec![namespace_manifest(&spec.namespace)];
     for o in all.iter().filter(|o| o.kind == "PeerAuthentication") {

@@ -37,6 +37,8 @@ fn runbook_plan() -> Plan {
         native_authz: false,
         fail_strategy: FailStrategy::FailClose,
         force: false,
+        path_normalization: Default::default(),
+        method_override: Default::default(),
     })
     .unwrap()
 }

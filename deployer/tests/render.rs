@@ -35,6 +35,8 @@ fn spec(files: &[&str]) -> Spec {
         native_authz: false,
         fail_strategy: FailStrategy::FailClose,
         force: false,
+        path_normalization: Default::default(),
+        method_override: Default::default(),
     }
 }
 
@@ -239,4 +241,18 @@ fn a_workload_without_labels_is_refused() {
 #[test]
 fn render_is_deterministic() {
     assert_eq!(plan::plan(&runbook_spec()).unwrap().to_yaml(), plan::plan(&runbook_spec()).unwrap().to_yaml());
+}
+
+#[test]
+fn method_override_and_path_normalisation_reach_the_plugin_config() {
+    let mut s = runbook_spec();
+    s.method_override = xnat_guard_policy::config::MethodOverride::Refuse;
+    s.path_normalization = xnat_guard_policy::config::PathNormalization::None;
+    let plan = plan::plan(&s).unwrap();
+    let config = &plan.manifests.last().unwrap().body["spec"]["pluginConfig"];
+    assert_eq!(config["methodOverride"], "REFUSE");
+    assert_eq!(config["pathNormalization"], "NONE");
+    // Defaults stay out of the rendered config (the golden files pin that).
+    let plain = plan::plan(&runbook_spec()).unwrap();
+    assert!(plain.manifests.last().unwrap().body["spec"]["pluginConfig"].get("methodOverride").is_none());
 }
