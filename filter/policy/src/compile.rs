@@ -8,6 +8,7 @@ use crate::config::{
 use crate::engine::{
     CompiledPolicy, CompiledRule, Conjunction, Constraint, MtlsTable, Needs, Policy, PolicyName, ServiceAccount, Test,
 };
+use crate::index::RuleIndex;
 use crate::normalize::{tomcat_path, MAX_PATH};
 use crate::pattern::{Cidr, PathPattern, Pattern, TemplatePart, Wildcard};
 
@@ -30,12 +31,24 @@ const JWT_HINT: &str = "JWT request principals and claims need Istio's RequestAu
 
 /// Validates `config` and builds the matcher. Nothing is evaluated here.
 pub fn compile(config: &PluginConfig) -> Result<Policy> {
+    compile_with(config, false)
+}
+
+/// Compiles without rule indexes: every rule is scanned. For tests that check the index
+/// changes no decision.
+#[doc(hidden)]
+pub fn compile_unindexed(config: &PluginConfig) -> Result<Policy> {
+    compile_with(config, true)
+}
+
+fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Policy> {
     let mut compiler = Compiler {
         methods: Vec::new(),
         headers: Vec::new(),
         needs: Needs::default(),
         aliases: Vec::new(),
         normalise_paths: false,
+        no_index,
     };
     let trust_domains = trust_domains(config)?;
     let mtls = mtls_table(config.peer_authentication.as_ref())?;
@@ -69,7 +82,9 @@ pub fn compile(config: &PluginConfig) -> Result<Policy> {
         let spec_path = format!("{path}.spec");
         let action = check_spec_fields(&entry.spec, &spec_path)?;
         let rules = compiler.rules(&entry.spec, &spec_path, &ctx)?;
-        let compiled = CompiledPolicy { index, rules };
+        // A doubtful identity counts as a match for DENY and AUDIT: no namespace keys there.
+        let rule_index = if compiler.no_index { None } else { RuleIndex::build(&rules, action == Action::Allow) };
+        let compiled = CompiledPolicy { index, rules, rule_index };
         match (action, entry.dry_run) {
             (Action::Allow, false) => allow.push(compiled),
             (Action::Allow, true) => dry_run_allow.push(compiled),
@@ -190,6 +205,7 @@ struct Compiler {
     aliases: Vec<(Vec<u8>, Vec<u8>)>,
     /// Policy paths must be written in the normal form requests are matched in.
     normalise_paths: bool,
+    no_index: bool,
 }
 
 /// Headers that ask a server for another method than the request line's.

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::config::{MethodOverride, MtlsMode, PathNormalization};
+use crate::index::RuleIndex;
 use crate::normalize::{apply_aliases, tomcat_path, Alias, PathRefusal, MAX_PATH};
 use crate::pattern::{Cidr, PathPattern, Pattern};
 use crate::spiffe::SpiffeId;
@@ -155,6 +156,8 @@ impl MtlsTable {
 pub(crate) struct CompiledPolicy {
     pub(crate) index: usize,
     pub(crate) rules: Box<[CompiledRule]>,
+    /// For policies with many rules: which rules can match a request at all.
+    pub(crate) rule_index: Option<RuleIndex>,
 }
 
 /// Istio rule semantics: every non-empty `from` list, `to` list and the `when` list must match;
@@ -410,7 +413,20 @@ impl Policy {
 
 /// The first (policy, rule) that matches. `unknown_matches` resolves `Tri::Unknown`.
 fn first_match(policies: &[CompiledPolicy], facts: &Facts<'_>, unknown_matches: bool) -> Option<(usize, usize)> {
+    let matches = |rule: &CompiledRule| match rule_matches(rule, facts) {
+        Tri::True => true,
+        Tri::Unknown => unknown_matches,
+        Tri::False => false,
+    };
     for policy in policies {
+        if let Some(index) = &policy.rule_index {
+            let namespace = facts.spiffe.as_ref().map(|id| id.namespace);
+            match index.first(facts.req.peer, namespace, facts.path, facts.req.headers, |r| matches(&policy.rules[r])) {
+                Ok(Some(r)) => return Some((policy.index, r)),
+                Ok(None) => continue,
+                Err(()) => {} // too many candidate lists: scan
+            }
+        }
         for (r, rule) in policy.rules.iter().enumerate() {
             match rule_matches(rule, facts) {
                 Tri::True => return Some((policy.index, r)),

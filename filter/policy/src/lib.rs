@@ -7,11 +7,12 @@
 pub mod compile;
 pub mod config;
 pub mod engine;
+mod index;
 pub mod normalize;
 pub mod pattern;
 pub mod spiffe;
 
-pub use compile::{compile, CompileError};
+pub use compile::{compile, compile_unindexed, CompileError};
 pub use config::{MtlsMode, PluginConfig};
 pub use engine::{Decision, HeaderValues, Needs, Policy, PolicyName, Request, Verdict};
 
