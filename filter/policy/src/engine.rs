@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::config::{MethodOverride, MtlsMode, PathNormalization};
 use crate::index::RuleIndex;
-use crate::normalize::{apply_aliases, tomcat_path, Alias, PathRefusal, MAX_PATH};
+use crate::normalize::{apply_aliases, is_normal, tomcat_path, Alias, PathRefusal, MAX_PATH};
 use crate::pattern::{Cidr, PathPattern, Pattern};
 use crate::spiffe::SpiffeId;
 
@@ -275,13 +275,13 @@ impl Policy {
         if req.peer.is_none() && self.mtls.mode_for(req.port) == MtlsMode::Strict {
             return Decision::only(Verdict::DeniedMtlsRequired { port: req.port });
         }
-        if self.needs.path && self.path_mode == PathNormalization::Tomcat {
-            return self.evaluate_tomcat_path(req);
-        }
         let path = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
             Some(end) => &req.path[..end],
             None => req.path,
         };
+        if self.needs.path && self.path_mode == PathNormalization::Tomcat && !is_normal(path, &self.aliases) {
+            return self.evaluate_tomcat_path(req);
+        }
         self.decide(req, path)
     }
 

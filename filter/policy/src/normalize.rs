@@ -63,6 +63,17 @@ fn reencoded(b: u8) -> Option<&'static [u8; 3]> {
     }
 }
 
+/// Whether `path` (query already cut) is its own normal form with no alias to apply: then it
+/// can be matched as it is, with no copy. Most requests are.
+pub fn is_normal(path: &[u8], aliases: &[Alias]) -> bool {
+    if path.first() != Some(&b'/') || path.len() > MAX_PATH {
+        return false;
+    }
+    let clean_bytes = !path.iter().any(|&b| matches!(b, b'%' | b';' | b'\\' | 0));
+    let clean_segments = !path.windows(2).any(|w| w == b"//" || w == b"/.");
+    clean_bytes && clean_segments && !aliases.iter().any(|(from, _)| path.starts_with(from))
+}
+
 /// Normalises `raw` (a `:path`, query included or not) into `out`, returning the length used.
 /// `out` must be at least [`MAX_PATH`] bytes. The result never is longer than the input's
 /// path part, and normalising it again gives it back unchanged.
@@ -76,8 +87,6 @@ pub fn tomcat_path(raw: &[u8], out: &mut [u8]) -> Result<usize, PathRefusal> {
         return Err(PathRefusal::NotAbsolute);
     }
     let mut len = 0usize;
-    // Start of each output segment, to pop on `..`; the depth is bounded by the path length.
-    let mut starts = [0u16; MAX_PATH / 2 + 1];
     let mut depth = 0usize;
     let mut ends_with_slash = false;
     for segment in raw[1..].split(|&b| b == b'/') {
@@ -138,13 +147,12 @@ pub fn tomcat_path(raw: &[u8], out: &mut [u8]) -> Result<usize, PathRefusal> {
                     return Err(PathRefusal::AboveRoot);
                 }
                 depth -= 1;
-                len = starts[depth] as usize;
+                // Back to the '/' that starts the previous segment. Each byte is walked back
+                // over at most once, since it is then discarded: linear overall.
+                len = out[..seg_start].iter().rposition(|&b| b == b'/').unwrap_or(0);
                 ends_with_slash = true;
             }
-            _ => {
-                starts[depth] = seg_start as u16;
-                depth += 1;
-            }
+            _ => depth += 1,
         }
     }
     if len == 0 || ends_with_slash {

@@ -107,6 +107,17 @@ proptest! {
     }
 
     #[test]
+    fn the_fast_path_agrees_with_normalisation(raw in path_bytes()) {
+        // A path taken as already normal (no copy) must be exactly what normalising gives.
+        let path = &raw[..raw.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(raw.len())];
+        if xnat_guard_policy::normalize::is_normal(path, &[]) {
+            let mut out = [0u8; MAX_PATH];
+            let n = tomcat_path(path, &mut out).expect("a normal path is accepted");
+            prop_assert_eq!(&out[..n], path);
+        }
+    }
+
+    #[test]
     fn any_json_config_is_compiled_or_refused_without_panicking(config in config_json()) {
         let _ = from_json(config.to_string().as_bytes());
         let _ = from_json(json!({ "policies": [config] }).to_string().as_bytes());
