@@ -16,15 +16,18 @@ pub(crate) const MIN_RULES: usize = 8;
 const MAX_LISTS: usize = 12;
 
 type Rules = Box<[u32]>;
+/// Exact values to the rules keyed on them.
+type ValueMap = HashMap<Box<[u8]>, Rules>;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleIndex {
-    principal: HashMap<Box<[u8]>, Rules>,
-    namespace: HashMap<Box<[u8]>, Rules>,
-    path_exact: HashMap<Box<[u8]>, Rules>,
+    principal: ValueMap,
+    namespace: ValueMap,
+    path_exact: ValueMap,
     /// Prefix keys grouped by length, so a path is probed once per distinct length.
-    path_prefix: Box<[(usize, HashMap<Box<[u8]>, Rules>)]>,
-    header: Box<[(usize, HashMap<Box<[u8]>, Rules>)]>,
+    path_prefix: Box<[(usize, ValueMap)]>,
+    /// Per header (its index in the policy's header names).
+    header: Box<[(usize, ValueMap)]>,
     /// Rules without a key, always checked.
     scan: Rules,
 }
@@ -104,7 +107,7 @@ fn push(map: &mut HashMap<Box<[u8]>, Vec<u32>>, value: &[u8], rule: u32) {
     }
 }
 
-fn freeze(map: HashMap<Box<[u8]>, Vec<u32>>) -> HashMap<Box<[u8]>, Rules> {
+fn freeze(map: HashMap<Box<[u8]>, Vec<u32>>) -> ValueMap {
     map.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect()
 }
 
