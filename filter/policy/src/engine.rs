@@ -275,24 +275,27 @@ impl Policy {
         if req.peer.is_none() && self.mtls.mode_for(req.port) == MtlsMode::Strict {
             return Decision::only(Verdict::DeniedMtlsRequired { port: req.port });
         }
-        let path = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
-            Some(end) => &req.path[..end],
-            None => req.path,
+        if !(self.needs.path || self.needs.query) {
+            return self.decide(req, req.path, &[]);
+        }
+        let (path, query) = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
+            Some(end) => (&req.path[..end], &req.path[end..]),
+            None => (req.path, &[][..]),
         };
         if self.needs.path && self.path_mode == PathNormalization::Tomcat && !is_normal(path, &self.aliases) {
-            return self.evaluate_tomcat_path(req);
+            return self.evaluate_tomcat_path(req, query);
         }
-        self.decide(req, path)
+        self.decide(req, path, query)
     }
 
     /// Matches against the path Tomcat will route (see `normalize`), in a buffer on the stack.
     #[inline(never)]
-    fn evaluate_tomcat_path(&self, req: &Request<'_>) -> Decision {
+    fn evaluate_tomcat_path(&self, req: &Request<'_>, query: &[u8]) -> Decision {
         let mut buf = [0u8; MAX_PATH];
         match tomcat_path(req.path, &mut buf) {
             Ok(len) => {
                 let len = apply_aliases(&mut buf, len, &self.aliases);
-                self.decide(req, &buf[..len])
+                self.decide(req, &buf[..len], query)
             }
             Err(reason) => Decision::only(Verdict::DeniedUnsafePath { reason }),
         }
@@ -300,13 +303,14 @@ impl Policy {
 
     /// The decision for the request line's method and, unless overrides are ignored, for every
     /// method the request tunnels: all of them must be allowed.
-    fn decide(&self, req: &Request<'_>, path: &[u8]) -> Decision {
+    /// `query` is the rest of `:path` from its `?` or `#`, when the policy reads it.
+    fn decide(&self, req: &Request<'_>, path: &[u8], query: &[u8]) -> Decision {
         let decision = self.decide_for(req, req.method, path);
         if self.method_override == MethodOverride::Ignore || !self.needs.method || !decision.verdict.is_allowed() {
             return decision;
         }
         let mut denied = false;
-        self.for_each_override(req, |method| {
+        self.for_each_override(req, query, |method| {
             if denied {
                 return;
             }
@@ -330,14 +334,13 @@ impl Policy {
 
     /// Calls `f` with each tunnelled method: override headers, then `method`/`_method` query
     /// parameters (percent-encoded values are judged as sent, which can only fail to match).
-    fn for_each_override(&self, req: &Request<'_>, mut f: impl FnMut(&[u8])) {
+    fn for_each_override(&self, req: &Request<'_>, query: &[u8], mut f: impl FnMut(&[u8])) {
         for &i in self.override_headers.iter() {
             for v in req.headers.get(i).copied().unwrap_or_default() {
                 f(v);
             }
         }
-        let Some(q) = req.path.iter().position(|&b| b == b'?') else { return };
-        let query = &req.path[q + 1..];
+        let Some(query) = query.strip_prefix(b"?") else { return };
         let query = &query[..query.iter().position(|&b| b == b'#').unwrap_or(query.len())];
         for param in query.split(|&b| b == b'&' || b == b';') {
             let (name, value) = match param.iter().position(|&b| b == b'=') {
@@ -380,7 +383,7 @@ impl Policy {
         }
         let spiffe = if self.needs.identity { req.peer.and_then(SpiffeId::parse) } else { None };
         // `Host: xnat.example.org.` names the same host as without the dot.
-        let host = req.host.map(strip_trailing_dot);
+        let host = if self.needs.host { req.host.map(strip_trailing_dot) } else { None };
         Facts { req, path, host, method_bits, spiffe }
     }
 
