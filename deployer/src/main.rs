@@ -133,19 +133,8 @@ struct LocalArgs {
     /// Loopback address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     address: IpAddr,
-    /// The workload's namespace [default: inferred from the policies].
-    #[arg(long, short = 'n')]
-    namespace: Option<String>,
-    /// A pod label of the workload, KEY=VALUE; repeat for more [default: inferred from the
-    /// policies' selectors].
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
-    labels: Vec<(String, String)>,
-    /// Istio's root namespace: policies there without a selector apply mesh-wide.
-    #[arg(long, default_value = "istio-system")]
-    root_namespace: String,
-    /// The mesh's trust domain.
-    #[arg(long, default_value = "cluster.local")]
-    trust_domain: String,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Send the tour of requests, print the results and exit.
     #[arg(long)]
     tour: bool,
@@ -180,10 +169,10 @@ fn main() -> ExitCode {
 fn run_local(args: LocalArgs) -> Result<()> {
     let (workload, selection, policy) = resources::load_for_workload(
         &args.policies,
-        &args.root_namespace,
-        args.namespace.as_deref(),
-        &args.labels,
-        &args.trust_domain,
+        &args.workload.root_namespace,
+        args.workload.namespace.as_deref(),
+        &args.workload.labels,
+        &args.workload.trust_domain,
     )
     .context("the policies were refused; nothing was started")?;
     let labels: Vec<String> = workload.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -208,7 +197,7 @@ fn run_local(args: LocalArgs) -> Result<()> {
         ports: args.ports.clone(),
         upstream,
         workdir: workdir.path().to_path_buf(),
-        server_spiffe_id: format!("spiffe://{}/ns/{}/sa/xnat-web", args.trust_domain, workload.namespace),
+        server_spiffe_id: format!("spiffe://{}/ns/{}/sa/xnat-web", args.workload.trust_domain, workload.namespace),
     };
     let sidecar = LocalSidecar::start(&opts, &serde_json::to_string(&selection.config)?)?;
     if args.tour {
@@ -294,7 +283,7 @@ struct CheckArgs {
 #[derive(Args, Clone)]
 struct WorkloadArgs {
     /// The workload's namespace [default: inferred from the policies].
-    #[arg(long = "workload-namespace", value_name = "NAMESPACE")]
+    #[arg(long, short = 'n')]
     namespace: Option<String>,
     /// A pod label of the workload, KEY=VALUE; repeat for more [default: the policies' selectors].
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -339,11 +328,8 @@ fn run_check(args: CheckArgs) -> Result<ExitCode> {
 /// What `render` and `rollout` need to compute the plan.
 #[derive(Args, Clone)]
 struct PlanArgs {
-    /// The workload's namespace (or -n).
-    #[arg(value_name = "NAMESPACE")]
-    namespace: Option<String>,
-    #[arg(short = 'n', long = "namespace", hide = true)]
-    namespace_flag: Option<String>,
+    #[command(flatten)]
+    namespace: NamespaceArg,
     /// YAML with AuthorizationPolicy, PeerAuthentication and DestinationRule resources.
     #[arg(long = "policy", value_name = "FILE")]
     policies: Vec<PathBuf>,
@@ -396,14 +382,6 @@ struct PlanArgs {
 }
 
 impl PlanArgs {
-    fn namespace(&self) -> Result<String> {
-        match (&self.namespace, &self.namespace_flag) {
-            (Some(a), Some(b)) if a != b => bail!("the namespace is given twice ({a} and {b}); give it once"),
-            (Some(ns), _) | (None, Some(ns)) => Ok(ns.clone()),
-            (None, None) => bail!("say which namespace: `deployer render NAMESPACE ...` or -n NAMESPACE"),
-        }
-    }
-
     fn require_module(&self) -> Result<ModuleRef> {
         match (&self.module_url, &self.sha256) {
             (Some(url), Some(sha)) => Ok(ModuleRef::new(url, sha)?),
@@ -420,7 +398,7 @@ impl PlanArgs {
             );
         }
         let spec = plan::Spec {
-            namespace: self.namespace()?,
+            namespace: self.namespace.get()?,
             objects: resources::load_files(&self.policies)?,
             labels: self.labels.clone(),
             module: self.require_module()?,
@@ -563,7 +541,7 @@ struct RolloutArgs {
 fn run_rollout(global: &Global, args: RolloutArgs) -> Result<()> {
     let rt = runtime()?;
     if args.undo {
-        let namespace = args.plan.namespace()?;
+        let namespace = args.plan.namespace.get()?;
         let cluster = global.connect(&rt)?;
         let removed = rt.block_on(rollout::undo(&cluster, &namespace, &args.plan.root_namespace))?;
         println!("{} change(s); run `deployer rollout {namespace} ...` to apply again", removed.len());
@@ -573,7 +551,7 @@ fn run_rollout(global: &Global, args: RolloutArgs) -> Result<()> {
         bail!("rollout needs --policy FILE (or --undo)");
     }
     let plan = args.plan.plan()?;
-    let namespace = args.plan.namespace()?;
+    let namespace = args.plan.namespace.get()?;
     let cluster = global.connect(&rt)?;
     let report = rt.block_on(rollout::rollout(&cluster, &plan, &namespace))?;
     println!("\n{}", cluster::pods::pod_table(&report.pods));
@@ -591,7 +569,7 @@ fn run_rollout(global: &Global, args: RolloutArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct NamespaceArg {
     /// The namespace (or -n).
     #[arg(value_name = "NAMESPACE")]

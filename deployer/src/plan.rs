@@ -104,6 +104,31 @@ pub struct Spec {
     pub method_override: MethodOverride,
 }
 
+impl Spec {
+    /// A spec with the CLI's defaults: labels from the policies' selectors, root namespace
+    /// `istio-system`, trust and cluster domain `cluster.local`, nothing generated beyond the
+    /// namespace label and the WasmPlugin, FAIL_CLOSE, Tomcat paths, tunnelled methods judged.
+    pub fn new(namespace: &str, objects: Vec<Object>, module: ModuleRef) -> Spec {
+        Spec {
+            namespace: namespace.to_string(),
+            objects,
+            labels: Vec::new(),
+            module,
+            root_namespace: "istio-system".into(),
+            trust_domain: "cluster.local".into(),
+            mesh_strict: false,
+            plaintext_ports: Vec::new(),
+            service: None,
+            cluster_domain: "cluster.local".into(),
+            native_authz: false,
+            fail_strategy: FailStrategy::FailClose,
+            force: false,
+            path_normalization: PathNormalization::default(),
+            method_override: MethodOverride::default(),
+        }
+    }
+}
+
 /// The group, version, kind and plural of a manifest, as the API server serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kind {
@@ -386,43 +411,47 @@ fn destination_rule(spec: &Spec, service: &str, policy: &Policy) -> Result<Manif
     if !port_settings.is_empty() {
         traffic_policy["portLevelSettings"] = json!(port_settings);
     }
-    Ok(Manifest {
-        kind: DESTINATION_RULE,
+    Ok(generated_manifest(
+        DESTINATION_RULE,
+        &spec.namespace,
+        json!({ "host": host, "trafficPolicy": traffic_policy }),
+        "--service",
+    ))
+}
+
+/// An object the deployer generates itself, named [`GENERATED_NAME`].
+fn generated_manifest(kind: Kind, namespace: &str, spec: Value, origin: &str) -> Manifest {
+    Manifest {
+        kind,
         name: GENERATED_NAME.to_string(),
-        namespace: Some(spec.namespace.clone()),
+        namespace: Some(namespace.to_string()),
         body: json!({
-            "apiVersion": DESTINATION_RULE.api_version(),
-            "kind": "DestinationRule",
-            "metadata": metadata(GENERATED_NAME, &spec.namespace, &BTreeMap::new(), &BTreeMap::new()),
-            "spec": { "host": host, "trafficPolicy": traffic_policy },
+            "apiVersion": kind.api_version(),
+            "kind": kind.kind,
+            "metadata": metadata(GENERATED_NAME, namespace, &BTreeMap::new(), &BTreeMap::new()),
+            "spec": spec,
         }),
-        origin: "--service".into(),
-    })
+        origin: origin.into(),
+    }
 }
 
 fn wasm_plugin(spec: &Spec, workload: &Workload, config: &PluginConfig) -> Result<Manifest> {
     let plugin_config =
         serde_json::to_value(config).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
-    Ok(Manifest {
-        kind: WASM_PLUGIN,
-        name: GENERATED_NAME.to_string(),
-        namespace: Some(spec.namespace.clone()),
-        body: json!({
-            "apiVersion": WASM_PLUGIN.api_version(),
-            "kind": "WasmPlugin",
-            "metadata": metadata(GENERATED_NAME, &spec.namespace, &BTreeMap::new(), &BTreeMap::new()),
-            "spec": {
-                "selector": { "matchLabels": workload.labels },
-                "url": spec.module.url,
-                "sha256": spec.module.sha256,
-                "imagePullPolicy": "IfNotPresent",
-                "phase": "AUTHZ",
-                "failStrategy": spec.fail_strategy.as_istio(),
-                "match": [{ "mode": "SERVER" }],
-                "pluginName": "xnat_guard",
-                "pluginConfig": plugin_config,
-            },
+    Ok(generated_manifest(
+        WASM_PLUGIN,
+        &spec.namespace,
+        json!({
+            "selector": { "matchLabels": workload.labels },
+            "url": spec.module.url,
+            "sha256": spec.module.sha256,
+            "imagePullPolicy": "IfNotPresent",
+            "phase": "AUTHZ",
+            "failStrategy": spec.fail_strategy.as_istio(),
+            "match": [{ "mode": "SERVER" }],
+            "pluginName": "xnat_guard",
+            "pluginConfig": plugin_config,
         }),
-        origin: "the filter".into(),
-    })
+        "the filter",
+    ))
 }

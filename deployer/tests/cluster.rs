@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use deployer::cluster::rollout::{self, ModuleState};
 use deployer::cluster::{hpa, install, kiali, status, Applied, ClusterError};
-use deployer::plan::{self, FailStrategy, ModuleRef, Plan, Spec};
+use deployer::plan::{self, ModuleRef, Plan, Spec};
 use deployer::resources;
 use mock_api::{apply, list, options, run, Step};
 use serde_json::{json, Value};
@@ -23,24 +23,9 @@ const PODS: &str = "/api/v1/namespaces/xnat/pods";
 
 fn runbook_plan() -> Plan {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/runbook/istio-auth-policy-post.yaml");
-    plan::plan(&Spec {
-        namespace: "xnat".into(),
-        objects: resources::load_files(&[file]).unwrap(),
-        labels: vec![],
-        module: ModuleRef::new("oci://registry.example/xnat-guard:0.1.0", &"ab".repeat(32)).unwrap(),
-        root_namespace: "istio-system".into(),
-        trust_domain: "cluster.local".into(),
-        mesh_strict: false,
-        plaintext_ports: vec![8080],
-        service: None,
-        cluster_domain: "cluster.local".into(),
-        native_authz: false,
-        fail_strategy: FailStrategy::FailClose,
-        force: false,
-        path_normalization: Default::default(),
-        method_override: Default::default(),
-    })
-    .unwrap()
+    let module = ModuleRef::new("oci://registry.example/xnat-guard:0.1.0", &"ab".repeat(32)).unwrap();
+    let spec = Spec::new("xnat", resources::load_files(&[file]).unwrap(), module);
+    plan::plan(&Spec { plaintext_ports: vec![8080], ..spec }).unwrap()
 }
 
 fn deployment(generation: i64, updated: i32) -> Value {

@@ -21,23 +21,7 @@ fn spec(files: &[&str]) -> Spec {
     for o in &mut objects {
         o.origin = o.origin.replace(&format!("{}/", project_root().display()), "");
     }
-    Spec {
-        namespace: "xnat".into(),
-        objects,
-        labels: vec![],
-        module: ModuleRef::new("oci://127.0.0.1:5000/xnat-guard:0.1.0", SHA).unwrap(),
-        root_namespace: "istio-system".into(),
-        trust_domain: "cluster.local".into(),
-        mesh_strict: false,
-        plaintext_ports: vec![],
-        service: None,
-        cluster_domain: "cluster.local".into(),
-        native_authz: false,
-        fail_strategy: FailStrategy::FailClose,
-        force: false,
-        path_normalization: Default::default(),
-        method_override: Default::default(),
-    }
+    Spec::new("xnat", objects, ModuleRef::new("oci://127.0.0.1:5000/xnat-guard:0.1.0", SHA).unwrap())
 }
 
 fn runbook_spec() -> Spec {

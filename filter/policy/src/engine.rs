@@ -314,14 +314,15 @@ impl Policy {
             if denied {
                 return;
             }
+            // Frameworks upper-case a tunnelled method; longer values are no method anyway.
             let mut upper = [0u8; 16];
-            let method = match method.get(..upper.len()) {
-                _ if method.len() > upper.len() => method,
-                _ => {
-                    upper[..method.len()].copy_from_slice(method);
-                    upper[..method.len()].make_ascii_uppercase();
-                    &upper[..method.len()]
-                }
+            let method = if method.len() > upper.len() {
+                method
+            } else {
+                let upper = &mut upper[..method.len()];
+                upper.copy_from_slice(method);
+                upper.make_ascii_uppercase();
+                &*upper
             };
             denied = self.method_override == MethodOverride::Refuse
                 || method != req.method && !self.decide_for(req, method, path).verdict.is_allowed();
