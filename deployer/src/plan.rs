@@ -251,6 +251,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     let Selection { mut config, notes, .. } = selection;
     config.path_normalization = spec.path_normalization;
     config.method_override = spec.method_override;
+    let plugin_config = shipped_config(&config)?;
     let policy = xnat_guard_policy::compile(&config)
         .map_err(|e| PlanError::Invalid(format!("the filter refuses the configuration: {e}")))?;
 
@@ -269,7 +270,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
             manifests.push(object_manifest(AUTHORIZATION_POLICY, o));
         }
     }
-    manifests.push(wasm_plugin(spec, &workload, &config)?);
+    manifests.push(wasm_plugin(spec, &workload, plugin_config)?);
     Ok(Plan { workload, manifests, config, policy, notes })
 }
 
@@ -435,9 +436,21 @@ fn generated_manifest(kind: Kind, namespace: &str, spec: Value, origin: &str) ->
     }
 }
 
-fn wasm_plugin(spec: &Spec, workload: &Workload, config: &PluginConfig) -> Result<Manifest> {
-    let plugin_config =
-        serde_json::to_value(config).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
+/// The `pluginConfig` as the sidecar will get it, after checking that the filter's own JSON
+/// reader (not serde) reads it back as exactly the planned configuration.
+fn shipped_config(config: &PluginConfig) -> Result<serde_json::Value> {
+    let text = serde_json::to_vec(config).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
+    let read_back = xnat_guard_policy::parse_json(&text)
+        .map_err(|e| PlanError::Invalid(format!("the filter cannot read the configuration it would be sent: {e}")))?;
+    if read_back != *config {
+        return Err(PlanError::Invalid(
+            "the filter would read the configuration differently from the plan (a bug: please report it)".into(),
+        ));
+    }
+    serde_json::from_slice(&text).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))
+}
+
+fn wasm_plugin(spec: &Spec, workload: &Workload, plugin_config: serde_json::Value) -> Result<Manifest> {
     Ok(generated_manifest(
         WASM_PLUGIN,
         &spec.namespace,

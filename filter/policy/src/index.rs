@@ -4,7 +4,7 @@
 //! Evaluation looks the request's facts up, and checks only the rules found plus the rules
 //! without a key, in rule order, so the first matching rule is the same as a full scan's.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::engine::{CompiledRule, Test};
 use crate::pattern::{PathPattern, Pattern};
@@ -16,8 +16,21 @@ pub(crate) const MIN_RULES: usize = 8;
 const MAX_LISTS: usize = 12;
 
 type Rules = Box<[u32]>;
-/// Exact values to the rules keyed on them.
-type ValueMap = HashMap<Box<[u8]>, Rules>;
+
+/// Exact values to the rules keyed on them, sorted by value. A binary search costs about what
+/// a hash lookup does at these sizes, and needs no hasher in the module.
+#[derive(Debug, Clone, Default)]
+struct ValueMap(Box<[(Box<[u8]>, Rules)]>);
+
+impl ValueMap {
+    fn get(&self, value: &[u8]) -> Option<&Rules> {
+        let entries = &self.0;
+        entries.binary_search_by(|(key, _)| (**key).cmp(value)).ok().map(|i| &entries[i].1)
+    }
+}
+
+/// A value map while it is being built.
+type Building = BTreeMap<Box<[u8]>, Vec<u32>>;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleIndex {
@@ -100,15 +113,15 @@ fn key(rule: &CompiledRule, namespace_keys: bool) -> Option<Key<'_>> {
     None
 }
 
-fn push(map: &mut HashMap<Box<[u8]>, Vec<u32>>, value: &[u8], rule: u32) {
+fn push(map: &mut Building, value: &[u8], rule: u32) {
     let rules = map.entry(value.into()).or_default();
     if rules.last() != Some(&rule) {
         rules.push(rule);
     }
 }
 
-fn freeze(map: HashMap<Box<[u8]>, Vec<u32>>) -> ValueMap {
-    map.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect()
+fn freeze(map: Building) -> ValueMap {
+    ValueMap(map.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect())
 }
 
 impl RuleIndex {
@@ -117,9 +130,10 @@ impl RuleIndex {
         if rules.len() < MIN_RULES || rules.len() > u32::MAX as usize {
             return None;
         }
-        let (mut principal, mut namespace, mut path_exact) = (HashMap::new(), HashMap::new(), HashMap::new());
-        let mut path_prefix: HashMap<usize, HashMap<Box<[u8]>, Vec<u32>>> = HashMap::new();
-        let mut header: HashMap<usize, HashMap<Box<[u8]>, Vec<u32>>> = HashMap::new();
+        let (mut principal, mut namespace, mut path_exact) = (Building::new(), Building::new(), Building::new());
+        // Keyed by prefix length and by header index, in ascending order.
+        let mut path_prefix: BTreeMap<usize, Building> = BTreeMap::new();
+        let mut header: BTreeMap<usize, Building> = BTreeMap::new();
         let mut scan = Vec::new();
         for (r, rule) in rules.iter().enumerate() {
             let r = r as u32;
@@ -139,16 +153,12 @@ impl RuleIndex {
                 None => scan.push(r),
             }
         }
-        let mut path_prefix: Vec<_> = path_prefix.into_iter().map(|(len, m)| (len, freeze(m))).collect();
-        path_prefix.sort_by_key(|(len, _)| *len);
-        let mut header: Vec<_> = header.into_iter().map(|(i, m)| (i, freeze(m))).collect();
-        header.sort_by_key(|(i, _)| *i);
         Some(RuleIndex {
             principal: freeze(principal),
             namespace: freeze(namespace),
             path_exact: freeze(path_exact),
-            path_prefix: path_prefix.into(),
-            header: header.into(),
+            path_prefix: path_prefix.into_iter().map(|(len, m)| (len, freeze(m))).collect(),
+            header: header.into_iter().map(|(i, m)| (i, freeze(m))).collect(),
             scan: scan.into(),
         })
     }

@@ -6,8 +6,10 @@
 
 pub mod compile;
 pub mod config;
+mod decode;
 pub mod engine;
 mod index;
+mod json;
 pub mod normalize;
 pub mod pattern;
 pub mod spiffe;
@@ -22,14 +24,10 @@ pub fn from_json(json: &[u8]) -> Result<Policy, CompileError> {
     compile(&parse_json(json)?)
 }
 
-/// Parses the plugin configuration without compiling it.
+/// Parses the plugin configuration without compiling it. Syntax errors give their line and
+/// column; every other refusal names the field at fault.
 pub fn parse_json(json: &[u8]) -> Result<PluginConfig, CompileError> {
-    let de = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        CompileError {
-            path: if path == "." { "(config)".to_string() } else { path },
-            message: e.into_inner().to_string(),
-        }
-    })
+    let document =
+        json::parse(json).map_err(|e| CompileError { path: "(config)".to_string(), message: e.to_string() })?;
+    decode::plugin_config(&document)
 }

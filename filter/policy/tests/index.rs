@@ -56,7 +56,7 @@ fn config() -> impl Strategy<Value = PluginConfig> {
                 json!({"name": format!("p{i}"), "namespace": "xnat", "spec": {"action": action, "rules": rules}})
             })
             .collect();
-        serde_json::from_value(json!({ "policies": policies })).unwrap()
+        xnat_guard_policy::parse_json(json!({ "policies": policies }).to_string().as_bytes()).unwrap()
     })
 }
 

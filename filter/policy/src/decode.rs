@@ -1,0 +1,436 @@
+//! Turns a parsed JSON document into a [`PluginConfig`], field by field. Every refusal carries
+//! the path of the value at fault (`policies[0].spec.rules[1].to[0].operation.methods`), and
+//! every object refuses members it does not know and members given twice: a field silently
+//! ignored in an ALLOW rule would widen access.
+
+use std::collections::BTreeMap;
+
+use crate::compile::CompileError;
+use crate::config::{
+    Action, AuthorizationPolicySpec, Condition, From, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
+    PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, Unsupported,
+    WorkloadSelector,
+};
+use crate::json::Json;
+
+type Result<T> = std::result::Result<T, CompileError>;
+
+fn refuse<T>(path: &str, message: String) -> Result<T> {
+    let path = if path.is_empty() { "(config)" } else { path };
+    Err(CompileError { path: path.to_string(), message })
+}
+
+fn field_path(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn type_error<T>(value: &Json, path: &str, expected: &str) -> Result<T> {
+    refuse(path, format!("invalid type: {}, expected {expected}", value.kind()))
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// The members of an object whose names are all in `known`, each at most once.
+struct Members<'a> {
+    path: &'a str,
+    members: &'a [(String, Json)],
+}
+
+impl<'a> Members<'a> {
+    fn of(value: &'a Json, path: &'a str, known: &[&str]) -> Result<Members<'a>> {
+        let Json::Object(members) = value else { return type_error(value, path, "an object") };
+        for (i, (name, _)) in members.iter().enumerate() {
+            if !known.contains(&name.as_str()) {
+                let message = format!("unknown field `{name}`, expected one of {}", quoted_list(known));
+                return refuse(&field_path(path, name), message);
+            }
+            if members[..i].iter().any(|(earlier, _)| earlier == name) {
+                return refuse(&field_path(path, name), format!("duplicate field `{name}`"));
+            }
+        }
+        Ok(Members { path, members })
+    }
+
+    /// A member's value and its path; `null` reads as absent, as for an optional field.
+    fn get(&self, name: &str) -> Option<(&'a Json, String)> {
+        match self.members.iter().find(|(n, _)| n == name) {
+            None | Some((_, Json::Null)) => None,
+            Some((_, value)) => Some((value, field_path(self.path, name))),
+        }
+    }
+
+    fn required(&self, name: &str) -> Result<(&'a Json, String)> {
+        match self.get(name) {
+            Some(found) => Ok(found),
+            None => refuse(self.path, format!("missing field `{name}`")),
+        }
+    }
+
+    fn optional<T>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Option<T>> {
+        self.get(name).map(|(value, path)| read(value, &path)).transpose()
+    }
+
+    fn or_default<T: Default>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<T> {
+        Ok(self.optional(name, read)?.unwrap_or_default())
+    }
+
+    fn strings(&self, name: &str) -> Result<Vec<String>> {
+        self.or_default(name, |v, p| list(v, p, string))
+    }
+}
+
+fn string(value: &Json, path: &str) -> Result<String> {
+    match value {
+        Json::String(s) => Ok(s.clone()),
+        other => type_error(other, path, "a string"),
+    }
+}
+
+fn boolean(value: &Json, path: &str) -> Result<bool> {
+    match value {
+        Json::Bool(b) => Ok(*b),
+        other => type_error(other, path, "a boolean"),
+    }
+}
+
+fn list<T>(value: &Json, path: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Vec<T>> {
+    let Json::Array(items) = value else { return type_error(value, path, "an array") };
+    items.iter().enumerate().map(|(i, item)| read(item, &format!("{path}[{i}]"))).collect()
+}
+
+fn map<T>(value: &Json, path: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<BTreeMap<String, T>> {
+    let Json::Object(members) = value else { return type_error(value, path, "an object") };
+    let mut out = BTreeMap::new();
+    for (key, item) in members {
+        let item_path = field_path(path, key);
+        if out.insert(key.clone(), read(item, &item_path)?).is_some() {
+            return refuse(&item_path, format!("duplicate key `{key}`"));
+        }
+    }
+    Ok(out)
+}
+
+/// One of an enum's upper-case names.
+fn variant<T: Copy>(value: &Json, path: &str, variants: &[(&str, T)]) -> Result<T> {
+    let Json::String(name) = value else { return type_error(value, path, "a string") };
+    match variants.iter().find(|(n, _)| n == name) {
+        Some((_, v)) => Ok(*v),
+        None => {
+            let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
+            refuse(path, format!("unknown variant `{name}`, expected one of {}", quoted_list(&names)))
+        }
+    }
+}
+
+/// Decodes the plugin configuration document.
+pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
+    let m = Members::of(
+        value,
+        "",
+        &[
+            "trustDomain",
+            "trustDomainAliases",
+            "peerAuthentication",
+            "policies",
+            "pathNormalization",
+            "pathAliases",
+            "methodOverride",
+        ],
+    )?;
+    Ok(PluginConfig {
+        trust_domain: m.optional("trustDomain", string)?.unwrap_or_else(crate::config::default_trust_domain),
+        trust_domain_aliases: m.strings("trustDomainAliases")?,
+        peer_authentication: m.optional("peerAuthentication", peer_authentication)?,
+        policies: m.or_default("policies", |v, p| list(v, p, policy_entry))?,
+        path_normalization: m.or_default("pathNormalization", |v, p| {
+            variant(v, p, &[("TOMCAT", PathNormalization::Tomcat), ("NONE", PathNormalization::None)])
+        })?,
+        path_aliases: m.optional("pathAliases", |v, p| list(v, p, path_alias))?,
+        method_override: m.or_default("methodOverride", |v, p| {
+            variant(
+                v,
+                p,
+                &[
+                    ("JUDGE", MethodOverride::Judge),
+                    ("REFUSE", MethodOverride::Refuse),
+                    ("IGNORE", MethodOverride::Ignore),
+                ],
+            )
+        })?,
+    })
+}
+
+fn path_alias(value: &Json, path: &str) -> Result<PathAlias> {
+    let m = Members::of(value, path, &["from", "to"])?;
+    Ok(PathAlias { from: string_field(&m, "from")?, to: string_field(&m, "to")? })
+}
+
+fn string_field(m: &Members, name: &str) -> Result<String> {
+    let (value, path) = m.required(name)?;
+    string(value, &path)
+}
+
+fn policy_entry(value: &Json, path: &str) -> Result<PolicyEntry> {
+    let m = Members::of(value, path, &["name", "namespace", "dryRun", "spec"])?;
+    let (spec, spec_path) = m.required("spec")?;
+    Ok(PolicyEntry {
+        name: string_field(&m, "name")?,
+        namespace: string_field(&m, "namespace")?,
+        dry_run: m.or_default("dryRun", boolean)?,
+        spec: authorization_policy(spec, &spec_path)?,
+    })
+}
+
+fn authorization_policy(value: &Json, path: &str) -> Result<AuthorizationPolicySpec> {
+    let m = Members::of(value, path, &["selector", "targetRef", "targetRefs", "action", "provider", "rules"])?;
+    let present = |_: &Json, _: &str| Ok(Unsupported);
+    Ok(AuthorizationPolicySpec {
+        selector: m.optional("selector", selector)?,
+        target_ref: m.optional("targetRef", present)?,
+        target_refs: m.optional("targetRefs", present)?,
+        action: m.optional("action", |v, p| {
+            variant(
+                v,
+                p,
+                &[
+                    ("ALLOW", Action::Allow),
+                    ("DENY", Action::Deny),
+                    ("AUDIT", Action::Audit),
+                    ("CUSTOM", Action::Custom),
+                ],
+            )
+        })?,
+        provider: m.optional("provider", present)?,
+        rules: m.optional("rules", |v, p| list(v, p, rule))?,
+    })
+}
+
+fn selector(value: &Json, path: &str) -> Result<WorkloadSelector> {
+    let m = Members::of(value, path, &["matchLabels"])?;
+    Ok(WorkloadSelector { match_labels: m.or_default("matchLabels", |v, p| map(v, p, string))? })
+}
+
+fn rule(value: &Json, path: &str) -> Result<Rule> {
+    let m = Members::of(value, path, &["from", "to", "when"])?;
+    Ok(Rule {
+        from: m.optional("from", |v, p| list(v, p, from))?,
+        to: m.optional("to", |v, p| list(v, p, to))?,
+        when: m.optional("when", |v, p| list(v, p, condition))?,
+    })
+}
+
+fn from(value: &Json, path: &str) -> Result<From> {
+    let m = Members::of(value, path, &["source"])?;
+    Ok(From { source: m.or_default("source", source)? })
+}
+
+fn to(value: &Json, path: &str) -> Result<To> {
+    let m = Members::of(value, path, &["operation"])?;
+    Ok(To { operation: m.or_default("operation", operation)? })
+}
+
+fn source(value: &Json, path: &str) -> Result<Source> {
+    let m = Members::of(
+        value,
+        path,
+        &[
+            "principals",
+            "notPrincipals",
+            "requestPrincipals",
+            "notRequestPrincipals",
+            "namespaces",
+            "notNamespaces",
+            "serviceAccounts",
+            "notServiceAccounts",
+            "trustDomains",
+            "notTrustDomains",
+            "ipBlocks",
+            "notIpBlocks",
+            "remoteIpBlocks",
+            "notRemoteIpBlocks",
+        ],
+    )?;
+    Ok(Source {
+        principals: m.strings("principals")?,
+        not_principals: m.strings("notPrincipals")?,
+        request_principals: m.strings("requestPrincipals")?,
+        not_request_principals: m.strings("notRequestPrincipals")?,
+        namespaces: m.strings("namespaces")?,
+        not_namespaces: m.strings("notNamespaces")?,
+        service_accounts: m.strings("serviceAccounts")?,
+        not_service_accounts: m.strings("notServiceAccounts")?,
+        trust_domains: m.strings("trustDomains")?,
+        not_trust_domains: m.strings("notTrustDomains")?,
+        ip_blocks: m.strings("ipBlocks")?,
+        not_ip_blocks: m.strings("notIpBlocks")?,
+        remote_ip_blocks: m.strings("remoteIpBlocks")?,
+        not_remote_ip_blocks: m.strings("notRemoteIpBlocks")?,
+    })
+}
+
+fn operation(value: &Json, path: &str) -> Result<Operation> {
+    let m = Members::of(
+        value,
+        path,
+        &["hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths"],
+    )?;
+    Ok(Operation {
+        hosts: m.strings("hosts")?,
+        not_hosts: m.strings("notHosts")?,
+        ports: m.strings("ports")?,
+        not_ports: m.strings("notPorts")?,
+        methods: m.strings("methods")?,
+        not_methods: m.strings("notMethods")?,
+        paths: m.strings("paths")?,
+        not_paths: m.strings("notPaths")?,
+    })
+}
+
+fn condition(value: &Json, path: &str) -> Result<Condition> {
+    let m = Members::of(value, path, &["key", "values", "notValues"])?;
+    Ok(Condition { key: string_field(&m, "key")?, values: m.strings("values")?, not_values: m.strings("notValues")? })
+}
+
+fn peer_authentication(value: &Json, path: &str) -> Result<PeerAuthenticationSpec> {
+    let m = Members::of(value, path, &["selector", "mtls", "portLevelMtls"])?;
+    Ok(PeerAuthenticationSpec {
+        selector: m.optional("selector", selector)?,
+        mtls: m.optional("mtls", mtls)?,
+        port_level_mtls: m.or_default("portLevelMtls", |v, p| map(v, p, mtls))?,
+    })
+}
+
+fn mtls(value: &Json, path: &str) -> Result<Mtls> {
+    let m = Members::of(value, path, &["mode"])?;
+    let mode = m.or_default("mode", |v, p| {
+        variant(
+            v,
+            p,
+            &[
+                ("UNSET", MtlsMode::Unset),
+                ("DISABLE", MtlsMode::Disable),
+                ("PERMISSIVE", MtlsMode::Permissive),
+                ("STRICT", MtlsMode::Strict),
+            ],
+        )
+    })?;
+    Ok(Mtls { mode })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json;
+
+    fn decode(doc: &str) -> Result<PluginConfig> {
+        plugin_config(&json::parse(doc.as_bytes()).expect("valid JSON"))
+    }
+
+    fn refusal(doc: &str) -> String {
+        decode(doc).expect_err(doc).to_string()
+    }
+
+    #[test]
+    fn a_full_configuration_decodes_field_by_field() {
+        let config = decode(
+            r#"{"trustDomain": "td", "trustDomainAliases": ["old"], "methodOverride": "REFUSE",
+                "pathNormalization": "NONE", "pathAliases": [{"from": "/a/", "to": "/b/"}],
+                "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
+                "policies": [{"name": "p", "namespace": "xnat", "dryRun": true, "spec": {
+                    "selector": {"matchLabels": {"app": "xnat"}}, "action": "DENY",
+                    "rules": [{"from": [{"source": {"principals": ["a"], "notNamespaces": ["b"]}}],
+                               "to": [{"operation": {"methods": ["GET"], "notPaths": ["/x"]}}],
+                               "when": [{"key": "request.headers[x-team]", "notValues": ["c"]}]}]}}]}"#,
+        )
+        .expect("valid config");
+        assert_eq!(config.trust_domain, "td");
+        assert_eq!(config.trust_domain_aliases, ["old"]);
+        assert_eq!(config.method_override, MethodOverride::Refuse);
+        assert_eq!(config.path_normalization, PathNormalization::None);
+        assert_eq!(config.path_aliases, Some(vec![PathAlias { from: "/a/".into(), to: "/b/".into() }]));
+        let pa = config.peer_authentication.expect("peer authentication");
+        assert_eq!(pa.mtls, Some(Mtls { mode: MtlsMode::Strict }));
+        assert_eq!(pa.port_level_mtls["8080"], Mtls { mode: MtlsMode::Disable });
+        let entry = &config.policies[0];
+        assert!(entry.dry_run);
+        assert_eq!(entry.spec.action, Some(Action::Deny));
+        assert_eq!(entry.spec.selector.as_ref().map(|s| s.match_labels["app"].as_str()), Some("xnat"));
+        let rule = &entry.spec.rules.as_ref().expect("rules")[0];
+        let source = &rule.from.as_ref().expect("from")[0].source;
+        assert_eq!(
+            (source.principals.as_slice(), source.not_namespaces.as_slice()),
+            (&["a".to_string()][..], &["b".to_string()][..])
+        );
+        let op = &rule.to.as_ref().expect("to")[0].operation;
+        assert_eq!(
+            (op.methods.as_slice(), op.not_paths.as_slice()),
+            (&["GET".to_string()][..], &["/x".to_string()][..])
+        );
+        let when = &rule.when.as_ref().expect("when")[0];
+        assert_eq!(
+            (when.key.as_str(), when.not_values.as_slice()),
+            ("request.headers[x-team]", &["c".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn defaults_apply_to_absent_and_null_fields() {
+        let config =
+            decode(r#"{"trustDomain": null, "policies": [{"name": "p", "namespace": "n", "spec": {"rules": null}}]}"#)
+                .expect("valid config");
+        assert_eq!(config.trust_domain, "cluster.local");
+        assert_eq!(config.method_override, MethodOverride::Judge);
+        assert_eq!(config.path_aliases, None);
+        assert_eq!(config.policies[0].spec.rules, None);
+        assert!(!config.policies[0].dry_run);
+        assert_eq!(decode("{}").expect("empty config"), PluginConfig::default());
+    }
+
+    #[test]
+    fn refusals_name_the_field_at_fault() {
+        let cases = [
+            (r#"{"policy": []}"#, "policy: unknown field `policy`, expected one of `trustDomain`"),
+            (r#"[]"#, "(config): invalid type: an array, expected an object"),
+            (
+                r#"{"policies": [{"name": "p", "namespace": "n", "spec": {"rulez": []}}]}"#,
+                "policies[0].spec.rulez: unknown field",
+            ),
+            (r#"{"policies": [{"name": "p", "spec": {}}]}"#, "policies[0]: missing field `namespace`"),
+            (
+                r#"{"policies": [{"name": 7, "namespace": "n", "spec": {}}]}"#,
+                "policies[0].name: invalid type: a number, expected a string",
+            ),
+            (
+                r#"{"policies": [{"name": "p", "namespace": "n", "spec": {"action": "allow"}}]}"#,
+                "policies[0].spec.action: unknown variant `allow`, expected one of `ALLOW`",
+            ),
+            (
+                r#"{"policies": [{"name": "p", "namespace": "n", "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", 1]}}]}]}}]}"#,
+                "policies[0].spec.rules[0].to[0].operation.methods[1]: invalid type: a number",
+            ),
+            (r#"{"trustDomain": "a", "trustDomain": "b"}"#, "trustDomain: duplicate field `trustDomain`"),
+            (
+                r#"{"peerAuthentication": {"portLevelMtls": {"80": {"mode": "DISABLE"}, "80": {"mode": "STRICT"}}}}"#,
+                "peerAuthentication.portLevelMtls.80: duplicate key",
+            ),
+            (
+                r#"{"peerAuthentication": {"mtls": {"mode": "strict"}}}"#,
+                "peerAuthentication.mtls.mode: unknown variant `strict`",
+            ),
+            (
+                r#"{"policies": [{"name": "p", "namespace": "n", "dryRun": "yes", "spec": {}}]}"#,
+                "policies[0].dryRun: invalid type: a string, expected a boolean",
+            ),
+        ];
+        for (doc, expected) in cases {
+            let message = refusal(doc);
+            assert!(message.starts_with(expected), "for {doc}\n  got: {message}\n want: {expected}");
+        }
+    }
+}
