@@ -6,7 +6,8 @@ use crate::config::{
     PathNormalization, PeerAuthenticationSpec, PluginConfig, Rule, Source,
 };
 use crate::engine::{
-    CompiledPolicy, CompiledRule, Conjunction, Constraint, MtlsTable, Needs, Policy, PolicyName, ServiceAccount, Test,
+    CompiledPolicy, CompiledRule, Conjunction, Constraint, MethodTable, MtlsTable, Needs, Policy, PolicyName,
+    ServiceAccount, Test,
 };
 use crate::index::RuleIndex;
 use crate::normalize::{tomcat_path, MAX_PATH};
@@ -120,7 +121,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Policy> {
         dry_run_deny: dry_run_deny.into(),
         dry_run_allow: dry_run_allow.into(),
         names: names.into(),
-        methods: compiler.methods.into(),
+        methods: MethodTable::new(&compiler.methods),
         header_names: compiler.headers.into_iter().map(String::into_boxed_str).collect(),
         needs: compiler.needs,
     })

@@ -127,7 +127,7 @@ pub struct Policy {
     pub(crate) dry_run_allow: Box<[CompiledPolicy]>,
     pub(crate) names: Box<[PolicyName]>,
     /// Distinct method patterns; bit `i` of a request's method set is pattern `i`.
-    pub(crate) methods: Box<[Pattern]>,
+    pub(crate) methods: MethodTable,
     pub(crate) header_names: Box<[Box<str>]>,
     pub(crate) needs: Needs,
     pub(crate) path_mode: PathNormalization,
@@ -136,6 +136,60 @@ pub struct Policy {
     pub(crate) method_override: MethodOverride,
     /// Indices into `header_names` of the method-override headers.
     pub(crate) override_headers: Box<[usize]>,
+}
+
+/// The method patterns of a policy. Exact methods (nearly all of them) are packed into one
+/// integer each, so a request's method is tested with one compare per pattern, not a
+/// byte-slice comparison.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MethodTable {
+    /// (packed method, its bit)
+    exact: Box<[(u128, u64)]>,
+    /// Prefix, suffix and wildcard patterns, and exact methods too long to pack.
+    other: Box<[(Pattern, u64)]>,
+}
+
+impl MethodTable {
+    /// Pattern `i` sets bit `i`.
+    pub(crate) fn new(patterns: &[Pattern]) -> MethodTable {
+        let (mut exact, mut other) = (Vec::new(), Vec::new());
+        for (i, pattern) in patterns.iter().enumerate() {
+            let packed = if let Pattern::Exact(m) = pattern { pack_method(m) } else { None };
+            match packed {
+                Some(packed) => exact.push((packed, 1 << i)),
+                None => other.push((pattern.clone(), 1 << i)),
+            }
+        }
+        MethodTable { exact: exact.into(), other: other.into() }
+    }
+
+    /// The set of patterns `method` matches.
+    #[inline]
+    fn bits(&self, method: &[u8]) -> u64 {
+        let mut bits = 0;
+        if let Some(packed) = pack_method(method) {
+            for (m, bit) in self.exact.iter() {
+                if *m == packed {
+                    bits |= bit;
+                }
+            }
+        }
+        for (pattern, bit) in self.other.iter() {
+            if pattern.matches(Some(method)) {
+                bits |= bit;
+            }
+        }
+        bits
+    }
+}
+
+/// Up to 15 bytes and the length in one integer; `None` for longer methods.
+#[inline]
+fn pack_method(method: &[u8]) -> Option<u128> {
+    let mut bytes = [0u8; 16];
+    bytes.get_mut(..method.len())?.copy_from_slice(method);
+    bytes[15] = u8::try_from(method.len()).ok().filter(|&n| n < 16)?;
+    Some(u128::from_le_bytes(bytes))
 }
 
 /// The effective PeerAuthentication mode per port.
@@ -275,14 +329,15 @@ impl Policy {
         if req.peer.is_none() && self.mtls.mode_for(req.port) == MtlsMode::Strict {
             return Decision::only(Verdict::DeniedMtlsRequired { port: req.port });
         }
-        if !(self.needs.path || self.needs.query) {
-            return self.decide(req, req.path, &[]);
+        if !self.needs.path {
+            // The query, if an override check wants it, is looked for only then.
+            return self.decide(req, req.path, req.path);
         }
-        let (path, query) = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
+        let (path, query) = match query_start(req.path) {
             Some(end) => (&req.path[..end], &req.path[end..]),
             None => (req.path, &[][..]),
         };
-        if self.needs.path && self.path_mode == PathNormalization::Tomcat && !is_normal(path, &self.aliases) {
+        if self.path_mode == PathNormalization::Tomcat && !is_normal(path, &self.aliases) {
             return self.evaluate_tomcat_path(req, query);
         }
         self.decide(req, path, query)
@@ -303,7 +358,8 @@ impl Policy {
 
     /// The decision for the request line's method and, unless overrides are ignored, for every
     /// method the request tunnels: all of them must be allowed.
-    /// `query` is the rest of `:path` from its `?` or `#`, when the policy reads it.
+    /// `query` holds the query if there is one: from it, the first `?` starts the query unless
+    /// a `#` comes first.
     fn decide(&self, req: &Request<'_>, path: &[u8], query: &[u8]) -> Decision {
         let decision = self.decide_for(req, req.method, path);
         if self.method_override == MethodOverride::Ignore || !self.needs.method || !decision.verdict.is_allowed() {
@@ -341,7 +397,8 @@ impl Policy {
                 f(v);
             }
         }
-        let Some(query) = query.strip_prefix(b"?") else { return };
+        let Some(start) = query_start(query) else { return };
+        let Some(query) = query[start..].strip_prefix(b"?") else { return };
         let query = &query[..query.iter().position(|&b| b == b'#').unwrap_or(query.len())];
         for param in query.split(|&b| b == b'&' || b == b';') {
             let (name, value) = match param.iter().position(|&b| b == b'=') {
@@ -374,14 +431,7 @@ impl Policy {
 
     /// Derives only what the policy's tests read.
     fn facts<'a>(&'a self, req: &'a Request<'a>, method: &[u8], path: &'a [u8]) -> Facts<'a> {
-        let mut method_bits = 0u64;
-        if self.needs.method {
-            for (i, pattern) in self.methods.iter().enumerate() {
-                if pattern.matches(Some(method)) {
-                    method_bits |= 1 << i;
-                }
-            }
-        }
+        let method_bits = if self.needs.method { self.methods.bits(method) } else { 0 };
         let spiffe = if self.needs.identity { req.peer.and_then(SpiffeId::parse) } else { None };
         // `Host: xnat.example.org.` names the same host as without the dot.
         let host = if self.needs.host { req.host.map(strip_trailing_dot) } else { None };
@@ -493,6 +543,27 @@ fn test(test: &Test, facts: &Facts<'_>) -> Tri {
     }
 }
 
+/// Where the query or fragment of a `:path` starts (its first `?` or `#`). Paths are scanned
+/// eight bytes at a time: this runs on every request of a policy that reads paths.
+fn query_start(path: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // Non-zero iff some byte of `word` is zero (the classic SWAR test; exact for "any").
+    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut words = path.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        if has_zero_byte(word ^ (ONES * u64::from(b'?'))) | has_zero_byte(word ^ (ONES * u64::from(b'#'))) != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    path[offset..].iter().position(|&b| b == b'?' || b == b'#').map(|i| offset + i)
+}
+
 /// Plaintext peers have no identity (no match); an unparseable identity is `Unknown`.
 fn identity_part(facts: &Facts<'_>, check: impl Fn(&SpiffeId<'_>) -> bool) -> Tri {
     match (&facts.spiffe, facts.req.peer) {
@@ -517,4 +588,73 @@ fn strip_trailing_dot(host: &[u8]) -> &[u8] {
 
 fn ip_in(ip: Option<IpAddr>, blocks: &[Cidr]) -> Tri {
     Tri::from_bool(ip.is_some_and(|ip| blocks.iter().any(|b| b.contains(ip))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_starts_at_the_first_question_mark_or_hash() {
+        let cases: &[(&str, Option<usize>)] = &[
+            ("", None),
+            ("/", None),
+            ("/data/projects", None),
+            ("/data/projects/p1/subjects/s1/experiments", None),
+            ("?", Some(0)),
+            ("/a?b", Some(2)),
+            ("/a#b?c", Some(2)),
+            ("/data/pr?jects", Some(8)),
+            ("/data/projects?x=1", Some(14)),
+            ("/data/projects/p1/subjects#frag", Some(26)),
+            ("/data/projects/p1/subjects/s1/experiments?format=json", Some(41)),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(query_start(path.as_bytes()), *expected, "{path}");
+            let slow = path.bytes().position(|b| b == b'?' || b == b'#');
+            assert_eq!(slow, *expected, "{path}: the case itself is wrong");
+        }
+        // Every position and every byte next to the markers, against the plain scan.
+        for len in 0..40 {
+            for at in 0..len {
+                for marker in [b'?', b'#', b'>', b'_', 0xbf, 0xa3] {
+                    let mut path = vec![b'a'; len];
+                    path[at] = marker;
+                    let slow = path.iter().position(|&b| b == b'?' || b == b'#');
+                    assert_eq!(query_start(&path), slow, "{path:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn method_sets_match_like_the_patterns() {
+        let patterns = [
+            Pattern::Exact(b"GET".as_slice().into()),
+            Pattern::Exact(b"OPTIONS".as_slice().into()),
+            Pattern::Exact(b"FIFTEEN-BYTES-X".as_slice().into()),
+            Pattern::Exact(b"SIXTEEN-BYTES-XY".as_slice().into()),
+            Pattern::Prefix(b"PRO".as_slice().into()),
+            Pattern::Present,
+        ];
+        let table = MethodTable::new(&patterns);
+        for method in [
+            &b"GET"[..],
+            b"GE",
+            b"GETX",
+            b"GET\0",
+            b"get",
+            b"OPTIONS",
+            b"FIFTEEN-BYTES-X",
+            b"FIFTEEN-BYTES-",
+            b"SIXTEEN-BYTES-XY",
+            b"SIXTEEN-BYTES-XYZ",
+            b"PROPFIND",
+            b"",
+        ] {
+            let expected =
+                patterns.iter().enumerate().filter(|(_, p)| p.matches(Some(method))).fold(0, |b, (i, _)| b | 1 << i);
+            assert_eq!(table.bits(method), expected, "{}", String::from_utf8_lossy(method));
+        }
+    }
 }
