@@ -198,7 +198,7 @@ impl RuleIndex {
         }
         for (i, map) in self.header.iter() {
             for value in headers.get(*i).copied().unwrap_or_default() {
-                add(map.get(*value))?;
+                add(map.get(value))?;
             }
         }
         // A k-way merge of sorted lists, smallest rule first; equal heads are one rule.
