@@ -73,45 +73,82 @@ pub fn request_headers() -> Option<Vec<u8>> {
 }
 
 /// A view of the serialised header map: a little-endian u32 count, then per header the u32
-/// sizes of name and value, then the names and values, each followed by a NUL.
+/// sizes of name and value, then the names and values, each followed by a NUL. Nothing is
+/// copied or allocated: lookups walk the buffer.
+#[derive(Clone, Copy)]
 pub struct Headers<'a> {
-    pairs: Vec<(&'a [u8], &'a [u8])>,
+    buf: &'a [u8],
+    count: usize,
 }
 
 impl<'a> Headers<'a> {
-    /// Parses the host's buffer; a malformed one reads as no headers.
+    /// Checks the host's buffer once; a malformed one reads as no headers.
     pub fn parse(buf: &'a [u8]) -> Headers<'a> {
-        Headers { pairs: parse_pairs(buf).unwrap_or_default() }
+        let count = buf.get(..4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize);
+        let whole = Headers { buf, count };
+        let complete = whole.pairs().count() == count;
+        Headers { buf, count: if complete { count } else { 0 } }
+    }
+
+    fn pairs(self) -> Pairs<'a> {
+        // Sizes follow the count; names and values follow the sizes.
+        let data_at = self.count.checked_mul(8).and_then(|n| n.checked_add(4)).unwrap_or(usize::MAX);
+        Pairs { buf: self.buf, left: self.count, sizes_at: 4, data_at }
     }
 
     /// The first value of a header (pseudo-headers have one).
-    pub fn first(&self, name: &[u8]) -> Option<&'a [u8]> {
-        self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    pub fn first(self, name: &[u8]) -> Option<&'a [u8]> {
+        self.all(name).next()
     }
 
-    /// Every value of a header, in order (empty when absent).
-    pub fn all(&self, name: &[u8]) -> Vec<&'a [u8]> {
-        self.pairs.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v).collect()
+    /// Every value of a header, in order.
+    pub fn all<'n>(self, name: &'n [u8]) -> Values<'a, 'n> {
+        Values { pairs: self.pairs(), name }
     }
 }
 
-fn parse_pairs(buf: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let word =
-        |at: usize| -> Option<usize> { Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?) as usize) };
-    let count = word(0)?;
-    let mut sizes_at = 4;
-    let mut data_at = 4usize.checked_add(count.checked_mul(8)?)?;
-    let mut out = Vec::with_capacity(count.min(128));
-    for _ in 0..count {
-        let (k, v) = (word(sizes_at)?, word(sizes_at + 4)?);
-        sizes_at += 8;
-        let key = buf.get(data_at..data_at.checked_add(k)?)?;
-        data_at += k + 1;
-        let value = buf.get(data_at..data_at.checked_add(v)?)?;
-        data_at += v + 1;
-        out.push((key, value));
+/// The values of one header name.
+pub struct Values<'a, 'n> {
+    pairs: Pairs<'a>,
+    name: &'n [u8],
+}
+
+impl<'a> Iterator for Values<'a, '_> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let name = self.name;
+        self.pairs.find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
-    Some(out)
+}
+
+struct Pairs<'a> {
+    buf: &'a [u8],
+    left: usize,
+    sizes_at: usize,
+    data_at: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let word = |at: usize| -> Option<usize> {
+            let bytes = self.buf.get(at..at.checked_add(4)?)?;
+            Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+        };
+        let (k, v) = (word(self.sizes_at)?, word(self.sizes_at + 4)?);
+        self.sizes_at += 8;
+        let key = self.buf.get(self.data_at..self.data_at.checked_add(k)?)?;
+        let value_at = self.data_at + k + 1;
+        let value = self.buf.get(value_at..value_at.checked_add(v)?)?;
+        self.data_at = value_at + v + 1;
+        Some((key, value))
+    }
 }
 
 #[cfg(test)]
@@ -138,9 +175,9 @@ mod tests {
         let buf = serialise(&[(":method", "GET"), ("x-team", "a"), ("X-Team", "b"), ("x-one", "1")]);
         let h = Headers::parse(&buf);
         assert_eq!(h.first(b":method"), Some(b"GET".as_slice()));
-        assert_eq!(h.all(b"x-team"), [b"a".as_slice(), b"b"]);
-        assert_eq!(h.all(b"x-one"), [b"1".as_slice()]);
-        assert!(h.all(b"absent").is_empty());
+        assert_eq!(h.all(b"x-team").collect::<Vec<_>>(), [b"a".as_slice(), b"b"]);
+        assert_eq!(h.all(b"x-one").collect::<Vec<_>>(), [b"1".as_slice()]);
+        assert_eq!(h.all(b"absent").count(), 0);
     }
 
     #[test]
@@ -148,5 +185,12 @@ mod tests {
         let buf = serialise(&[(":method", "GET")]);
         assert_eq!(Headers::parse(&buf[..buf.len() - 3]).first(b":method"), None);
         assert_eq!(Headers::parse(&[]).first(b":method"), None);
+        // A count larger than the pairs present, and one too large to compute with.
+        let mut short = buf.clone();
+        short[0] = 2;
+        assert_eq!(Headers::parse(&short).first(b":method"), None);
+        let mut huge = buf.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Headers::parse(&huge).first(b":method"), None);
     }
 }

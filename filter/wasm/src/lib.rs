@@ -17,7 +17,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
-use xnat_guard_policy::{Decision, MtlsMode, Policy, Request, Verdict};
+use xnat_guard_policy::{Decision, HeaderValues, MtlsMode, Policy, Request, Verdict};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -220,18 +220,52 @@ fn decide(policy: &Policy) -> Decision {
     // every value of a repeated header; each value is judged on its own, as RBAC does.
     let buf = host::request_headers().unwrap_or_default();
     let map = host::Headers::parse(&buf);
-    let values: Vec<Vec<&[u8]>> = policy.header_names().iter().map(|n| map.all(n.as_bytes())).collect();
-    let refs: Vec<&[&[u8]]> = values.iter().map(Vec::as_slice).collect();
     let method = if needs.method { map.first(b":method") } else { None };
     let path = if read_path { map.first(b":path") } else { None };
     let authority = if needs.host { map.first(b":authority") } else { None };
-    policy.evaluate(&Request {
-        method: method.unwrap_or_default(),
-        path: path.unwrap_or_default(),
-        host: authority,
-        headers: &refs,
-        ..base
+    with_header_values(map, policy.header_names(), |headers| {
+        policy.evaluate(&Request {
+            method: method.unwrap_or_default(),
+            path: path.unwrap_or_default(),
+            host: authority,
+            headers,
+            ..base
+        })
     })
+}
+
+/// Room on the stack for the named headers' values; beyond it they go to the heap.
+const STACK_NAMES: usize = 8;
+const STACK_VALUES: usize = 32;
+
+/// Gathers every value of each named header, grouped in `names` order, and hands the groups
+/// to `f`. Nearly always on the stack: a policy names a few headers and a request repeats few.
+fn with_header_values<R>(map: host::Headers<'_>, names: &[Box<str>], f: impl FnOnce(&[HeaderValues<'_>]) -> R) -> R {
+    let mut flat: [&[u8]; STACK_VALUES] = [&[]; STACK_VALUES];
+    let mut ends = [0usize; STACK_NAMES];
+    let mut filled = 0;
+    let fits = names.len() <= STACK_NAMES
+        && names.iter().zip(ends.iter_mut()).all(|(name, end)| {
+            for value in map.all(name.as_bytes()) {
+                let Some(slot) = flat.get_mut(filled) else { return false };
+                *slot = value;
+                filled += 1;
+            }
+            *end = filled;
+            true
+        });
+    if fits {
+        let mut groups: [HeaderValues<'_>; STACK_NAMES] = [&[]; STACK_NAMES];
+        let mut start = 0;
+        for (group, &end) in groups.iter_mut().zip(&ends[..names.len()]) {
+            *group = &flat[start..end];
+            start = end;
+        }
+        return f(&groups[..names.len()]);
+    }
+    let values: Vec<Vec<&[u8]>> = names.iter().map(|n| map.all(n.as_bytes()).collect()).collect();
+    let groups: Vec<HeaderValues<'_>> = values.iter().map(Vec::as_slice).collect();
+    f(&groups)
 }
 
 /// `destination.port` arrives as an 8-byte little-endian integer.
@@ -244,4 +278,52 @@ fn address(path: &[u8]) -> Option<IpAddr> {
     let raw = host::property(path)?;
     let text = std::str::from_utf8(&raw).ok()?;
     text.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<IpAddr>()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serialise(pairs: &[(&str, String)]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend(k.as_bytes());
+            out.push(0);
+            out.extend(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    fn grouped(pairs: &[(&str, String)], names: &[&str]) -> Vec<Vec<String>> {
+        let buf = serialise(pairs);
+        let names: Vec<Box<str>> = names.iter().map(|n| (*n).into()).collect();
+        with_header_values(host::Headers::parse(&buf), &names, |groups| {
+            assert_eq!(groups.len(), names.len());
+            groups.iter().map(|g| g.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()).collect()
+        })
+    }
+
+    #[test]
+    fn header_values_are_grouped_by_name_in_order() {
+        let pairs = [("x-a", "1".to_string()), ("x-b", "2".to_string()), ("X-A", "3".to_string())];
+        assert_eq!(grouped(&pairs, &["x-a", "x-none", "x-b"]), [vec!["1", "3"], vec![], vec!["2"]]);
+        assert_eq!(grouped(&pairs, &[]), Vec::<Vec<String>>::new());
+    }
+
+    #[test]
+    fn more_values_or_names_than_the_stack_holds_are_all_kept() {
+        let many: Vec<(&str, String)> = (0..STACK_VALUES + 5).map(|i| ("x-team", format!("t{i}"))).collect();
+        let got = grouped(&many, &["x-other", "x-team"]);
+        assert_eq!(got[0].len(), 0);
+        assert_eq!(got[1], (0..STACK_VALUES + 5).map(|i| format!("t{i}")).collect::<Vec<_>>());
+        let names: Vec<String> = (0..STACK_NAMES + 2).map(|i| format!("x-{i}")).collect();
+        let pairs: Vec<(&str, String)> = names.iter().map(|n| (n.as_str(), n.clone())).collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(grouped(&pairs, &name_refs), names.iter().map(|n| vec![n.clone()]).collect::<Vec<_>>());
+    }
 }
