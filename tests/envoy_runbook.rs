@@ -92,6 +92,39 @@ fn one_source_may_post_while_another_gets_only_get_and_head() {
     assert_denied(&sidecar, &r, "plain-exempt");
 }
 
+/// The filter reads a connection's identity and port once and keeps them for the
+/// connection's later requests. Kept-alive connections from different sources, interleaved,
+/// must each be judged as their own, round after round.
+#[test]
+fn kept_alive_connections_are_each_judged_as_their_own_source() {
+    let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
+    let sidecar = Sidecar::start(&config, &[EXEMPT, STRICT]).expect("sidecar starts");
+    // (name, port, caller, POST allowed, GET allowed)
+    let sources = [
+        ("uploader", STRICT, Some("uploader"), true, true),
+        ("viewer", STRICT, Some("viewer"), false, true),
+        ("plain-exempt", EXEMPT, None, false, false),
+        ("plain-strict", STRICT, None, false, false),
+        ("viewer-exempt", EXEMPT, Some("viewer"), false, true),
+    ];
+    let mut sessions: Vec<_> = sources.iter().map(|(_, port, caller, ..)| sidecar.session(*port, *caller)).collect();
+    for round in 0..4 {
+        for ((name, _, _, post_allowed, get_allowed), session) in sources.iter().zip(sessions.iter_mut()) {
+            for (method, allowed) in [("POST", post_allowed), ("GET", get_allowed)] {
+                let tag = format!("{name}-{method}-{round}");
+                let request = RawRequest::new(method, "/data/projects").header("x-request-tag", &tag);
+                let r = session.send(&request).unwrap_or_else(|e| panic!("{tag}: {e}"));
+                if *allowed {
+                    assert_served(&sidecar, &r, &tag);
+                } else {
+                    assert_eq!(r.status, 403, "{tag}: {}", r.body_text());
+                    assert_eq!(sidecar.arrived(&tag), 0, "{tag}: a denied request reached the upstream");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_configuration_that_does_not_compile_is_refused_by_envoy_with_the_error_logged() {
     let bad = r#"{"policies": [{"name": "xnat-all", "namespace": "xnat",

@@ -88,6 +88,15 @@ impl Sidecar {
         )
     }
 
+    /// A kept-alive connection to `port` as `caller` (or plaintext).
+    pub fn session(&self, port: u16, caller: Option<&str>) -> client::Session {
+        let identity: Option<&ClientIdentity> =
+            caller.map(|c| self.inner.identity(c).unwrap_or_else(|| panic!("no identity {c}")));
+        let target = SocketAddr::new(self.inner.address, port);
+        client::Session::open(target, identity, &self.inner.pki.ca_der)
+            .unwrap_or_else(|e| panic!("connecting to {target} failed: {e}"))
+    }
+
     /// How many requests tagged `tag` reached the upstream.
     pub fn arrived(&self, tag: &str) -> usize {
         self.inner.upstream.as_ref().expect("stand-in").tagged(tag).len()

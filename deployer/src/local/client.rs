@@ -45,9 +45,10 @@ impl RawRequest {
         self
     }
 
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n", self.method, self.path, self.host)
-            .into_bytes();
+    fn to_bytes(&self, connection: &str) -> Vec<u8> {
+        let mut out =
+            format!("{} {} HTTP/1.1\r\nhost: {}\r\nconnection: {connection}\r\n", self.method, self.path, self.host)
+                .into_bytes();
         for (name, value) in &self.headers {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
@@ -82,7 +83,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn send_plain(target: SocketAddr, request: &RawRequest) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&target, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.write_all(&request.to_bytes())?;
+    stream.write_all(&request.to_bytes("close"))?;
     read_response(&mut stream, &request.method)
 }
 
@@ -99,7 +100,7 @@ pub fn send_mtls(
     let tcp = TcpStream::connect_timeout(&target, TIMEOUT)?;
     tcp.set_read_timeout(Some(TIMEOUT))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(&request.to_bytes())?;
+    tls.write_all(&request.to_bytes("close"))?;
     read_response(&mut tls, &request.method)
 }
 
@@ -113,6 +114,41 @@ pub fn send(
     match identity {
         None => send_plain(target, request),
         Some(id) => send_mtls(target, request, id, ca_der),
+    }
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// One kept-alive connection, plaintext or mutual TLS, carrying requests one after another:
+/// what a pooled client or a peer sidecar does.
+pub struct Session {
+    stream: Box<dyn Stream>,
+}
+
+impl Session {
+    /// Connects over plaintext when `identity` is `None`, else over mutual TLS.
+    pub fn open(target: SocketAddr, identity: Option<&ClientIdentity>, ca_der: &[u8]) -> std::io::Result<Session> {
+        let tcp = TcpStream::connect_timeout(&target, TIMEOUT)?;
+        tcp.set_read_timeout(Some(TIMEOUT))?;
+        let stream: Box<dyn Stream> = match identity {
+            None => Box::new(tcp),
+            Some(id) => {
+                let config = tls_config(id, ca_der)?;
+                let server_name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
+                let conn =
+                    rustls::ClientConnection::new(Arc::new(config), server_name).map_err(std::io::Error::other)?;
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+        };
+        Ok(Session { stream })
+    }
+
+    /// Sends `request` with `connection: keep-alive` and reads its response.
+    pub fn send(&mut self, request: &RawRequest) -> std::io::Result<Response> {
+        self.stream.write_all(&request.to_bytes("keep-alive"))?;
+        self.stream.flush()?;
+        read_response(&mut self.stream, &request.method)
     }
 }
 

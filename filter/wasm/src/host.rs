@@ -9,6 +9,9 @@ pub const DESTINATION_PORT: &[u8] = b"destination\0port";
 pub const SOURCE_ADDRESS: &[u8] = b"source\0address";
 pub const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
 pub const SNI: &[u8] = b"connection\0requested_server_name";
+pub const CONNECTION_ID: &[u8] = b"connection\0id";
+
+use std::net::{IpAddr, SocketAddr};
 
 const STATUS_OK: u32 = 0;
 const HTTP_REQUEST_HEADERS: u32 = 0;
@@ -70,6 +73,42 @@ pub fn request_headers() -> Option<Vec<u8>> {
     // SAFETY: the out-pointers are valid for writes.
     let status = unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
     adopt(status, data, size)
+}
+
+/// The connection facts, read from Envoy.
+pub struct Live;
+
+impl crate::connection::Source for Live {
+    fn connection_id(&self) -> Option<u64> {
+        property(CONNECTION_ID).and_then(|b| Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?)))
+    }
+    fn peer_uri_san(&self) -> Option<Vec<u8>> {
+        property(PEER_URI_SAN)
+    }
+    fn is_mtls(&self) -> bool {
+        is_mtls()
+    }
+    fn port(&self) -> Option<u16> {
+        // An 8-byte little-endian integer.
+        let value = u64::from_le_bytes(property(DESTINATION_PORT)?.get(..8)?.try_into().ok()?);
+        u16::try_from(value).ok()
+    }
+    fn source_ip(&self) -> Option<IpAddr> {
+        address(SOURCE_ADDRESS)
+    }
+    fn destination_ip(&self) -> Option<IpAddr> {
+        address(DESTINATION_ADDRESS)
+    }
+    fn sni(&self) -> Option<Vec<u8>> {
+        property(SNI)
+    }
+}
+
+/// An address property (`ip:port`, or a bare ip).
+fn address(path: &[u8]) -> Option<IpAddr> {
+    let raw = property(path)?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    text.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<IpAddr>()).ok()
 }
 
 /// A view of the serialised header map: a little-endian u32 count, then per header the u32

@@ -7,13 +7,14 @@
 //! it can change the outcome, and counts decisions in memory, flushing them to Envoy's stats
 //! once a second instead of one host call per request.
 
+mod connection;
 mod host;
 
-use std::cell::Cell;
-use std::net::{IpAddr, SocketAddr};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use connection::{worth_caching, Cache, Connection, Source};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
@@ -92,6 +93,7 @@ struct GuardRoot {
     policy: Option<Rc<Policy>>,
     metrics: Metrics,
     pending: Rc<Pending>,
+    connections: Rc<RefCell<Cache>>,
 }
 
 impl Context for GuardRoot {}
@@ -110,6 +112,8 @@ impl RootContext for GuardRoot {
                     "xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies"
                 );
                 self.policy = Some(Rc::new(policy));
+                // What was read for the old policy's needs may not cover the new one's.
+                self.connections = Rc::default();
                 let _ = hostcalls::set_tick_period(FLUSH_PERIOD);
                 true
             }
@@ -127,7 +131,11 @@ impl RootContext for GuardRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(GuardHttp { policy: self.policy.clone(), pending: self.pending.clone() }))
+        Some(Box::new(GuardHttp {
+            policy: self.policy.clone(),
+            pending: self.pending.clone(),
+            connections: self.connections.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -138,6 +146,7 @@ impl RootContext for GuardRoot {
 struct GuardHttp {
     policy: Option<Rc<Policy>>,
     pending: Rc<Pending>,
+    connections: Rc<RefCell<Cache>>,
 }
 
 impl Context for GuardHttp {}
@@ -148,7 +157,7 @@ impl HttpContext for GuardHttp {
             log::error!("xnat-guard: no valid configuration; denying");
             return deny();
         };
-        let decision = decide(policy);
+        let decision = decide(policy, &self.connections);
         self.pending.record(&decision);
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("xnat-guard: {:?}", decision);
@@ -172,37 +181,26 @@ fn deny() -> Action {
 }
 
 /// Reads from the host only what the policy needs, cheapest decisive fact first, then
-/// evaluates.
-fn decide(policy: &Policy) -> Decision {
+/// evaluates. Connection facts come from the per-connection cache when the policy reads two
+/// or more of them.
+fn decide(policy: &Policy, cache: &RefCell<Cache>) -> Decision {
     let needs = policy.needs();
-    // The peer: when the policy reads identities, the URI SAN answers "mTLS?" too (absent for
-    // plaintext); only a certificate without one costs the extra `connection.mtls` read.
-    let peer: Option<Vec<u8>> = if needs.identity {
-        host::property(host::PEER_URI_SAN).or_else(|| host::is_mtls().then(Vec::new))
-    } else if needs.peer {
-        host::is_mtls().then(Vec::new)
-    } else {
-        None
+    let live = host::Live;
+    let mut fresh = Connection::default();
+    let mut cache = cache.borrow_mut();
+    let connection = match worth_caching(&needs).then(|| live.connection_id()).flatten() {
+        Some(id) => cache.entry(id),
+        None => &mut fresh,
     };
-    let port_needed = needs.port || (needs.port_for_plaintext && peer.is_none());
-    let port = if port_needed { host::property(host::DESTINATION_PORT).and_then(|b| le_u16(&b)) } else { None };
+    let plaintext = connection.peer(&needs, &live).is_none();
+    let port_needed = needs.port || (needs.port_for_plaintext && plaintext);
+    let port = if port_needed { connection.port(&live) } else { None };
     // Plaintext on a STRICT port is refused before anything else is read.
-    if peer.is_none() && needs.peer && policy.mtls_mode(port) == MtlsMode::Strict {
+    if plaintext && needs.peer && policy.mtls_mode(port) == MtlsMode::Strict {
         return policy.evaluate(&Request { port, ..Request::default() });
     }
-    let source_ip = if needs.source_ip || needs.remote_ip { address(host::SOURCE_ADDRESS) } else { None };
-    let destination_ip = if needs.destination_ip { address(host::DESTINATION_ADDRESS) } else { None };
-    let sni = if needs.sni { host::property(host::SNI) } else { None };
-    let base = Request {
-        port,
-        peer: peer.as_deref(),
-        source_ip,
-        // The sidecar trusts no X-Forwarded-For hop: the remote address is the peer's.
-        remote_ip: source_ip,
-        destination_ip,
-        sni: sni.as_deref(),
-        ..Request::default()
-    };
+    connection.fill_rest(&needs, &live);
+    let base = Request { port, ..connection.request() };
     let read_path = needs.path || needs.query;
     if policy.header_names().is_empty() {
         // A header or two: one call each is cheapest.
@@ -266,18 +264,6 @@ fn with_header_values<R>(map: host::Headers<'_>, names: &[Box<str>], f: impl FnO
     let values: Vec<Vec<&[u8]>> = names.iter().map(|n| map.all(n.as_bytes()).collect()).collect();
     let groups: Vec<HeaderValues<'_>> = values.iter().map(Vec::as_slice).collect();
     f(&groups)
-}
-
-/// `destination.port` arrives as an 8-byte little-endian integer.
-fn le_u16(bytes: &[u8]) -> Option<u16> {
-    let value = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    u16::try_from(value).ok()
-}
-
-fn address(path: &[u8]) -> Option<IpAddr> {
-    let raw = host::property(path)?;
-    let text = std::str::from_utf8(&raw).ok()?;
-    text.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<IpAddr>()).ok()
 }
 
 #[cfg(test)]
