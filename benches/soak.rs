@@ -8,6 +8,7 @@
 //! `cargo bench --bench soak -- --seconds 180 --clients 16 --reload-every 3`. Under
 //! `cargo test` it runs a short smoke version of itself. Traffic goes to 127.0.0.0/8 only.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -173,6 +174,10 @@ fn main() {
                 seed ^= seed << 17;
                 seed
             };
+            // Odd clients keep one connection per (port, caller) alive, as pooled clients and
+            // peer sidecars do, so the filter's per-connection facts are exercised across reloads.
+            let keep_alive = w % 2 == 1;
+            let mut sessions: HashMap<(usize, Option<usize>), client::Session> = HashMap::new();
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let method = METHODS[(next() % METHODS.len() as u64) as usize];
@@ -187,10 +192,24 @@ fn main() {
                 let request = RawRequest::new(method, path).header("x-request-tag", &tag);
                 let identity = caller.map(|c| &callers[c]);
                 tally.sent.fetch_add(1, Ordering::Relaxed);
-                let response = match client::send(SocketAddr::new(address, ports[port_index]), &request, identity, &ca)
-                {
+                let target = SocketAddr::new(address, ports[port_index]);
+                let sent = if keep_alive {
+                    let session = match sessions.entry((port_index, caller)) {
+                        Entry::Occupied(e) => Ok(e.into_mut()),
+                        Entry::Vacant(e) => client::Session::open(target, identity, &ca).map(|s| e.insert(s)),
+                    };
+                    let sent = session.and_then(|s| s.send(&request));
+                    if sent.is_err() {
+                        sessions.remove(&(port_index, caller));
+                    }
+                    sent
+                } else {
+                    client::send(target, &request, identity, &ca)
+                };
+                let response = match sent {
                     Ok(r) => r,
-                    Err(_) => {
+                    Err(e) => {
+                        eprintln!("client error ({}): {e}", if keep_alive { "kept-alive" } else { "fresh" });
                         tally.client_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
