@@ -426,6 +426,14 @@ fn callgrind(
                 runtime.block_on(sequential(SocketAddr::new(ip, port), connector.clone(), 50 + n));
                 envoy.quit(Duration::from_secs(300)).expect("Envoy exits");
                 runs.push(callgrind_threads(&dir));
+                // For profiles: `callgrind_annotate <dir>/callgrind.out-<thread>`.
+                if let Some(keep) = std::env::var_os("XNAT_GUARD_KEEP_CALLGRIND") {
+                    let kept = PathBuf::from(keep).join(dir.file_name().expect("named dir"));
+                    std::fs::create_dir_all(&kept).expect("keep dir");
+                    for entry in std::fs::read_dir(&dir).expect("callgrind dir").flatten() {
+                        std::fs::copy(entry.path(), kept.join(entry.file_name())).expect("copy callgrind output");
+                    }
+                }
             }
             let per_request = runs[1]
                 .iter()

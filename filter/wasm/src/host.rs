@@ -112,52 +112,55 @@ fn address(path: &[u8]) -> Option<IpAddr> {
 }
 
 /// A view of the serialised header map: a little-endian u32 count, then per header the u32
-/// sizes of name and value, then the names and values, each followed by a NUL. Nothing is
-/// copied or allocated: lookups walk the buffer.
-#[derive(Clone, Copy)]
+/// sizes of name and value, then the names and values, each followed by a NUL. The buffer is
+/// walked once; the pairs are kept on the stack (on the heap past `STACK_PAIRS` headers).
 pub struct Headers<'a> {
-    buf: &'a [u8],
-    count: usize,
+    stack: [Pair<'a>; STACK_PAIRS],
+    on_stack: usize,
+    heap: Vec<Pair<'a>>,
 }
 
+type Pair<'a> = (&'a [u8], &'a [u8]);
+
+/// More request headers than this is rare; they then go to the heap.
+const STACK_PAIRS: usize = 48;
+
 impl<'a> Headers<'a> {
-    /// Checks the host's buffer once; a malformed one reads as no headers.
+    /// Reads the host's buffer; a malformed one reads as no headers.
     pub fn parse(buf: &'a [u8]) -> Headers<'a> {
+        let mut headers = Headers { stack: [(&[], &[]); STACK_PAIRS], on_stack: 0, heap: Vec::new() };
         let count = buf.get(..4).map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize);
-        let whole = Headers { buf, count };
-        let complete = whole.pairs().count() == count;
-        Headers { buf, count: if complete { count } else { 0 } }
+        // Sizes follow the count; names and values follow the sizes.
+        let data_at = count.checked_mul(8).and_then(|n| n.checked_add(4)).unwrap_or(usize::MAX);
+        let mut seen = 0;
+        for pair in (Pairs { buf, left: count, sizes_at: 4, data_at }) {
+            match headers.stack.get_mut(seen) {
+                Some(slot) => {
+                    *slot = pair;
+                    headers.on_stack += 1;
+                }
+                None => headers.heap.push(pair),
+            }
+            seen += 1;
+        }
+        if seen != count {
+            return Headers { stack: [(&[], &[]); STACK_PAIRS], on_stack: 0, heap: Vec::new() };
+        }
+        headers
     }
 
-    fn pairs(self) -> Pairs<'a> {
-        // Sizes follow the count; names and values follow the sizes.
-        let data_at = self.count.checked_mul(8).and_then(|n| n.checked_add(4)).unwrap_or(usize::MAX);
-        Pairs { buf: self.buf, left: self.count, sizes_at: 4, data_at }
+    fn pairs(&self) -> impl Iterator<Item = &Pair<'a>> {
+        self.stack[..self.on_stack].iter().chain(self.heap.iter())
     }
 
     /// The first value of a header (pseudo-headers have one).
-    pub fn first(self, name: &[u8]) -> Option<&'a [u8]> {
+    pub fn first(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.all(name).next()
     }
 
     /// Every value of a header, in order.
-    pub fn all<'n>(self, name: &'n [u8]) -> Values<'a, 'n> {
-        Values { pairs: self.pairs(), name }
-    }
-}
-
-/// The values of one header name.
-pub struct Values<'a, 'n> {
-    pairs: Pairs<'a>,
-    name: &'n [u8],
-}
-
-impl<'a> Iterator for Values<'a, '_> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let name = self.name;
-        self.pairs.find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    pub fn all<'s>(&'s self, name: &'s [u8]) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.pairs().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 }
 
@@ -217,6 +220,19 @@ mod tests {
         assert_eq!(h.all(b"x-team").collect::<Vec<_>>(), [b"a".as_slice(), b"b"]);
         assert_eq!(h.all(b"x-one").collect::<Vec<_>>(), [b"1".as_slice()]);
         assert_eq!(h.all(b"absent").count(), 0);
+    }
+
+    #[test]
+    fn headers_past_the_stack_are_all_kept_in_order() {
+        let names: Vec<String> = (0..STACK_PAIRS + 12).map(|i| format!("h{i}")).collect();
+        let mut pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        pairs.insert(3, ("x-team", "first"));
+        pairs.push(("x-team", "last"));
+        let buf = serialise(&pairs);
+        let h = Headers::parse(&buf);
+        assert_eq!(h.all(b"x-team").collect::<Vec<_>>(), [b"first".as_slice(), b"last"]);
+        assert_eq!(h.first(b"h55"), Some(b"v".as_slice()));
+        assert_eq!(h.pairs().count(), pairs.len());
     }
 
     #[test]

@@ -221,7 +221,7 @@ fn decide(policy: &Policy, cache: &RefCell<Cache>) -> Decision {
     let method = if needs.method { map.first(b":method") } else { None };
     let path = if read_path { map.first(b":path") } else { None };
     let authority = if needs.host { map.first(b":authority") } else { None };
-    with_header_values(map, policy.header_names(), |headers| {
+    with_header_values(&map, policy.header_names(), |headers| {
         policy.evaluate(&Request {
             method: method.unwrap_or_default(),
             path: path.unwrap_or_default(),
@@ -238,7 +238,7 @@ const STACK_VALUES: usize = 32;
 
 /// Gathers every value of each named header, grouped in `names` order, and hands the groups
 /// to `f`. Nearly always on the stack: a policy names a few headers and a request repeats few.
-fn with_header_values<R>(map: host::Headers<'_>, names: &[Box<str>], f: impl FnOnce(&[HeaderValues<'_>]) -> R) -> R {
+fn with_header_values<R>(map: &host::Headers<'_>, names: &[Box<str>], f: impl FnOnce(&[HeaderValues<'_>]) -> R) -> R {
     let mut flat: [&[u8]; STACK_VALUES] = [&[]; STACK_VALUES];
     let mut ends = [0usize; STACK_NAMES];
     let mut filled = 0;
@@ -288,7 +288,7 @@ mod tests {
     fn grouped(pairs: &[(&str, String)], names: &[&str]) -> Vec<Vec<String>> {
         let buf = serialise(pairs);
         let names: Vec<Box<str>> = names.iter().map(|n| (*n).into()).collect();
-        with_header_values(host::Headers::parse(&buf), &names, |groups| {
+        with_header_values(&host::Headers::parse(&buf), &names, |groups| {
             assert_eq!(groups.len(), names.len());
             groups.iter().map(|g| g.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()).collect()
         })
