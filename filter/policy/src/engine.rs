@@ -466,7 +466,17 @@ impl Policy {
 }
 
 /// The first (policy, rule) that matches. `unknown_matches` resolves `Tri::Unknown`.
+/// Most policy sets are empty (no dry-run, no AUDIT): those cost no call.
+#[inline]
 fn first_match(policies: &[CompiledPolicy], facts: &Facts<'_>, unknown_matches: bool) -> Option<(usize, usize)> {
+    if policies.is_empty() {
+        return None;
+    }
+    first_match_in(policies, facts, unknown_matches)
+}
+
+#[inline(never)]
+fn first_match_in(policies: &[CompiledPolicy], facts: &Facts<'_>, unknown_matches: bool) -> Option<(usize, usize)> {
     let matches = |rule: &CompiledRule| match rule_matches(rule, facts) {
         Tri::True => true,
         Tri::Unknown => unknown_matches,
