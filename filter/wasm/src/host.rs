@@ -193,24 +193,26 @@ impl<'a> Iterator for Pairs<'a> {
     }
 }
 
+/// A header map serialised as the host hands it over, for tests.
+#[cfg(test)]
+pub(crate) fn serialise<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in pairs {
+        out.extend((k.as_ref().len() as u32).to_le_bytes());
+        out.extend((v.as_ref().len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend(k.as_ref());
+        out.push(0);
+        out.extend(v.as_ref());
+        out.push(0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn serialise(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend((k.len() as u32).to_le_bytes());
-            out.extend((v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend(k.as_bytes());
-            out.push(0);
-            out.extend(v.as_bytes());
-            out.push(0);
-        }
-        out
-    }
 
     #[test]
     fn every_value_of_a_repeated_header_is_kept() {

@@ -270,23 +270,8 @@ fn with_header_values<R>(map: &host::Headers<'_>, names: &[Box<str>], f: impl Fn
 mod tests {
     use super::*;
 
-    fn serialise(pairs: &[(&str, String)]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend((k.len() as u32).to_le_bytes());
-            out.extend((v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend(k.as_bytes());
-            out.push(0);
-            out.extend(v.as_bytes());
-            out.push(0);
-        }
-        out
-    }
-
     fn grouped(pairs: &[(&str, String)], names: &[&str]) -> Vec<Vec<String>> {
-        let buf = serialise(pairs);
+        let buf = host::serialise(pairs);
         let names: Vec<Box<str>> = names.iter().map(|n| (*n).into()).collect();
         with_header_values(&host::Headers::parse(&buf), &names, |groups| {
             assert_eq!(groups.len(), names.len());
