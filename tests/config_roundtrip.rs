@@ -24,7 +24,7 @@ fn texts() -> impl Strategy<Value = Vec<String>> {
 }
 
 fn source() -> impl Strategy<Value = Source> {
-    (prop::collection::vec(texts(), 14),).prop_map(|(mut l,)| {
+    prop::collection::vec(texts(), 14).prop_map(|mut l| {
         let mut next = || l.pop().unwrap_or_default();
         Source {
             principals: next(),
@@ -46,7 +46,7 @@ fn source() -> impl Strategy<Value = Source> {
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
-    (prop::collection::vec(texts(), 8),).prop_map(|(mut l,)| {
+    prop::collection::vec(texts(), 8).prop_map(|mut l| {
         let mut next = || l.pop().unwrap_or_default();
         Operation {
             hosts: next(),
@@ -179,10 +179,22 @@ fn wrong_documents_are_refused_by_both_readers() {
         r#"{"policies": [],}"#,
         "{\"trustDomain\": \"a\u{1}\"}",
         r#"{"trustDomain": "\ud800"}"#,
+        r#"{"trustDomain": null}"#,
+        r#"{"policies": null}"#,
+        r#"{"policies": [{"name": "p", "namespace": "n", "dryRun": null, "spec": {}}]}"#,
+        r#"{"policies": [{"name": "p", "namespace": "n", "spec": {"rules": [{"to": [{"operation": {"methods": null}}]}]}}]}"#,
     ];
     for doc in documents {
         assert!(serde_json::from_str::<PluginConfig>(doc).is_err(), "serde accepted {doc}");
         let refusal = parse_json(doc.as_bytes()).err().map(|e| e.to_string());
         assert!(refusal.is_some(), "the filter accepted {doc}");
+    }
+    // `null` for an optional field is no value, for both.
+    for doc in [
+        r#"{"peerAuthentication": null}"#,
+        r#"{"policies": [{"name": "p", "namespace": "n", "spec": {"rules": null}}]}"#,
+    ] {
+        let by_serde = serde_json::from_str::<PluginConfig>(doc).expect("serde reads it");
+        assert_eq!(parse_json(doc.as_bytes()).ok(), Some(by_serde), "{doc}");
     }
 }

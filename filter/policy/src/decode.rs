@@ -57,12 +57,9 @@ impl<'a> Members<'a> {
         Ok(Members { path, members })
     }
 
-    /// A member's value and its path; `null` reads as absent, as for an optional field.
+    /// A member's value (`null` included) and its path.
     fn get(&self, name: &str) -> Option<(&'a Json, String)> {
-        match self.members.iter().find(|(n, _)| n == name) {
-            None | Some((_, Json::Null)) => None,
-            Some((_, value)) => Some((value, field_path(self.path, name))),
-        }
+        self.members.iter().find(|(n, _)| n == name).map(|(_, value)| (value, field_path(self.path, name)))
     }
 
     fn required(&self, name: &str) -> Result<(&'a Json, String)> {
@@ -72,12 +69,21 @@ impl<'a> Members<'a> {
         }
     }
 
-    fn optional<T>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Option<T>> {
+    /// A field with a default when absent; `null` is read like any value (a type error).
+    fn present<T>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Option<T>> {
         self.get(name).map(|(value, path)| read(value, &path)).transpose()
     }
 
+    /// An optional field: absent or `null` reads as `None`, as serde reads an `Option`.
+    fn optional<T>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Option<T>> {
+        match self.get(name) {
+            None | Some((Json::Null, _)) => Ok(None),
+            Some((value, path)) => read(value, &path).map(Some),
+        }
+    }
+
     fn or_default<T: Default>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<T> {
-        Ok(self.optional(name, read)?.unwrap_or_default())
+        Ok(self.present(name, read)?.unwrap_or_default())
     }
 
     fn strings(&self, name: &str) -> Result<Vec<String>> {
@@ -144,7 +150,7 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         ],
     )?;
     Ok(PluginConfig {
-        trust_domain: m.optional("trustDomain", string)?.unwrap_or_else(crate::config::default_trust_domain),
+        trust_domain: m.present("trustDomain", string)?.unwrap_or_else(crate::config::default_trust_domain),
         trust_domain_aliases: m.strings("trustDomainAliases")?,
         peer_authentication: m.optional("peerAuthentication", peer_authentication)?,
         policies: m.or_default("policies", |v, p| list(v, p, policy_entry))?,
@@ -380,10 +386,12 @@ mod tests {
     }
 
     #[test]
-    fn defaults_apply_to_absent_and_null_fields() {
-        let config =
-            decode(r#"{"trustDomain": null, "policies": [{"name": "p", "namespace": "n", "spec": {"rules": null}}]}"#)
-                .expect("valid config");
+    fn defaults_apply_to_absent_fields_and_null_only_to_optional_ones() {
+        let config = decode(
+            r#"{"peerAuthentication": null, "policies": [{"name": "p", "namespace": "n", "spec": {"rules": null}}]}"#,
+        )
+        .expect("valid config");
+        assert_eq!(config.peer_authentication, None);
         assert_eq!(config.trust_domain, "cluster.local");
         assert_eq!(config.method_override, MethodOverride::Judge);
         assert_eq!(config.path_aliases, None);
