@@ -3,27 +3,15 @@
 //! each kind of fact (principal, namespace, path, header). Also counts allocations per
 //! evaluation, which must be zero.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use harness::alloc::{allocations_in, CountingAllocator};
 use serde_json::{json, Value};
 use xnat_guard_policy::{compile, parse_json, Policy, Request};
 
-struct Counting;
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const RUNBOOK_PEER_AUTH: &str = r#"{"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}"#;
 
@@ -98,11 +86,12 @@ impl Owned {
 }
 
 fn allocations_per_evaluation(policy: &Policy, request: &Request<'_>) -> f64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..1000 {
-        black_box(policy.evaluate(black_box(request)));
-    }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 1000.0
+    let ((), allocations) = allocations_in(|| {
+        for _ in 0..1000 {
+            black_box(policy.evaluate(black_box(request)));
+        }
+    });
+    allocations as f64 / 1000.0
 }
 
 fn bench_compile(c: &mut Criterion) {

@@ -1,7 +1,7 @@
 //! The Envoy A/B harness: the same Envoy binary, four variants side by side, interleaved.
 //!
 //! - `none`: no HTTP filter (the baseline);
-//! - `rbac`: Envoy's native RBAC with the rules Istio would generate (deployer::native_rbac);
+//! - `rbac`: Envoy's native RBAC with the rules Istio would generate (harness::native_rbac);
 //! - `floor`: an empty proxy-wasm filter that returns Continue (built here);
 //! - `ours`: the xnat-guard module.
 //!
@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use deployer::local::envoy::{self, Envoy, Filters, Listener, ServerTls};
+use deployer::local::envoy::{self, Listener, ServerTls};
 use deployer::local::pki::{ClientIdentity, Pki};
 use deployer::local::upstream::RecordingUpstream;
+use harness::native_rbac;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -96,12 +97,12 @@ fn build_floor() -> PathBuf {
     root().join("target/wasm32-wasip1/release/wasm_floor.wasm")
 }
 
-fn filters(variant: &str, config: &PluginConfig, floor: &Path, ours: &Path) -> Filters {
+fn filters(variant: &str, config: &PluginConfig, floor: &Path, ours: &Path) -> Vec<serde_json::Value> {
     match variant {
-        "none" => Filters::None,
-        "rbac" => Filters::Raw(deployer::native_rbac::filters(config).expect("translatable")),
-        "floor" => Filters::Wasm { module: floor.to_path_buf(), config: "{}".into() },
-        _ => Filters::Wasm { module: ours.to_path_buf(), config: serde_json::to_string(config).expect("json") },
+        "none" => vec![],
+        "rbac" => native_rbac::filters(config).expect("translatable"),
+        "floor" => vec![envoy::wasm_filter(floor, "{}")],
+        _ => vec![envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"))],
     }
 }
 
@@ -257,13 +258,17 @@ fn main() {
             let listeners = [EXEMPT, STRICT].map(|port| Listener {
                 address: ip,
                 port,
-                filters: filters(variant, &config, &floor, &ours),
+                http_filters: filters(variant, &config, &floor, &ours),
             });
             let dir = work.path().join(format!("{policy_name}-{variant}"));
             std::fs::create_dir_all(&dir).expect("dir");
-            let envoy =
-                Envoy::start_on(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), &dir, envoy_cpu)
-                    .unwrap_or_else(|e| panic!("{variant}: {e}"));
+            let envoy = harness::envoy::start_pinned(
+                &envoy_bin,
+                &envoy::bootstrap(&listeners, &tls, upstream.addr()),
+                &dir,
+                envoy_cpu,
+            )
+            .unwrap_or_else(|e| panic!("{variant}: {e}"));
             envoys.push((variant, ip, envoy));
         }
         for (traffic, port) in [("plaintext", EXEMPT), ("mtls", STRICT)] {
@@ -409,13 +414,13 @@ fn callgrind(
                 let dir = work.join(format!("cg-{policy_name}-{variant}-{n}"));
                 std::fs::create_dir_all(&dir).expect("dir");
                 let ip = IpAddr::V4(Ipv4Addr::new(127, 67, 0, 10));
-                let listeners = [Listener { address: ip, port, filters: filters(variant, &config, floor, ours) }];
+                let listeners = [Listener { address: ip, port, http_filters: filters(variant, &config, floor, ours) }];
                 let wrapper: Vec<String> = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
                     .into_iter()
                     .map(String::from)
                     .chain([format!("--callgrind-out-file={}/callgrind.out", dir.display())])
                     .collect();
-                let envoy = Envoy::start_wrapped(
+                let envoy = harness::envoy::start_wrapped(
                     envoy_bin,
                     &envoy::bootstrap(&listeners, tls, upstream.addr()),
                     &dir,
@@ -424,7 +429,7 @@ fn callgrind(
                 )
                 .unwrap_or_else(|e| panic!("{variant} under callgrind: {e}"));
                 runtime.block_on(sequential(SocketAddr::new(ip, port), connector.clone(), 50 + n));
-                envoy.quit(Duration::from_secs(300)).expect("Envoy exits");
+                harness::envoy::quit(envoy, Duration::from_secs(300)).expect("Envoy exits");
                 runs.push(callgrind_threads(&dir));
                 // For profiles: `callgrind_annotate <dir>/callgrind.out-<thread>`.
                 if let Some(keep) = std::env::var_os("XNAT_GUARD_KEEP_CALLGRIND") {

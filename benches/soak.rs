@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deployer::local::client::{self, RawRequest};
-use deployer::local::envoy::{self, Envoy, Filters, Listener, ServerTls};
+use deployer::local::envoy::{self, Envoy, Listener, ServerTls};
 use deployer::local::pki::{ClientIdentity, Pki};
 use deployer::local::upstream::RecordingUpstream;
+use harness::envoy::{ecds_filter, publish_ecds};
 use serde_json::json;
 use xnat_guard_policy::{Policy, Request};
 
@@ -135,7 +136,7 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let ecds = work.path().join("ecds");
     std::fs::create_dir(&ecds).unwrap();
-    envoy::publish_ecds(&ecds, 1, &module, &config(0)).unwrap();
+    publish_ecds(&ecds, 1, &module, &config(0)).unwrap();
     let pki = Pki::generate(work.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
     let callers: Vec<ClientIdentity> =
         IDENTITIES.iter().enumerate().map(|(i, id)| pki.client(&format!("c{i}"), id).unwrap()).collect();
@@ -148,10 +149,8 @@ fn main() {
         .find(|ip| PORTS.iter().all(|&p| std::net::TcpListener::bind((*ip, p)).is_ok()))
         .expect("a loopback address with ports 8080 and 8443 free");
     let ports: Vec<u16> = PORTS.to_vec();
-    let listeners: Vec<Listener> = ports
-        .iter()
-        .map(|&port| Listener { address, port, filters: Filters::Raw(vec![envoy::ecds_filter(&ecds)]) })
-        .collect();
+    let listeners: Vec<Listener> =
+        ports.iter().map(|&port| Listener { address, port, http_filters: vec![ecds_filter(&ecds)] }).collect();
     let envoy = Envoy::start(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), work.path())
         .unwrap_or_else(|e| panic!("Envoy did not start: {e}"));
     let policy = xnat_guard_policy::from_json(config(0).as_bytes()).unwrap();
@@ -247,7 +246,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(250));
         if last_reload.elapsed() >= Duration::from_secs(o.reload_every) {
             reloads += 1;
-            envoy::publish_ecds(&ecds, reloads + 1, &module, &config(reloads)).unwrap();
+            publish_ecds(&ecds, reloads + 1, &module, &config(reloads)).unwrap();
             last_reload = Instant::now();
         }
         let mut s = samples.lock().unwrap();

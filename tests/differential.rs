@@ -1,6 +1,6 @@
 //! Differential testing against the anchor: random policies and random requests, each request
 //! sent through Envoy's native RBAC (the configuration Istio would generate, from
-//! `deployer::native_rbac`, itself checked against Istio's golden cases) and through our filter,
+//! `harness::native_rbac`, itself checked against Istio's golden cases) and through our filter,
 //! side by side in one Envoy. Every decision must agree, status, body and arrival at the
 //! upstream, except for requests whose path our normalisation reads differently (Tomcat's view,
 //! XNAT's aliases): those are counted and reported separately.
@@ -9,16 +9,18 @@
 //! `XNAT_GUARD_DIFF_REQUESTS` (per policy) and `XNAT_GUARD_DIFF_SEED` make longer or replayed
 //! runs (`make fuzz`).
 
-mod support;
+use harness::support;
 
 use std::net::SocketAddr;
 
-use deployer::local::client::{self, RawRequest};
-use deployer::local::envoy::{self, Envoy, Filters, Listener, ServerTls};
+use deployer::local::client::RawRequest;
+use deployer::local::envoy::{self, Envoy, Listener, ServerTls};
 use deployer::local::pki::Pki;
 use deployer::local::upstream::RecordingUpstream;
+use harness::native_rbac;
+use harness::sides::Sides;
+use harness::support::Rng;
 use serde_json::{json, Value};
-use support::Rng;
 use xnat_guard_policy::config::PluginConfig;
 use xnat_guard_policy::normalize::{apply_aliases, tomcat_path, Alias, MAX_PATH};
 
@@ -209,8 +211,7 @@ fn random_policies_decide_like_native_rbac() {
         let mut configs = Vec::new();
         while configs.len() < batch.min(policies - made) {
             let config = random_config(&mut rng, made + configs.len());
-            let (Ok(_), Ok(native)) = (xnat_guard_policy::compile(&config), deployer::native_rbac::filters(&config))
-            else {
+            let (Ok(_), Ok(native)) = (xnat_guard_policy::compile(&config), native_rbac::filters(&config)) else {
                 continue;
             };
             configs.push((config, native));
@@ -220,11 +221,11 @@ fn random_policies_decide_like_native_rbac() {
         for (config, native) in &configs {
             let (native_ip, ours_ip) = (support::loopback_for(&PORTS), support::loopback_for(&PORTS));
             for port in PORTS {
-                listeners.push(Listener { address: native_ip, port, filters: Filters::Raw(native.clone()) });
+                listeners.push(Listener { address: native_ip, port, http_filters: native.clone() });
                 listeners.push(Listener {
                     address: ours_ip,
                     port,
-                    filters: Filters::Wasm { module: module.clone(), config: serde_json::to_string(config).unwrap() },
+                    http_filters: vec![envoy::wasm_filter(&module, &serde_json::to_string(config).unwrap())],
                 });
             }
             sides.push((native_ip, ours_ip));
@@ -234,18 +235,18 @@ fn random_policies_decide_like_native_rbac() {
         for (k, (config, _)) in configs.iter().enumerate() {
             for i in 0..per_policy {
                 let p = random_probe(&mut rng);
-                let mut outcomes = Vec::new();
-                for (side, ip) in [("native", sides[k].0), ("ours", sides[k].1)] {
-                    let tag = format!("d{}-{i}-{side}", made + k);
-                    let mut request = RawRequest::new(p.method, p.path).header("x-request-tag", &tag);
-                    for t in &p.teams {
-                        request = request.header("x-team", t);
-                    }
-                    let identity = p.caller.map(|c| &callers[c]);
-                    let r = client::send(SocketAddr::new(ip, p.port), &request, identity, &pki.ca_der)
-                        .unwrap_or_else(|e| panic!("{side} request failed: {e}\n{}", envoy.log_tail(20)));
-                    outcomes.push((r.status, r.body_text(), upstream.tagged(&tag).len()));
+                let compare = Sides {
+                    sides: vec![("native", sides[k].0), ("ours", sides[k].1)],
+                    ca_der: &pki.ca_der,
+                    upstream: &upstream,
+                    envoy: &envoy,
+                };
+                let mut request = RawRequest::new(p.method, p.path);
+                for t in &p.teams {
+                    request = request.header("x-team", t);
                 }
+                let outcomes =
+                    compare.send(p.port, &request, p.caller.map(|c| &callers[c]), &format!("d{}-{i}", made + k));
                 compared += 1;
                 if outcomes[1].0 == 200 {
                     allowed += 1;

@@ -13,7 +13,7 @@
 //!   (e.g. `kind-registry:5000`).
 //! - `XNAT_GUARD_E2E_ISTIO`: the Istio version to install (default the deployer's).
 
-mod support;
+use harness::support;
 
 use std::process::Command;
 

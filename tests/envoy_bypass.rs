@@ -2,11 +2,9 @@
 //! stand-in: path tricks, tunnelled methods, identity claimed in headers, a very long path.
 //! Every refused request is checked at the upstream too: it must never arrive.
 
-mod support;
-
 use deployer::local::client::RawRequest;
+use harness::support::Sidecar;
 use serde_json::json;
-use support::Sidecar;
 
 const PORT: u16 = 8443;
 

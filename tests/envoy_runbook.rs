@@ -1,10 +1,8 @@
 //! The runbook's scenarios, enforced by the built module inside a real Envoy with real mutual
 //! TLS. Every denied request is also checked at the upstream: it must never arrive.
 
-mod support;
-
 use deployer::local::client::RawRequest;
-use support::{config_from_examples, Sidecar};
+use harness::support::{config_from_examples, Sidecar};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
@@ -148,7 +146,7 @@ fn a_non_utf8_header_value_is_judged_without_a_trap() {
     assert_served(&sidecar, &r, "latin1");
     let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects").header("x-client", "blocked"), "blocked");
     assert_denied(&sidecar, &r, "blocked");
-    let log = sidecar.inner.envoy.log_text();
+    let log = harness::envoy::log_text(&sidecar.inner.envoy);
     assert!(!log.contains("panicked") && !log.contains("Function: proxy_on_request_headers failed"), "{log}");
 }
 

@@ -3,16 +3,17 @@
 //! compile is rejected and the previous policy keeps enforcing; a filter whose first
 //! configuration does not compile never lets a request through.
 
-mod support;
+use harness::support;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use deployer::local::client::{self, RawRequest};
-use deployer::local::envoy::{self, Envoy, Filters, Listener, ServerTls};
+use deployer::local::envoy::{Envoy, Listener, ServerTls};
 use deployer::local::pki::Pki;
 use deployer::local::upstream::RecordingUpstream;
+use harness::envoy::{ecds_filter, publish_ecds};
 use serde_json::json;
 
 fn methods_config(methods: &[&str]) -> String {
@@ -22,7 +23,7 @@ fn methods_config(methods: &[&str]) -> String {
 }
 
 fn publish(dir: &Path, version: u64, module: &Path, config: &str) {
-    envoy::publish_ecds(dir, version, module, config).expect("write the ECDS file");
+    publish_ecds(dir, version, module, config).expect("write the ECDS file");
 }
 
 struct Setup {
@@ -41,10 +42,13 @@ fn start(first_config: &str) -> Setup {
     let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
     let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let address = support::loopback_for(&[8080]);
-    let listeners = [Listener { address, port: 8080, filters: Filters::Raw(vec![envoy::ecds_filter(&ecds)]) }];
-    let envoy =
-        Envoy::start(&support::envoy_binary(), &envoy::bootstrap(&listeners, &tls, upstream.addr()), dir.path())
-            .map_err(|e| e.to_string());
+    let listeners = [Listener { address, port: 8080, http_filters: vec![ecds_filter(&ecds)] }];
+    let envoy = Envoy::start(
+        &support::envoy_binary(),
+        &deployer::local::envoy::bootstrap(&listeners, &tls, upstream.addr()),
+        dir.path(),
+    )
+    .map_err(|e| e.to_string());
     Setup { envoy, upstream, target: SocketAddr::new(address, 8080), dir }
 }
 

@@ -9,18 +9,20 @@
 //! - Lower-case placeholder methods (`rule[0]-to[0]-method[1]`) become upper-case tokens on
 //!   both sides, since no HTTP request can carry the originals and our filter refuses them.
 
-mod support;
+use harness::support;
 
-use support::Rng;
+use harness::support::Rng;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 
-use deployer::local::client::{self, RawRequest};
-use deployer::local::envoy::{self, Envoy, Filters, Listener, ServerTls};
+use deployer::local::client::RawRequest;
+use deployer::local::envoy::{self, Envoy, Listener, ServerTls};
 use deployer::local::pki::{ClientIdentity, Pki};
 use deployer::local::upstream::RecordingUpstream;
+use harness::native_rbac;
+use harness::sides::Sides;
 use serde_json::{json, Value};
 use xnat_guard_policy::config::PluginConfig;
 
@@ -347,8 +349,8 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
         let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let native_ip = support::loopback_for(&ports);
         let ours_ip = support::loopback_for(&ports);
-        // Our reference translation (deployer::native_rbac), checked against Istio's output.
-        let translated = deployer::native_rbac::filters(&case.config).ok();
+        // Our reference translation (harness::native_rbac), checked against Istio's output.
+        let translated = native_rbac::filters(&case.config).ok();
         let translated_ip = support::loopback_for(&ports);
         let config = serde_json::to_string(&case.config).unwrap();
         let mut listeners = Vec::new();
@@ -356,39 +358,38 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
             listeners.push(Listener {
                 address: native_ip,
                 port,
-                filters: Filters::Raw(case.native_filters.iter().map(to_snake_typed).collect()),
+                http_filters: case.native_filters.iter().map(to_snake_typed).collect(),
             });
             listeners.push(Listener {
                 address: ours_ip,
                 port,
-                filters: Filters::Wasm { module: module.clone(), config: config.clone() },
+                http_filters: vec![envoy::wasm_filter(&module, &config)],
             });
             if let Some(filters) = &translated {
-                listeners.push(Listener { address: translated_ip, port, filters: Filters::Raw(filters.clone()) });
+                listeners.push(Listener { address: translated_ip, port, http_filters: filters.clone() });
             }
         }
         let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
         let envoy = Envoy::start(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), work.path())
             .unwrap_or_else(|e| panic!("{name}: Envoy refused the case: {e}"));
         let probes = probes(&case, &ports, callers.len(), 120);
+        let mut compare = Sides {
+            sides: vec![("native", native_ip), ("ours", ours_ip)],
+            ca_der: &pki.ca_der,
+            upstream: &upstream,
+            envoy: &envoy,
+        };
+        if translated.is_some() {
+            compare.sides.push(("translated", translated_ip));
+        }
         let mut allowed = 0;
         for (i, p) in probes.iter().enumerate() {
             let identity = p.caller.map(|c| &callers[c]);
-            let mut outcomes = Vec::new();
-            let mut sides = vec![("native", native_ip), ("ours", ours_ip)];
-            if translated.is_some() {
-                sides.push(("translated", translated_ip));
+            let mut request = RawRequest::new(&p.method, &p.path).host(&p.host);
+            if let Some((k, v)) = &p.header {
+                request = request.header(k, v);
             }
-            for (side, ip) in sides {
-                let tag = format!("{name}-{i}-{side}");
-                let mut request = RawRequest::new(&p.method, &p.path).host(&p.host).header("x-request-tag", &tag);
-                if let Some((k, v)) = &p.header {
-                    request = request.header(k, v);
-                }
-                let r = client::send(SocketAddr::new(ip, p.port), &request, identity, &pki.ca_der)
-                    .unwrap_or_else(|e| panic!("{name} {side} request {i}: {e}\n{}", envoy.log_tail(20)));
-                outcomes.push((r.status, r.body_text(), upstream.tagged(&tag).len()));
-            }
+            let outcomes = compare.send(p.port, &request, identity, &format!("{name}-{i}"));
             compared_requests += 1;
             if outcomes[1].0 == 200 {
                 allowed += 1;
@@ -417,6 +418,7 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
                 ));
             }
         }
+        drop(compare);
         drop(envoy);
         compared_cases += 1;
         if translated.is_some() {
@@ -440,7 +442,7 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
         println!("  {line}");
     }
     println!(
-        "Reference translation (deployer::native_rbac) checked on {} cases: {}",
+        "Reference translation (harness::native_rbac) checked on {} cases: {}",
         translation_checked.len(),
         translation_checked.join(", ")
     );

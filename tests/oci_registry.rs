@@ -2,7 +2,7 @@
 //! loopback: the pushed image reads back in the compat layout Istio's agent accepts, holding
 //! the real module, and pushing twice gives the same manifest digest.
 
-mod support;
+use harness::support;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

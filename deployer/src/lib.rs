@@ -4,7 +4,6 @@
 pub mod check;
 pub mod cluster;
 pub mod local;
-pub mod native_rbac;
 pub mod oci;
 pub mod plan;
 pub mod resources;

@@ -71,22 +71,13 @@ pub struct ServerTls {
     pub ca: PathBuf,
 }
 
-/// What sits in a listener's HTTP filter chain before the router.
-#[derive(Debug, Clone)]
-pub enum Filters {
-    /// Nothing: the baseline.
-    None,
-    /// The proxy-wasm module with its plugin configuration (JSON text).
-    Wasm { module: PathBuf, config: String },
-    /// Ready-made HTTP filter entries (`name` + `typedConfig`), e.g. Istio's native RBAC.
-    Raw(Vec<Value>),
-}
-
 #[derive(Debug, Clone)]
 pub struct Listener {
     pub address: IpAddr,
     pub port: u16,
-    pub filters: Filters,
+    /// The HTTP filter entries (`name` + `typed_config`) before the router: [`wasm_filter`] for
+    /// the module, none for a bare proxy, or any other ready-made entry.
+    pub http_filters: Vec<Value>,
 }
 
 /// Builds the bootstrap configuration.
@@ -112,7 +103,7 @@ pub fn bootstrap(listeners: &[Listener], tls: &ServerTls, upstream: SocketAddr) 
 
 fn listener(index: usize, l: &Listener, tls: &ServerTls) -> Value {
     let name = format!("inbound_{}_{}", index, l.port);
-    let hcm = hcm(&name, &l.filters);
+    let hcm = hcm(&name, &l.http_filters);
     json!({
         "name": name,
         "address": {"socket_address": {"address": l.address.to_string(), "port_value": l.port}},
@@ -141,12 +132,8 @@ fn listener(index: usize, l: &Listener, tls: &ServerTls) -> Value {
     })
 }
 
-fn hcm(stat_prefix: &str, filters: &Filters) -> Value {
-    let mut http_filters: Vec<Value> = match filters {
-        Filters::None => vec![],
-        Filters::Wasm { module, config } => vec![wasm_filter(module, config)],
-        Filters::Raw(entries) => entries.clone(),
-    };
+fn hcm(stat_prefix: &str, filters: &[Value]) -> Value {
+    let mut http_filters = filters.to_vec();
     http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
     }}));
@@ -184,42 +171,6 @@ pub fn wasm_filter(module: &Path, config: &str) -> Value {
     }})
 }
 
-const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-
-/// An HTTP filter whose configuration comes from extension config discovery (ECDS), read from
-/// `dir/ecds.json` and reloaded when that file is replaced: how Istio delivers a WasmPlugin.
-pub fn ecds_filter(dir: &Path) -> Value {
-    json!({"name": "xnat-guard", "config_discovery": {
-        "config_source": {
-            "path_config_source": {
-                "path": dir.join("ecds.json").display().to_string(),
-                "watched_directory": {"path": dir.display().to_string()}
-            },
-            "resource_api_version": "V3",
-            "initial_fetch_timeout": "2s"
-        },
-        "type_urls": [WASM_TYPE]
-    }})
-}
-
-/// Publishes the filter's configuration for [`ecds_filter`] atomically (write, then rename,
-/// which is what the directory watch reacts to).
-pub fn publish_ecds(dir: &Path, version: u64, module: &Path, config: &str) -> std::io::Result<()> {
-    let mut wasm = wasm_filter(module, config)["typed_config"].clone();
-    wasm["@type"] = json!(WASM_TYPE);
-    let response = json!({
-        "version_info": version.to_string(),
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": "xnat-guard",
-            "typed_config": wasm
-        }]
-    });
-    let tmp = dir.join(".ecds.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&response)?)?;
-    std::fs::rename(&tmp, dir.join("ecds.json"))
-}
-
 /// The addresses of the static listeners in a bootstrap configuration.
 fn listener_addresses(config: &Value) -> Vec<SocketAddr> {
     let listeners = config["static_resources"]["listeners"].as_array().cloned().unwrap_or_default();
@@ -244,39 +195,19 @@ impl Envoy {
     /// Writes `config` to `workdir`, starts Envoy and waits until its admin says LIVE and
     /// every listener is bound. Fails with the log's tail if Envoy exits or stalls.
     pub fn start(binary: &Path, config: &Value, workdir: &Path) -> Result<Envoy> {
-        Self::start_wrapped(binary, config, workdir, &[], Duration::from_secs(60))
+        Self::launch(Command::new(binary), binary, config, workdir, Duration::from_secs(60))
     }
 
-    /// As [`start`](Self::start), pinned to one CPU with `taskset` when `cpu` is given (for
-    /// measurements: Envoy on one core, the load on the other).
-    pub fn start_on(binary: &Path, config: &Value, workdir: &Path, cpu: Option<usize>) -> Result<Envoy> {
-        let wrapper: Vec<String> = cpu.map(|c| vec!["taskset".into(), "-c".into(), c.to_string()]).unwrap_or_default();
-        Self::start_wrapped(binary, config, workdir, &wrapper, Duration::from_secs(60))
-    }
-
-    /// As [`start`](Self::start), with Envoy run under `wrapper` (e.g. `taskset -c 0` or
-    /// `valgrind --tool=callgrind`), waiting up to `timeout` for it to be ready.
-    pub fn start_wrapped(
-        binary: &Path,
-        config: &Value,
-        workdir: &Path,
-        wrapper: &[String],
-        timeout: Duration,
-    ) -> Result<Envoy> {
+    /// As [`start`](Self::start), with `command` as the program that runs Envoy (`binary`
+    /// itself, or a wrapper such as `taskset` already given its own arguments and `binary`),
+    /// waiting up to `timeout` for it to be ready.
+    pub fn launch(mut command: Command, binary: &Path, config: &Value, workdir: &Path, timeout: Duration) -> Result<Envoy> {
         let config_path = workdir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?)?;
         let admin_file = workdir.join("admin-address");
         let _ = std::fs::remove_file(&admin_file);
         let log = workdir.join("envoy.log");
         let log_file = std::fs::File::create(&log)?;
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(binary);
-                c
-            }
-            None => Command::new(binary),
-        };
         let child = command
             .arg("-c")
             .arg(&config_path)
@@ -342,29 +273,23 @@ impl Envoy {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 }
 
 impl Envoy {
-    /// Asks Envoy to exit through the admin interface and waits up to `timeout` for it (so
-    /// tools wrapping it, such as valgrind, can write their output).
-    pub fn quit(mut self, timeout: Duration) -> Result<()> {
-        let request = crate::local::client::RawRequest::new("POST", "/quitquitquit");
-        let _ = crate::local::client::send_plain(self.admin, &request);
+    /// Waits up to `timeout` for Envoy to exit by itself (after `/quitquitquit`, say); whether
+    /// it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.child.try_wait()?.is_some() {
-                return Ok(());
+                return Ok(true);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(EnvoyError::NotReady { seconds: timeout.as_secs(), log_tail: self.log_tail(20) })
+        Ok(false)
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use xnat_guard_policy::{Policy, Request, Verdict};
 
 use self::client::RawRequest;
-use self::envoy::{Envoy, Filters, Listener, ServerTls};
+use self::envoy::{Envoy, Listener, ServerTls};
 use self::pki::{ClientIdentity, Pki};
 use self::upstream::RecordingUpstream;
 
@@ -88,7 +88,7 @@ impl LocalSidecar {
             .map(|&port| Listener {
                 address: opts.address,
                 port,
-                filters: Filters::Wasm { module: opts.module.clone(), config: plugin_config.to_string() },
+                http_filters: vec![envoy::wasm_filter(&opts.module, &plugin_config.to_string())],
             })
             .collect();
         let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };

@@ -1,6 +1,6 @@
 //! What the integration tests share: finding Envoy and the module (failing loudly when they
-//! are missing), loopback addresses of their own, and a sidecar with the filter.
-#![allow(dead_code)]
+//! are missing), loopback addresses of their own, a sidecar with the filter, and a small
+//! reproducible random generator.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -10,8 +10,10 @@ use deployer::local::client::{self, RawRequest, Response};
 use deployer::local::pki::ClientIdentity;
 use deployer::local::{LocalOptions, LocalSidecar};
 
+/// The workspace root (this crate lives in its `harness/`).
 pub fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let harness = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    harness.parent().map(PathBuf::from).unwrap_or(harness)
 }
 
 /// Istio's reference data, beside the project as `../shared/istio`.
@@ -102,6 +104,7 @@ impl Sidecar {
         self.inner.upstream.as_ref().expect("stand-in").tagged(tag).len()
     }
 
+    /// One of the filter's own counters (`wasmcustom.xnat_guard_<name>`).
     pub fn counter(&self, name: &str) -> u64 {
         self.inner.envoy.counter(&format!("wasmcustom.xnat_guard_{name}")).expect("admin /stats")
     }
