@@ -89,12 +89,12 @@ fn policy(name: &str) -> PluginConfig {
 
 fn build_floor() -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--release"])
+        .args(["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--profile", "module"])
         .current_dir(root())
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the floor module failed");
-    root().join("target/wasm32-wasip1/release/wasm_floor.wasm")
+    root().join("target/wasm32-wasip1/module/wasm_floor.wasm")
 }
 
 fn filters(variant: &str, config: &PluginConfig, floor: &Path, ours: &Path) -> Vec<serde_json::Value> {

@@ -18,7 +18,7 @@ use self::pki::{ClientIdentity, Pki};
 use self::upstream::RecordingUpstream;
 
 /// Where the module lands when built by `make wasm`.
-pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/release/xnat_guard.wasm";
+pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/module/xnat_guard.wasm";
 
 /// The callers the tour and the printed instructions use, besides plaintext.
 pub const TOUR_IDENTITIES: &[(&str, &str)] = &[
