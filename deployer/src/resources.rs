@@ -11,6 +11,8 @@ use xnat_guard_policy::config::{
 };
 use xnat_guard_policy::{compile, Policy};
 
+use crate::kind::Kind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
     #[error("reading {path}: {source}")]
@@ -47,6 +49,15 @@ impl Object {
 
     pub fn describe(&self) -> String {
         format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+
+    pub fn is(&self, kind: Kind) -> bool {
+        self.kind == kind.kind
+    }
+
+    /// An AuthorizationPolicy or a PeerAuthentication: what Istio selects per workload.
+    pub fn is_policy(&self) -> bool {
+        self.is(Kind::AUTHORIZATION_POLICY) || self.is(Kind::PEER_AUTHENTICATION)
     }
 }
 
@@ -97,28 +108,29 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Object>> {
     Ok(out)
 }
 
-/// The workload the policies are for: its namespace and pod labels.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Workload {
+/// The pods the policies are selected for, as Istio selects them: their namespace and labels.
+/// (The Deployment or StatefulSet that runs them is [`crate::inspect::controllers::Controller`].)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyTarget {
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
 }
 
-impl Workload {
-    /// Infers the workload from the objects when not given: the one namespace other than
+impl PolicyTarget {
+    /// Infers the target from the objects when not given: the one namespace other than
     /// the root namespace, and the union of the selectors used there.
     pub fn infer(
         objects: &[Object],
         root_namespace: &str,
         namespace: Option<&str>,
         labels: &[(String, String)],
-    ) -> Result<Workload> {
+    ) -> Result<PolicyTarget> {
         let namespace = match namespace {
             Some(ns) => ns.to_string(),
             None => {
                 let mut namespaces: Vec<&str> = objects
                     .iter()
-                    .filter(|o| is_policy(o) && o.namespace != root_namespace)
+                    .filter(|o| o.is_policy() && o.namespace != root_namespace)
                     .map(|o| o.namespace.as_str())
                     .collect();
                 namespaces.sort();
@@ -137,7 +149,7 @@ impl Workload {
         };
         let mut inferred: BTreeMap<String, String> = labels.iter().cloned().collect();
         if labels.is_empty() {
-            for o in objects.iter().filter(|o| is_policy(o) && o.namespace == namespace) {
+            for o in objects.iter().filter(|o| o.is_policy() && o.namespace == namespace) {
                 for (k, v) in o.selector().unwrap_or_default() {
                     if let Some(old) = inferred.insert(k.clone(), v.clone()) {
                         if old != v {
@@ -147,17 +159,28 @@ impl Workload {
                 }
             }
         }
-        Ok(Workload { namespace, labels: inferred })
+        Ok(PolicyTarget { namespace, labels: inferred })
     }
 
     fn selects(&self, o: &Object, root_namespace: &str) -> bool {
         let in_scope = o.namespace == self.namespace || o.namespace == root_namespace;
         in_scope && o.selector().unwrap_or_default().iter().all(|(k, v)| self.labels.get(k) == Some(v))
     }
+
+    fn describe(&self) -> String {
+        format!("the workload in namespace {} with labels {{{}}}", self.namespace, self.labels_text())
+    }
+
+    fn labels_text(&self) -> String {
+        self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    }
 }
 
-fn is_policy(o: &Object) -> bool {
-    o.kind == "AuthorizationPolicy" || o.kind == "PeerAuthentication"
+/// `namespace xnat labels {app=xnat-web}`
+impl std::fmt::Display for PolicyTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "namespace {} labels {{{}}}", self.namespace, self.labels_text())
+    }
 }
 
 /// The filter configuration for one workload, and what was done with each object.
@@ -170,11 +193,11 @@ pub struct Selection {
     pub notes: Vec<String>,
 }
 
-/// Selects the objects that apply to `workload`, builds the plugin configuration and compiles
+/// Selects the objects that apply to `target`, builds the plugin configuration and compiles
 /// it, so that a policy the filter would refuse is refused here, naming its file.
 pub fn select(
     objects: &[Object],
-    workload: &Workload,
+    target: &PolicyTarget,
     root_namespace: &str,
     trust_domain: &str,
 ) -> Result<(Selection, Policy)> {
@@ -183,30 +206,35 @@ pub fn select(
     let mut notes = Vec::new();
     let mut peer_auths: Vec<&Object> = Vec::new();
     for o in objects {
-        match o.kind.as_str() {
-            "AuthorizationPolicy" | "PeerAuthentication" if !workload.selects(o, root_namespace) => {
-                notes.push(format!("skipped {} from {}: it does not select {}", o.describe(), o.origin, workload_text(workload)));
-            }
-            "AuthorizationPolicy" => {
-                let spec: AuthorizationPolicySpec = from_value(&o.spec, &o.origin, &o.describe())?;
-                let dry_run = match o.annotations.get("istio.io/dry-run").map(String::as_str) {
-                    None | Some("false") => false,
-                    Some("true") => true,
-                    Some(other) => return Err(invalid(o, &format!("annotation istio.io/dry-run must be \"true\" or \"false\", not {other:?}"))),
-                };
-                config.policies.push(PolicyEntry { name: o.name.clone(), namespace: o.namespace.clone(), dry_run, spec });
-                origins.push(format!("{} ({})", o.describe(), o.origin));
-            }
-            "PeerAuthentication" => peer_auths.push(o),
-            "DestinationRule" => notes.push(format!(
+        if o.is_policy() && !target.selects(o, root_namespace) {
+            notes.push(format!("skipped {} from {}: it does not select {}", o.describe(), o.origin, target.describe()));
+        } else if o.is(Kind::AUTHORIZATION_POLICY) {
+            let spec: AuthorizationPolicySpec = from_value(&o.spec, &o.origin, &o.describe())?;
+            let dry_run = match o.annotations.get("istio.io/dry-run").map(String::as_str) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(invalid(
+                        o,
+                        &format!("annotation istio.io/dry-run must be \"true\" or \"false\", not {other:?}"),
+                    ))
+                }
+            };
+            config.policies.push(PolicyEntry { name: o.name.clone(), namespace: o.namespace.clone(), dry_run, spec });
+            origins.push(format!("{} ({})", o.describe(), o.origin));
+        } else if o.is(Kind::PEER_AUTHENTICATION) {
+            peer_auths.push(o);
+        } else if o.is(Kind::DESTINATION_RULE) {
+            notes.push(format!(
                 "ignored {} from {}: it sets the client side's TLS; the filter enforces the server side (PeerAuthentication)",
                 o.describe(),
                 o.origin
-            )),
-            _ => notes.push(format!("ignored {} from {}: not a policy the filter enforces", o.describe(), o.origin)),
+            ));
+        } else {
+            notes.push(format!("ignored {} from {}: not a policy the filter enforces", o.describe(), o.origin));
         }
     }
-    config.peer_authentication = effective_peer_authentication(&peer_auths, workload, root_namespace, &mut notes)?;
+    config.peer_authentication = effective_peer_authentication(&peer_auths, target, root_namespace, &mut notes)?;
     let policy = compile(&config).map_err(|e| {
         let origin = e
             .path
@@ -217,15 +245,10 @@ pub fn select(
             Some((origin, rest)) => {
                 ResourceError::Invalid { origin: origin.clone(), message: format!("{rest}: {}", e.message) }
             }
-            None => ResourceError::Invalid { origin: "PeerAuthentication".into(), message: e.to_string() },
+            None => ResourceError::Invalid { origin: Kind::PEER_AUTHENTICATION.kind.into(), message: e.to_string() },
         }
     })?;
     Ok((Selection { config, origins, notes }, policy))
-}
-
-fn workload_text(w: &Workload) -> String {
-    let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("the workload in namespace {} with labels {{{}}}", w.namespace, labels.join(","))
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: &Value, origin: &str, what: &str) -> Result<T> {
@@ -244,7 +267,7 @@ fn invalid(o: &Object, message: &str) -> ResourceError {
 /// workload-level policy only.
 fn effective_peer_authentication(
     objects: &[&Object],
-    workload: &Workload,
+    target: &PolicyTarget,
     root: &str,
     notes: &mut Vec<String>,
 ) -> Result<Option<PeerAuthenticationSpec>> {
@@ -252,7 +275,7 @@ fn effective_peer_authentication(
     for o in objects {
         let spec: PeerAuthenticationSpec = from_value(&o.spec, &o.origin, &o.describe())?;
         let has_selector = o.selector().is_some_and(|s| !s.is_empty());
-        let level = match (o.namespace == workload.namespace, has_selector) {
+        let level = match (o.namespace == target.namespace, has_selector) {
             (true, true) => 0,
             (true, false) => 1,
             (false, false) if o.namespace == root => 2,
@@ -292,23 +315,23 @@ fn effective_peer_authentication(
     Ok(Some(PeerAuthenticationSpec { selector: None, mtls: Some(Mtls { mode }), port_level_mtls }))
 }
 
-/// Reads the files, infers or takes the workload, and selects.
+/// Reads the files, infers or takes the target workload, and selects.
 pub fn load_for_workload(
     paths: &[PathBuf],
     root_namespace: &str,
     namespace: Option<&str>,
     labels: &[(String, String)],
     trust_domain: &str,
-) -> Result<(Workload, Selection, Policy)> {
+) -> Result<(PolicyTarget, Selection, Policy)> {
     let objects = load_files(paths)?;
-    if !objects.iter().any(is_policy) {
+    if !objects.iter().any(Object::is_policy) {
         let names: Vec<String> = paths.iter().map(|p: &PathBuf| p.display().to_string()).collect();
         return Err(ResourceError::Workload(format!(
             "no AuthorizationPolicy or PeerAuthentication in {}",
             names.join(", ")
         )));
     }
-    let workload = Workload::infer(&objects, root_namespace, namespace, labels)?;
-    let (selection, policy) = select(&objects, &workload, root_namespace, trust_domain)?;
-    Ok((workload, selection, policy))
+    let target = PolicyTarget::infer(&objects, root_namespace, namespace, labels)?;
+    let (selection, policy) = select(&objects, &target, root_namespace, trust_domain)?;
+    Ok((target, selection, policy))
 }

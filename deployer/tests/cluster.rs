@@ -7,9 +7,10 @@ mod mock_api;
 
 use std::path::{Path, PathBuf};
 
-use deployer::cluster::rollout::{self, ModuleState};
-use deployer::cluster::{hpa, install, kiali, status, Applied, ClusterError};
-use deployer::plan::{self, ModuleRef, Plan, Spec};
+use deployer::apply::{hpa, install, kiali, rollout, status, undo, Applied, ApplyError};
+use deployer::inspect::metrics::ModuleState;
+use deployer::plan::rollout::{ModuleRef, Plan, Spec};
+use deployer::plan::{self, hpa::FixKind};
 use deployer::resources;
 use mock_api::{apply, list, options, run, Step};
 use serde_json::{json, Value};
@@ -25,7 +26,7 @@ fn runbook_plan() -> Plan {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/runbook/istio-auth-policy-post.yaml");
     let module = ModuleRef::new("oci://registry.example/xnat-guard:0.1.0", &"ab".repeat(32)).unwrap();
     let spec = Spec::new("xnat", resources::load_files(&[file]).unwrap(), module);
-    plan::plan(&Spec { plaintext_ports: vec![8080], ..spec }).unwrap()
+    plan::rollout::plan(&Spec { plaintext_ports: vec![8080], ..spec }).unwrap()
 }
 
 fn deployment(generation: i64, updated: i32) -> Value {
@@ -133,7 +134,7 @@ async fn a_pod_that_never_gets_its_sidecar_is_a_clear_timeout() {
     let err = run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await })
         .await
         .unwrap_err();
-    let ClusterError::Timeout(message) = &err else { panic!("expected a timeout, got {err}") };
+    let ApplyError::Timeout(message) = &err else { panic!("expected a timeout, got {err}") };
     assert!(message.contains("xnat-web-new has no istio-proxy"), "{message}");
     assert!(message.contains("istio-injection=enabled"), "the error says what to check: {message}");
 }
@@ -172,7 +173,7 @@ async fn dry_run_rollout_validates_without_restarting() {
         Step::get(STATEFULSETS).reply(200, list(vec![])),
         Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false)])),
     ]);
-    let opts = deployer::cluster::Options { dry_run: true, ..options() };
+    let opts = deployer::apply::Options { dry_run: true, ..options() };
     let report =
         run(script, opts, |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await.unwrap();
     assert!(report.applied.iter().all(|(_, a)| *a == Applied::DryRun));
@@ -203,10 +204,9 @@ async fn undo_deletes_what_the_deployer_labelled_and_releases_the_namespace_labe
             assert!(b["metadata"].get("labels").is_none(), "the namespace is applied without our label: {b}")
         }),
     ];
-    let removed =
-        run(script, options(), |cluster| async move { rollout::undo(&cluster, "xnat", "istio-system").await })
-            .await
-            .unwrap();
+    let removed = run(script, options(), |cluster| async move { undo::undo(&cluster, "xnat", "istio-system").await })
+        .await
+        .unwrap();
     assert_eq!(removed.len(), 3, "{removed:?}");
 }
 
@@ -245,7 +245,7 @@ async fn status_reports_sidecars_policies_modules_and_filter_counters() {
     assert!(s.peer_authentications.iter().any(|r| r.mode == "STRICT (ports 8080:DISABLE)"));
     assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
     assert!(s.problems[0].contains("xnat-postgresql-0 has no istio-proxy"));
-    let table = status::status_table(&s);
+    let table = deployer::inspect::status::status_table(&s);
     assert!(table.contains("allowed=41"), "{table}");
 }
 
@@ -312,7 +312,7 @@ async fn hpa_recommends_a_container_resource_metric_on_1_30_and_later_and_change
         Step::get(PODS).reply(200, list(vec![pod("xnat-web-0", true)])),
     ];
     let findings = run(script, options(), |c| async move { hpa::hpa(&c, "xnat", 10, false).await }).await.unwrap();
-    assert_eq!(findings[0].fix_kind, "ContainerResource");
+    assert_eq!(findings[0].fix_kind, FixKind::ContainerResource);
     assert_eq!(findings[0].fix["containerResource"]["container"], "xnat-web");
 }
 
@@ -344,9 +344,10 @@ async fn install_precheck_refuses_a_cluster_too_old_for_the_istio_version() {
 
 #[tokio::test]
 async fn install_verify_finds_crds_istiod_and_the_webhook() {
-    let mut script: Vec<Step> = install::REQUIRED_CRDS
+    let mut script: Vec<Step> = plan::install::REQUIRED_CRDS
         .iter()
-        .map(|name| {
+        .map(|kind| {
+            let name = kind.crd_name();
             Step::get(&format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"))
                 .reply(200, json!({"metadata": {"name": name}, "spec": {"group": "g", "names": {"kind": "K", "plural": "p"}, "scope": "Namespaced", "versions": []}}))
         })
@@ -380,15 +381,16 @@ fn kiali_add_ons_are_read_from_an_istio_release_directory() {
     let release = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(release.path().join("samples")).unwrap();
     std::os::unix::fs::symlink(&addons, release.path().join("samples/addons")).unwrap();
-    let manifests = kiali::addon_manifests(release.path(), "istio-system").unwrap();
+    let addons = plan::kiali::read_addons(release.path()).unwrap();
+    let manifests = plan::kiali::addon_manifests(&addons, "istio-system").unwrap();
     let names: Vec<String> = manifests.iter().map(|m| m.describe()).collect();
     assert!(names.contains(&"Deployment istio-system/prometheus".to_string()), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("ClusterRole ")), "cluster-scoped kinds stay cluster-scoped: {names:?}");
     assert!(names.iter().any(|n| n.contains("jaeger")), "{names:?}");
-    let cr = kiali::kiali_cr("istio-system", "LoadBalancer");
+    let cr = plan::kiali::kiali_cr("istio-system", "LoadBalancer");
     assert_eq!(cr.body["spec"]["auth"]["strategy"], "token");
     assert_eq!(cr.body["spec"]["deployment"]["service_type"], "LoadBalancer");
     assert_eq!(cr.body["spec"]["server"]["web_root"], "/kiali");
-    let err = kiali::addon_manifests(Path::new("/nonexistent"), "istio-system").unwrap_err().to_string();
+    let err = plan::kiali::read_addons(Path::new("/nonexistent")).unwrap_err().to_string();
     assert!(err.contains("downloadIstio"), "{err}");
 }

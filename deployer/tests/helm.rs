@@ -3,7 +3,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use deployer::cluster::helm;
+use deployer::apply::helm;
+use deployer::plan::{install, kiali};
 
 fn stand_in(dir: &std::path::Path, exit: i32) -> std::path::PathBuf {
     let record = dir.join("calls");
@@ -20,7 +21,7 @@ fn istio_is_installed_with_pinned_versions_wait_and_the_default_revision() {
     let path = std::env::join_paths([dir.path(), std::path::Path::new("/usr/bin")]).unwrap();
     let helm_bin = helm::find_helm(Some(path)).unwrap();
     assert_eq!(helm_bin, dir.path().join("helm"));
-    for release in helm::istio_releases("1.27.3", "istio-system", 300) {
+    for release in install::releases("1.27.3", "istio-system", 300) {
         helm::run(&helm_bin, &release, Some(std::path::Path::new("/tmp/kc")), Some("kind-xnat"), false).unwrap();
     }
     let calls = std::fs::read_to_string(record).unwrap();
@@ -41,7 +42,7 @@ fn kiali_operator_chart_and_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let record = stand_in(dir.path(), 0);
     let helm_bin = helm::find_helm(Some(dir.path().as_os_str().to_owned())).unwrap();
-    helm::run(&helm_bin, &helm::kiali_operator_release("2.17.0", 120), None, None, true).unwrap();
+    helm::run(&helm_bin, &kiali::operator_release("2.17.0", 120), None, None, true).unwrap();
     assert_eq!(
         std::fs::read_to_string(record).unwrap().trim(),
         "upgrade --install kiali-operator kiali-operator --repo https://kiali.org/helm-charts --version 2.17.0 \
@@ -54,7 +55,7 @@ fn a_failing_helm_is_reported_with_its_command_line() {
     let dir = tempfile::tempdir().unwrap();
     stand_in(dir.path(), 1);
     let helm_bin = helm::find_helm(Some(dir.path().as_os_str().to_owned())).unwrap();
-    let err = helm::run(&helm_bin, &helm::istio_releases("1.27.3", "istio-system", 60)[0], None, None, false)
+    let err = helm::run(&helm_bin, &install::releases("1.27.3", "istio-system", 60)[0], None, None, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("`helm upgrade --install istio-base base"), "{err}");

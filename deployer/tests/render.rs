@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use deployer::plan::{self, FailStrategy, ModuleRef, Plan, Spec};
+use deployer::plan::rollout::{self, FailStrategy, ModuleRef, Plan, Spec};
 use deployer::resources;
 use serde_json::Value;
 
@@ -109,7 +109,7 @@ fn assert_valid_against_crds(plan: &Plan) {
 
 #[test]
 fn runbook_render_matches_golden_and_istio_schemas() {
-    let plan = plan::plan(&runbook_spec()).unwrap();
+    let plan = rollout::plan(&runbook_spec()).unwrap();
     let kinds: Vec<String> = plan.manifests.iter().map(|m| m.describe()).collect();
     assert_eq!(
         kinds,
@@ -130,7 +130,7 @@ fn runbook_render_matches_golden_and_istio_schemas() {
 fn runbook_files_as_they_are_render_with_file_peer_authentications() {
     let mut s = spec(&["istio-mtls.yaml", "istio-destination.yaml", "per-source.yaml"]);
     s.service = None;
-    let plan = plan::plan(&s).unwrap();
+    let plan = rollout::plan(&s).unwrap();
     assert_golden("runbook-files.yaml", &plan);
     assert_valid_against_crds(&plan);
     let wasm = &plan.manifests.last().unwrap().body;
@@ -140,7 +140,7 @@ fn runbook_files_as_they_are_render_with_file_peer_authentications() {
 
 #[test]
 fn wasm_plugin_pins_the_module_and_fails_closed_on_the_server_side() {
-    let plan = plan::plan(&runbook_spec()).unwrap();
+    let plan = rollout::plan(&runbook_spec()).unwrap();
     let spec = &plan.manifests.last().unwrap().body["spec"];
     assert_eq!(spec["url"], "oci://127.0.0.1:5000/xnat-guard:0.1.0");
     assert_eq!(spec["sha256"], SHA);
@@ -157,7 +157,7 @@ fn wasm_plugin_pins_the_module_and_fails_closed_on_the_server_side() {
 fn the_schema_check_rejects_what_istio_would_reject() {
     // The validator must have teeth: a WasmPlugin with a made-up failStrategy and a short
     // sha256 is refused by the same check the rendered manifests pass.
-    let plan = plan::plan(&runbook_spec()).unwrap();
+    let plan = rollout::plan(&runbook_spec()).unwrap();
     let mut body = plan.manifests.last().unwrap().body.clone();
     body["spec"]["failStrategy"] = "FAIL_SOMETIMES".into();
     body["spec"]["sha256"] = "abc".into();
@@ -178,7 +178,7 @@ fn a_policy_the_filter_refuses_is_refused_before_rendering() {
     .unwrap();
     let mut s = spec(&[]);
     s.objects = resources::load_files(&[bad]).unwrap();
-    let err = plan::plan(&s).unwrap_err().to_string();
+    let err = rollout::plan(&s).unwrap_err().to_string();
     assert!(err.contains("methds"), "{err}");
     assert!(err.contains("bad.yaml"), "{err}");
 }
@@ -187,10 +187,10 @@ fn a_policy_the_filter_refuses_is_refused_before_rendering() {
 fn fail_open_needs_force() {
     let mut s = runbook_spec();
     s.fail_strategy = FailStrategy::FailOpen;
-    let err = plan::plan(&s).unwrap_err().to_string();
+    let err = rollout::plan(&s).unwrap_err().to_string();
     assert!(err.contains("--force"), "{err}");
     s.force = true;
-    let plan = plan::plan(&s).unwrap();
+    let plan = rollout::plan(&s).unwrap();
     assert_eq!(plan.manifests.last().unwrap().body["spec"]["failStrategy"], "FAIL_OPEN");
 }
 
@@ -198,11 +198,11 @@ fn fail_open_needs_force() {
 fn conflicting_mtls_sources_are_refused() {
     let mut s = spec(&["istio-mtls.yaml", "istio-auth-policy.yaml"]);
     s.plaintext_ports = vec![8080];
-    let err = plan::plan(&s).unwrap_err().to_string();
+    let err = rollout::plan(&s).unwrap_err().to_string();
     assert!(err.contains("--plaintext-port") && err.contains("xnat/default"), "{err}");
     s.plaintext_ports = vec![];
     s.mesh_strict = true;
-    let err = plan::plan(&s).unwrap_err().to_string();
+    let err = rollout::plan(&s).unwrap_err().to_string();
     assert!(err.contains("--mesh-strict") && err.contains("istio-system/default"), "{err}");
 }
 
@@ -210,7 +210,7 @@ fn conflicting_mtls_sources_are_refused() {
 fn objects_for_another_namespace_are_refused() {
     let mut s = spec(&["istio-auth-policy.yaml"]);
     s.namespace = "other".into();
-    let err = plan::plan(&s).unwrap_err().to_string();
+    let err = rollout::plan(&s).unwrap_err().to_string();
     assert!(err.contains("is for namespace xnat, not other"), "{err}");
 }
 
@@ -218,13 +218,13 @@ fn objects_for_another_namespace_are_refused() {
 fn a_workload_without_labels_is_refused() {
     let mut s = spec(&["istio-mtls.yaml"]);
     s.objects.retain(|o| o.namespace == "istio-system");
-    let err = plan::plan(&s).unwrap_err().to_string();
+    let err = rollout::plan(&s).unwrap_err().to_string();
     assert!(err.contains("--label"), "{err}");
 }
 
 #[test]
 fn render_is_deterministic() {
-    assert_eq!(plan::plan(&runbook_spec()).unwrap().to_yaml(), plan::plan(&runbook_spec()).unwrap().to_yaml());
+    assert_eq!(rollout::plan(&runbook_spec()).unwrap().to_yaml(), rollout::plan(&runbook_spec()).unwrap().to_yaml());
 }
 
 #[test]
@@ -232,11 +232,11 @@ fn method_override_and_path_normalisation_reach_the_plugin_config() {
     let mut s = runbook_spec();
     s.method_override = xnat_guard_policy::config::MethodOverride::Refuse;
     s.path_normalization = xnat_guard_policy::config::PathNormalization::None;
-    let plan = plan::plan(&s).unwrap();
+    let plan = rollout::plan(&s).unwrap();
     let config = &plan.manifests.last().unwrap().body["spec"]["pluginConfig"];
     assert_eq!(config["methodOverride"], "REFUSE");
     assert_eq!(config["pathNormalization"], "NONE");
     // Defaults stay out of the rendered config (the golden files pin that).
-    let plain = plan::plan(&runbook_spec()).unwrap();
+    let plain = rollout::plan(&runbook_spec()).unwrap();
     assert!(plain.manifests.last().unwrap().body["spec"]["pluginConfig"].get("methodOverride").is_none());
 }

@@ -9,6 +9,7 @@ pub mod upstream;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use xnat_guard_policy::{Policy, Request, Verdict};
 
@@ -16,6 +17,8 @@ use self::client::RawRequest;
 use self::envoy::{Envoy, Listener, ServerTls};
 use self::pki::{ClientIdentity, Pki};
 use self::upstream::RecordingUpstream;
+use crate::check::explain;
+use crate::inspect::metrics::FILTER_COUNTERS;
 
 /// Where the module lands when built by `make wasm`.
 pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/module/xnat_guard.wasm";
@@ -88,7 +91,7 @@ impl LocalSidecar {
             .map(|&port| Listener {
                 address: opts.address,
                 port,
-                http_filters: vec![envoy::wasm_filter(&opts.module, &plugin_config.to_string())],
+                http_filters: vec![envoy::wasm_filter(&opts.module, plugin_config)],
             })
             .collect();
         let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
@@ -108,6 +111,13 @@ impl LocalSidecar {
     pub fn identity(&self, label: &str) -> Option<&ClientIdentity> {
         let id = TOUR_IDENTITIES.iter().find(|(l, _)| *l == label)?.1;
         self.identities.iter().find(|c| c.spiffe_id == id)
+    }
+
+    /// The filter's counters as Envoy's stats show them, after the filter's flush (it copies its
+    /// counts to Envoy's stats once a second).
+    pub fn filter_counters(&self) -> std::io::Result<Vec<(&'static str, u64)>> {
+        std::thread::sleep(Duration::from_millis(1200));
+        FILTER_COUNTERS.iter().map(|c| Ok((*c, self.envoy.counter(&format!("wasmcustom.xnat_guard_{c}"))?))).collect()
     }
 
     /// How to talk to the running sidecar with curl.
@@ -163,6 +173,15 @@ pub struct TourResult {
     pub expected: Verdict,
 }
 
+impl TourResult {
+    /// Whether Envoy did what the engine says: refused (400 or 403) exactly the requests the
+    /// engine denies, and let none of those reach the upstream.
+    pub fn agrees(&self) -> bool {
+        let denied = matches!(self.status, 400 | 403);
+        denied != self.expected.is_allowed() && self.reached_upstream != Some(denied)
+    }
+}
+
 /// The tour: each port in plaintext, then each identity with each of the runbook's methods
 /// on the last port.
 pub fn tour_steps(ports: &[u16]) -> Vec<TourStep> {
@@ -216,26 +235,6 @@ pub fn run_tour(sidecar: &LocalSidecar, policy: &Policy, steps: &[TourStep]) -> 
         });
     }
     Ok(results)
-}
-
-/// Explains a verdict in the words of the configuration.
-pub fn explain(verdict: Verdict, policy: &Policy) -> String {
-    let name = |i: usize| {
-        policy.policy_name(i).map(|n| format!("{}/{}", n.namespace, n.name)).unwrap_or_else(|| format!("policies[{i}]"))
-    };
-    match verdict {
-        Verdict::AllowedNoAllowPolicy => "allowed: no ALLOW policy, no DENY matched".into(),
-        Verdict::AllowedBy { policy, rule } => format!("allowed by {} rule {rule}", name(policy)),
-        Verdict::DeniedMtlsRequired { port } => {
-            format!("denied: port {} is STRICT, plaintext refused", port.map(|p| p.to_string()).unwrap_or("?".into()))
-        }
-        Verdict::DeniedBy { policy, rule } => {
-            format!("denied by DENY {} rule {rule}", name(policy))
-        }
-        Verdict::DeniedNoAllowMatch => "denied: no ALLOW rule matches".into(),
-        Verdict::DeniedUnsafePath { reason } => format!("refused (400): unsafe path, {}", reason.as_str()),
-        Verdict::DeniedMethodOverride => "denied: the request tunnels a method the policy does not allow".into(),
-    }
 }
 
 /// The tour as a table.

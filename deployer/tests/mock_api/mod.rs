@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use deployer::cluster::{Cluster, Options};
+use deployer::apply::{Cluster, Options};
 use http::{Method, Request, Response};
 use kube::client::Body;
 use serde_json::{json, Value};

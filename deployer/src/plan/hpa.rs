@@ -1,4 +1,4 @@
-//! `hpa`: HorizontalPodAutoscalers whose CPU utilization target the sidecar skews.
+//! `hpa`: HorizontalPodAutoscalers whose CPU utilization target the sidecar skews, and the fix.
 //!
 //! A `Resource` CPU metric with a `Utilization` target compares usage with the sum of all
 //! containers' requests. Injecting `istio-proxy` adds its request (100m by default) to that sum,
@@ -7,19 +7,25 @@
 //! 1.30), or on older clusters an `AverageValue` of the intended point plus what the sidecar
 //! really uses (the runbook measured about 10m).
 
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::pods::SIDECAR;
-use super::rollout::list_workloads;
-use super::{api_error, Cluster, Result};
+use crate::inspect::pods::{app_containers, container_cpu_request};
 
-/// Istio's default sidecar CPU request.
-pub const DEFAULT_SIDECAR_CPU_MILLIS: u64 = 100;
+/// What the sidecar really uses per pod, in millicores, unless told otherwise (the runbook's
+/// measurement); the AverageValue fix adds it to the intended point.
+pub const DEFAULT_SIDECAR_USAGE_MILLIS: u64 = 10;
+
+/// Which replacement metric a [`Finding`] recommends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FixKind {
+    /// CPU of the app container alone, at the same utilization (Kubernetes 1.30+).
+    ContainerResource,
+    /// An absolute per-pod CPU value: the intended point plus the sidecar's usage.
+    AverageValue,
+}
 
 /// One HPA at risk, with the numbers and the fix.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,39 +42,16 @@ pub struct Finding {
     pub effective_millis: u64,
     /// The replacement metric (autoscaling/v2 MetricSpec).
     pub fix: Value,
-    pub fix_kind: &'static str,
+    pub fix_kind: FixKind,
 }
 
-/// CPU in millicores from a Kubernetes quantity (`100m`, `0.5`, `2`).
-pub fn cpu_millis(q: &Quantity) -> Option<u64> {
-    let s = q.0.trim();
-    if let Some(m) = s.strip_suffix('m') {
-        return m.parse::<u64>().ok();
-    }
-    s.parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| (v * 1000.0).round() as u64)
+/// The metric the sidecar skews: CPU against a utilization target.
+fn is_skewed(m: &MetricSpec) -> bool {
+    m.type_ == "Resource" && m.resource.as_ref().is_some_and(|r| r.name == "cpu" && r.target.type_ == "Utilization")
 }
 
-fn container_cpu_request(c: &k8s_openapi::api::core::v1::Container) -> u64 {
-    c.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("cpu")).and_then(cpu_millis).unwrap_or(0)
-}
-
-/// The sidecar's CPU request as a running pod shows it (container or native init container);
-/// `None` when the pod has no sidecar.
-pub fn sidecar_request_millis(pod: &Pod) -> Option<u64> {
-    let spec = pod.spec.as_ref()?;
-    spec.containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == SIDECAR)
-        .map(container_cpu_request)
-}
-
-/// The app's containers: the template's, minus a sidecar if someone put one there by hand.
-fn app_containers(spec: &PodSpec) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Container> {
-    spec.containers.iter().filter(|c| c.name != SIDECAR)
-}
-
-/// Analyses one HPA against its workload's pod template. `None` when nothing is skewed.
+/// Analyses one HPA against its workload's pod template, given the sidecar's CPU request as a
+/// running pod shows it. `None` when nothing is skewed.
 pub fn analyse(
     hpa: &HorizontalPodAutoscaler,
     template: &PodSpec,
@@ -77,9 +60,7 @@ pub fn analyse(
     container_resource_supported: bool,
 ) -> Option<Finding> {
     let spec = hpa.spec.as_ref()?;
-    let metric = spec.metrics.iter().flatten().find(|m| {
-        m.type_ == "Resource" && m.resource.as_ref().is_some_and(|r| r.name == "cpu" && r.target.type_ == "Utilization")
-    })?;
+    let metric = spec.metrics.iter().flatten().find(|m| is_skewed(m))?;
     let target = metric.resource.as_ref()?.target.average_utilization?;
     if sidecar_millis == 0 {
         return None;
@@ -94,14 +75,14 @@ pub fn analyse(
             json!({ "type": "ContainerResource", "containerResource": {
                 "name": "cpu", "container": app_container,
                 "target": { "type": "Utilization", "averageUtilization": target } } }),
-            "ContainerResource",
+            FixKind::ContainerResource,
         )
     } else {
         (
             json!({ "type": "Resource", "resource": {
                 "name": "cpu",
                 "target": { "type": "AverageValue", "averageValue": format!("{}m", intended + sidecar_usage_millis) } } }),
-            "AverageValue",
+            FixKind::AverageValue,
         )
     };
     Some(Finding {
@@ -118,67 +99,15 @@ pub fn analyse(
     })
 }
 
-/// The HPA's metrics with the skewed CPU metric replaced by the fix.
+/// The merge patch that fixes the HPA: its metrics with the skewed CPU metric replaced.
 pub fn fixed_metrics(hpa: &HorizontalPodAutoscaler, finding: &Finding) -> Value {
     let metrics: Vec<Value> = hpa
         .spec
         .iter()
         .flat_map(|s| s.metrics.iter().flatten())
-        .map(|m| {
-            let skewed = m.type_ == "Resource"
-                && m.resource.as_ref().is_some_and(|r| r.name == "cpu" && r.target.type_ == "Utilization");
-            if skewed {
-                finding.fix.clone()
-            } else {
-                serde_json::to_value(m).unwrap_or(Value::Null)
-            }
-        })
+        .map(|m| if is_skewed(m) { finding.fix.clone() } else { serde_json::to_value(m).unwrap_or(Value::Null) })
         .collect();
     json!({ "spec": { "metrics": metrics } })
-}
-
-/// Whether the API server is 1.30 or newer (ContainerResource metrics stable).
-pub async fn container_resource_supported(cluster: &Cluster) -> Result<bool> {
-    let info = cluster.client.apiserver_version().await.map_err(api_error("reading the API server's version"))?;
-    let minor: u32 = info.minor.trim_end_matches('+').parse().unwrap_or(0);
-    let major: u32 = info.major.parse().unwrap_or(0);
-    Ok(major > 1 || (major == 1 && minor >= 30))
-}
-
-/// Finds the HPAs at risk in a namespace; with `apply`, patches each with its fix.
-pub async fn hpa(cluster: &Cluster, namespace: &str, sidecar_usage_millis: u64, apply: bool) -> Result<Vec<Finding>> {
-    let supported = container_resource_supported(cluster).await?;
-    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), namespace);
-    let list = hpas
-        .list(&ListParams::default())
-        .await
-        .map_err(api_error(format!("listing HorizontalPodAutoscalers in {namespace}")))?;
-    if list.items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let workloads = list_workloads(cluster, namespace).await?;
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-    let pods =
-        pods.list(&ListParams::default()).await.map_err(api_error(format!("listing pods in {namespace}")))?.items;
-    let mut findings = Vec::new();
-    for h in &list.items {
-        let Some(target) = h.spec.as_ref().map(|s| &s.scale_target_ref) else { continue };
-        let Some(w) = workloads.iter().find(|w| w.kind() == target.kind && w.name() == target.name) else { continue };
-        let Some(template) = w.pod_spec() else { continue };
-        // The sidecar is injected at pod creation, so its request is read from a running pod.
-        // A workload none of whose pods runs a sidecar is not skewed (yet).
-        let Some(sidecar) = pods.iter().filter(|p| w.owns(p)).find_map(sidecar_request_millis) else { continue };
-        if let Some(f) = analyse(h, template, sidecar, sidecar_usage_millis, supported) {
-            if apply {
-                let pp = if cluster.opts.dry_run { PatchParams::default().dry_run() } else { PatchParams::default() };
-                hpas.patch(&f.hpa, &pp, &Patch::Merge(&fixed_metrics(h, &f)))
-                    .await
-                    .map_err(api_error(format!("patching HorizontalPodAutoscaler {}", f.hpa)))?;
-            }
-            findings.push(f);
-        }
-    }
-    Ok(findings)
 }
 
 pub fn findings_table(findings: &[Finding]) -> String {
@@ -188,8 +117,12 @@ pub fn findings_table(findings: &[Finding]) -> String {
     );
     for f in findings {
         let fix = match f.fix_kind {
-            "ContainerResource" => format!("ContainerResource cpu on {} at {}%", f.app_container, f.target_percent),
-            _ => format!("AverageValue {}", f.fix["resource"]["target"]["averageValue"].as_str().unwrap_or("")),
+            FixKind::ContainerResource => {
+                format!("ContainerResource cpu on {} at {}%", f.app_container, f.target_percent)
+            }
+            FixKind::AverageValue => {
+                format!("AverageValue {}", f.fix["resource"]["target"]["averageValue"].as_str().unwrap_or(""))
+            }
         };
         out.push_str(&format!(
             "{:<24} {:<28} {:>5}% {:>7}m {:>7}m {:>8}m {:>9}m  {fix}\n",
@@ -244,13 +177,6 @@ mod tests {
         let patch = fixed_metrics(&runbook_hpa(), &f);
         assert_eq!(patch["spec"]["metrics"][1]["resource"]["name"], "memory");
         assert_eq!(patch["spec"]["metrics"][0]["resource"]["target"]["type"], "AverageValue");
-    }
-
-    #[test]
-    fn quantities_parse_in_millicores() {
-        for (q, m) in [("100m", 100), ("0.5", 500), ("2", 2000), ("1.25", 1250)] {
-            assert_eq!(cpu_millis(&Quantity(q.into())), Some(m), "{q}");
-        }
     }
 
     #[test]

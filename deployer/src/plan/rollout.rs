@@ -1,6 +1,5 @@
-//! The plan: every manifest `rollout` applies, computed from the user's policy YAML and flags
-//! with no cluster. Pure: the same inputs give the same manifests, byte for byte, so `render`
-//! output can be reviewed and diffed, and golden tests can pin it.
+//! `rollout` (and `render`): every manifest it applies, computed from the user's policy YAML
+//! and flags.
 
 use std::collections::BTreeMap;
 
@@ -8,24 +7,21 @@ use serde_json::{json, Map, Value};
 use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
 use xnat_guard_policy::{MtlsMode, Policy};
 
-use crate::resources::{self, Object, ResourceError, Selection, Workload};
+use super::{Manifest, PlanError, Result, MANAGED_BY};
+use crate::kind::Kind;
+use crate::resources::{self, Object, PolicyTarget, Selection};
 
-/// The label on every object the deployer creates; `rollout --undo` and `status` find them by it.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "xnat-guard-deployer");
-/// The field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "xnat-guard-deployer";
 /// The name of the objects the deployer generates (PeerAuthentication, DestinationRule, WasmPlugin).
 pub const GENERATED_NAME: &str = "xnat-guard";
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error(transparent)]
-    Resources(#[from] ResourceError),
-    #[error("{0}")]
-    Invalid(String),
-}
+/// The kinds the `--policy` files may hold; each is applied as it is, or (AuthorizationPolicy)
+/// carried by the WasmPlugin.
+pub const POLICY_FILE_KINDS: [Kind; 3] =
+    [Kind::AUTHORIZATION_POLICY, Kind::PEER_AUTHENTICATION, Kind::DESTINATION_RULE];
 
-type Result<T, E = PlanError> = std::result::Result<T, E>;
+/// The kinds the deployer creates and `--undo` removes, in the order they are removed.
+pub const MANAGED_KINDS: [Kind; 4] =
+    [Kind::WASM_PLUGIN, Kind::AUTHORIZATION_POLICY, Kind::DESTINATION_RULE, Kind::PEER_AUTHENTICATION];
 
 /// Where the sidecars fetch the filter from: what `deployer push` printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +51,11 @@ impl ModuleRef {
 }
 
 /// Istio's `WasmPlugin.failStrategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailStrategy {
     /// A module that cannot be fetched or started makes the listener refuse traffic.
     FailClose,
-    /// A module that cannot be loaded is skipped: traffic flows unprotected. Needs --force.
+    /// A module that cannot be loaded is skipped: traffic flows unprotected. Needs `force`.
     FailOpen,
     /// Like FAIL_CLOSE at first, then reloads the last good module after a VM crash.
     FailReload,
@@ -129,63 +125,10 @@ impl Spec {
     }
 }
 
-/// The group, version, kind and plural of a manifest, as the API server serves it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kind {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub plural: &'static str,
-}
-
-impl Kind {
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_string()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-}
-
-pub const NAMESPACE: Kind = Kind { group: "", version: "v1", kind: "Namespace", plural: "namespaces" };
-pub const PEER_AUTHENTICATION: Kind =
-    Kind { group: "security.istio.io", version: "v1", kind: "PeerAuthentication", plural: "peerauthentications" };
-pub const AUTHORIZATION_POLICY: Kind =
-    Kind { group: "security.istio.io", version: "v1", kind: "AuthorizationPolicy", plural: "authorizationpolicies" };
-pub const DESTINATION_RULE: Kind =
-    Kind { group: "networking.istio.io", version: "v1", kind: "DestinationRule", plural: "destinationrules" };
-pub const WASM_PLUGIN: Kind =
-    Kind { group: "extensions.istio.io", version: "v1alpha1", kind: "WasmPlugin", plural: "wasmplugins" };
-
-/// The kinds the deployer creates and `--undo` removes, in the order they are removed.
-pub const MANAGED_KINDS: [Kind; 4] = [WASM_PLUGIN, AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION];
-
-/// One object to apply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    pub kind: Kind,
-    pub name: String,
-    /// `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    pub body: Value,
-    /// Where it came from: a file, or what generated it.
-    pub origin: String,
-}
-
-impl Manifest {
-    pub fn describe(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}", self.kind.kind, self.name),
-            None => format!("{} {}", self.kind.kind, self.name),
-        }
-    }
-}
-
 /// The ordered manifests and what the filter will enforce.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub workload: Workload,
+    pub target: PolicyTarget,
     pub manifests: Vec<Manifest>,
     pub config: PluginConfig,
     pub policy: Policy,
@@ -195,12 +138,7 @@ pub struct Plan {
 impl Plan {
     /// The manifests as one multi-document YAML stream.
     pub fn to_yaml(&self) -> String {
-        let mut out = String::new();
-        for m in &self.manifests {
-            out.push_str(&format!("---\n# {} (from {})\n", m.describe(), m.origin));
-            out.push_str(&serde_yaml::to_string(&m.body).unwrap_or_default());
-        }
-        out
+        super::to_yaml(&self.manifests)
     }
 }
 
@@ -227,7 +165,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
                 spec.namespace
             )));
         }
-        if !matches!(o.kind.as_str(), "AuthorizationPolicy" | "PeerAuthentication" | "DestinationRule") {
+        if !POLICY_FILE_KINDS.iter().any(|k| o.is(*k)) {
             return Err(PlanError::Invalid(format!(
                 "{} from {}: the policy files take AuthorizationPolicy, PeerAuthentication and DestinationRule only",
                 o.describe(),
@@ -236,18 +174,18 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         }
         objects.push(o);
     }
-    let workload = Workload::infer(&objects, &spec.root_namespace, Some(&spec.namespace), &spec.labels)?;
-    if workload.labels.is_empty() {
+    let target = PolicyTarget::infer(&objects, &spec.root_namespace, Some(&spec.namespace), &spec.labels)?;
+    if target.labels.is_empty() {
         return Err(PlanError::Invalid(format!(
             "no pod labels for the workload: the policies have no selector in namespace {}; say which pods with --label app=NAME",
             spec.namespace
         )));
     }
 
-    let generated_pa = generated_peer_authentications(spec, &objects, &workload)?;
+    let generated_pa = generated_peer_authentications(spec, &objects, &target)?;
     let mut all = objects.clone();
     all.extend(generated_pa.iter().cloned());
-    let (selection, _) = resources::select(&all, &workload, &spec.root_namespace, &spec.trust_domain)?;
+    let (selection, _) = resources::select(&all, &target, &spec.root_namespace, &spec.trust_domain)?;
     let Selection { mut config, notes, .. } = selection;
     config.path_normalization = spec.path_normalization;
     config.method_override = spec.method_override;
@@ -256,29 +194,29 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         .map_err(|e| PlanError::Invalid(format!("the filter refuses the configuration: {e}")))?;
 
     let mut manifests = vec![namespace_manifest(&spec.namespace)];
-    for o in all.iter().filter(|o| o.kind == "PeerAuthentication") {
-        manifests.push(object_manifest(PEER_AUTHENTICATION, o));
+    for o in all.iter().filter(|o| o.is(Kind::PEER_AUTHENTICATION)) {
+        manifests.push(object_manifest(Kind::PEER_AUTHENTICATION, o));
     }
-    for o in objects.iter().filter(|o| o.kind == "DestinationRule") {
-        manifests.push(object_manifest(DESTINATION_RULE, o));
+    for o in objects.iter().filter(|o| o.is(Kind::DESTINATION_RULE)) {
+        manifests.push(object_manifest(Kind::DESTINATION_RULE, o));
     }
     if let Some(service) = &spec.service {
         manifests.push(destination_rule(spec, service, &policy)?);
     }
     if spec.native_authz {
-        for o in objects.iter().filter(|o| o.kind == "AuthorizationPolicy") {
-            manifests.push(object_manifest(AUTHORIZATION_POLICY, o));
+        for o in objects.iter().filter(|o| o.is(Kind::AUTHORIZATION_POLICY)) {
+            manifests.push(object_manifest(Kind::AUTHORIZATION_POLICY, o));
         }
     }
-    manifests.push(wasm_plugin(spec, &workload, plugin_config)?);
-    Ok(Plan { workload, manifests, config, policy, notes })
+    manifests.push(wasm_plugin(spec, &target, plugin_config)?);
+    Ok(Plan { target, manifests, config, policy, notes })
 }
 
 /// The PeerAuthentications the flags ask for, unless the files already hold one at that level.
-fn generated_peer_authentications(spec: &Spec, objects: &[Object], workload: &Workload) -> Result<Vec<Object>> {
+fn generated_peer_authentications(spec: &Spec, objects: &[Object], target: &PolicyTarget) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     let has_selector = |o: &Object| o.selector().is_some_and(|s| !s.is_empty());
-    let is_pa = |o: &&Object| o.kind == "PeerAuthentication";
+    let is_pa = |o: &&Object| o.is(Kind::PEER_AUTHENTICATION);
     if spec.mesh_strict {
         if let Some(existing) =
             objects.iter().filter(is_pa).find(|o| o.namespace == spec.root_namespace && !has_selector(o))
@@ -290,7 +228,7 @@ fn generated_peer_authentications(spec: &Spec, objects: &[Object], workload: &Wo
             )));
         }
         out.push(generated_object(
-            "PeerAuthentication",
+            Kind::PEER_AUTHENTICATION,
             "default",
             &spec.root_namespace,
             json!({ "mtls": { "mode": "STRICT" } }),
@@ -309,11 +247,11 @@ fn generated_peer_authentications(spec: &Spec, objects: &[Object], workload: &Wo
         let ports: Map<String, Value> =
             spec.plaintext_ports.iter().map(|p| (p.to_string(), json!({ "mode": "DISABLE" }))).collect();
         out.push(generated_object(
-            "PeerAuthentication",
+            Kind::PEER_AUTHENTICATION,
             GENERATED_NAME,
             &spec.namespace,
             json!({
-                "selector": { "matchLabels": workload.labels },
+                "selector": { "matchLabels": target.labels },
                 "mtls": { "mode": "STRICT" },
                 "portLevelMtls": ports,
             }),
@@ -323,10 +261,10 @@ fn generated_peer_authentications(spec: &Spec, objects: &[Object], workload: &Wo
     Ok(out)
 }
 
-fn generated_object(kind: &str, name: &str, namespace: &str, spec: Value, origin: &str) -> Object {
+fn generated_object(kind: Kind, name: &str, namespace: &str, spec: Value, origin: &str) -> Object {
     Object {
         origin: format!("generated for {origin}"),
-        kind: kind.to_string(),
+        kind: kind.kind.to_string(),
         name: name.to_string(),
         namespace: namespace.to_string(),
         namespace_given: true,
@@ -353,13 +291,13 @@ fn metadata(
 
 fn namespace_manifest(namespace: &str) -> Manifest {
     Manifest {
-        kind: NAMESPACE,
+        kind: Kind::NAMESPACE,
         name: namespace.to_string(),
         namespace: None,
         // Only the injection label: applied server-side, it leaves the namespace's other fields alone.
         body: json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
+            "apiVersion": Kind::NAMESPACE.api_version(),
+            "kind": Kind::NAMESPACE.kind,
             "metadata": { "name": namespace, "labels": { "istio-injection": "enabled" } },
         }),
         origin: "sidecar injection".into(),
@@ -393,7 +331,7 @@ fn destination_rule(spec: &Spec, service: &str, policy: &Policy) -> Result<Manif
     }
     let host = format!("{service}.{}.svc.{}", spec.namespace, spec.cluster_domain);
     let mut plaintext: Vec<u16> = spec.plaintext_ports.clone();
-    for o in spec.objects.iter().filter(|o| o.kind == "PeerAuthentication") {
+    for o in spec.objects.iter().filter(|o| o.is(Kind::PEER_AUTHENTICATION)) {
         if let Some(ports) = o.spec.get("portLevelMtls").and_then(Value::as_object) {
             for (port, setting) in ports {
                 let disabled = setting.get("mode").and_then(Value::as_str) == Some("DISABLE");
@@ -413,7 +351,7 @@ fn destination_rule(spec: &Spec, service: &str, policy: &Policy) -> Result<Manif
         traffic_policy["portLevelSettings"] = json!(port_settings);
     }
     Ok(generated_manifest(
-        DESTINATION_RULE,
+        Kind::DESTINATION_RULE,
         &spec.namespace,
         json!({ "host": host, "trafficPolicy": traffic_policy }),
         "--service",
@@ -450,12 +388,12 @@ fn shipped_config(config: &PluginConfig) -> Result<serde_json::Value> {
     serde_json::from_slice(&text).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))
 }
 
-fn wasm_plugin(spec: &Spec, workload: &Workload, plugin_config: serde_json::Value) -> Result<Manifest> {
+fn wasm_plugin(spec: &Spec, target: &PolicyTarget, plugin_config: serde_json::Value) -> Result<Manifest> {
     Ok(generated_manifest(
-        WASM_PLUGIN,
+        Kind::WASM_PLUGIN,
         &spec.namespace,
         json!({
-            "selector": { "matchLabels": workload.labels },
+            "selector": { "matchLabels": target.labels },
             "url": spec.module.url,
             "sha256": spec.module.sha256,
             "imagePullPolicy": "IfNotPresent",

@@ -1,29 +1,40 @@
-//! Apply: everything that talks to a Kubernetes API server. The plan (`crate::plan`) says what
-//! should exist; this module makes it so with server-side apply under one field manager, waits
-//! by kubectl's rules with a spinner on the terminal, and verifies what it did.
+//! Apply: everything that talks to a Kubernetes API server or runs helm. A plan
+//! ([`crate::plan`]) says what should exist; this side makes it so with server-side apply under
+//! one field manager, waits by kubectl's rules with a spinner on the terminal, verifies what it
+//! did, and undoes it. What it reads back is judged by [`crate::inspect`].
+//!
+//! - this module: the connection, server-side apply, raw GETs;
+//! - [`wait`]: polling with a timeout and a spinner, and kubectl's rollout wait;
+//! - [`verify`]: every pod runs a ready sidecar, each sidecar fetched the module;
+//! - [`list`]: the pods and controllers of a namespace;
+//! - [`rollout`], [`undo`], [`install`], [`kiali`], [`hpa`], [`status`]: one per subcommand;
+//! - [`helm`]: helm as a child process.
 
 pub mod helm;
 pub mod hpa;
 pub mod install;
 pub mod kiali;
-pub mod pods;
+pub mod list;
 pub mod rollout;
 pub mod status;
+pub mod undo;
+pub mod verify;
+pub mod wait;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Request;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
-use serde_json::Value;
 
-use crate::plan::{Kind, Manifest, FIELD_MANAGER};
+use crate::kind::Kind;
+use crate::plan::{Manifest, FIELD_MANAGER};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
+pub enum ApplyError {
     #[error("{0}")]
     Connect(String),
     #[error("{what}: {source}")]
@@ -34,11 +45,11 @@ pub enum ClusterError {
     Failed(String),
 }
 
-pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
 
 /// Turns a kube error into one that says what was being done and, for the usual causes, what
 /// to do about it.
-pub fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterError {
+pub fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ApplyError {
     let what = what.into();
     move |source| {
         let hint = match &source {
@@ -50,11 +61,11 @@ pub fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Cluster
             }
             _ => "",
         };
-        ClusterError::Api { what: format!("{what}{hint}"), source }
+        ApplyError::Api { what: format!("{what}{hint}"), source }
     }
 }
 
-/// How the commands behave: dry run, waiting, output.
+/// How the commands behave: dry run, waiting, progress.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Server-side dry run for every change.
@@ -73,6 +84,7 @@ impl Default for Options {
     }
 }
 
+/// A connection to one cluster, and how to behave on it.
 pub struct Cluster {
     pub client: Client,
     pub opts: Options,
@@ -107,23 +119,23 @@ impl Cluster {
         let config = match kubeconfig {
             Some(path) => {
                 let kc = Kubeconfig::read_from(path)
-                    .map_err(|e| ClusterError::Connect(format!("reading kubeconfig {}: {e}", path.display())))?;
-                Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
-                    ClusterError::Connect(format!("kubeconfig {}: {e}; check --context", path.display()))
-                })?
+                    .map_err(|e| ApplyError::Connect(format!("reading kubeconfig {}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| ApplyError::Connect(format!("kubeconfig {}: {e}; check --context", path.display())))?
             }
             None if context.is_some() => Config::from_kubeconfig(&options)
                 .await
-                .map_err(|e| ClusterError::Connect(format!("kubeconfig: {e}; check --context and $KUBECONFIG")))?,
+                .map_err(|e| ApplyError::Connect(format!("kubeconfig: {e}; check --context and $KUBECONFIG")))?,
             None => Config::infer().await.map_err(|e| {
-                ClusterError::Connect(format!("no cluster to talk to ({e}); give --kubeconfig FILE or set KUBECONFIG"))
+                ApplyError::Connect(format!("no cluster to talk to ({e}); give --kubeconfig FILE or set KUBECONFIG"))
             })?,
         };
-        let client =
-            Client::try_from(config).map_err(|e| ClusterError::Connect(format!("building the client: {e}")))?;
+        let client = Client::try_from(config).map_err(|e| ApplyError::Connect(format!("building the client: {e}")))?;
         Ok(Cluster { client, opts })
     }
 
+    /// A progress line on stderr (stdout is for the command's result).
     pub fn say(&self, line: impl AsRef<str>) {
         if self.opts.verbose {
             eprintln!("{}", line.as_ref());
@@ -140,7 +152,8 @@ impl Cluster {
     }
 
     pub fn dynamic_api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
-        let ar = api_resource(kind.group, kind.version, kind.kind, kind.plural);
+        let gvk = GroupVersionKind::gvk(kind.group, kind.version, kind.kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
         match namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
             None => Api::all_with(self.client.clone(), &ar),
@@ -170,51 +183,15 @@ impl Cluster {
         self.client.request_text(req).await
     }
 
-    /// Polls `probe` until it returns `Some`, or fails after the timeout with the probe's last
-    /// word on what it is waiting for. Shows a spinner with that word meanwhile.
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut probe: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Result<T, String>>>,
-    {
-        let spinner = if self.opts.verbose {
-            let s = indicatif::ProgressBar::new_spinner();
-            s.enable_steady_tick(Duration::from_millis(120));
-            Some(s)
-        } else {
-            None
-        };
-        let start = Instant::now();
-        let result = loop {
-            match probe().await {
-                Ok(Ok(done)) => break Ok(done),
-                Ok(Err(waiting)) => {
-                    if let Some(s) = &spinner {
-                        s.set_message(format!("{what}: {waiting} ({}s)", start.elapsed().as_secs()));
-                    }
-                    if start.elapsed() >= self.opts.timeout {
-                        break Err(ClusterError::Timeout(format!(
-                            "gave up after {}s {what}: {waiting}",
-                            self.opts.timeout.as_secs()
-                        )));
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-            tokio::time::sleep(self.opts.poll).await;
-        };
-        if let Some(s) = spinner {
-            s.finish_and_clear();
-        }
-        result
+    /// The API server's Kubernetes version, major and minor (`1`, `31`; a `+` suffix dropped).
+    pub async fn server_version(&self) -> Result<(u32, u32)> {
+        let info = self.client.apiserver_version().await.map_err(api_error("reading the API server's version"))?;
+        Ok((info.major.parse().unwrap_or(0), info.minor.trim_end_matches('+').parse().unwrap_or(0)))
     }
-}
 
-pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
-
-/// A JSON string at a path of keys, or "".
-pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str).unwrap_or("")
+    /// A pod's Prometheus text on `port` (15020 the agent, 15090 Envoy), through the API
+    /// server's pod proxy.
+    pub async fn pod_metrics(&self, namespace: &str, pod: &str, port: u16) -> Result<String, kube::Error> {
+        self.get_text(&format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/stats/prometheus")).await
+    }
 }

@@ -1,0 +1,188 @@
+//! `deployer render`: the rollout plan, printed; and [`PlanArgs`], the flags it shares with `rollout`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use deployer::plan::rollout::{self, FailStrategy, ModuleRef, Plan, Spec};
+use deployer::resources;
+use xnat_guard_policy::config::{MethodOverride, PathNormalization};
+
+use super::{Global, LabelArgs, MeshArgs, NamespaceArg};
+
+/// Print every manifest `rollout` would apply, without a cluster.
+///
+/// The namespace gets the label istio-injection=enabled; the PeerAuthentication and
+/// DestinationRule files are applied as they are (and generated from --mesh-strict,
+/// --plaintext-port and --service); the AuthorizationPolicies become the filter's
+/// configuration inside a WasmPlugin (phase AUTHZ, FAIL_CLOSE, SERVER side, pinned sha256),
+/// and also native AuthorizationPolicies with --native-authz. Policies the filter would refuse
+/// are refused here, before anything is rendered.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+pub fn run(args: Args, global: &Global) -> Result<()> {
+    let plan = args.plan.plan()?;
+    let out = global.printer();
+    out.formats(
+        || plan.to_yaml(),
+        || Ok(plan.to_yaml()),
+        || {
+            let bodies: Vec<&serde_json::Value> = plan.manifests.iter().map(|m| &m.body).collect();
+            Ok(format!("{}\n", serde_json::to_string_pretty(&bodies)?))
+        },
+    )?;
+    for note in &plan.notes {
+        out.note(note);
+    }
+    Ok(())
+}
+
+/// What `render` and `rollout` need to compute the plan.
+#[derive(clap::Args, Clone)]
+// render's and rollout's help have always described the root namespace in short.
+#[command(mut_arg("root_namespace", |a| a.help("Istio's root namespace")))]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// YAML with AuthorizationPolicy, PeerAuthentication and DestinationRule resources.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Where sidecars fetch the filter: the oci:// URL `deployer push` printed.
+    #[arg(long, value_name = "URL", env = "XNAT_GUARD_MODULE_URL")]
+    module_url: Option<String>,
+    /// The digest `deployer push` printed (for oci://, the manifest digest), 64 hex digits.
+    #[arg(long, value_name = "HEX", env = "XNAT_GUARD_MODULE_SHA256")]
+    sha256: Option<String>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// Also render the mesh-wide STRICT PeerAuthentication in the root namespace.
+    #[arg(long)]
+    mesh_strict: bool,
+    /// A port that keeps accepting plaintext (e.g. 8080 behind a load balancer); the workload's
+    /// other ports are STRICT. Renders the workload-level PeerAuthentication.
+    #[arg(long = "plaintext-port", value_name = "PORT")]
+    plaintext_ports: Vec<u16>,
+    /// The workload's Service (short name): renders a DestinationRule with ISTIO_MUTUAL, and
+    /// DISABLE on the plaintext ports.
+    #[arg(long)]
+    service: Option<String>,
+    /// Also apply the AuthorizationPolicies natively (Envoy RBAC) as a second layer.
+    #[arg(long)]
+    native_authz: bool,
+    /// What the sidecar does when the module cannot be fetched or started.
+    #[arg(long, value_enum, default_value_t = FailStrategyArg::FailClose)]
+    fail_strategy: FailStrategyArg,
+    /// Accept --fail-strategy fail-open.
+    #[arg(long)]
+    force: bool,
+    /// How the filter reads request paths: as Tomcat routes them (tomcat), or as Envoy hands
+    /// them over, like Istio's RBAC (none). See docs/SECURITY.md.
+    #[arg(long, value_enum, default_value = "tomcat")]
+    path_normalization: PathNormalizationArg,
+    /// Requests that tunnel a method (X-HTTP-Method-Override, ?method=): judge each tunnelled
+    /// method too, refuse them all, or ignore them like Istio.
+    #[arg(long, value_enum, default_value = "judge")]
+    method_override: MethodOverrideArg,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    /// The cluster's DNS domain, for the DestinationRule host.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+}
+
+impl PlanArgs {
+    fn require_module(&self) -> Result<ModuleRef> {
+        match (&self.module_url, &self.sha256) {
+            (Some(url), Some(sha)) => Ok(ModuleRef::new(url, sha)?),
+            _ => bail!(
+                "say which module the sidecars fetch: --module-url URL --sha256 HEX, as `deployer push` prints them"
+            ),
+        }
+    }
+
+    pub fn plan(&self) -> Result<Plan> {
+        if self.policies.is_empty() {
+            bail!(
+                "give the policies with --policy FILE (AuthorizationPolicy, PeerAuthentication, DestinationRule YAML)"
+            );
+        }
+        let spec = Spec {
+            namespace: self.namespace.get()?,
+            objects: resources::load_files(&self.policies)?,
+            labels: self.labels.labels.clone(),
+            module: self.require_module()?,
+            root_namespace: self.mesh.root_namespace.clone(),
+            trust_domain: self.mesh.trust_domain.clone(),
+            mesh_strict: self.mesh_strict,
+            plaintext_ports: self.plaintext_ports.clone(),
+            service: self.service.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            native_authz: self.native_authz,
+            fail_strategy: self.fail_strategy.into(),
+            force: self.force,
+            path_normalization: self.path_normalization.into(),
+            method_override: self.method_override.into(),
+        };
+        rollout::plan(&spec).context("nothing was rendered")
+    }
+}
+
+/// [`FailStrategy`] on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+#[allow(clippy::enum_variant_names)] // the names are the flag's values: fail-close, fail-open, fail-reload
+enum FailStrategyArg {
+    /// A module that cannot be fetched or started makes the listener refuse traffic.
+    FailClose,
+    /// A module that cannot be loaded is skipped: traffic flows unprotected. Needs --force.
+    FailOpen,
+    /// Like FAIL_CLOSE at first, then reloads the last good module after a VM crash.
+    FailReload,
+}
+
+impl From<FailStrategyArg> for FailStrategy {
+    fn from(arg: FailStrategyArg) -> FailStrategy {
+        match arg {
+            FailStrategyArg::FailClose => FailStrategy::FailClose,
+            FailStrategyArg::FailOpen => FailStrategy::FailOpen,
+            FailStrategyArg::FailReload => FailStrategy::FailReload,
+        }
+    }
+}
+
+/// [`PathNormalization`] on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum PathNormalizationArg {
+    Tomcat,
+    None,
+}
+
+impl From<PathNormalizationArg> for PathNormalization {
+    fn from(arg: PathNormalizationArg) -> PathNormalization {
+        match arg {
+            PathNormalizationArg::Tomcat => PathNormalization::Tomcat,
+            PathNormalizationArg::None => PathNormalization::None,
+        }
+    }
+}
+
+/// [`MethodOverride`] on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum MethodOverrideArg {
+    Judge,
+    Refuse,
+    Ignore,
+}
+
+impl From<MethodOverrideArg> for MethodOverride {
+    fn from(arg: MethodOverrideArg) -> MethodOverride {
+        match arg {
+            MethodOverrideArg::Judge => MethodOverride::Judge,
+            MethodOverrideArg::Refuse => MethodOverride::Refuse,
+            MethodOverrideArg::Ignore => MethodOverride::Ignore,
+        }
+    }
+}
