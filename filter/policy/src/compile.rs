@@ -1,48 +1,35 @@
-//! Validation and compilation of a [`PluginConfig`] into a [`Policy`]. Every refusal names the
-//! path of the offending field, e.g. `policies[0].spec.rules[1].to[0].operation.methods[2]`.
+//! Validation and compilation of a [`PluginConfig`] into an [`Engine`]. Every refusal names
+//! the path of the offending field, e.g. `policies[0].spec.rules[1].to[0].operation.methods[2]`.
 
 use crate::config::{
     default_path_aliases, Action, AuthorizationPolicySpec, Condition, MethodOverride, MtlsMode, Operation,
     PathNormalization, PeerAuthenticationSpec, PluginConfig, Rule, Source,
 };
-use crate::engine::{
-    CompiledPolicy, CompiledRule, Conjunction, Constraint, MethodTable, MtlsTable, Needs, Policy, PolicyName,
-    ServiceAccount, Test,
+use crate::error::{refuse, Result};
+use crate::model::{
+    CompiledPolicy, CompiledRule, Conjunction, Constraint, Engine, Matcher, MethodTable, MtlsTable, RuleIndex,
+    ServiceAccount,
 };
-use crate::index::RuleIndex;
 use crate::normalize::{tomcat_path, MAX_PATH};
 use crate::pattern::{Cidr, PathPattern, Pattern, TemplatePart, Wildcard};
-
-/// A configuration the filter refuses, with the path of the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct CompileError {
-    pub path: String,
-    pub message: String,
-}
-
-type Result<T, E = CompileError> = std::result::Result<T, E>;
-
-fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
-    Err(CompileError { path: path.to_string(), message: message.into() })
-}
+use crate::request::{Needs, PolicyName};
 
 const JWT_HINT: &str = "JWT request principals and claims need Istio's RequestAuthentication (a JWT \
                         filter ahead of this one); this filter authorizes by mTLS peer identity only";
 
 /// Validates `config` and builds the matcher. Nothing is evaluated here.
-pub fn compile(config: &PluginConfig) -> Result<Policy> {
+pub fn compile(config: &PluginConfig) -> Result<Engine> {
     compile_with(config, false)
 }
 
 /// Compiles without rule indexes: every rule is scanned. For tests that check the index
 /// changes no decision.
-#[doc(hidden)]
-pub fn compile_unindexed(config: &PluginConfig) -> Result<Policy> {
+#[cfg(feature = "testing")]
+pub fn compile_unindexed(config: &PluginConfig) -> Result<Engine> {
     compile_with(config, true)
 }
 
-fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Policy> {
+fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
     let mut compiler = Compiler {
         methods: Vec::new(),
         headers: Vec::new(),
@@ -73,10 +60,10 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Policy> {
     for (index, entry) in config.policies.iter().enumerate() {
         let path = format!("policies[{index}]");
         if entry.name.is_empty() {
-            return err(&format!("{path}.name"), "must not be empty");
+            return refuse(&format!("{path}.name"), "must not be empty");
         }
         if entry.namespace.is_empty() {
-            return err(&format!("{path}.namespace"), "must not be empty");
+            return refuse(&format!("{path}.namespace"), "must not be empty");
         }
         names.push(PolicyName { name: entry.name.clone(), namespace: entry.namespace.clone() });
         let ctx = PolicyContext { namespace: &entry.namespace, trust_domains: &trust_domains };
@@ -93,13 +80,13 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Policy> {
             (Action::Deny, true) => dry_run_deny.push(compiled),
             (Action::Audit, false) => audit.push(compiled),
             (Action::Audit, true) => {
-                return err(
+                return refuse(
                     &format!("{path}.dryRun"),
                     "dry-run applies to ALLOW and DENY policies; AUDIT never enforces anyway",
                 )
             }
             // check_spec_fields refused CUSTOM with its path already.
-            (Action::Custom, _) => return err(&format!("{spec_path}.action"), "CUSTOM is not supported"),
+            (Action::Custom, _) => return refuse(&format!("{spec_path}.action"), "CUSTOM is not supported"),
         }
     }
     let mut override_headers = Vec::new();
@@ -109,7 +96,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Policy> {
         }
         compiler.needs.query = true;
     }
-    Ok(Policy {
+    Ok(Engine {
         path_mode: config.path_normalization,
         aliases: aliases.into_iter().map(|(f, t)| (f.into_boxed_slice(), t.into_boxed_slice())).collect(),
         method_override: config.method_override,
@@ -133,7 +120,7 @@ fn trust_domains(config: &PluginConfig) -> Result<Vec<String>> {
     for (i, td) in all.iter().enumerate() {
         let path = if i == 0 { "trustDomain".to_string() } else { format!("trustDomainAliases[{}]", i - 1) };
         if td.is_empty() || td.contains('/') || td.contains('*') {
-            return err(&path, format!("'{td}' is not a trust domain (non-empty, no '/' or '*')"));
+            return refuse(&path, format!("'{td}' is not a trust domain (non-empty, no '/' or '*')"));
         }
     }
     Ok(all)
@@ -163,33 +150,33 @@ fn mtls_table(spec: Option<&PeerAuthenticationSpec>) -> Result<MtlsTable> {
 fn parse_port(text: &str, path: &str) -> Result<u16> {
     match text.parse::<u16>() {
         Ok(p) if p > 0 && !text.starts_with('+') && !text.starts_with('0') => Ok(p),
-        _ => err(path, format!("'{text}' is not a port (1-65535)")),
+        _ => refuse(path, format!("'{text}' is not a port (1-65535)")),
     }
 }
 
 /// Refuses the spec fields a sidecar filter cannot honour and returns the action.
 fn check_spec_fields(spec: &AuthorizationPolicySpec, path: &str) -> Result<Action> {
     if spec.target_ref.is_some() {
-        return err(
+        return refuse(
             &format!("{path}.targetRef"),
             "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)",
         );
     }
     if spec.target_refs.is_some() {
-        return err(
+        return refuse(
             &format!("{path}.targetRefs"),
             "targets a gateway or waypoint; a sidecar filter applies to its own workload (use selector)",
         );
     }
     if spec.provider.is_some() {
-        return err(
+        return refuse(
             &format!("{path}.provider"),
             "providers belong to action CUSTOM (ext_authz), which this filter does not run",
         );
     }
     let action = spec.action.unwrap_or(Action::Allow);
     if action == Action::Custom {
-        return err(&format!("{path}.action"), "CUSTOM delegates to an external authorizer (ext_authz), which this filter does not run; use ALLOW, DENY or AUDIT");
+        return refuse(&format!("{path}.action"), "CUSTOM delegates to an external authorizer (ext_authz), which this filter does not run; use ALLOW, DENY or AUDIT");
     }
     Ok(action)
 }
@@ -222,27 +209,27 @@ fn path_aliases(config: &PluginConfig) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         for (field, v) in [("from", &a.from), ("to", &a.to)] {
             let ok = v.starts_with('/') && v.ends_with('/') && !v.contains(['*', '{', '}', '?', '#', ';', '%', '\\']);
             if !ok {
-                return err(
+                return refuse(
                     &format!("{path}.{field}"),
                     format!("'{v}' must be a plain path prefix starting and ending with '/'"),
                 );
             }
             let mut buf = [0u8; MAX_PATH];
             if tomcat_path(v.as_bytes(), &mut buf).map(|n| &buf[..n] != v.as_bytes()).unwrap_or(true) {
-                return err(
+                return refuse(
                     &format!("{path}.{field}"),
                     format!("'{v}' is not in normal form (no '//', '.' or '..' segments)"),
                 );
             }
         }
         if a.to.len() > a.from.len() {
-            return err(&format!("{path}.to"), "an alias may not lengthen the path ('to' longer than 'from')");
+            return refuse(&format!("{path}.to"), "an alias may not lengthen the path ('to' longer than 'from')");
         }
         out.push((a.from.clone().into_bytes(), a.to.clone().into_bytes()));
     }
     for (i, (_, to)) in out.iter().enumerate() {
         if let Some(j) = out.iter().position(|(from, _)| to.starts_with(from)) {
-            return err(
+            return refuse(
                 &format!("pathAliases[{i}].to"),
                 format!("is itself aliased by pathAliases[{j}]; map straight to the final prefix"),
             );
@@ -283,10 +270,10 @@ impl Compiler {
 
     fn source(&mut self, s: &Source, path: &str, ctx: &PolicyContext<'_>) -> Result<Conjunction> {
         if !s.request_principals.is_empty() {
-            return err(&format!("{path}.requestPrincipals"), JWT_HINT);
+            return refuse(&format!("{path}.requestPrincipals"), JWT_HINT);
         }
         if !s.not_request_principals.is_empty() {
-            return err(&format!("{path}.notRequestPrincipals"), JWT_HINT);
+            return refuse(&format!("{path}.notRequestPrincipals"), JWT_HINT);
         }
         let has_sa = !s.service_accounts.is_empty() || !s.not_service_accounts.is_empty();
         if has_sa
@@ -295,7 +282,7 @@ impl Compiler {
                 || !s.namespaces.is_empty()
                 || !s.not_namespaces.is_empty())
         {
-            return err(
+            return refuse(
                 &format!("{path}.serviceAccounts"),
                 "cannot be combined with principals or namespaces in one source (Istio refuses it too)",
             );
@@ -303,22 +290,25 @@ impl Compiler {
         let mut out = Vec::new();
         let nonempty = Wildcard::NonEmpty;
         self.pair(&mut out, path, [("principals", &s.principals), ("notPrincipals", &s.not_principals)], |_, v, p| {
-            Ok(Test::Principal(principals(v, p, ctx)?))
+            Ok(Matcher::Principal(principals(v, p, ctx)?))
         })?;
         self.pair(&mut out, path, [("namespaces", &s.namespaces), ("notNamespaces", &s.not_namespaces)], |_, v, p| {
-            Ok(Test::Namespace(patterns(v, p, nonempty, false)?))
+            Ok(Matcher::Namespace(patterns(v, p, nonempty, false)?))
         })?;
         let accounts = [("serviceAccounts", &s.service_accounts), ("notServiceAccounts", &s.not_service_accounts)];
-        self.pair(&mut out, path, accounts, |_, v, p| Ok(Test::ServiceAccount(service_accounts(v, p, ctx)?)))?;
+        self.pair(&mut out, path, accounts, |_, v, p| Ok(Matcher::ServiceAccount(service_accounts(v, p, ctx)?)))?;
         let domains = [("trustDomains", &s.trust_domains), ("notTrustDomains", &s.not_trust_domains)];
-        self.pair(&mut out, path, domains, |_, v, p| Ok(Test::TrustDomain(patterns(v, p, nonempty, false)?)))?;
+        self.pair(&mut out, path, domains, |_, v, p| Ok(Matcher::TrustDomain(patterns(v, p, nonempty, false)?)))?;
         self.pair(&mut out, path, [("ipBlocks", &s.ip_blocks), ("notIpBlocks", &s.not_ip_blocks)], |_, v, p| {
-            Ok(Test::SourceIp(cidrs(v, p)?))
+            Ok(Matcher::SourceIp(cidrs(v, p)?))
         })?;
         let remote = [("remoteIpBlocks", &s.remote_ip_blocks), ("notRemoteIpBlocks", &s.not_remote_ip_blocks)];
-        self.pair(&mut out, path, remote, |_, v, p| Ok(Test::RemoteIp(cidrs(v, p)?)))?;
+        self.pair(&mut out, path, remote, |_, v, p| Ok(Matcher::RemoteIp(cidrs(v, p)?)))?;
         if out.is_empty() {
-            return err(path, "must not be empty (Istio refuses an empty source; omit `from` to match every source)");
+            return refuse(
+                path,
+                "must not be empty (Istio refuses an empty source; omit `from` to match every source)",
+            );
         }
         Ok(out.into())
     }
@@ -326,13 +316,13 @@ impl Compiler {
     fn operation(&mut self, o: &Operation, path: &str) -> Result<Conjunction> {
         let mut out = Vec::new();
         self.pair(&mut out, path, [("hosts", &o.hosts), ("notHosts", &o.not_hosts)], |_, v, p| {
-            Ok(Test::Host(patterns(v, p, Wildcard::Present, true)?))
+            Ok(Matcher::Host(patterns(v, p, Wildcard::Present, true)?))
         })?;
         self.pair(&mut out, path, [("ports", &o.ports), ("notPorts", &o.not_ports)], |_, v, p| {
-            Ok(Test::Port(ports(v, p)?))
+            Ok(Matcher::Port(ports(v, p)?))
         })?;
         self.pair(&mut out, path, [("methods", &o.methods), ("notMethods", &o.not_methods)], |c, v, p| {
-            Ok(Test::Method(c.methods(v, p)?))
+            Ok(Matcher::Method(c.methods(v, p)?))
         })?;
         self.pair(&mut out, path, [("paths", &o.paths), ("notPaths", &o.not_paths)], |c, v, p| {
             let canonical: Vec<String> = v
@@ -340,10 +330,10 @@ impl Compiler {
                 .enumerate()
                 .map(|(i, value)| c.canonical_path(value, &format!("{p}[{i}]")))
                 .collect::<Result<_>>()?;
-            Ok(Test::Path(paths(&canonical, p)?))
+            Ok(Matcher::Path(paths(&canonical, p)?))
         })?;
         if out.is_empty() {
-            return err(
+            return refuse(
                 path,
                 "must not be empty (Istio refuses an empty operation; omit `to` to match every operation)",
             );
@@ -359,7 +349,7 @@ impl Compiler {
         out: &mut Vec<Constraint>,
     ) -> Result<()> {
         if c.values.is_empty() && c.not_values.is_empty() {
-            return err(path, "needs `values` or `notValues`");
+            return refuse(path, "needs `values` or `notValues`");
         }
         let key = c.key.as_str();
         let key_path = format!("{path}.key");
@@ -368,37 +358,37 @@ impl Compiler {
                 continue;
             }
             let vpath = format!("{path}.{field}");
-            let test = match key {
-                "source.ip" => Test::SourceIp(cidrs(values, &vpath)?),
-                "remote.ip" => Test::RemoteIp(cidrs(values, &vpath)?),
-                "destination.ip" => Test::DestinationIp(cidrs(values, &vpath)?),
-                "source.namespace" => Test::Namespace(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
-                "source.principal" => Test::Principal(principals(values, &vpath, ctx)?),
-                "destination.port" => Test::Port(ports(values, &vpath)?),
-                "connection.sni" => Test::Sni(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
+            let matcher = match key {
+                "source.ip" => Matcher::SourceIp(cidrs(values, &vpath)?),
+                "remote.ip" => Matcher::RemoteIp(cidrs(values, &vpath)?),
+                "destination.ip" => Matcher::DestinationIp(cidrs(values, &vpath)?),
+                "source.namespace" => Matcher::Namespace(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
+                "source.principal" => Matcher::Principal(principals(values, &vpath, ctx)?),
+                "destination.port" => Matcher::Port(ports(values, &vpath)?),
+                "connection.sni" => Matcher::Sni(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
                 _ if key.starts_with("request.headers[") => {
                     let name = key
                         .strip_prefix("request.headers[")
                         .and_then(|k| k.strip_suffix(']'))
                         .filter(|n| !n.is_empty() && n.bytes().all(is_token_byte));
                     let Some(name) = name else {
-                        return err(&key_path, format!("'{key}' is not request.headers[<header name>]"));
+                        return refuse(&key_path, format!("'{key}' is not request.headers[<header name>]"));
                     };
                     let index = self.header(name);
-                    Test::Header(index, patterns(values, &vpath, Wildcard::Present, false)?)
+                    Matcher::Header(index, patterns(values, &vpath, Wildcard::Present, false)?)
                 }
-                _ if key.starts_with("request.auth.") => return err(&key_path, JWT_HINT),
+                _ if key.starts_with("request.auth.") => return refuse(&key_path, JWT_HINT),
                 _ if key.starts_with("experimental.") => {
-                    return err(&key_path, "experimental keys read Envoy filter metadata this filter does not see")
+                    return refuse(&key_path, "experimental keys read Envoy filter metadata this filter does not see")
                 }
                 _ => {
-                    return err(&key_path, format!(
+                    return refuse(&key_path, format!(
                         "unknown condition key '{key}'; supported: source.ip, remote.ip, destination.ip, source.namespace, \
                          source.principal, destination.port, connection.sni, request.headers[<name>]"
                     ))
                 }
             };
-            self.push(out, negate, test);
+            self.push(out, negate, matcher);
         }
         Ok(())
     }
@@ -410,35 +400,35 @@ impl Compiler {
         out: &mut Vec<Constraint>,
         path: &str,
         fields: [(&str, &Vec<String>); 2],
-        build: impl Fn(&mut Self, &[String], &str) -> Result<Test>,
+        build: impl Fn(&mut Self, &[String], &str) -> Result<Matcher>,
     ) -> Result<()> {
         for (negate, (field, values)) in [false, true].into_iter().zip(fields) {
             if !values.is_empty() {
-                let test = build(self, values, &format!("{path}.{field}"))?;
-                self.push(out, negate, test);
+                let matcher = build(self, values, &format!("{path}.{field}"))?;
+                self.push(out, negate, matcher);
             }
         }
         Ok(())
     }
 
-    fn push(&mut self, out: &mut Vec<Constraint>, negate: bool, test: Test) {
+    fn push(&mut self, out: &mut Vec<Constraint>, negate: bool, matcher: Matcher) {
         let needs = &mut self.needs;
-        match &test {
-            Test::Principal(_) | Test::Namespace(_) | Test::ServiceAccount(_) | Test::TrustDomain(_) => {
+        match &matcher {
+            Matcher::Principal(_) | Matcher::Namespace(_) | Matcher::ServiceAccount(_) | Matcher::TrustDomain(_) => {
                 needs.peer = true;
                 needs.identity = true;
             }
-            Test::SourceIp(_) => needs.source_ip = true,
-            Test::RemoteIp(_) => needs.remote_ip = true,
-            Test::DestinationIp(_) => needs.destination_ip = true,
-            Test::Host(_) => needs.host = true,
-            Test::Port(_) => needs.port = true,
-            Test::Method(_) => needs.method = true,
-            Test::Path(_) => needs.path = true,
-            Test::Header(..) => {}
-            Test::Sni(_) => needs.sni = true,
+            Matcher::SourceIp(_) => needs.source_ip = true,
+            Matcher::RemoteIp(_) => needs.remote_ip = true,
+            Matcher::DestinationIp(_) => needs.destination_ip = true,
+            Matcher::Host(_) => needs.host = true,
+            Matcher::Port(_) => needs.port = true,
+            Matcher::Method(_) => needs.method = true,
+            Matcher::Path(_) => needs.path = true,
+            Matcher::Header(..) => {}
+            Matcher::Sni(_) => needs.sni = true,
         }
-        out.push(Constraint { negate, test });
+        out.push(Constraint { negate, matcher });
     }
 
     /// A policy path as requests are matched: in normal form (refused otherwise, since it could
@@ -459,7 +449,7 @@ impl Compiler {
             match tomcat_path(normal.as_bytes(), &mut buf) {
                 Ok(n) if &buf[..n] == normal.as_bytes() => {}
                 Ok(n) => {
-                    return err(
+                    return refuse(
                         path,
                         format!(
                             "'{value}' can never match: requests are matched after normalisation, write it as '{}{}'",
@@ -468,7 +458,7 @@ impl Compiler {
                         ),
                     )
                 }
-                Err(e) => return err(path, format!("'{value}' can never match: {}", e.as_str())),
+                Err(e) => return refuse(path, format!("'{value}' can never match: {}", e.as_str())),
             }
         }
         let mut current = value.to_string();
@@ -484,7 +474,7 @@ impl Compiler {
                 if let Some((from, to)) =
                     self.aliases.iter().find(|(from, to)| from.starts_with(lit) && !to.starts_with(lit))
                 {
-                    return err(
+                    return refuse(
                         path,
                         format!(
                         "'{value}' stops inside the aliased prefix '{}' (served as '{}'); spell the prefix out in full",
@@ -527,7 +517,7 @@ impl Compiler {
                 } else {
                     String::new()
                 };
-                return err(&vpath, format!("'{value}' is not an HTTP method (an upper-case token){hint}"));
+                return refuse(&vpath, format!("'{value}' is not an HTTP method (an upper-case token){hint}"));
             }
             let pattern = Pattern::parse(value, Wildcard::Present);
             let bit = match self.methods.iter().position(|p| *p == pattern) {
@@ -536,7 +526,7 @@ impl Compiler {
                     self.methods.push(pattern);
                     self.methods.len() - 1
                 }
-                None => return err(&vpath, "more than 64 distinct method patterns in one configuration"),
+                None => return refuse(&vpath, "more than 64 distinct method patterns in one configuration"),
             };
             mask |= 1 << bit;
         }
@@ -552,12 +542,12 @@ fn is_token_byte(b: u8) -> bool {
 /// Istio allows `*` only alone, as a prefix or as a suffix.
 fn check_wildcards(value: &str, path: &str) -> Result<()> {
     if value.is_empty() {
-        return err(path, "must not be empty");
+        return refuse(path, "must not be empty");
     }
     let inner = value.strip_prefix('*').unwrap_or(value);
     let inner = inner.strip_suffix('*').unwrap_or(inner);
     if inner.contains('*') || (value.len() > 1 && value.starts_with('*') && value.ends_with('*')) {
-        return err(path, format!("'{value}': '*' is allowed only alone, as a prefix, or as a suffix"));
+        return refuse(path, format!("'{value}': '*' is allowed only alone, as a prefix, or as a suffix"));
     }
     Ok(())
 }
@@ -623,7 +613,7 @@ fn service_accounts(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> R
         .map(|(i, v)| {
             let (ns, sa) = v.split_once('/').unwrap_or((ctx.namespace, v));
             if ns.is_empty() || sa.is_empty() || sa.contains('/') || v.contains('*') {
-                return err(
+                return refuse(
                     &format!("{path}[{i}]"),
                     format!("'{v}' is not a service account ('<namespace>/<name>' or '<name>', no wildcards)"),
                 );
@@ -634,7 +624,7 @@ fn service_accounts(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> R
 }
 
 fn cidrs(values: &[String], path: &str) -> Result<Box<[Cidr]>> {
-    values.iter().enumerate().map(|(i, v)| Cidr::parse(v).or_else(|m| err(&format!("{path}[{i}]"), m))).collect()
+    values.iter().enumerate().map(|(i, v)| Cidr::parse(v).or_else(|m| refuse(&format!("{path}[{i}]"), m))).collect()
 }
 
 fn ports(values: &[String], path: &str) -> Result<Box<[u16]>> {
@@ -658,7 +648,7 @@ fn paths(values: &[String], path: &str) -> Result<Box<[PathPattern]>> {
 
 /// Istio's path templates: `{*}` and `{**}` each fill a whole segment.
 fn template(value: &str, path: &str) -> Result<PathPattern> {
-    let bad = |why: &str| err(path, format!("'{value}' is not a valid path template: {why}"));
+    let bad = |why: &str| refuse(path, format!("'{value}' is not a valid path template: {why}"));
     if !value.starts_with('/') {
         return bad("it must start with '/'");
     }

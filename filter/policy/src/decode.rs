@@ -5,19 +5,19 @@
 
 use std::collections::BTreeMap;
 
-use crate::compile::CompileError;
 use crate::config::{
     Action, AuthorizationPolicySpec, Condition, From, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
     PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, Unsupported,
     WorkloadSelector,
 };
+use crate::error::ConfigError;
 use crate::json::Json;
 
-type Result<T> = std::result::Result<T, CompileError>;
+type Result<T> = std::result::Result<T, ConfigError>;
 
 fn refuse<T>(path: &str, message: String) -> Result<T> {
     let path = if path.is_empty() { "(config)" } else { path };
-    Err(CompileError { path: path.to_string(), message })
+    Err(ConfigError { path: path.to_string(), message })
 }
 
 fn field_path(path: &str, name: &str) -> String {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::{CompiledRule, Test};
+use crate::model::{CompiledRule, Matcher, RuleIndex, Rules, ValueMap};
 use crate::pattern::{PathPattern, Pattern};
 
 /// Below this many rules a scan is as fast as a lookup.
@@ -14,13 +14,6 @@ pub(crate) const MIN_RULES: usize = 8;
 /// Candidate lists merged at once; more (many prefix lengths or header values) falls back to
 /// a scan.
 const MAX_LISTS: usize = 12;
-
-type Rules = Box<[u32]>;
-
-/// Exact values to the rules keyed on them, sorted by value. A binary search costs about what
-/// a hash lookup does at these sizes, and needs no hasher in the module.
-#[derive(Debug, Clone, Default)]
-struct ValueMap(Box<[(Box<[u8]>, Rules)]>);
 
 impl ValueMap {
     fn get(&self, value: &[u8]) -> Option<&Rules> {
@@ -31,19 +24,6 @@ impl ValueMap {
 
 /// A value map while it is being built.
 type Building = BTreeMap<Box<[u8]>, Vec<u32>>;
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RuleIndex {
-    principal: ValueMap,
-    namespace: ValueMap,
-    path_exact: ValueMap,
-    /// Prefix keys grouped by length, so a path is probed once per distinct length.
-    path_prefix: Box<[(usize, ValueMap)]>,
-    /// Per header (its index in the policy's header names).
-    header: Box<[(usize, ValueMap)]>,
-    /// Rules without a key, always checked.
-    scan: Rules,
-}
 
 enum Key<'a> {
     Principal(Vec<&'a [u8]>),
@@ -79,13 +59,13 @@ fn path_keys(patterns: &[PathPattern]) -> Option<Vec<(&[u8], bool)>> {
 fn key(rule: &CompiledRule, namespace_keys: bool) -> Option<Key<'_>> {
     if let [source] = &*rule.from {
         for c in source.iter().filter(|c| !c.negate) {
-            match &c.test {
-                Test::Principal(p) => {
+            match &c.matcher {
+                Matcher::Principal(p) => {
                     if let Some(v) = exacts(p) {
                         return Some(Key::Principal(v));
                     }
                 }
-                Test::Namespace(p) if namespace_keys => {
+                Matcher::Namespace(p) if namespace_keys => {
                     if let Some(v) = exacts(p) {
                         return Some(Key::Namespace(v));
                     }
@@ -96,7 +76,7 @@ fn key(rule: &CompiledRule, namespace_keys: bool) -> Option<Key<'_>> {
     }
     if let [operation] = &*rule.to {
         for c in operation.iter().filter(|c| !c.negate) {
-            if let Test::Path(p) = &c.test {
+            if let Matcher::Path(p) = &c.matcher {
                 if let Some(k) = path_keys(p) {
                     return Some(Key::Path(k));
                 }
@@ -104,7 +84,7 @@ fn key(rule: &CompiledRule, namespace_keys: bool) -> Option<Key<'_>> {
         }
     }
     for c in rule.when.iter().filter(|c| !c.negate) {
-        if let Test::Header(i, p) = &c.test {
+        if let Matcher::Header(i, p) = &c.matcher {
             if let Some(v) = exacts(p) {
                 return Some(Key::Header(*i, v));
             }

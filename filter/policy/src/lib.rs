@@ -1,33 +1,57 @@
 //! The policy engine of the XNAT guard filter: Istio `AuthorizationPolicy` and
-//! `PeerAuthentication` semantics, compiled once per configuration into a matcher that
+//! `PeerAuthentication` semantics, compiled once per configuration into an [`Engine`] that
 //! evaluates a request without allocating. No proxy-wasm, no I/O: the same code runs in the
 //! sidecar filter, in the deployer's `check` and in tests.
+//!
+//! Modules, each depending only on modules before it in this list (a DAG):
+//! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize` (none of the crate's);
+//! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
+//! reads a model's rule index); `engine` (evaluation only); `compile` (config to model);
+//! `decode` (JSON to config).
 #![forbid(unsafe_code)]
 
-pub mod compile;
 pub mod config;
+
+mod compile;
 mod decode;
-pub mod engine;
+mod engine;
+mod error;
 mod index;
 mod json;
+mod model;
+/// Public only until the callers outside `filter/` use the re-exports at the crate root.
+#[doc(hidden)]
 pub mod normalize;
-pub mod pattern;
-pub mod spiffe;
+mod pattern;
+mod request;
+mod spiffe;
 
-pub use compile::{compile, compile_unindexed, CompileError};
+pub use compile::compile;
+#[cfg(feature = "testing")]
+pub use compile::compile_unindexed;
 pub use config::{MtlsMode, PluginConfig};
-pub use engine::{Decision, HeaderValues, Needs, Policy, PolicyName, Request, Verdict};
+pub use error::ConfigError;
+pub use model::Engine;
+pub use normalize::{apply_aliases, is_normal_path, tomcat_path, CompiledAlias, PathRefusal, MAX_PATH};
+pub use request::{Decision, HeaderValues, Needs, PolicyName, Request, Verdict};
+
+/// The old name of [`Engine`], until its users are renamed.
+#[doc(hidden)]
+pub type Policy = Engine;
+/// The old name of [`ConfigError`], until its users are renamed.
+#[doc(hidden)]
+pub type CompileError = ConfigError;
 
 /// Parses the plugin configuration JSON and compiles it. Errors carry the path of the field at
 /// fault, for syntax and unknown fields as much as for values.
-pub fn from_json(json: &[u8]) -> Result<Policy, CompileError> {
+pub fn from_json(json: &[u8]) -> Result<Engine, ConfigError> {
     compile(&parse_json(json)?)
 }
 
 /// Parses the plugin configuration without compiling it. Syntax errors give their line and
 /// column; every other refusal names the field at fault.
-pub fn parse_json(json: &[u8]) -> Result<PluginConfig, CompileError> {
+pub fn parse_json(json: &[u8]) -> Result<PluginConfig, ConfigError> {
     let document =
-        json::parse(json).map_err(|e| CompileError { path: "(config)".to_string(), message: e.to_string() })?;
+        json::parse(json).map_err(|e| ConfigError { path: error::DOCUMENT.to_string(), message: e.to_string() })?;
     decode::plugin_config(&document)
 }

@@ -4,6 +4,8 @@
 //! `/data/%2e%2e/admin` reach what it meant to protect, so rules are matched against Tomcat's
 //! view instead, and what Tomcat itself refuses (or could read two ways) is refused here.
 //!
+//! Where a `:path`'s query starts and how a `Host` is compared are read here too.
+//!
 //! Everything here works on a caller's fixed buffer: no allocation, time linear in the input.
 
 /// Longest path (before the query) the filter accepts; longer requests are refused.
@@ -65,7 +67,7 @@ fn reencoded(b: u8) -> Option<&'static [u8; 3]> {
 
 /// Whether `path` (query already cut) is its own normal form with no alias to apply: then it
 /// can be matched as it is, with no copy. Most requests are.
-pub fn is_normal(path: &[u8], aliases: &[Alias]) -> bool {
+pub fn is_normal_path(path: &[u8], aliases: &[CompiledAlias]) -> bool {
     if path.first() != Some(&b'/') || path.len() > MAX_PATH {
         return false;
     }
@@ -188,12 +190,16 @@ fn write(
 }
 
 /// A compiled path alias: requests under the first prefix are judged under the second.
-pub type Alias = (Box<[u8]>, Box<[u8]>);
+pub type CompiledAlias = (Box<[u8]>, Box<[u8]>);
+
+/// The old name of [`CompiledAlias`].
+#[doc(hidden)]
+pub type Alias = CompiledAlias;
 
 /// Rewrites an aliased prefix (XNAT serves `/REST/...` as `/data/...`, and
 /// `/data/archive/...` as `/data/...`) in place; applied until no alias matches. Returns the
 /// new length.
-pub fn apply_aliases(path: &mut [u8], mut len: usize, aliases: &[Alias]) -> usize {
+pub fn apply_aliases(path: &mut [u8], mut len: usize, aliases: &[CompiledAlias]) -> usize {
     // Each alias rewrite is prefix-for-prefix and never lengthens (checked at compile time),
     // so this terminates within aliases.len() + 1 rounds.
     for _ in 0..=aliases.len() {
@@ -206,6 +212,40 @@ pub fn apply_aliases(path: &mut [u8], mut len: usize, aliases: &[Alias]) -> usiz
         len = to.len() + rest;
     }
     len
+}
+
+/// Where the query or fragment of a `:path` starts (its first `?` or `#`). Paths are scanned
+/// eight bytes at a time: this runs on every request of a policy that reads paths.
+pub(crate) fn query_start(path: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // Non-zero iff some byte of `word` is zero (the classic SWAR test; exact for "any").
+    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut words = path.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        if has_zero_byte(word ^ (ONES * u64::from(b'?'))) | has_zero_byte(word ^ (ONES * u64::from(b'#'))) != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    path[offset..].iter().position(|&b| b == b'?' || b == b'#').map(|i| offset + i)
+}
+
+/// Drops one trailing dot of the host name, before any `:port`.
+pub(crate) fn strip_trailing_dot(host: &[u8]) -> &[u8] {
+    let (name_end, has_port) = match host.iter().rposition(|&b| b == b':') {
+        // An IPv6 literal's colons are inside brackets.
+        Some(c) if !host[c..].contains(&b']') => (c, true),
+        _ => (host.len(), false),
+    };
+    if !has_port && name_end > 1 && host[name_end - 1] == b'.' {
+        return &host[..name_end - 1];
+    }
+    host
 }
 
 #[cfg(test)]
@@ -264,12 +304,45 @@ mod tests {
 
     #[test]
     fn aliases_rewrite_prefixes_until_none_applies() {
-        let aliases: Vec<Alias> = vec![
+        let aliases: Vec<CompiledAlias> = vec![
             (b"/REST/".as_slice().into(), b"/data/".as_slice().into()),
             (b"/data/archive/".as_slice().into(), b"/data/".as_slice().into()),
         ];
         let mut buf = *b"/REST/archive/projects/P1\0\0\0";
         let n = apply_aliases(&mut buf, 25, &aliases);
         assert_eq!(&buf[..n], b"/data/projects/P1");
+    }
+
+    #[test]
+    fn the_query_starts_at_the_first_question_mark_or_hash() {
+        let cases: &[(&str, Option<usize>)] = &[
+            ("", None),
+            ("/", None),
+            ("/data/projects", None),
+            ("/data/projects/p1/subjects/s1/experiments", None),
+            ("?", Some(0)),
+            ("/a?b", Some(2)),
+            ("/a#b?c", Some(2)),
+            ("/data/pr?jects", Some(8)),
+            ("/data/projects?x=1", Some(14)),
+            ("/data/projects/p1/subjects#frag", Some(26)),
+            ("/data/projects/p1/subjects/s1/experiments?format=json", Some(41)),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(query_start(path.as_bytes()), *expected, "{path}");
+            let slow = path.bytes().position(|b| b == b'?' || b == b'#');
+            assert_eq!(slow, *expected, "{path}: the case itself is wrong");
+        }
+        // Every position and every byte next to the markers, against the plain scan.
+        for len in 0..40 {
+            for at in 0..len {
+                for marker in [b'?', b'#', b'>', b'_', 0xbf, 0xa3] {
+                    let mut path = vec![b'a'; len];
+                    path[at] = marker;
+                    let slow = path.iter().position(|&b| b == b'?' || b == b'#');
+                    assert_eq!(query_start(&path), slow, "{path:?}");
+                }
+            }
+        }
     }
 }

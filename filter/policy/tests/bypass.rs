@@ -2,10 +2,9 @@
 //! for, so neither can be stepped around.
 
 use serde_json::{json, Value};
-use xnat_guard_policy::normalize::PathRefusal;
-use xnat_guard_policy::{from_json, Policy, Request, Verdict};
+use xnat_guard_policy::{from_json, Engine, PathRefusal, Request, Verdict};
 
-fn compile(config: Value) -> Policy {
+fn compile(config: Value) -> Engine {
     from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused: {e}\n{config}"))
 }
 
@@ -24,7 +23,7 @@ fn policies(policies: Value, extra: Value) -> Value {
     config
 }
 
-fn deny_secret(extra: Value) -> Policy {
+fn deny_secret(extra: Value) -> Engine {
     compile(policies(
         json!([{"name": "no-secret", "namespace": "xnat", "spec": {"action": "DENY",
             "rules": [{"to": [{"operation": {"paths": ["/data/projects/secret*"]}}]}]}}]),
@@ -32,7 +31,7 @@ fn deny_secret(extra: Value) -> Policy {
     ))
 }
 
-fn verdict(policy: &Policy, method: &str, path: &str, headers: &[Option<&[u8]>]) -> Verdict {
+fn verdict(policy: &Engine, method: &str, path: &str, headers: &[Option<&[u8]>]) -> Verdict {
     let names = policy.header_names();
     assert!(headers.len() <= names.len());
     let singles: Vec<Vec<&[u8]>> = headers.iter().map(|h| h.iter().copied().collect()).collect();
@@ -124,7 +123,7 @@ fn policy_paths_that_could_never_match_or_stop_inside_an_alias_are_refused() {
     assert!(e.contains("itself aliased"), "{e}");
 }
 
-fn methods_policy(extra: Value) -> Policy {
+fn methods_policy(extra: Value) -> Engine {
     compile(policies(
         json!([{"name": "xnat-all", "namespace": "xnat", "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "POST", "HEAD"]}}]}]}}]),
         extra,

@@ -1,22 +1,22 @@
 //! Istio semantics, field by field, through the public API: JSON in, decision out.
 
 use serde_json::{json, Value};
-use xnat_guard_policy::{from_json, Policy, Request, Verdict};
+use xnat_guard_policy::{from_json, Engine, Request, Verdict};
 
 const WEB: &str = "spiffe://cluster.local/ns/xnat/sa/xnat-web";
 const UPLOADER: &str = "spiffe://cluster.local/ns/xnat-ingest/sa/uploader";
 const VIEWER: &str = "spiffe://cluster.local/ns/reporting/sa/viewer";
 
-fn compile(config: Value) -> Policy {
+fn compile(config: Value) -> Engine {
     from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused: {e}\n{config}"))
 }
 
 /// One ALLOW policy with the given rules.
-fn allow(rules: Value) -> Policy {
+fn allow(rules: Value) -> Engine {
     compile(json!({"policies": [{"name": "p", "namespace": "xnat", "spec": {"rules": rules}}]}))
 }
 
-fn policy_with(action: &str, rules: Value) -> Policy {
+fn policy_with(action: &str, rules: Value) -> Engine {
     compile(json!({"policies": [{"name": "p", "namespace": "xnat", "spec": {"action": action, "rules": rules}}]}))
 }
 
@@ -72,11 +72,11 @@ impl Req {
         Req { header: Some(v), ..self }
     }
 
-    fn verdict(self, policy: &Policy) -> Verdict {
+    fn verdict(self, policy: &Engine) -> Verdict {
         self.decide(policy).verdict
     }
 
-    fn decide(self, policy: &Policy) -> xnat_guard_policy::Decision {
+    fn decide(self, policy: &Engine) -> xnat_guard_policy::Decision {
         let ip = self.ip.parse().ok();
         // The one test header goes to every header the policy reads, except the method-override
         // headers (tested in bypass.rs).
@@ -100,7 +100,7 @@ impl Req {
         })
     }
 
-    fn allowed(self, policy: &Policy) -> bool {
+    fn allowed(self, policy: &Engine) -> bool {
         self.verdict(policy).is_allowed()
     }
 }

@@ -3,7 +3,7 @@
 //! answer `403 RBAC: access denied` as Istio's RBAC filter does. Nothing clever lives here.
 //!
 //! Every host call costs about as much as the whole policy evaluation, so the request path
-//! makes as few as it can: it reads only what `Policy::needs` lists, reads the port only when
+//! makes as few as it can: it reads only what `Engine::needs` lists, reads the port only when
 //! it can change the outcome, and counts decisions in memory, flushing them to Envoy's stats
 //! once a second instead of one host call per request.
 
@@ -18,7 +18,7 @@ use connection::{worth_caching, Cache, Connection, Source};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
-use xnat_guard_policy::{Decision, HeaderValues, MtlsMode, Policy, Request, Verdict};
+use xnat_guard_policy::{Decision, Engine, HeaderValues, MtlsMode, Request, Verdict};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -90,7 +90,7 @@ impl Metrics {
 
 #[derive(Default)]
 struct GuardRoot {
-    policy: Option<Rc<Policy>>,
+    policy: Option<Rc<Engine>>,
     metrics: Metrics,
     pending: Rc<Pending>,
     connections: Rc<RefCell<Cache>>,
@@ -144,7 +144,7 @@ impl RootContext for GuardRoot {
 }
 
 struct GuardHttp {
-    policy: Option<Rc<Policy>>,
+    policy: Option<Rc<Engine>>,
     pending: Rc<Pending>,
     connections: Rc<RefCell<Cache>>,
 }
@@ -183,7 +183,7 @@ fn deny() -> Action {
 /// Reads from the host only what the policy needs, cheapest decisive fact first, then
 /// evaluates. Connection facts come from the per-connection cache when the policy reads two
 /// or more of them.
-fn decide(policy: &Policy, cache: &RefCell<Cache>) -> Decision {
+fn decide(policy: &Engine, cache: &RefCell<Cache>) -> Decision {
     let needs = policy.needs();
     let live = host::Live;
     let mut fresh = Connection::default();
