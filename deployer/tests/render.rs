@@ -2,17 +2,16 @@
 //! Istio's real CRDs (`../shared/istio/crd-all.gen.yaml`), so what rollout applies is what the
 //! API server accepts.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 
 use deployer::plan::rollout::{self, FailStrategy, ModuleRef, Plan, Spec};
 use deployer::resources;
 use serde_json::Value;
+use support::{assert_golden, project_root, shared_dir};
 
 const SHA: &str = "4f6d3c0a1b2e9d8c7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e";
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("deployer sits in the workspace").to_path_buf()
-}
 
 fn spec(files: &[&str]) -> Spec {
     let paths: Vec<PathBuf> = files.iter().map(|f| project_root().join("examples/runbook").join(f)).collect();
@@ -33,31 +32,12 @@ fn runbook_spec() -> Spec {
     s
 }
 
-fn assert_golden(name: &str, plan: &Plan) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    let rendered = plan.to_yaml();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &rendered).unwrap();
-    }
-    let golden = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", path.display()));
-    assert_eq!(
-        rendered,
-        golden,
-        "render output differs from {}; if intended, rerun with UPDATE_GOLDEN=1",
-        path.display()
-    );
-}
-
 /// The schemas of Istio's CRDs, keyed by (apiVersion, kind).
 struct Schemas(Vec<(String, String, Value)>);
 
 impl Schemas {
     fn load() -> Schemas {
-        let path = std::env::var_os("XNAT_GUARD_SHARED")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| project_root().join("../shared"))
-            .join("istio/crd-all.gen.yaml");
+        let path = shared_dir().join("istio/crd-all.gen.yaml");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!("FAILED, not skipped: Istio's CRDs at {}: {e}. Put the shared reference data beside the checkout (../shared) or set XNAT_GUARD_SHARED", path.display())
         });
@@ -122,7 +102,7 @@ fn runbook_render_matches_golden_and_istio_schemas() {
             "WasmPlugin xnat/xnat-guard",
         ]
     );
-    assert_golden("runbook.yaml", &plan);
+    assert_golden("runbook.yaml", &plan.to_yaml());
     assert_valid_against_crds(&plan);
 }
 
@@ -131,7 +111,7 @@ fn runbook_files_as_they_are_render_with_file_peer_authentications() {
     let mut s = spec(&["istio-mtls.yaml", "istio-destination.yaml", "per-source.yaml"]);
     s.service = None;
     let plan = rollout::plan(&s).unwrap();
-    assert_golden("runbook-files.yaml", &plan);
+    assert_golden("runbook-files.yaml", &plan.to_yaml());
     assert_valid_against_crds(&plan);
     let wasm = &plan.manifests.last().unwrap().body;
     assert_eq!(wasm["spec"]["pluginConfig"]["peerAuthentication"]["portLevelMtls"]["8080"]["mode"], "DISABLE");
