@@ -3,6 +3,7 @@
 //! every object refuses members it does not know and members given twice: a field silently
 //! ignored in an ALLOW rule would widen access.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::config::{
@@ -10,14 +11,11 @@ use crate::config::{
     PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, Unsupported,
     WorkloadSelector,
 };
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
 
-type Result<T> = std::result::Result<T, ConfigError>;
-
 fn refuse<T>(path: &str, message: String) -> Result<T> {
-    let path = if path.is_empty() { "(config)" } else { path };
-    Err(ConfigError { path: path.to_string(), message })
+    crate::error::refuse(if path.is_empty() { DOCUMENT } else { path }, message)
 }
 
 fn field_path(path: &str, name: &str) -> String {
@@ -36,58 +34,112 @@ fn quoted_list(names: &[&str]) -> String {
     names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
-/// The members of an object whose names are all in `known`, each at most once.
+/// The members of an object, read by name. The names read are the fields the object has:
+/// [`finish`](Members::finish) refuses any other member, and any member given twice.
+///
+/// A read that fails keeps its error and gives a default, so that every field is still asked
+/// for; `finish` then reports, in this order, the first member that is unknown or repeated,
+/// and the first error a read met.
 struct Members<'a> {
     path: &'a str,
     members: &'a [(String, Json)],
+    /// Every name asked for, in the order first asked.
+    read: RefCell<Vec<&'static str>>,
+    error: RefCell<Option<ConfigError>>,
 }
 
 impl<'a> Members<'a> {
-    fn of(value: &'a Json, path: &'a str, known: &[&str]) -> Result<Members<'a>> {
+    fn of(value: &'a Json, path: &'a str) -> Result<Members<'a>> {
         let Json::Object(members) = value else { return type_error(value, path, "an object") };
-        for (i, (name, _)) in members.iter().enumerate() {
-            if !known.contains(&name.as_str()) {
-                let message = format!("unknown field `{name}`, expected one of {}", quoted_list(known));
-                return refuse(&field_path(path, name), message);
-            }
-            if members[..i].iter().any(|(earlier, _)| earlier == name) {
-                return refuse(&field_path(path, name), format!("duplicate field `{name}`"));
-            }
-        }
-        Ok(Members { path, members })
+        Ok(Members { path, members, read: RefCell::default(), error: RefCell::default() })
     }
 
-    /// A member's value (`null` included) and its path.
-    fn get(&self, name: &str) -> Option<(&'a Json, String)> {
+    /// Keeps the first error met.
+    #[inline(never)]
+    fn fail(&self, error: ConfigError) {
+        self.error.borrow_mut().get_or_insert(error);
+    }
+
+    fn keep<T>(&self, result: Result<T>) -> Option<T> {
+        result.map_err(|e| self.fail(e)).ok()
+    }
+
+    /// A member's value (`null` included) and its path; the name counts as read.
+    #[inline(never)]
+    fn get(&self, name: &'static str) -> Option<(&'a Json, String)> {
+        let mut read = self.read.borrow_mut();
+        if !read.contains(&name) {
+            read.push(name);
+        }
         self.members.iter().find(|(n, _)| n == name).map(|(_, value)| (value, field_path(self.path, name)))
     }
 
-    fn required(&self, name: &str) -> Result<(&'a Json, String)> {
+    /// Reports a missing `name` ahead of every error a read meets.
+    fn missing_first(&self, name: &str) {
+        if !self.members.iter().any(|(n, _)| n == name) {
+            self.fail(self.missing(name));
+        }
+    }
+
+    fn missing(&self, name: &str) -> ConfigError {
+        let path = if self.path.is_empty() { DOCUMENT } else { self.path };
+        ConfigError { path: path.to_string(), message: format!("missing field `{name}`") }
+    }
+
+    fn required<T: Default>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> T {
         match self.get(name) {
-            Some(found) => Ok(found),
-            None => refuse(self.path, format!("missing field `{name}`")),
+            Some((value, path)) => self.keep(read(value, &path)).unwrap_or_default(),
+            None => {
+                self.fail(self.missing(name));
+                T::default()
+            }
         }
     }
 
     /// A field with a default when absent; `null` is read like any value (a type error).
-    fn present<T>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Option<T>> {
-        self.get(name).map(|(value, path)| read(value, &path)).transpose()
+    fn present<T>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> Option<T> {
+        self.get(name).and_then(|(value, path)| self.keep(read(value, &path)))
     }
 
     /// An optional field: absent or `null` reads as `None`, as serde reads an `Option`.
-    fn optional<T>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Option<T>> {
+    fn optional<T>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> Option<T> {
         match self.get(name) {
-            None | Some((Json::Null, _)) => Ok(None),
-            Some((value, path)) => read(value, &path).map(Some),
+            None | Some((Json::Null, _)) => None,
+            Some((value, path)) => self.keep(read(value, &path)),
         }
     }
 
-    fn or_default<T: Default>(&self, name: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<T> {
-        Ok(self.present(name, read)?.unwrap_or_default())
+    fn or_default<T: Default>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> T {
+        self.present(name, read).unwrap_or_default()
     }
 
-    fn strings(&self, name: &str) -> Result<Vec<String>> {
+    fn strings(&self, name: &'static str) -> Vec<String> {
         self.or_default(name, |v, p| list(v, p, string))
+    }
+
+    /// `value`, built from the reads, unless a member was not read (unknown) or was given
+    /// twice, or a read failed.
+    fn finish<T>(self, value: T) -> Result<T> {
+        self.check().map(|()| value)
+    }
+
+    // This and the other `inline(never)`: one copy in the module, not one per field read.
+    #[inline(never)]
+    fn check(self) -> Result<()> {
+        let read = self.read.into_inner();
+        for (i, (name, _)) in self.members.iter().enumerate() {
+            if !read.contains(&name.as_str()) {
+                let message = format!("unknown field `{name}`, expected one of {}", quoted_list(&read));
+                return refuse(&field_path(self.path, name), message);
+            }
+            if self.members[..i].iter().any(|(earlier, _)| earlier == name) {
+                return refuse(&field_path(self.path, name), format!("duplicate field `{name}`"));
+            }
+        }
+        match self.error.into_inner() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }
 
@@ -136,28 +188,16 @@ fn variant<T: Copy>(value: &Json, path: &str, variants: &[(&str, T)]) -> Result<
 
 /// Decodes the plugin configuration document.
 pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
-    let m = Members::of(
-        value,
-        "",
-        &[
-            "trustDomain",
-            "trustDomainAliases",
-            "peerAuthentication",
-            "policies",
-            "pathNormalization",
-            "pathAliases",
-            "methodOverride",
-        ],
-    )?;
-    Ok(PluginConfig {
-        trust_domain: m.present("trustDomain", string)?.unwrap_or_else(crate::config::default_trust_domain),
-        trust_domain_aliases: m.strings("trustDomainAliases")?,
-        peer_authentication: m.optional("peerAuthentication", peer_authentication)?,
-        policies: m.or_default("policies", |v, p| list(v, p, policy_entry))?,
+    let m = Members::of(value, "")?;
+    let config = PluginConfig {
+        trust_domain: m.present("trustDomain", string).unwrap_or_else(crate::config::default_trust_domain),
+        trust_domain_aliases: m.strings("trustDomainAliases"),
+        peer_authentication: m.optional("peerAuthentication", peer_authentication),
+        policies: m.or_default("policies", |v, p| list(v, p, policy_entry)),
         path_normalization: m.or_default("pathNormalization", |v, p| {
             variant(v, p, &[("TOMCAT", PathNormalization::Tomcat), ("NONE", PathNormalization::None)])
-        })?,
-        path_aliases: m.optional("pathAliases", |v, p| list(v, p, path_alias))?,
+        }),
+        path_aliases: m.optional("pathAliases", |v, p| list(v, p, path_alias)),
         method_override: m.or_default("methodOverride", |v, p| {
             variant(
                 v,
@@ -168,38 +208,36 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
                     ("IGNORE", MethodOverride::Ignore),
                 ],
             )
-        })?,
-    })
+        }),
+    };
+    m.finish(config)
 }
 
 fn path_alias(value: &Json, path: &str) -> Result<PathAlias> {
-    let m = Members::of(value, path, &["from", "to"])?;
-    Ok(PathAlias { from: string_field(&m, "from")?, to: string_field(&m, "to")? })
-}
-
-fn string_field(m: &Members, name: &str) -> Result<String> {
-    let (value, path) = m.required(name)?;
-    string(value, &path)
+    let m = Members::of(value, path)?;
+    let alias = PathAlias { from: m.required("from", string), to: m.required("to", string) };
+    m.finish(alias)
 }
 
 fn policy_entry(value: &Json, path: &str) -> Result<PolicyEntry> {
-    let m = Members::of(value, path, &["name", "namespace", "dryRun", "spec"])?;
-    let (spec, spec_path) = m.required("spec")?;
-    Ok(PolicyEntry {
-        name: string_field(&m, "name")?,
-        namespace: string_field(&m, "namespace")?,
-        dry_run: m.or_default("dryRun", boolean)?,
-        spec: authorization_policy(spec, &spec_path)?,
-    })
+    let m = Members::of(value, path)?;
+    m.missing_first("spec");
+    let entry = PolicyEntry {
+        name: m.required("name", string),
+        namespace: m.required("namespace", string),
+        dry_run: m.or_default("dryRun", boolean),
+        spec: m.required("spec", authorization_policy),
+    };
+    m.finish(entry)
 }
 
 fn authorization_policy(value: &Json, path: &str) -> Result<AuthorizationPolicySpec> {
-    let m = Members::of(value, path, &["selector", "targetRef", "targetRefs", "action", "provider", "rules"])?;
+    let m = Members::of(value, path)?;
     let present = |_: &Json, _: &str| Ok(Unsupported);
-    Ok(AuthorizationPolicySpec {
-        selector: m.optional("selector", selector)?,
-        target_ref: m.optional("targetRef", present)?,
-        target_refs: m.optional("targetRefs", present)?,
+    let spec = AuthorizationPolicySpec {
+        selector: m.optional("selector", selector),
+        target_ref: m.optional("targetRef", present),
+        target_refs: m.optional("targetRefs", present),
         action: m.optional("action", |v, p| {
             variant(
                 v,
@@ -211,109 +249,96 @@ fn authorization_policy(value: &Json, path: &str) -> Result<AuthorizationPolicyS
                     ("CUSTOM", Action::Custom),
                 ],
             )
-        })?,
-        provider: m.optional("provider", present)?,
-        rules: m.optional("rules", |v, p| list(v, p, rule))?,
-    })
+        }),
+        provider: m.optional("provider", present),
+        rules: m.optional("rules", |v, p| list(v, p, rule)),
+    };
+    m.finish(spec)
 }
 
 fn selector(value: &Json, path: &str) -> Result<WorkloadSelector> {
-    let m = Members::of(value, path, &["matchLabels"])?;
-    Ok(WorkloadSelector { match_labels: m.or_default("matchLabels", |v, p| map(v, p, string))? })
+    let m = Members::of(value, path)?;
+    let selector = WorkloadSelector { match_labels: m.or_default("matchLabels", |v, p| map(v, p, string)) };
+    m.finish(selector)
 }
 
 fn rule(value: &Json, path: &str) -> Result<Rule> {
-    let m = Members::of(value, path, &["from", "to", "when"])?;
-    Ok(Rule {
-        from: m.optional("from", |v, p| list(v, p, from))?,
-        to: m.optional("to", |v, p| list(v, p, to))?,
-        when: m.optional("when", |v, p| list(v, p, condition))?,
-    })
+    let m = Members::of(value, path)?;
+    let rule = Rule {
+        from: m.optional("from", |v, p| list(v, p, from)),
+        to: m.optional("to", |v, p| list(v, p, to)),
+        when: m.optional("when", |v, p| list(v, p, condition)),
+    };
+    m.finish(rule)
 }
 
 fn from(value: &Json, path: &str) -> Result<From> {
-    let m = Members::of(value, path, &["source"])?;
-    Ok(From { source: m.or_default("source", source)? })
+    let m = Members::of(value, path)?;
+    let from = From { source: m.or_default("source", source) };
+    m.finish(from)
 }
 
 fn to(value: &Json, path: &str) -> Result<To> {
-    let m = Members::of(value, path, &["operation"])?;
-    Ok(To { operation: m.or_default("operation", operation)? })
+    let m = Members::of(value, path)?;
+    let to = To { operation: m.or_default("operation", operation) };
+    m.finish(to)
 }
 
 fn source(value: &Json, path: &str) -> Result<Source> {
-    let m = Members::of(
-        value,
-        path,
-        &[
-            "principals",
-            "notPrincipals",
-            "requestPrincipals",
-            "notRequestPrincipals",
-            "namespaces",
-            "notNamespaces",
-            "serviceAccounts",
-            "notServiceAccounts",
-            "trustDomains",
-            "notTrustDomains",
-            "ipBlocks",
-            "notIpBlocks",
-            "remoteIpBlocks",
-            "notRemoteIpBlocks",
-        ],
-    )?;
-    Ok(Source {
-        principals: m.strings("principals")?,
-        not_principals: m.strings("notPrincipals")?,
-        request_principals: m.strings("requestPrincipals")?,
-        not_request_principals: m.strings("notRequestPrincipals")?,
-        namespaces: m.strings("namespaces")?,
-        not_namespaces: m.strings("notNamespaces")?,
-        service_accounts: m.strings("serviceAccounts")?,
-        not_service_accounts: m.strings("notServiceAccounts")?,
-        trust_domains: m.strings("trustDomains")?,
-        not_trust_domains: m.strings("notTrustDomains")?,
-        ip_blocks: m.strings("ipBlocks")?,
-        not_ip_blocks: m.strings("notIpBlocks")?,
-        remote_ip_blocks: m.strings("remoteIpBlocks")?,
-        not_remote_ip_blocks: m.strings("notRemoteIpBlocks")?,
-    })
+    let m = Members::of(value, path)?;
+    let source = Source {
+        principals: m.strings("principals"),
+        not_principals: m.strings("notPrincipals"),
+        request_principals: m.strings("requestPrincipals"),
+        not_request_principals: m.strings("notRequestPrincipals"),
+        namespaces: m.strings("namespaces"),
+        not_namespaces: m.strings("notNamespaces"),
+        service_accounts: m.strings("serviceAccounts"),
+        not_service_accounts: m.strings("notServiceAccounts"),
+        trust_domains: m.strings("trustDomains"),
+        not_trust_domains: m.strings("notTrustDomains"),
+        ip_blocks: m.strings("ipBlocks"),
+        not_ip_blocks: m.strings("notIpBlocks"),
+        remote_ip_blocks: m.strings("remoteIpBlocks"),
+        not_remote_ip_blocks: m.strings("notRemoteIpBlocks"),
+    };
+    m.finish(source)
 }
 
 fn operation(value: &Json, path: &str) -> Result<Operation> {
-    let m = Members::of(
-        value,
-        path,
-        &["hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths"],
-    )?;
-    Ok(Operation {
-        hosts: m.strings("hosts")?,
-        not_hosts: m.strings("notHosts")?,
-        ports: m.strings("ports")?,
-        not_ports: m.strings("notPorts")?,
-        methods: m.strings("methods")?,
-        not_methods: m.strings("notMethods")?,
-        paths: m.strings("paths")?,
-        not_paths: m.strings("notPaths")?,
-    })
+    let m = Members::of(value, path)?;
+    let operation = Operation {
+        hosts: m.strings("hosts"),
+        not_hosts: m.strings("notHosts"),
+        ports: m.strings("ports"),
+        not_ports: m.strings("notPorts"),
+        methods: m.strings("methods"),
+        not_methods: m.strings("notMethods"),
+        paths: m.strings("paths"),
+        not_paths: m.strings("notPaths"),
+    };
+    m.finish(operation)
 }
 
 fn condition(value: &Json, path: &str) -> Result<Condition> {
-    let m = Members::of(value, path, &["key", "values", "notValues"])?;
-    Ok(Condition { key: string_field(&m, "key")?, values: m.strings("values")?, not_values: m.strings("notValues")? })
+    let m = Members::of(value, path)?;
+    let condition =
+        Condition { key: m.required("key", string), values: m.strings("values"), not_values: m.strings("notValues") };
+    m.finish(condition)
 }
 
 fn peer_authentication(value: &Json, path: &str) -> Result<PeerAuthenticationSpec> {
-    let m = Members::of(value, path, &["selector", "mtls", "portLevelMtls"])?;
-    Ok(PeerAuthenticationSpec {
-        selector: m.optional("selector", selector)?,
-        mtls: m.optional("mtls", mtls)?,
-        port_level_mtls: m.or_default("portLevelMtls", |v, p| map(v, p, mtls))?,
-    })
+    let m = Members::of(value, path)?;
+    let spec = PeerAuthenticationSpec {
+        selector: m.optional("selector", selector),
+        mtls: m.optional("mtls", mtls),
+        port_level_mtls: m.or_default("portLevelMtls", |v, p| map(v, p, mtls)),
+    };
+    m.finish(spec)
 }
 
 fn mtls(value: &Json, path: &str) -> Result<Mtls> {
-    let m = Members::of(value, path, &["mode"])?;
+    let m = Members::of(value, path)?;
     let mode = m.or_default("mode", |v, p| {
         variant(
             v,
@@ -325,8 +350,8 @@ fn mtls(value: &Json, path: &str) -> Result<Mtls> {
                 ("STRICT", MtlsMode::Strict),
             ],
         )
-    })?;
-    Ok(Mtls { mode })
+    });
+    m.finish(Mtls { mode })
 }
 
 #[cfg(test)]
@@ -435,6 +460,32 @@ mod tests {
                 r#"{"policies": [{"name": "p", "namespace": "n", "dryRun": "yes", "spec": {}}]}"#,
                 "policies[0].dryRun: invalid type: a string, expected a boolean",
             ),
+        ];
+        for (doc, expected) in cases {
+            let message = refusal(doc);
+            assert!(message.starts_with(expected), "for {doc}\n  got: {message}\n want: {expected}");
+        }
+    }
+
+    #[test]
+    fn unknown_members_are_refused_first_naming_every_field_read() {
+        let cases = [
+            (
+                r#"{"policies": [{"name": "p", "namespace": 1, "x": 2}]}"#,
+                "policies[0].x: unknown field `x`, expected one of `name`, `namespace`, `dryRun`, `spec`",
+            ),
+            (
+                r#"{"peerAuthentication": {"mtls": {"mode": 1}, "selector": 2, "portLevel": {}}}"#,
+                "peerAuthentication.portLevel: unknown field `portLevel`, expected one of `selector`, `mtls`, \
+                 `portLevelMtls`",
+            ),
+            // Otherwise the first field in the order of the spec's fields is at fault.
+            (
+                r#"{"peerAuthentication": {"mtls": {"mode": 1}, "selector": 2}}"#,
+                "peerAuthentication.selector: invalid type: a number, expected an object",
+            ),
+            (r#"{"policies": [{"name": 7}]}"#, "policies[0]: missing field `spec`"),
+            (r#"{"policies": [{"name": 7, "spec": {}}]}"#, "policies[0].name: invalid type: a number"),
         ];
         for (doc, expected) in cases {
             let message = refusal(doc);
