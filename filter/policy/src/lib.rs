@@ -1,21 +1,25 @@
 //! The policy engine of the XNAT guard filter: Istio `AuthorizationPolicy` and
 //! `PeerAuthentication` semantics, compiled once per configuration into an [`Engine`] that
 //! evaluates a request without allocating. No proxy-wasm, no I/O: the same code runs in the
-//! sidecar filter, in the deployer's `check` and in tests.
+//! sidecar filter, in the deployer's `check` and in tests. What the filter's glue does that
+//! needs no host (grouping header values, caching connection facts, counting decisions) lives
+//! here too, so it is tested natively.
 //!
 //! Modules, each depending only on modules before it in this list (a DAG):
 //! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize` (none of the crate's);
 //! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
 //! reads a model's rule index); `engine` (evaluation only); `compile` (config to model);
-//! `decode` (JSON to config).
+//! `decode` (JSON to config); `headers` and `connection` (the glue's host-independent part).
 #![forbid(unsafe_code)]
 
 pub mod config;
 
 mod compile;
+mod connection;
 mod decode;
 mod engine;
 mod error;
+mod headers;
 mod index;
 mod json;
 mod model;
@@ -30,10 +34,15 @@ pub use compile::compile;
 #[cfg(feature = "testing")]
 pub use compile::compile_unindexed;
 pub use config::{MtlsMode, PluginConfig};
+pub use connection::{Connection, ConnectionCache, ConnectionSource};
 pub use error::ConfigError;
+pub use headers::HeaderMap;
 pub use model::Engine;
 pub use normalize::{apply_aliases, is_normal_path, tomcat_path, CompiledAlias, PathRefusal, MAX_PATH};
-pub use request::{Decision, HeaderValues, Needs, PolicyName, Request, Verdict};
+pub use request::{
+    Decision, DecisionCounts, HeaderValues, Needs, PolicyName, Request, Verdict, COUNTERS, COUNTER_NAMES, METRIC_NAMES,
+    METRIC_PREFIX,
+};
 
 /// The old name of [`Engine`], until its users are renamed.
 #[doc(hidden)]

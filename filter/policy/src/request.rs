@@ -1,6 +1,8 @@
 //! What goes into an evaluation and what comes out: the request facts the glue reads from the
-//! host, the facts a compiled configuration needs, and the decision.
+//! host, the facts a compiled configuration needs, the decision, and the counters the filter
+//! keeps of decisions.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 
 use crate::normalize::PathRefusal;
@@ -112,4 +114,111 @@ impl Verdict {
 pub struct PolicyName {
     pub name: String,
     pub namespace: String,
+}
+
+/// How many decision counters the filter keeps.
+pub const COUNTERS: usize = 5;
+
+/// The prefix, written once for [`METRIC_PREFIX`] and each of [`METRIC_NAMES`].
+macro_rules! metric_prefix {
+    () => {
+        "xnat_guard_"
+    };
+}
+
+macro_rules! counters {
+    ($($name:literal),* $(,)?) => {
+        /// The decision counters, by name: what `deployer status` and the local tour report.
+        pub const COUNTER_NAMES: [&str; COUNTERS] = [$($name),*];
+        /// The counters as the filter defines them in Envoy: [`METRIC_PREFIX`] and the name.
+        /// Envoy shows them at `/stats` as `wasmcustom.<metric>` and at `/stats/prometheus`
+        /// as `<metric>`.
+        pub const METRIC_NAMES: [&str; COUNTERS] = [$(concat!(metric_prefix!(), $name)),*];
+    };
+}
+
+counters!["allowed", "denied_policy", "denied_mtls", "dry_run_denied", "audit_matched"];
+
+/// What the filter puts before each counter's name when it defines it in Envoy.
+pub const METRIC_PREFIX: &str = metric_prefix!();
+
+// Positions in COUNTER_NAMES.
+const ALLOWED: usize = 0;
+const DENIED_POLICY: usize = 1;
+const DENIED_MTLS: usize = 2;
+const DRY_RUN_DENIED: usize = 3;
+const AUDIT_MATCHED: usize = 4;
+
+/// Decisions counted since the last [`take`](DecisionCounts::take), in [`COUNTER_NAMES`]
+/// order. Cells, so that one count can be shared (in an `Rc`) by the filter's root context,
+/// which flushes it, and its HTTP contexts, which record.
+#[derive(Debug, Default)]
+pub struct DecisionCounts([Cell<u64>; COUNTERS]);
+
+impl DecisionCounts {
+    /// Counts one decision: its verdict, and whether a dry-run policy would have denied it
+    /// and an AUDIT policy matched it.
+    #[inline]
+    pub fn record(&self, decision: &Decision) {
+        let bump = |i: usize| self.0[i].set(self.0[i].get() + 1);
+        bump(match decision.verdict {
+            Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. } => ALLOWED,
+            Verdict::DeniedMtlsRequired { .. } => DENIED_MTLS,
+            Verdict::DeniedBy { .. }
+            | Verdict::DeniedNoAllowMatch
+            | Verdict::DeniedUnsafePath { .. }
+            | Verdict::DeniedMethodOverride => DENIED_POLICY,
+        });
+        if decision.dry_run_denied {
+            bump(DRY_RUN_DENIED);
+        }
+        if decision.audited {
+            bump(AUDIT_MATCHED);
+        }
+    }
+
+    /// The counts so far, in [`COUNTER_NAMES`] order; they start again from zero.
+    #[inline]
+    pub fn take(&self) -> [u64; COUNTERS] {
+        std::array::from_fn(|i| self.0[i].take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_the_prefix_and_the_counter_name() {
+        for (metric, name) in METRIC_NAMES.iter().zip(COUNTER_NAMES) {
+            assert_eq!(*metric, format!("{METRIC_PREFIX}{name}"));
+        }
+        assert_eq!(COUNTER_NAMES[ALLOWED], "allowed");
+        assert_eq!(COUNTER_NAMES[DENIED_POLICY], "denied_policy");
+        assert_eq!(COUNTER_NAMES[DENIED_MTLS], "denied_mtls");
+        assert_eq!(COUNTER_NAMES[DRY_RUN_DENIED], "dry_run_denied");
+        assert_eq!(COUNTER_NAMES[AUDIT_MATCHED], "audit_matched");
+    }
+
+    #[test]
+    fn each_decision_counts_its_verdict_and_its_reports() {
+        let counts = DecisionCounts::default();
+        let cases = [
+            (Verdict::AllowedNoAllowPolicy, false, false, [1, 0, 0, 0, 0]),
+            (Verdict::AllowedBy { policy: 0, rule: 0 }, true, false, [1, 0, 0, 1, 0]),
+            (Verdict::DeniedMtlsRequired { port: Some(8443) }, false, false, [0, 0, 1, 0, 0]),
+            (Verdict::DeniedBy { policy: 1, rule: 2 }, false, true, [0, 1, 0, 0, 1]),
+            (Verdict::DeniedNoAllowMatch, true, true, [0, 1, 0, 1, 1]),
+            (Verdict::DeniedUnsafePath { reason: PathRefusal::Backslash }, false, false, [0, 1, 0, 0, 0]),
+            (Verdict::DeniedMethodOverride, false, false, [0, 1, 0, 0, 0]),
+        ];
+        for (verdict, dry_run_denied, audited, expected) in cases {
+            counts.record(&Decision { verdict, dry_run_denied, audited });
+            assert_eq!(counts.take(), expected, "{verdict:?}");
+        }
+        counts.record(&Decision::only(Verdict::AllowedNoAllowPolicy));
+        counts.record(&Decision::only(Verdict::AllowedNoAllowPolicy));
+        assert_eq!(counts.take(), [2, 0, 0, 0, 0]);
+        assert_eq!(counts.take(), [0; COUNTERS], "taking starts the counts again");
+    }
 }

@@ -1,16 +1,16 @@
 //! Facts about the downstream connection: the peer's identity, the local port, the addresses
 //! and the SNI. They cannot change while a connection lives, and Envoy numbers connections
-//! once for the life of the process (`connection.id`), so when a policy needs two or more of
-//! them they are read once per connection and kept in a small cache. Each host call costs
-//! about as much as the whole policy evaluation; on a kept-alive connection the cache turns
+//! once for the life of the process (`connection.id`), so when a configuration needs two or
+//! more of them they are read once per connection and kept in a small cache. Each host call
+//! costs about as much as the whole evaluation; on a kept-alive connection the cache turns
 //! two to five reads into one (the id).
 
 use std::net::IpAddr;
 
-use xnat_guard_policy::{Needs, Request};
+use crate::request::{Needs, Request};
 
 /// Where connection facts come from: the host, or a fake in tests.
-pub trait Source {
+pub trait ConnectionSource {
     /// `connection.id`.
     fn connection_id(&self) -> Option<u64>;
     /// The URI SAN of the peer certificate (absent for plaintext or a certificate without one).
@@ -39,7 +39,8 @@ impl Connection {
     /// The peer, read if not known: for policies that read identities the URI SAN answers
     /// "mTLS?" too (absent for plaintext); only a certificate without one costs the extra
     /// `connection.mtls` read.
-    pub fn peer(&mut self, needs: &Needs, host: &dyn Source) -> Option<&[u8]> {
+    #[inline]
+    pub fn peer(&mut self, needs: &Needs, host: &dyn ConnectionSource) -> Option<&[u8]> {
         self.peer
             .get_or_insert_with(|| {
                 if needs.identity {
@@ -53,12 +54,14 @@ impl Connection {
             .as_deref()
     }
 
-    pub fn port(&mut self, host: &dyn Source) -> Option<u16> {
+    #[inline]
+    pub fn port(&mut self, host: &dyn ConnectionSource) -> Option<u16> {
         *self.port.get_or_insert_with(|| host.port())
     }
 
     /// Reads the addresses and SNI the policy needs; call after the peer and port.
-    pub fn fill_rest(&mut self, needs: &Needs, host: &dyn Source) {
+    #[inline]
+    pub fn fill_rest(&mut self, needs: &Needs, host: &dyn ConnectionSource) {
         if needs.source_ip || needs.remote_ip {
             self.source_ip.get_or_insert_with(|| host.source_ip());
         }
@@ -71,6 +74,7 @@ impl Connection {
     }
 
     /// The request as far as what has been read of the connection tells.
+    #[inline]
     pub fn request(&self) -> Request<'_> {
         let source_ip = self.source_ip.flatten();
         Request {
@@ -86,35 +90,38 @@ impl Connection {
     }
 }
 
-/// Whether a policy reads enough connection facts for the cache to pay for its id read.
-pub fn worth_caching(needs: &Needs) -> bool {
-    let facts = [
-        needs.peer || needs.identity,
-        needs.port || needs.port_for_plaintext,
-        needs.source_ip || needs.remote_ip,
-        needs.destination_ip,
-        needs.sni,
-    ];
-    facts.iter().filter(|&&f| f).count() >= 2
-}
-
 /// Connections a worker keeps facts for. A connection evicted by a newer one with the same
 /// slot is simply read again.
 const SLOTS: usize = 256;
 
 /// A direct-mapped cache from connection id to its facts, one per VM (one per worker thread).
-pub struct Cache {
+pub struct ConnectionCache {
     slots: Vec<Option<(u64, Connection)>>,
 }
 
-impl Default for Cache {
+impl Default for ConnectionCache {
     fn default() -> Self {
-        Cache { slots: vec![None; SLOTS] }
+        ConnectionCache { slots: vec![None; SLOTS] }
     }
 }
 
-impl Cache {
+impl ConnectionCache {
+    /// Whether a configuration reads enough connection facts for the cache to pay for its id
+    /// read.
+    #[inline]
+    pub fn worth_using(needs: &Needs) -> bool {
+        let facts = [
+            needs.peer || needs.identity,
+            needs.port || needs.port_for_plaintext,
+            needs.source_ip || needs.remote_ip,
+            needs.destination_ip,
+            needs.sni,
+        ];
+        facts.iter().filter(|&&f| f).count() >= 2
+    }
+
     /// The facts kept for connection `id`, or a fresh entry replacing whatever held its slot.
+    #[inline]
     pub fn entry(&mut self, id: u64) -> &mut Connection {
         let slot = &mut self.slots[(id % SLOTS as u64) as usize];
         if !matches!(slot, Some((held, _)) if *held == id) {
@@ -152,7 +159,7 @@ mod tests {
         }
     }
 
-    impl Source for FakeHost {
+    impl ConnectionSource for FakeHost {
         fn connection_id(&self) -> Option<u64> {
             self.read();
             Some(self.id.get())
@@ -199,7 +206,7 @@ mod tests {
     };
 
     /// What one request sees, through the cache as the glue uses it.
-    fn request(cache: &mut Cache, host: &FakeHost, needs: &Needs) -> (Option<Vec<u8>>, Option<u16>) {
+    fn request(cache: &mut ConnectionCache, host: &FakeHost, needs: &Needs) -> (Option<Vec<u8>>, Option<u16>) {
         let id = host.connection_id().unwrap_or_default();
         let connection = cache.entry(id);
         connection.peer(needs, host);
@@ -212,7 +219,7 @@ mod tests {
 
     #[test]
     fn facts_are_read_once_per_connection_and_never_mixed_up() {
-        let (mut cache, host) = (Cache::default(), FakeHost::default());
+        let (mut cache, host) = (ConnectionCache::default(), FakeHost::default());
         host.connect(7, Some("spiffe://a"), 8443);
         assert_eq!(request(&mut cache, &host, &IDENTITY), (Some(b"spiffe://a".to_vec()), Some(8443)));
         assert_eq!(host.reads.get(), 3, "id, SAN, port");
@@ -238,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_certificate_without_a_uri_san_is_still_mutual_tls() {
-        let (mut cache, host) = (Cache::default(), FakeHost::default());
+        let (mut cache, host) = (ConnectionCache::default(), FakeHost::default());
         host.connect(1, None, 8443);
         host.mtls.set(true);
         assert_eq!(request(&mut cache, &host, &IDENTITY), (Some(Vec::new()), Some(8443)));
@@ -247,10 +254,10 @@ mod tests {
     #[test]
     fn caching_is_used_only_when_two_or_more_facts_are_read() {
         let peer_only = Needs { peer: true, ..Needs::default() };
-        assert!(!worth_caching(&peer_only));
-        assert!(!worth_caching(&Needs { method: true, path: true, ..Needs::default() }));
-        assert!(worth_caching(&Needs { port_for_plaintext: true, ..peer_only }));
-        assert!(worth_caching(&IDENTITY));
-        assert!(worth_caching(&Needs { source_ip: true, sni: true, ..Needs::default() }));
+        assert!(!ConnectionCache::worth_using(&peer_only));
+        assert!(!ConnectionCache::worth_using(&Needs { method: true, path: true, ..Needs::default() }));
+        assert!(ConnectionCache::worth_using(&Needs { port_for_plaintext: true, ..peer_only }));
+        assert!(ConnectionCache::worth_using(&IDENTITY));
+        assert!(ConnectionCache::worth_using(&Needs { source_ip: true, sni: true, ..Needs::default() }));
     }
 }
