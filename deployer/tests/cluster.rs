@@ -4,10 +4,12 @@
 //! install prechecks. No cluster is needed; `make e2e-cluster` runs the real thing.
 
 mod mock_api;
+mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use deployer::apply::{hpa, install, kiali, rollout, status, undo, Applied, ApplyError};
+use deployer::apply::rollout::RolloutReport;
+use deployer::apply::{hpa, install, kiali, rollout, status, undo, Applied, ApplyError, Options};
 use deployer::inspect::metrics::ModuleState;
 use deployer::plan::rollout::{ModuleRef, Plan, Spec};
 use deployer::plan::{self, hpa::FixKind};
@@ -21,9 +23,10 @@ const WASM: &str = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugi
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/xnat/deployments";
 const STATEFULSETS: &str = "/apis/apps/v1/namespaces/xnat/statefulsets";
 const PODS: &str = "/api/v1/namespaces/xnat/pods";
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers";
 
 fn runbook_plan() -> Plan {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/runbook/istio-auth-policy-post.yaml");
+    let file = support::project_root().join("examples/runbook/istio-auth-policy-post.yaml");
     let module = ModuleRef::new("oci://registry.example/xnat-guard:0.1.0", &"ab".repeat(32)).unwrap();
     let spec = Spec::new("xnat", resources::load_files(&[file]).unwrap(), module);
     plan::rollout::plan(&Spec { plaintext_ports: vec![8080], ..spec }).unwrap()
@@ -55,7 +58,10 @@ fn pod(name: &str, with_sidecar: bool) -> Value {
 
 const FETCHED: &str = "istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n";
 
-/// The applies of the runbook plan: a GET then a server-side apply per object.
+// Script builders: each names one request the code makes and the answer it gets.
+
+/// The applies of the runbook plan: a GET then a server-side apply per object, each object new
+/// (`existing_rv` `None`) or already there.
 fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
     let mut steps = Vec::new();
     for path in [NS, PA, WASM] {
@@ -68,72 +74,102 @@ fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
     steps
 }
 
+/// Listing the controllers (one Deployment, no StatefulSet) and then the pods of the namespace.
+fn lists(deployment: Value, pods: Vec<Value>) -> [Step; 3] {
+    [
+        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment])),
+        Step::get(STATEFULSETS).reply(200, list(vec![])),
+        list_pods(pods),
+    ]
+}
+
+fn list_pods(pods: Vec<Value>) -> Step {
+    Step::get(PODS).reply(200, list(pods))
+}
+
+/// Reading the Deployment while waiting for its rollout.
+fn read_deployment(deployment: Value) -> Step {
+    Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment)
+}
+
+/// The agent's metrics (15020) or the sidecar's (15090) of a pod, through the pod proxy.
+fn pod_metrics(pod: &str, port: u16, text: &str) -> Step {
+    Step::get(&format!("{PODS}/{pod}:{port}/proxy/stats/prometheus")).reply_text(text)
+}
+
+/// Listing what the deployer labelled at `path`, answered with objects of these names.
+fn labelled(path: &str, names: &[&str]) -> Step {
+    let items = names.iter().map(|name| json!({"metadata": {"name": name}})).collect();
+    Step::get(path).query("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dxnat-guard-deployer").reply(200, list(items))
+}
+
+fn server_version(minor: &str) -> Step {
+    Step::get("/version").reply(200, version(minor))
+}
+
+async fn roll_out(script: Vec<Step>, opts: Options) -> Result<RolloutReport, ApplyError> {
+    let plan = runbook_plan();
+    run(script, opts, |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await
+}
+
 #[tokio::test]
 async fn first_rollout_applies_restarts_the_pod_without_sidecar_waits_and_checks_the_module() {
-    let plan = runbook_plan();
-    let wasm_body = plan.manifests.last().unwrap().body.clone();
+    let wasm_body = runbook_plan().manifests.last().unwrap().body.clone();
     let mut script = applies(None, "1");
     // The WasmPlugin is applied exactly as rendered.
     script[5] = apply(WASM, "1").body(move |b| assert_eq!(b, &wasm_body));
+    script.extend(lists(deployment(1, 1), vec![pod("xnat-web-old", false)]));
     script.extend([
-        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
-        Step::get(STATEFULSETS).reply(200, list(vec![])),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false)])),
         Step::patch(&format!("{DEPLOYMENTS}/xnat-web"))
             .body(|b| {
                 let at = &b["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"];
                 assert!(at.as_str().is_some_and(|s| s.starts_with("20")), "restart annotation: {b}");
             })
             .reply(200, deployment(2, 0)),
-        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 0)),
-        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false), pod("xnat-web-new", true)])).times(2),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
-        Step::get(&format!("{PODS}/xnat-web-new:15020/proxy/stats/prometheus")).reply_text(FETCHED),
+        read_deployment(deployment(2, 0)),
+        read_deployment(deployment(2, 1)),
+        list_pods(vec![pod("xnat-web-old", false), pod("xnat-web-new", true)]).times(2),
+        list_pods(vec![pod("xnat-web-new", true)]),
+        pod_metrics("xnat-web-new", 15020, FETCHED),
     ]);
-    let report =
-        run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await.unwrap();
+    let report = roll_out(script, options()).await.unwrap();
     assert!(report.applied.iter().all(|(_, a)| *a == Applied::Created), "{:?}", report.applied);
     assert_eq!(report.restarted, ["Deployment xnat-web"]);
     assert_eq!(report.modules, [("xnat-web-new".to_string(), ModuleState::Loaded(1))]);
     assert_eq!(report.pods.len(), 1);
 }
 
+/// A re-run on a cluster that already matches the plan, whose pod's agent reports `agent_metrics`.
+fn rerun(agent_metrics: &str) -> Vec<Step> {
+    let mut script = applies(Some("7"), "7");
+    script.extend(lists(deployment(2, 1), vec![pod("xnat-web-new", true)]));
+    script.extend([
+        // No restart: straight to the rollout check and the verification.
+        read_deployment(deployment(2, 1)),
+        list_pods(vec![pod("xnat-web-new", true)]),
+        pod_metrics("xnat-web-new", 15020, agent_metrics),
+    ]);
+    script
+}
+
 #[tokio::test]
 async fn rerunning_rollout_changes_nothing() {
-    let plan = runbook_plan();
-    let mut script = applies(Some("7"), "7");
-    script.extend([
-        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(2, 1)])),
-        Step::get(STATEFULSETS).reply(200, list(vec![])),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
-        // No restart: straight to the rollout check and the verification.
-        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
-        Step::get(&format!("{PODS}/xnat-web-new:15020/proxy/stats/prometheus")).reply_text(FETCHED),
-    ]);
-    let report =
-        run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await.unwrap();
+    let report = roll_out(rerun(FETCHED), options()).await.unwrap();
     assert!(report.applied.iter().all(|(_, a)| *a == Applied::Unchanged), "{:?}", report.applied);
     assert!(report.restarted.is_empty());
 }
 
 #[tokio::test]
 async fn a_pod_that_never_gets_its_sidecar_is_a_clear_timeout() {
-    let plan = runbook_plan();
     let mut script = applies(Some("7"), "8");
+    script.extend(lists(deployment(1, 1), vec![pod("xnat-web-old", false)]));
     script.extend([
-        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
-        Step::get(STATEFULSETS).reply(200, list(vec![])),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false)])),
         Step::patch(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
-        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
+        read_deployment(deployment(2, 1)),
         // The webhook is not there: the new pod comes up without istio-proxy, forever.
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", false)])).repeated(),
+        list_pods(vec![pod("xnat-web-new", false)]).repeated(),
     ]);
-    let err = run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await })
-        .await
-        .unwrap_err();
+    let err = roll_out(script, options()).await.unwrap_err();
     let ApplyError::Timeout(message) = &err else { panic!("expected a timeout, got {err}") };
     assert!(message.contains("xnat-web-new has no istio-proxy"), "{message}");
     assert!(message.contains("istio-injection=enabled"), "the error says what to check: {message}");
@@ -141,65 +177,36 @@ async fn a_pod_that_never_gets_its_sidecar_is_a_clear_timeout() {
 
 #[tokio::test]
 async fn a_module_that_failed_to_fetch_fails_the_rollout() {
-    let plan = runbook_plan();
-    let mut script = applies(Some("7"), "7");
-    script.extend([
-        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(2, 1)])),
-        Step::get(STATEFULSETS).reply(200, list(vec![])),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
-        Step::get(&format!("{DEPLOYMENTS}/xnat-web")).reply(200, deployment(2, 1)),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-new", true)])),
-        Step::get(&format!("{PODS}/xnat-web-new:15020/proxy/stats/prometheus"))
-            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"checksum_mismatched\"} 3\n"),
-    ]);
-    let err = run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await })
-        .await
-        .unwrap_err()
-        .to_string();
+    let failed = "istio_agent_wasm_remote_fetch_count{result=\"checksum_mismatched\"} 3\n";
+    let err = roll_out(rerun(failed), options()).await.unwrap_err().to_string();
     assert!(err.contains("could not fetch the module") && err.contains("checksum_mismatched"), "{err}");
     assert!(err.contains("--sha256"), "{err}");
 }
 
 #[tokio::test]
 async fn dry_run_rollout_validates_without_restarting() {
-    let plan = runbook_plan();
     let mut script = Vec::new();
     for path in [NS, PA, WASM] {
         script.push(Step::get(path).not_found());
         script.push(apply(path, "1").query("dryRun=All"));
     }
-    script.extend([
-        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
-        Step::get(STATEFULSETS).reply(200, list(vec![])),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-old", false)])),
-    ]);
-    let opts = deployer::apply::Options { dry_run: true, ..options() };
-    let report =
-        run(script, opts, |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await.unwrap();
+    script.extend(lists(deployment(1, 1), vec![pod("xnat-web-old", false)]));
+    let report = roll_out(script, Options { dry_run: true, ..options() }).await.unwrap();
     assert!(report.applied.iter().all(|(_, a)| *a == Applied::DryRun));
     assert!(report.restarted.is_empty());
 }
 
 #[tokio::test]
 async fn undo_deletes_what_the_deployer_labelled_and_releases_the_namespace_label() {
-    let selector = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dxnat-guard-deployer";
     let wasm_list = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins";
     let script = vec![
-        Step::get(wasm_list).query(selector).reply(200, list(vec![json!({"metadata": {"name": "xnat-guard"}})])),
+        labelled(wasm_list, &["xnat-guard"]),
         Step::delete(&format!("{wasm_list}/xnat-guard")).reply(200, json!({"metadata": {"name": "xnat-guard"}})),
-        Step::get("/apis/security.istio.io/v1/namespaces/xnat/authorizationpolicies")
-            .query(selector)
-            .reply(200, list(vec![])),
-        Step::get("/apis/networking.istio.io/v1/namespaces/xnat/destinationrules")
-            .query(selector)
-            .reply(200, list(vec![])),
-        Step::get("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications")
-            .query(selector)
-            .reply(200, list(vec![json!({"metadata": {"name": "xnat-guard"}})])),
+        labelled("/apis/security.istio.io/v1/namespaces/xnat/authorizationpolicies", &[]),
+        labelled("/apis/networking.istio.io/v1/namespaces/xnat/destinationrules", &[]),
+        labelled("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications", &["xnat-guard"]),
         Step::delete(PA).reply(200, json!({})),
-        Step::get("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications")
-            .query(selector)
-            .reply(200, list(vec![])),
+        labelled("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications", &[]),
         apply(NS, "9").body(|b| {
             assert!(b["metadata"].get("labels").is_none(), "the namespace is applied without our label: {b}")
         }),
@@ -228,12 +235,15 @@ async fn status_reports_sidecars_policies_modules_and_filter_counters() {
             list(vec![json!({"metadata": {"name": "xnat-guard", "namespace": "xnat"},
                               "spec": {"url": "oci://r/x:1", "selector": {"matchLabels": {"app": "xnat-web"}}}})]),
         ),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-0", true), pod("xnat-postgresql-0", false)])),
-        Step::get(&format!("{PODS}/xnat-web-0:15090/proxy/stats/prometheus"))
-            .reply_text("# TYPE xnat_guard_allowed counter\nxnat_guard_allowed 41\nxnat_guard_denied_policy 3\nxnat_guard_denied_mtls 2\n"),
-        Step::get(&format!("{PODS}/xnat-web-0:15020/proxy/stats/prometheus")).reply_text(FETCHED),
-        Step::get("/version").reply(200, json!({"major": "1", "minor": "31", "gitVersion": "v1.31.0", "gitCommit": "", "gitTreeState": "", "buildDate": "2024-08-13T00:00:00Z", "goVersion": "", "compiler": "", "platform": ""})),
-        Step::get("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers").reply(200, list(vec![])),
+        list_pods(vec![pod("xnat-web-0", true), pod("xnat-postgresql-0", false)]),
+        pod_metrics(
+            "xnat-web-0",
+            15090,
+            "# TYPE xnat_guard_allowed counter\nxnat_guard_allowed 41\nxnat_guard_denied_policy 3\nxnat_guard_denied_mtls 2\n",
+        ),
+        pod_metrics("xnat-web-0", 15020, FETCHED),
+        server_version("31"),
+        Step::get(HPAS).reply(200, list(vec![])),
     ];
     let s = run(script, options(), |cluster| async move { status::status(&cluster, "xnat").await }).await.unwrap();
     assert_eq!(s.injection_label.as_deref(), Some("enabled"));
@@ -278,16 +288,18 @@ fn version(minor: &str) -> Value {
     json!({"major": "1", "minor": minor, "gitVersion": "", "gitCommit": "", "gitTreeState": "", "buildDate": "2024-01-01T00:00:00Z", "goVersion": "", "compiler": "", "platform": ""})
 }
 
+/// What `hpa` reads before it decides: the server's version, the HPAs, the controllers and pods.
+fn hpa_reads(minor: &str) -> Vec<Step> {
+    let mut steps = vec![server_version(minor), Step::get(HPAS).reply(200, list(vec![runbook_hpa()]))];
+    steps.extend(lists(deployment(1, 1), vec![pod("xnat-web-0", true)]));
+    steps
+}
+
 #[tokio::test]
 async fn hpa_apply_patches_the_runbook_average_value_on_an_older_cluster() {
-    let script = vec![
-        Step::get("/version").reply(200, version("29")),
-        Step::get("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers")
-            .reply(200, list(vec![runbook_hpa()])),
-        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
-        Step::get(STATEFULSETS).reply(200, list(vec![])),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-0", true)])),
-        Step::patch("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers/xnat-web")
+    let mut script = hpa_reads("29");
+    script.push(
+        Step::patch(&format!("{HPAS}/xnat-web"))
             .body(|b| {
                 assert_eq!(
                     b["spec"]["metrics"][0]["resource"]["target"],
@@ -295,7 +307,7 @@ async fn hpa_apply_patches_the_runbook_average_value_on_an_older_cluster() {
                 )
             })
             .reply(200, runbook_hpa()),
-    ];
+    );
     let findings = run(script, options(), |c| async move { hpa::hpa(&c, "xnat", 10, true).await }).await.unwrap();
     assert_eq!(findings.len(), 1);
     assert_eq!((findings[0].intended_millis, findings[0].effective_millis), (70, 140));
@@ -303,15 +315,8 @@ async fn hpa_apply_patches_the_runbook_average_value_on_an_older_cluster() {
 
 #[tokio::test]
 async fn hpa_recommends_a_container_resource_metric_on_1_30_and_later_and_changes_nothing_without_apply() {
-    let script = vec![
-        Step::get("/version").reply(200, version("31")),
-        Step::get("/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers")
-            .reply(200, list(vec![runbook_hpa()])),
-        Step::get(DEPLOYMENTS).reply(200, list(vec![deployment(1, 1)])),
-        Step::get(STATEFULSETS).reply(200, list(vec![])),
-        Step::get(PODS).reply(200, list(vec![pod("xnat-web-0", true)])),
-    ];
-    let findings = run(script, options(), |c| async move { hpa::hpa(&c, "xnat", 10, false).await }).await.unwrap();
+    let findings =
+        run(hpa_reads("31"), options(), |c| async move { hpa::hpa(&c, "xnat", 10, false).await }).await.unwrap();
     assert_eq!(findings[0].fix_kind, FixKind::ContainerResource);
     assert_eq!(findings[0].fix["containerResource"]["container"], "xnat-web");
 }
@@ -321,7 +326,7 @@ async fn install_precheck_refuses_without_cluster_admin_rights() {
     let review = |allowed: bool| json!({"spec": {}, "status": {"allowed": allowed}});
     let ssar = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
     let script = vec![
-        Step::get("/version").reply(200, version("31")),
+        server_version("31"),
         Step::post(ssar)
             .body(|b| assert_eq!(b["spec"]["resourceAttributes"]["resource"], "customresourcedefinitions"))
             .reply(201, review(true)),
@@ -336,7 +341,7 @@ async fn install_precheck_refuses_without_cluster_admin_rights() {
 
 #[tokio::test]
 async fn install_precheck_refuses_a_cluster_too_old_for_the_istio_version() {
-    let script = vec![Step::get("/version").reply(200, version("28"))];
+    let script = vec![server_version("28")];
     let err =
         run(script, options(), |c| async move { install::precheck(&c, "1.27.3").await }).await.unwrap_err().to_string();
     assert!(err.contains("needs Kubernetes 1.30"), "{err}");
@@ -369,10 +374,7 @@ async fn install_verify_finds_crds_istiod_and_the_webhook() {
 
 #[test]
 fn kiali_add_ons_are_read_from_an_istio_release_directory() {
-    let shared = std::env::var_os("XNAT_GUARD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let addons = shared.join("istio/addons");
+    let addons = support::shared_dir().join("istio/addons");
     assert!(
         addons.is_dir(),
         "FAILED, not skipped: {} is missing; put the shared reference data beside the checkout",

@@ -8,7 +8,7 @@ use deployer::apply::{self, helm};
 use deployer::plan::kiali::{self, read_addons};
 use serde::Serialize;
 
-use super::{runtime, Global};
+use super::{runtime, Change, Global};
 
 /// Kiali: install the operator, its CR and the Prometheus and Jaeger add-ons; print a login token.
 #[derive(Subcommand)]
@@ -62,12 +62,6 @@ struct Installed {
     deployed: bool,
 }
 
-#[derive(Serialize)]
-struct Change {
-    object: String,
-    result: String,
-}
-
 pub fn run(cmd: Command, global: &Global) -> Result<()> {
     let rt = runtime()?;
     let out = global.printer();
@@ -105,7 +99,7 @@ pub fn run(cmd: Command, global: &Global) -> Result<()> {
                 let outcome = rt.block_on(cluster.apply(m))?;
                 // Applying takes a while: each line is shown as it happens.
                 out.table_line(&format!("{}: {outcome}", m.describe()));
-                applied.push(Change { object: m.describe(), result: outcome.to_string() });
+                applied.push(Change::new(m.describe(), outcome));
             }
             if !global.dry_run {
                 rt.block_on(apply::kiali::wait_for_kiali(&cluster, &args.istio_namespace))?;

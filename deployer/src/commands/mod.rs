@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use deployer::apply::{self, Cluster};
+use deployer::apply::{self, Applied, Cluster};
 use deployer::resources::{self, PolicyTarget, Selection};
 use serde::Serialize;
 use xnat_guard_policy::Policy;
@@ -124,6 +124,19 @@ impl Printer {
 
     pub fn warning(&self, warning: &str) {
         eprintln!("warning: {warning}");
+    }
+}
+
+/// One object applied, and what the apply did to it (in `-o yaml|json` results).
+#[derive(Serialize)]
+pub struct Change {
+    pub object: String,
+    pub result: String,
+}
+
+impl Change {
+    pub fn new(object: String, applied: Applied) -> Change {
+        Change { object, result: applied.to_string() }
     }
 }
 

@@ -6,7 +6,7 @@ use deployer::inspect::pods::{pod_row, pod_table, PodRow};
 use serde::Serialize;
 
 use super::render::PlanArgs;
-use super::{runtime, Global};
+use super::{runtime, Change, Global};
 
 /// Apply the plan to a cluster, restart pods without sidecars, wait and verify.
 ///
@@ -34,13 +34,6 @@ struct RolledOut {
     notes: Vec<String>,
     pods: Vec<PodRow>,
     modules: Vec<Module>,
-}
-
-/// One object, and what the apply did to it.
-#[derive(Serialize)]
-struct Change {
-    object: String,
-    result: String,
 }
 
 /// One pod the WasmPlugin selects, and whether its sidecar fetched the module.
@@ -71,7 +64,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     let changed = report.applied.iter().filter(|(_, a)| !matches!(a, Applied::Unchanged)).count();
     let rolled_out = RolledOut {
         dry_run: global.dry_run,
-        applied: report.applied.iter().map(|(o, a)| Change { object: o.clone(), result: a.to_string() }).collect(),
+        applied: report.applied.iter().map(|(o, a)| Change::new(o.clone(), *a)).collect(),
         restarted: report.restarted.clone(),
         notes: report.skipped.clone(),
         pods: report.pods.iter().map(pod_row).collect(),
