@@ -11,6 +11,7 @@
 //! reads a model's rule index); `engine` (evaluation only); `compile` (config to model);
 //! `decode` (JSON to config); `headers` and `connection` (the glue's host-independent part).
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
 

@@ -8,7 +8,11 @@
 //! few as it can: it reads only what `Engine::needs` lists, reads the port only when it can
 //! change the outcome, and counts decisions in memory, flushing them to Envoy's stats once a
 //! second instead of one host call per request.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
+// The FFI: the only module with unsafe code.
+#[allow(unsafe_code)]
 mod host;
 
 use std::cell::RefCell;
@@ -25,8 +29,18 @@ use xnat_guard_policy::{
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
+    log_panics();
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(GuardRoot::default()) });
 }}
+
+/// Writes a panic's message to Envoy's log before the VM aborts (`panic = "abort"`), so a trap
+/// in a sidecar leaves a trace. Replaces the SDK's own hook (installed by `set_log_level`),
+/// which unwraps the log call's status inside the hook and does not name the filter.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(LogLevel::Critical, &format!("xnat-guard: {info}"));
+    }));
+}
 
 const DENIED_BODY: &[u8] = b"RBAC: access denied";
 const FLUSH_PERIOD: Duration = Duration::from_secs(1);
