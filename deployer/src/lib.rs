@@ -3,9 +3,11 @@
 //! runs the filter locally in a real Envoy. The CLI itself (`src/main.rs`, `src/commands/`) only
 //! parses flags, calls into these modules and prints.
 //!
-//! Dependencies run one way: [`kind`] and [`resources`] at the bottom; [`check`] and [`plan`]
-//! pure on top of them; [`inspect`] judges what [`apply`] reads; [`apply`] and [`local`] do the
-//! I/O.
+//! Pure, no cluster and no child process: [`kind`] (the Kubernetes kinds), [`resources`] (policy
+//! YAML selected for one workload), [`check`] (one request's decision), [`plan`] (what each
+//! subcommand would change) and [`inspect`] (judging the cluster state [`apply`] reads; its
+//! readers of pods and metrics sit below `plan`, its `status` report above `plan::hpa`).
+//! I/O: [`apply`] (kube and helm), [`oci`] (the registry), [`local`] (a real Envoy).
 
 pub mod apply;
 pub mod check;

@@ -4,9 +4,9 @@
 //! did, and undoes it. What it reads back is judged by [`crate::inspect`].
 //!
 //! - this module: the connection, server-side apply, raw GETs;
-//! - [`wait`]: polling with a timeout and a spinner, and kubectl's rollout wait;
-//! - [`verify`]: every pod runs a ready sidecar, each sidecar fetched the module;
-//! - [`list`]: the pods and controllers of a namespace;
+//! - `wait`: polling with a timeout and a spinner, and kubectl's rollout wait;
+//! - `verify`: every pod runs a ready sidecar, each sidecar fetched the module;
+//! - `list`: the pods and controllers of a namespace;
 //! - [`rollout`], [`undo`], [`install`], [`kiali`], [`hpa`], [`status`]: one per subcommand;
 //! - [`helm`]: helm as a child process.
 
@@ -14,12 +14,12 @@ pub mod helm;
 pub mod hpa;
 pub mod install;
 pub mod kiali;
-pub mod list;
+mod list;
 pub mod rollout;
 pub mod status;
 pub mod undo;
-pub mod verify;
-pub mod wait;
+mod verify;
+mod wait;
 
 use std::path::Path;
 use std::time::Duration;

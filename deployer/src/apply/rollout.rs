@@ -27,7 +27,7 @@ pub struct RolloutReport {
     pub modules: Vec<(String, ModuleState)>,
 }
 
-/// Applies the plan, restarts workloads whose pods lack the sidecar, waits, and verifies.
+/// Applies the plan, restarts the controllers whose pods lack the sidecar, waits, and verifies.
 pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<RolloutReport> {
     let mut applied = Vec::new();
     for m in &plan.manifests {

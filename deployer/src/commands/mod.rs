@@ -1,6 +1,8 @@
 //! The subcommands, one module each: its flags (`Args`, whose doc comment is its help) and its
 //! `run`, which calls the library and prints through the [`Printer`]. Flags that several
-//! subcommands share are declared once, here.
+//! subcommands share are declared once: here, and `render::PlanArgs` for `render` and `rollout`.
+//! The value enums clap parses live in this layer and map to the library's types, so the library
+//! has no clap in it.
 
 pub mod check;
 pub mod hpa;
