@@ -64,7 +64,7 @@ impl Controller {
         says_false(meta.labels.as_ref()) || says_false(meta.annotations.as_ref())
     }
 
-    /// Whether a pod belongs to this workload, by its selector's labels.
+    /// Whether a pod belongs to this controller, by its selector's labels.
     pub fn owns(&self, pod: &Pod) -> bool {
         match self.selector().and_then(|s| s.match_labels.as_ref()) {
             Some(sel) if !sel.is_empty() => labels_match(sel, pod.metadata.labels.as_ref()),
