@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use harness::alloc::{allocations_in, CountingAllocator};
 use serde_json::{json, Value};
-use xnat_guard_policy::{compile, parse_json, Policy, Request};
+use xnat_guard_policy::{compile, parse_json, Engine, Request};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -85,7 +85,7 @@ impl Owned {
     }
 }
 
-fn allocations_per_evaluation(policy: &Policy, request: &Request<'_>) -> f64 {
+fn allocations_per_evaluation(policy: &Engine, request: &Request<'_>) -> f64 {
     let ((), allocations) = allocations_in(|| {
         for _ in 0..1000 {
             black_box(policy.evaluate(black_box(request)));

@@ -21,7 +21,7 @@ use deployer::local::pki::{ClientIdentity, Pki};
 use deployer::local::upstream::RecordingUpstream;
 use harness::envoy::{ecds_filter, publish_ecds};
 use serde_json::json;
-use xnat_guard_policy::{Policy, Request};
+use xnat_guard_policy::{Engine, Request};
 
 const PORTS: [u16; 2] = [8080, 8443];
 const IDENTITIES: [&str; 3] = [
@@ -112,7 +112,7 @@ struct Tally {
     client_errors: AtomicU64,
 }
 
-fn expected(policy: &Policy, method: &str, path: &str, port: u16, caller: Option<&str>) -> bool {
+fn expected(policy: &Engine, method: &str, path: &str, port: u16, caller: Option<&str>) -> bool {
     policy
         .evaluate(&Request {
             method: method.as_bytes(),

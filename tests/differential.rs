@@ -22,7 +22,7 @@ use harness::sides::Sides;
 use harness::support::Rng;
 use serde_json::{json, Value};
 use xnat_guard_policy::config::PluginConfig;
-use xnat_guard_policy::normalize::{apply_aliases, tomcat_path, Alias, MAX_PATH};
+use xnat_guard_policy::{apply_aliases, tomcat_path, CompiledAlias, MAX_PATH};
 
 const PORTS: [u16; 2] = [8080, 8443];
 const IDENTITIES: [&str; 4] = [
@@ -167,7 +167,7 @@ fn random_probe(rng: &mut Rng) -> Probe {
 /// Whether our filter reads this path differently from Envoy's `url_path`.
 fn normalisation_applies(path: &str) -> bool {
     let raw = path.split(['?', '#']).next().unwrap_or_default();
-    let aliases: Vec<Alias> = xnat_guard_policy::config::default_path_aliases()
+    let aliases: Vec<CompiledAlias> = xnat_guard_policy::config::default_path_aliases()
         .into_iter()
         .map(|a| (a.from.into_bytes().into_boxed_slice(), a.to.into_bytes().into_boxed_slice()))
         .collect();

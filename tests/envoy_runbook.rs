@@ -160,7 +160,7 @@ fn counters_move_and_show_in_prometheus_output() {
         {"name": "try-deny-head", "namespace": "xnat", "dryRun": true, "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["HEAD"]}}]}]}}
       ]}"#;
     let sidecar = Sidecar::start(config, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let names = ["allowed", "denied_policy", "denied_mtls", "dry_run_denied", "audit_matched"];
+    let names = xnat_guard_policy::COUNTER_NAMES;
     let before: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
     assert_eq!(before, vec![0; 5]);
     sidecar.send(STRICT, Some("viewer"), RawRequest::get("/"), "a");

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use serde::Serialize;
-use xnat_guard_policy::{Decision, Policy, Request, Verdict};
+use xnat_guard_policy::{Decision, Engine, Request, Verdict};
 
 /// One request described on the command line.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +65,7 @@ impl fmt::Display for Report {
 }
 
 /// The verdict, and a report: the decision, why, and which request facts the policy read.
-pub fn check(policy: &Policy, spec: &RequestSpec) -> (Decision, Report) {
+pub fn check(policy: &Engine, spec: &RequestSpec) -> (Decision, Report) {
     // Every value of a header given more than once, as the filter sees a repeated header.
     let values: Vec<Vec<&[u8]>> = policy
         .header_names()
@@ -130,7 +130,7 @@ pub fn check(policy: &Policy, spec: &RequestSpec) -> (Decision, Report) {
 }
 
 /// Explains a verdict in the words of the configuration.
-pub fn explain(verdict: Verdict, policy: &Policy) -> String {
+pub fn explain(verdict: Verdict, policy: &Engine) -> String {
     let name = |i: usize| {
         policy.policy_name(i).map(|n| format!("{}/{}", n.namespace, n.name)).unwrap_or_else(|| format!("policies[{i}]"))
     };

@@ -9,7 +9,7 @@ use serde_json::Value;
 use xnat_guard_policy::config::{
     AuthorizationPolicySpec, Mtls, MtlsMode, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
 };
-use xnat_guard_policy::{compile, Policy};
+use xnat_guard_policy::{compile, Engine};
 
 use crate::kind::Kind;
 
@@ -200,7 +200,7 @@ pub fn select(
     target: &PolicyTarget,
     root_namespace: &str,
     trust_domain: &str,
-) -> Result<(Selection, Policy)> {
+) -> Result<(Selection, Engine)> {
     let mut config = PluginConfig { trust_domain: trust_domain.to_string(), ..PluginConfig::default() };
     let mut origins = Vec::new();
     let mut notes = Vec::new();
@@ -322,7 +322,7 @@ pub fn load_for_workload(
     namespace: Option<&str>,
     labels: &[(String, String)],
     trust_domain: &str,
-) -> Result<(PolicyTarget, Selection, Policy)> {
+) -> Result<(PolicyTarget, Selection, Engine)> {
     let objects = load_files(paths)?;
     if !objects.iter().any(Object::is_policy) {
         let names: Vec<String> = paths.iter().map(|p: &PathBuf| p.display().to_string()).collect();

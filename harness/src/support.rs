@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use deployer::local::client::{self, RawRequest, Response};
 use deployer::local::pki::ClientIdentity;
 use deployer::local::{LocalOptions, LocalSidecar};
+use xnat_guard_policy::{COUNTER_NAMES, METRIC_PREFIX};
 
 /// The workspace root (this crate lives in its `harness/`).
 pub fn project_root() -> PathBuf {
@@ -108,9 +109,10 @@ impl Sidecar {
         self.inner.upstream.as_ref().expect("stand-in").tagged(tag).len()
     }
 
-    /// One of the filter's own counters (`wasmcustom.xnat_guard_<name>`).
+    /// One of the filter's own counters, by its short name (one of [`COUNTER_NAMES`]).
     pub fn counter(&self, name: &str) -> u64 {
-        self.inner.envoy.counter(&format!("wasmcustom.xnat_guard_{name}")).expect("admin /stats")
+        assert!(COUNTER_NAMES.contains(&name), "the filter has no counter {name}");
+        self.inner.envoy.counter(&format!("wasmcustom.{METRIC_PREFIX}{name}")).expect("admin /stats")
     }
 }
 
@@ -126,7 +128,7 @@ pub fn config_from_examples(files: &[&str]) -> String {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -134,16 +136,16 @@ impl Rng {
     }
 
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
+        &items[(self.next_u64() % items.len() as u64) as usize]
     }
 
     /// True with probability `percent`/100.
     pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.next_u64() % 100 < percent
     }
 
     /// A number in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }

@@ -22,7 +22,7 @@ use clap::Args;
 use deployer::apply::{self, Applied, Cluster};
 use deployer::resources::{self, PolicyTarget, Selection};
 use serde::Serialize;
-use xnat_guard_policy::Policy;
+use xnat_guard_policy::Engine;
 
 /// Flags every subcommand takes.
 #[derive(Args, Clone)]
@@ -199,7 +199,7 @@ pub struct WorkloadArgs {
 
 impl WorkloadArgs {
     /// Reads the policy files and selects what applies to the workload, as Istio would.
-    pub fn load(&self, policies: &[PathBuf]) -> Result<(PolicyTarget, Selection, Policy), resources::ResourceError> {
+    pub fn load(&self, policies: &[PathBuf]) -> Result<(PolicyTarget, Selection, Engine), resources::ResourceError> {
         resources::load_for_workload(
             policies,
             &self.mesh.root_namespace,

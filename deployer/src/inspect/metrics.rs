@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
-/// The counters the filter keeps, as Envoy's stats name them after `xnat_guard_`.
-pub const FILTER_COUNTERS: [&str; 5] = ["allowed", "denied_policy", "denied_mtls", "dry_run_denied", "audit_matched"];
+use xnat_guard_policy::{COUNTERS, COUNTER_NAMES, METRIC_PREFIX};
+
+/// The counters the filter keeps, by their short names; Envoy's stats name each after the
+/// filter's [`METRIC_PREFIX`].
+pub const FILTER_COUNTERS: [&str; COUNTERS] = COUNTER_NAMES;
 
 /// The agent's count of module fetches, labelled by `result`.
 pub const AGENT_FETCH_METRIC: &str = "istio_agent_wasm_remote_fetch_count";
@@ -39,7 +42,7 @@ pub fn filter_counters(text: &str) -> BTreeMap<String, u64> {
     FILTER_COUNTERS
         .iter()
         .map(|c| {
-            let metric = format!("xnat_guard_{c}");
+            let metric = format!("{METRIC_PREFIX}{c}");
             (c.to_string(), prometheus_values(text, &metric, "").iter().map(|(_, v)| v).sum())
         })
         .collect()

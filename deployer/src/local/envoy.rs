@@ -201,7 +201,13 @@ impl Envoy {
     /// As [`start`](Self::start), with `command` as the program that runs Envoy (`binary`
     /// itself, or a wrapper such as `taskset` already given its own arguments and `binary`),
     /// waiting up to `timeout` for it to be ready.
-    pub fn launch(mut command: Command, binary: &Path, config: &Value, workdir: &Path, timeout: Duration) -> Result<Envoy> {
+    pub fn launch(
+        mut command: Command,
+        binary: &Path,
+        config: &Value,
+        workdir: &Path,
+        timeout: Duration,
+    ) -> Result<Envoy> {
         let config_path = workdir.join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?)?;
         let admin_file = workdir.join("admin-address");

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use xnat_guard_policy::{Policy, Request, Verdict};
+use xnat_guard_policy::{Engine, Request, Verdict, METRIC_PREFIX};
 
 use self::client::RawRequest;
 use self::envoy::{Envoy, Listener, ServerTls};
@@ -117,7 +117,10 @@ impl LocalSidecar {
     /// counts to Envoy's stats once a second).
     pub fn filter_counters(&self) -> std::io::Result<Vec<(&'static str, u64)>> {
         std::thread::sleep(Duration::from_millis(1200));
-        FILTER_COUNTERS.iter().map(|c| Ok((*c, self.envoy.counter(&format!("wasmcustom.xnat_guard_{c}"))?))).collect()
+        FILTER_COUNTERS
+            .iter()
+            .map(|c| Ok((*c, self.envoy.counter(&format!("wasmcustom.{METRIC_PREFIX}{c}"))?)))
+            .collect()
     }
 
     /// How to talk to the running sidecar with curl.
@@ -202,7 +205,7 @@ pub fn tour_steps(ports: &[u16]) -> Vec<TourStep> {
 
 /// Sends each step through Envoy, checks the stand-in for arrival, and asks the engine what
 /// it expects.
-pub fn run_tour(sidecar: &LocalSidecar, policy: &Policy, steps: &[TourStep]) -> std::io::Result<Vec<TourResult>> {
+pub fn run_tour(sidecar: &LocalSidecar, policy: &Engine, steps: &[TourStep]) -> std::io::Result<Vec<TourResult>> {
     let mut results = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let tag = format!("tour-{i}");
@@ -238,7 +241,7 @@ pub fn run_tour(sidecar: &LocalSidecar, policy: &Policy, steps: &[TourStep]) -> 
 }
 
 /// The tour as a table.
-pub fn format_tour(results: &[TourResult], policy: &Policy) -> String {
+pub fn format_tour(results: &[TourResult], policy: &Engine) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

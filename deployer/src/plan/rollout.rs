@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
-use xnat_guard_policy::{MtlsMode, Policy};
+use xnat_guard_policy::{Engine, MtlsMode};
 
 use super::{Manifest, PlanError, Result, MANAGED_BY};
 use crate::kind::Kind;
@@ -131,7 +131,7 @@ pub struct Plan {
     pub target: PolicyTarget,
     pub manifests: Vec<Manifest>,
     pub config: PluginConfig,
-    pub policy: Policy,
+    pub policy: Engine,
     pub notes: Vec<String>,
 }
 
@@ -322,7 +322,7 @@ fn object_manifest(kind: Kind, o: &Object) -> Manifest {
 /// Clients in the mesh use Istio mTLS to the service, except on the plaintext ports. A
 /// port-level setting replaces the whole top-level TLS block for that port, so each one says
 /// its mode in full.
-fn destination_rule(spec: &Spec, service: &str, policy: &Policy) -> Result<Manifest> {
+fn destination_rule(spec: &Spec, service: &str, policy: &Engine) -> Result<Manifest> {
     if service.is_empty() || service.contains('.') {
         return Err(PlanError::Invalid(format!(
             "--service {service:?}: give the Service's short name; the host becomes NAME.{}.svc.{}",

@@ -24,9 +24,7 @@ mod headers;
 mod index;
 mod json;
 mod model;
-/// Public only until the callers outside `filter/` use the re-exports at the crate root.
-#[doc(hidden)]
-pub mod normalize;
+mod normalize;
 mod pattern;
 mod request;
 mod spiffe;
@@ -44,13 +42,6 @@ pub use request::{
     Decision, DecisionCounts, HeaderValues, Needs, PolicyName, Request, Verdict, COUNTERS, COUNTER_NAMES, METRIC_NAMES,
     METRIC_PREFIX,
 };
-
-/// The old name of [`Engine`], until its users are renamed.
-#[doc(hidden)]
-pub type Policy = Engine;
-/// The old name of [`ConfigError`], until its users are renamed.
-#[doc(hidden)]
-pub type CompileError = ConfigError;
 
 /// Parses the plugin configuration JSON and compiles it. Errors carry the path of the field at
 /// fault, for syntax and unknown fields as much as for values.

@@ -192,10 +192,6 @@ fn write(
 /// A compiled path alias: requests under the first prefix are judged under the second.
 pub type CompiledAlias = (Box<[u8]>, Box<[u8]>);
 
-/// The old name of [`CompiledAlias`].
-#[doc(hidden)]
-pub type Alias = CompiledAlias;
-
 /// Rewrites an aliased prefix (XNAT serves `/REST/...` as `/data/...`, and
 /// `/data/archive/...` as `/data/...`) in place; applied until no alias matches. Returns the
 /// new length.

@@ -1,35 +1,17 @@
 //! `evaluate` allocates nothing: counted with a global allocator, on policies that exercise
 //! every kind of test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use harness::alloc::{allocations_in, CountingAllocator};
 use xnat_guard_policy::{from_json, Request};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // Only this thread's allocations count: the test harness allocates on its own threads.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+#[test]
+fn the_counting_allocator_counts() {
+    let (_, allocations) = allocations_in(|| std::hint::black_box(Box::new(1u64)));
+    assert_eq!(allocations, 1, "the allocator must count, or the test below proves nothing");
+}
 
 #[test]
 fn evaluate_allocates_nothing() {
@@ -97,14 +79,12 @@ fn evaluate_allocates_nothing() {
     for r in &requests {
         std::hint::black_box(policy.evaluate(r));
     }
-    COUNTING.with(|c| c.set(true));
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    for _ in 0..100 {
-        for r in &requests {
-            std::hint::black_box(policy.evaluate(std::hint::black_box(r)));
+    let ((), allocations) = allocations_in(|| {
+        for _ in 0..100 {
+            for r in &requests {
+                std::hint::black_box(policy.evaluate(std::hint::black_box(r)));
+            }
         }
-    }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
-    COUNTING.with(|c| c.set(false));
-    assert_eq!(after - before, 0, "evaluate allocated {} times in 500 evaluations", after - before);
+    });
+    assert_eq!(allocations, 0, "evaluate allocated {allocations} times in 500 evaluations");
 }
