@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use xnat_guard_policy::config::{
-    Action, AuthorizationPolicySpec, Condition, From, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
+    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
     PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, WorkloadSelector,
 };
 use xnat_guard_policy::parse_json;
@@ -115,6 +115,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
         prop::sample::select(vec![PathNormalization::Tomcat, PathNormalization::None]),
         prop::option::of(prop::collection::vec((text(), text()).prop_map(|(from, to)| PathAlias { from, to }), 0..3)),
         prop::sample::select(vec![MethodOverride::Judge, MethodOverride::Refuse, MethodOverride::Ignore]),
+        prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
     )
         .prop_map(
             |(
@@ -125,6 +126,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                 path_normalization,
                 path_aliases,
                 method_override,
+                head_method,
             )| {
                 PluginConfig {
                     trust_domain,
@@ -134,6 +136,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     path_normalization,
                     path_aliases,
                     method_override,
+                    head_method,
                 }
             },
         )
@@ -174,6 +177,7 @@ fn wrong_documents_are_refused_by_both_readers() {
         r#"{"peerAuthentication": {"portLevelMtls": {"8080": {"mode": "DISABLE", "x": 1}}}}"#,
         r#"{"trustDomain": "a", "trustDomain": "b"}"#,
         r#"{"methodOverride": "judge"}"#,
+        r#"{"headMethod": "AsGet"}"#,
         r#"{"pathAliases": [{"from": "/a/"}]}"#,
         r#"{"policies": [] } x"#,
         r#"{"policies": [],}"#,

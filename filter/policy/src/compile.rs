@@ -2,7 +2,7 @@
 //! the path of the offending field, e.g. `policies[0].spec.rules[1].to[0].operation.methods[2]`.
 
 use crate::config::{
-    default_path_aliases, Action, AuthorizationPolicySpec, Condition, MethodOverride, MtlsMode, Operation,
+    default_path_aliases, Action, AuthorizationPolicySpec, Condition, HeadMethod, MethodOverride, MtlsMode, Operation,
     PathNormalization, PeerAuthenticationSpec, PluginConfig, Rule, Source,
 };
 use crate::error::{refuse, Result};
@@ -36,6 +36,8 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         needs: Needs::default(),
         aliases: Vec::new(),
         normalise_paths: false,
+        denying: false,
+        head_as_get: config.head_method == HeadMethod::AsGet,
         no_index,
     };
     let trust_domains = trust_domains(config)?;
@@ -69,6 +71,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         let ctx = PolicyContext { namespace: &entry.namespace, trust_domains: &trust_domains };
         let spec_path = format!("{path}.spec");
         let action = check_spec_fields(&entry.spec, &spec_path)?;
+        compiler.denying = matches!(action, Action::Deny | Action::Audit);
         let rules = compiler.rules(&entry.spec, &spec_path, &ctx)?;
         // A doubtful identity counts as a match for DENY and AUDIT: no namespace keys there.
         let rule_index = if compiler.no_index { None } else { RuleIndex::build(&rules, action == Action::Allow) };
@@ -193,6 +196,12 @@ struct Compiler {
     aliases: Vec<(Vec<u8>, Vec<u8>)>,
     /// Policy paths must be written in the normal form requests are matched in.
     normalise_paths: bool,
+    /// The policy being compiled denies (or reports) what its rules match: DENY and AUDIT.
+    /// Where a match takes access away (here the plain fields, in ALLOW policies the `not`
+    /// ones), methods and paths are widened to every form XNAT serves the same way.
+    denying: bool,
+    /// `headMethod: AS_GET`: a widened method list that matches GET matches HEAD.
+    head_as_get: bool,
     no_index: bool,
 }
 
@@ -321,9 +330,13 @@ impl Compiler {
         self.pair(&mut out, path, [("ports", &o.ports), ("notPorts", &o.not_ports)], |_, v, p| {
             Ok(Matcher::Port(ports(v, p)?))
         })?;
-        self.pair(&mut out, path, [("methods", &o.methods), ("notMethods", &o.not_methods)], |c, v, p| {
-            Ok(Matcher::Method(c.methods(v, p)?))
-        })?;
+        for (negate, field, values) in [(false, "methods", &o.methods), (true, "notMethods", &o.not_methods)] {
+            if !values.is_empty() {
+                let widen = self.denying != negate;
+                let mask = self.methods(values, &format!("{path}.{field}"), widen)?;
+                self.push(&mut out, negate, Matcher::Method(mask));
+            }
+        }
         self.pair(&mut out, path, [("paths", &o.paths), ("notPaths", &o.not_paths)], |c, v, p| {
             let canonical: Vec<String> = v
                 .iter()
@@ -501,7 +514,9 @@ impl Compiler {
     }
 
     /// Interns each method pattern once; a rule keeps a bit mask over the interned set.
-    fn methods(&mut self, values: &[String], path: &str) -> Result<u64> {
+    /// `widen`: the list takes access away when it matches, so under `headMethod: AS_GET` a
+    /// list that matches GET matches HEAD too (XNAT runs GET's code for HEAD).
+    fn methods(&mut self, values: &[String], path: &str, widen: bool) -> Result<u64> {
         let mut mask = 0u64;
         for (i, value) in values.iter().enumerate() {
             let vpath = format!("{path}[{i}]");
@@ -520,17 +535,30 @@ impl Compiler {
                 return refuse(&vpath, format!("'{value}' is not an HTTP method (an upper-case token){hint}"));
             }
             let pattern = Pattern::parse(value, Wildcard::Present);
-            let bit = match self.methods.iter().position(|p| *p == pattern) {
-                Some(bit) => bit,
-                None if self.methods.len() < 64 => {
-                    self.methods.push(pattern);
-                    self.methods.len() - 1
-                }
-                None => return refuse(&vpath, "more than 64 distinct method patterns in one configuration"),
+            mask |= self.method_bit(pattern, &vpath)?;
+        }
+        if widen && self.head_as_get {
+            let matched = |c: &Self, method: &[u8]| {
+                c.methods.iter().enumerate().any(|(bit, p)| mask & 1 << bit != 0 && p.matches(Some(method)))
             };
-            mask |= 1 << bit;
+            if matched(self, b"GET") && !matched(self, b"HEAD") {
+                mask |= self.method_bit(Pattern::Exact(b"HEAD".as_slice().into()), path)?;
+            }
         }
         Ok(mask)
+    }
+
+    /// The bit of an interned method pattern, interning it on first use.
+    fn method_bit(&mut self, pattern: Pattern, path: &str) -> Result<u64> {
+        let bit = match self.methods.iter().position(|p| *p == pattern) {
+            Some(bit) => bit,
+            None if self.methods.len() < 64 => {
+                self.methods.push(pattern);
+                self.methods.len() - 1
+            }
+            None => return refuse(path, "more than 64 distinct method patterns in one configuration"),
+        };
+        Ok(1 << bit)
     }
 }
 

@@ -33,6 +33,9 @@ pub struct PluginConfig {
     /// What to do with requests that ask for another method than their request line's.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "MethodOverride::is_default"))]
     pub method_override: MethodOverride,
+    /// Whether a rule that takes access away for GET takes it away for HEAD too.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "HeadMethod::is_default"))]
+    pub head_method: HeadMethod,
 }
 
 impl Default for PluginConfig {
@@ -45,6 +48,7 @@ impl Default for PluginConfig {
             path_normalization: PathNormalization::default(),
             path_aliases: None,
             method_override: MethodOverride::default(),
+            head_method: HeadMethod::default(),
         }
     }
 }
@@ -104,6 +108,27 @@ pub enum MethodOverride {
 impl MethodOverride {
     pub fn is_default(&self) -> bool {
         *self == MethodOverride::default()
+    }
+}
+
+/// How HEAD is judged. Restlet runs a resource's GET code for HEAD, and Spring 4.3+ maps HEAD
+/// to GET handlers, so to XNAT a HEAD is a GET without the body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum HeadMethod {
+    /// Where matching GET takes access away (a DENY rule's `methods`, an ALLOW rule's
+    /// `notMethods`, and the same for AUDIT and dry-run), HEAD matches too. Where matching
+    /// grants access (an ALLOW rule's `methods`), HEAD stays HEAD.
+    #[default]
+    AsGet,
+    /// HEAD is only HEAD (Istio's behaviour).
+    Exact,
+}
+
+impl HeadMethod {
+    pub fn is_default(&self) -> bool {
+        *self == HeadMethod::default()
     }
 }
 

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::config::{
-    Action, AuthorizationPolicySpec, Condition, From, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
+    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
     PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, Unsupported,
     WorkloadSelector,
 };
@@ -208,6 +208,9 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
                     ("IGNORE", MethodOverride::Ignore),
                 ],
             )
+        }),
+        head_method: m.or_default("headMethod", |v, p| {
+            variant(v, p, &[("AS_GET", HeadMethod::AsGet), ("EXACT", HeadMethod::Exact)])
         }),
     };
     m.finish(config)

@@ -298,3 +298,93 @@ fn identity_part(facts: &Facts<'_>, check: impl Fn(&SpiffeId<'_>) -> bool) -> Tr
 fn ip_in(ip: Option<IpAddr>, blocks: &[Cidr]) -> Tri {
     Tri::from_bool(ip.is_some_and(|ip| blocks.iter().any(|b| b.contains(ip))))
 }
+
+#[cfg(test)]
+mod tests {
+    //! How XNAT dispatches a request, one table per class of request forms that reach the same
+    //! handler: the forms a DENY rule must catch, the same forms an ALLOW rule must not newly
+    //! grant, and the setting that gives Istio's exact matching back.
+
+    use serde_json::{json, Value};
+
+    use crate::Request;
+
+    /// A configuration of one policy with one operation, plus top-level settings.
+    fn engine(action: &str, operation: Value, settings: Value) -> crate::Engine {
+        let mut config = json!({"policies": [{"name": "p", "namespace": "xnat",
+            "spec": {"action": action, "rules": [{"to": [{"operation": operation}]}]}}]});
+        for (k, v) in settings.as_object().into_iter().flatten() {
+            config[k] = v.clone();
+        }
+        crate::from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}: {config}"))
+    }
+
+    fn allowed(engine: &crate::Engine, method: &str, path: &str, headers: &[(&str, &str)]) -> bool {
+        let values: Vec<Vec<&[u8]>> = engine
+            .header_names()
+            .iter()
+            .map(|n| headers.iter().filter(|(h, _)| h.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_bytes()).collect())
+            .collect();
+        let grouped: Vec<&[&[u8]]> = values.iter().map(Vec::as_slice).collect();
+        let request =
+            Request { method: method.as_bytes(), path: path.as_bytes(), headers: &grouped, ..Default::default() };
+        engine.evaluate(&request).verdict.is_allowed()
+    }
+
+    #[test]
+    fn head_runs_gets_code_so_what_denies_get_denies_head() {
+        let exact = json!({"headMethod": "EXACT"});
+        let none = json!({});
+        // (why, action, operation, settings, method, allowed)
+        let cases = [
+            ("a DENY on GET denies HEAD", "DENY", json!({"methods": ["GET"]}), &none, "HEAD", false),
+            ("a DENY on GET still denies GET", "DENY", json!({"methods": ["GET"]}), &none, "GET", false),
+            ("a DENY on G* denies HEAD", "DENY", json!({"methods": ["G*"]}), &none, "HEAD", false),
+            ("a DENY on GET leaves POST alone", "DENY", json!({"methods": ["GET"]}), &none, "POST", true),
+            ("a DENY on POST leaves HEAD alone", "DENY", json!({"methods": ["POST"]}), &none, "HEAD", true),
+            (
+                "a DENY on notMethods GET is not narrowed: HEAD stays denied",
+                "DENY",
+                json!({"notMethods": ["GET"]}),
+                &none,
+                "HEAD",
+                false,
+            ),
+            (
+                "an ALLOW notMethods GET takes HEAD away too",
+                "ALLOW",
+                json!({"notMethods": ["GET"]}),
+                &none,
+                "HEAD",
+                false,
+            ),
+            ("an ALLOW notMethods GET still allows POST", "ALLOW", json!({"notMethods": ["GET"]}), &none, "POST", true),
+            ("an ALLOW on GET does not grant HEAD", "ALLOW", json!({"methods": ["GET"]}), &none, "HEAD", false),
+            ("an ALLOW on GET grants GET", "ALLOW", json!({"methods": ["GET"]}), &none, "GET", true),
+            ("EXACT: a DENY on GET leaves HEAD alone", "DENY", json!({"methods": ["GET"]}), &exact, "HEAD", true),
+            (
+                "EXACT: an ALLOW notMethods GET allows HEAD",
+                "ALLOW",
+                json!({"notMethods": ["GET"]}),
+                &exact,
+                "HEAD",
+                true,
+            ),
+        ];
+        for (why, action, operation, settings, method, want) in cases {
+            let engine = engine(action, operation, settings.clone());
+            assert_eq!(allowed(&engine, method, "/data/projects", &[]), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn head_as_get_counts_for_audit_and_dry_run_deny_too() {
+        let config = json!({"policies": [
+            {"name": "a", "namespace": "xnat", "spec": {"action": "AUDIT", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}},
+            {"name": "d", "namespace": "xnat", "dryRun": true, "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}
+        ]});
+        let engine = crate::from_json(config.to_string().as_bytes()).expect("compiles");
+        let head = engine.evaluate(&Request { method: b"HEAD", path: b"/", ..Default::default() });
+        assert!(head.verdict.is_allowed() && head.audited && head.dry_run_denied, "{head:?}");
+    }
+}

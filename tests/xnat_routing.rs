@@ -1,0 +1,59 @@
+//! Request forms that XNAT dispatches to the handler a DENY rule names, against the built
+//! module in a real Envoy in front of a recording XNAT stand-in. Each denied form is checked at
+//! the upstream: it must never arrive. The allowed neighbours must still arrive.
+
+use deployer::local::client::RawRequest;
+use harness::support::Sidecar;
+use serde_json::json;
+
+const PORT: u16 = 8443;
+
+fn config() -> String {
+    json!({
+        "peerAuthentication": {"mtls": {"mode": "PERMISSIVE"}},
+        "policies": [
+            {"name": "no-secret-reads", "namespace": "xnat", "spec": {"action": "DENY",
+              "rules": [{"to": [{"operation": {"methods": ["GET"], "paths": ["/data/projects/secret*"]}}]}]}},
+            {"name": "xnat-read-write", "namespace": "xnat", "spec": {"rules": [
+              {"to": [{"operation": {"methods": ["GET", "HEAD", "POST"]}}]}]}}
+        ]
+    })
+    .to_string()
+}
+
+/// Sends each request; each must be refused and never arrive.
+fn assert_never_arrive(sidecar: &Sidecar, attempts: Vec<(&str, RawRequest)>) {
+    for (tag, request) in attempts {
+        let r = sidecar.send(PORT, Some("viewer"), request, tag);
+        assert_eq!(r.status, 403, "{tag}: {}", r.body_text());
+        assert_eq!(sidecar.arrived(tag), 0, "{tag} reached the upstream");
+    }
+}
+
+/// Sends each request; each must be served.
+fn assert_arrive(sidecar: &Sidecar, requests: Vec<(&str, RawRequest)>) {
+    for (tag, request) in requests {
+        let r = sidecar.send(PORT, Some("viewer"), request, tag);
+        assert_eq!((r.status, sidecar.arrived(tag)), (200, 1), "{tag}: {}", r.body_text());
+    }
+}
+
+#[test]
+fn head_on_a_path_denied_for_get_never_arrives() {
+    let sidecar = Sidecar::start(&config(), &[PORT]).expect("sidecar starts");
+    assert_never_arrive(
+        &sidecar,
+        vec![
+            ("get", RawRequest::get("/data/projects/secret")),
+            ("head", RawRequest::new("HEAD", "/data/projects/secret")),
+            ("head-rest", RawRequest::new("HEAD", "/REST/projects/secret/subjects")),
+        ],
+    );
+    assert_arrive(
+        &sidecar,
+        vec![
+            ("head-public", RawRequest::new("HEAD", "/data/projects/public")),
+            ("post-secret", RawRequest::new("POST", "/data/projects/secret").header("content-type", "text/plain")),
+        ],
+    );
+}
