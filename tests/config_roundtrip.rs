@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use xnat_guard_policy::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
-    PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, WorkloadSelector,
+    PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, TunnelDecoding,
+    WorkloadSelector,
 };
 use xnat_guard_policy::parse_json;
 
@@ -116,6 +117,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
         prop::option::of(prop::collection::vec((text(), text()).prop_map(|(from, to)| PathAlias { from, to }), 0..3)),
         prop::sample::select(vec![MethodOverride::Judge, MethodOverride::Refuse, MethodOverride::Ignore]),
         prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
+        prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
     )
         .prop_map(
             |(
@@ -127,6 +129,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                 path_aliases,
                 method_override,
                 head_method,
+                tunnel_decoding,
             )| {
                 PluginConfig {
                     trust_domain,
@@ -137,6 +140,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     path_aliases,
                     method_override,
                     head_method,
+                    tunnel_decoding,
                 }
             },
         )
@@ -178,6 +182,7 @@ fn wrong_documents_are_refused_by_both_readers() {
         r#"{"trustDomain": "a", "trustDomain": "b"}"#,
         r#"{"methodOverride": "judge"}"#,
         r#"{"headMethod": "AsGet"}"#,
+        r#"{"tunnelDecoding": "url"}"#,
         r#"{"pathAliases": [{"from": "/a/"}]}"#,
         r#"{"policies": [] } x"#,
         r#"{"policies": [],}"#,

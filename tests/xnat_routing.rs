@@ -57,3 +57,33 @@ fn head_on_a_path_denied_for_get_never_arrives() {
         ],
     );
 }
+
+#[test]
+fn a_method_tunnelled_with_encoded_names_or_values_never_arrives() {
+    let config = json!({
+        "peerAuthentication": {"mtls": {"mode": "PERMISSIVE"}},
+        "policies": [{"name": "no-deletes", "namespace": "xnat", "spec": {"action": "DENY",
+            "rules": [{"to": [{"operation": {"methods": ["DELETE", "POST"]}}]}]}}]
+    });
+    let sidecar = Sidecar::start(&config.to_string(), &[PORT]).expect("sidecar starts");
+    assert_never_arrive(
+        &sidecar,
+        vec![
+            ("name-m", RawRequest::get("/data/projects/P1?%6Dethod=DELETE")),
+            ("name-t", RawRequest::get("/data/projects/P1?me%74hod=DELETE")),
+            ("spring-name", RawRequest::get("/data/projects/P1?_%6Dethod=delete")),
+            ("value", RawRequest::get("/data/projects/P1?method=DEL%45TE")),
+            ("second-value", RawRequest::get("/data/projects/P1?method=GET&me%74hod=delete")),
+            ("long-s", RawRequest::get("/data/projects/P1?method=po%C5%BFt")),
+            ("header-long-s", RawRequest::get("/data/projects/P1").header("x-http-method-override", "po\u{17F}t")),
+        ],
+    );
+    assert_arrive(
+        &sidecar,
+        vec![
+            ("plain-get", RawRequest::get("/data/projects/P1")),
+            ("tunnel-get", RawRequest::get("/data/projects/P1?method=%47ET")),
+            ("other-param", RawRequest::get("/data/projects/P1?methods=DELETE")),
+        ],
+    );
+}

@@ -103,6 +103,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         path_mode: config.path_normalization,
         aliases: aliases.into_iter().map(|(f, t)| (f.into_boxed_slice(), t.into_boxed_slice())).collect(),
         method_override: config.method_override,
+        tunnel_decoding: config.tunnel_decoding,
         override_headers: override_headers.into(),
         mtls,
         deny: deny.into(),

@@ -36,6 +36,9 @@ pub struct PluginConfig {
     /// Whether a rule that takes access away for GET takes it away for HEAD too.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "HeadMethod::is_default"))]
     pub head_method: HeadMethod,
+    /// How tunnelled methods are read: as the frameworks decode them, or as sent.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "TunnelDecoding::is_default"))]
+    pub tunnel_decoding: TunnelDecoding,
 }
 
 impl Default for PluginConfig {
@@ -49,6 +52,7 @@ impl Default for PluginConfig {
             path_aliases: None,
             method_override: MethodOverride::default(),
             head_method: HeadMethod::default(),
+            tunnel_decoding: TunnelDecoding::default(),
         }
     }
 }
@@ -129,6 +133,27 @@ pub enum HeadMethod {
 impl HeadMethod {
     pub fn is_default(&self) -> bool {
         *self == HeadMethod::default()
+    }
+}
+
+/// How a tunnelled method is read before it is judged (`methodOverride: JUDGE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "UPPERCASE"))]
+pub enum TunnelDecoding {
+    /// As Restlet and Spring read it: a query parameter's name and value are URL-decoded
+    /// (`%6Dethod=DELETE` is `method=DELETE`), and every value is upper-cased as Java does,
+    /// so `ſ`, `ı`, `İ`, the Kelvin sign and the Latin ligatures fold to the letters
+    /// `String.equalsIgnoreCase` and `toUpperCase` make of them (`po%C5%BFt` is POST).
+    #[default]
+    Url,
+    /// Names and values as sent, upper-cased in ASCII only.
+    None,
+}
+
+impl TunnelDecoding {
+    pub fn is_default(&self) -> bool {
+        *self == TunnelDecoding::default()
     }
 }
 

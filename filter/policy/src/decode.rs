@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use crate::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
-    PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, Unsupported,
-    WorkloadSelector,
+    PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, TunnelDecoding,
+    Unsupported, WorkloadSelector,
 };
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
@@ -211,6 +211,9 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         }),
         head_method: m.or_default("headMethod", |v, p| {
             variant(v, p, &[("AS_GET", HeadMethod::AsGet), ("EXACT", HeadMethod::Exact)])
+        }),
+        tunnel_decoding: m.or_default("tunnelDecoding", |v, p| {
+            variant(v, p, &[("URL", TunnelDecoding::Url), ("NONE", TunnelDecoding::None)])
         }),
     };
     m.finish(config)

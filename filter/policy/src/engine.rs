@@ -4,9 +4,11 @@
 
 use std::net::IpAddr;
 
-use crate::config::{MethodOverride, MtlsMode, PathNormalization};
+use crate::config::{MethodOverride, MtlsMode, PathNormalization, TunnelDecoding};
 use crate::model::{CompiledPolicy, CompiledRule, Constraint, Engine, Matcher};
-use crate::normalize::{apply_aliases, is_normal_path, query_start, strip_trailing_dot, tomcat_path, MAX_PATH};
+use crate::normalize::{
+    apply_aliases, form_decode, is_normal_path, java_upper, query_start, strip_trailing_dot, tomcat_path, MAX_PATH,
+};
 use crate::pattern::Cidr;
 use crate::request::{Decision, Request, Verdict};
 use crate::spiffe::SpiffeId;
@@ -61,6 +63,12 @@ fn any(items: impl Iterator<Item = Tri>) -> Tri {
     }
     result
 }
+
+/// Longest tunnelled method read decoded and upper-cased; a longer value is judged as sent.
+const TUNNELLED_METHOD: usize = 64;
+/// Longest tunnelled method upper-cased under `tunnelDecoding: NONE` (the reading before
+/// decoding existed).
+const ASCII_UPPER: usize = 16;
 
 /// Per-request facts derived once before matching.
 struct Facts<'a> {
@@ -128,14 +136,19 @@ impl Engine {
                 return;
             }
             // Frameworks upper-case a tunnelled method; longer values are no method anyway.
-            let mut upper = [0u8; 16];
-            let method = if method.len() > upper.len() {
-                method
-            } else {
-                let upper = &mut upper[..method.len()];
-                upper.copy_from_slice(method);
-                upper.make_ascii_uppercase();
-                &*upper
+            let mut upper = [0u8; TUNNELLED_METHOD];
+            let method = match self.tunnel_decoding {
+                TunnelDecoding::Url => match java_upper(method, &mut upper) {
+                    Some(n) => &upper[..n],
+                    None => method,
+                },
+                TunnelDecoding::None if method.len() > ASCII_UPPER => method,
+                TunnelDecoding::None => {
+                    let upper = &mut upper[..method.len()];
+                    upper.copy_from_slice(method);
+                    upper.make_ascii_uppercase();
+                    &*upper
+                }
             };
             denied = self.method_override == MethodOverride::Refuse
                 || method != req.method && !self.decide_for(req, method, path).verdict.is_allowed();
@@ -147,7 +160,10 @@ impl Engine {
     }
 
     /// Calls `f` with each tunnelled method: override headers, then `method`/`_method` query
-    /// parameters (percent-encoded values are judged as sent, which can only fail to match).
+    /// parameters, whatever the case of their names. Under `tunnelDecoding: URL` a parameter's
+    /// name and value are URL-decoded first, as Restlet's and Tomcat's form readers do (a value
+    /// that does not decode, or is too long to be a method, is judged as sent); under `NONE`
+    /// both are read as sent.
     fn for_each_override(&self, req: &Request<'_>, query: &[u8], mut f: impl FnMut(&[u8])) {
         for &i in self.override_headers.iter() {
             for v in req.headers.get(i).copied().unwrap_or_default() {
@@ -157,13 +173,25 @@ impl Engine {
         let Some(start) = query_start(query) else { return };
         let Some(query) = query[start..].strip_prefix(b"?") else { return };
         let query = &query[..query.iter().position(|&b| b == b'#').unwrap_or(query.len())];
+        let decode = self.tunnel_decoding == TunnelDecoding::Url;
         for param in query.split(|&b| b == b'&' || b == b';') {
             let (name, value) = match param.iter().position(|&b| b == b'=') {
                 Some(e) => (&param[..e], &param[e + 1..]),
                 None => continue,
             };
+            let mut name_buf = [0u8; 8];
+            let name = if decode && name.iter().any(|&b| b == b'%' || b == b'+') {
+                match form_decode(name, &mut name_buf) {
+                    Some(n) => &name_buf[..n],
+                    None => continue,
+                }
+            } else {
+                name
+            };
             if name.eq_ignore_ascii_case(b"method") || name.eq_ignore_ascii_case(b"_method") {
-                f(value);
+                let mut value_buf = [0u8; TUNNELLED_METHOD];
+                let decoded = if decode { form_decode(value, &mut value_buf) } else { None };
+                f(decoded.map_or(value, |n| &value_buf[..n]));
             }
         }
     }
@@ -386,5 +414,44 @@ mod tests {
         let engine = crate::from_json(config.to_string().as_bytes()).expect("compiles");
         let head = engine.evaluate(&Request { method: b"HEAD", path: b"/", ..Default::default() });
         assert!(head.verdict.is_allowed() && head.audited && head.dry_run_denied, "{head:?}");
+    }
+
+    #[test]
+    fn a_tunnelled_method_is_read_as_restlet_and_spring_decode_it() {
+        let deny = json!({"methods": ["DELETE", "POST", "OPTIONS"]});
+        let url = engine("DENY", deny.clone(), json!({}));
+        let raw = engine("DENY", deny, json!({"tunnelDecoding": "NONE"}));
+        // (why, GET request path, allowed under URL, allowed under NONE)
+        let cases = [
+            ("an encoded parameter name still tunnels", "/data/projects?%6Dethod=DELETE", false, true),
+            ("an encoded letter later in the name still tunnels", "/data/projects?me%74hod=DELETE", false, true),
+            ("Spring's name, encoded, still tunnels", "/data/projects?_%6Dethod=delete", false, true),
+            ("an encoded value is its decoded method", "/data/projects?method=DEL%45TE", false, true),
+            ("a value in lower case is the method", "/data/projects?method=delete", false, false),
+            ("every value is judged", "/data/projects?method=GET&%6Dethod=DELETE", false, true),
+            ("Java upper-cases the long s to S", "/data/projects?method=po%C5%BFt", false, true),
+            ("the long s sent raw folds too", "/data/projects?method=po\u{17F}t", false, true),
+            ("Java upper-cases the dotless i to I", "/data/projects?method=opt%C4%B1ons", false, true),
+            ("the st ligature folds to ST", "/data/projects?method=PO%EF%AC%86", false, true),
+            ("a plus in a value is a space, not a method", "/data/projects?method=DE+LETE", true, true),
+            ("an allowed tunnelled method is served", "/data/projects?method=%47ET", true, true),
+            ("another parameter is no tunnel", "/data/projects?methods=DELETE&x%6Dethod=DELETE", true, true),
+            ("a malformed escape is no value Java reads", "/data/projects?method=DELETE%zz", true, true),
+        ];
+        for (why, path, want_url, want_raw) in cases {
+            assert_eq!(allowed(&url, "GET", path, &[]), want_url, "URL: {why}: {path}");
+            assert_eq!(allowed(&raw, "GET", path, &[]), want_raw, "NONE: {why}: {path}");
+        }
+        let header = [("x-http-method-override", "po\u{17F}t")];
+        assert!(!allowed(&url, "GET", "/data/projects", &header), "an override header's value folds as Java's");
+        assert!(allowed(&raw, "GET", "/data/projects", &header), "NONE: upper-cased in ASCII only");
+    }
+
+    #[test]
+    fn decoding_a_tunnelled_method_never_grants_what_the_request_line_lacks() {
+        let reads = engine("ALLOW", json!({"methods": ["GET", "HEAD"]}), json!({}));
+        assert!(!allowed(&reads, "POST", "/data/projects?method=%47ET", &[]), "POST stays POST");
+        assert!(allowed(&reads, "GET", "/data/projects?method=%47ET", &[]));
+        assert!(!allowed(&reads, "GET", "/data/projects?%6Dethod=PUT", &[]));
     }
 }

@@ -1,7 +1,7 @@
 //! The compiled configuration: what `compile` builds and `evaluate` reads. Everything is
 //! validated and laid out for matching here, so that evaluation cannot fail.
 
-use crate::config::{MethodOverride, MtlsMode, PathNormalization};
+use crate::config::{MethodOverride, MtlsMode, PathNormalization, TunnelDecoding};
 use crate::normalize::CompiledAlias;
 use crate::pattern::{Cidr, PathPattern, Pattern};
 use crate::request::{Needs, PolicyName};
@@ -25,6 +25,7 @@ pub struct Engine {
     /// Prefix rewrites (from, to), applied after normalisation.
     pub(crate) aliases: Box<[CompiledAlias]>,
     pub(crate) method_override: MethodOverride,
+    pub(crate) tunnel_decoding: TunnelDecoding,
     /// Indices into `header_names` of the method-override headers.
     pub(crate) override_headers: Box<[usize]>,
 }

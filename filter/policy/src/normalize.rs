@@ -231,6 +231,68 @@ pub(crate) fn query_start(path: &[u8]) -> Option<usize> {
     path[offset..].iter().position(|&b| b == b'?' || b == b'#').map(|i| offset + i)
 }
 
+/// Decodes `application/x-www-form-urlencoded` text as Java's `URLDecoder` does (`+` is a
+/// space, `%XX` a byte) into `out`, returning the length used; `None` if it does not fit or an
+/// escape is malformed (Java's decoder then throws: no value is read at all).
+pub(crate) fn form_decode(raw: &[u8], out: &mut [u8]) -> Option<usize> {
+    let (mut i, mut len) = (0, 0);
+    while i < raw.len() {
+        let b = match raw[i] {
+            b'+' => b' ',
+            b'%' => {
+                let h = hex(*raw.get(i + 1)?)?;
+                let l = hex(*raw.get(i + 2)?)?;
+                i += 2;
+                h << 4 | l
+            }
+            b => b,
+        };
+        *out.get_mut(len)? = b;
+        len += 1;
+        i += 1;
+    }
+    Some(len)
+}
+
+/// Non-ASCII characters (UTF-8) that Java's `toUpperCase` or `equalsIgnoreCase` turns into ASCII
+/// letters: a tunnelled `poſt` is POST to Spring's `HiddenHttpMethodFilter` and to Restlet's
+/// `Method.valueOf`.
+const JAVA_FOLDS: [(&[u8], &[u8]); 12] = [
+    ("\u{130}".as_bytes(), b"I"),  // İ: lower-case is i
+    ("\u{131}".as_bytes(), b"I"),  // ı: upper-case is I
+    ("\u{17F}".as_bytes(), b"S"),  // ſ: upper-case is S
+    ("\u{DF}".as_bytes(), b"SS"),  // ß: upper-case is SS
+    ("\u{212A}".as_bytes(), b"K"), // Kelvin sign: lower-case is k
+    ("\u{FB00}".as_bytes(), b"FF"),
+    ("\u{FB01}".as_bytes(), b"FI"),
+    ("\u{FB02}".as_bytes(), b"FL"),
+    ("\u{FB03}".as_bytes(), b"FFI"),
+    ("\u{FB04}".as_bytes(), b"FFL"),
+    ("\u{FB05}".as_bytes(), b"ST"),
+    ("\u{FB06}".as_bytes(), b"ST"),
+];
+
+/// Upper-cases `value` into `out` as Java does for a method name: ASCII letters, and the
+/// characters of [`JAVA_FOLDS`]. `None` if it does not fit.
+pub(crate) fn java_upper(value: &[u8], out: &mut [u8]) -> Option<usize> {
+    let (mut i, mut len) = (0, 0);
+    while i < value.len() {
+        let rest = &value[i..];
+        // Every folded character starts with a byte of 0xC3 or more; ASCII skips the search.
+        let fold = if rest[0] >= 0xC3 { JAVA_FOLDS.iter().find(|(from, _)| rest.starts_with(from)) } else { None };
+        let (taken, written): (usize, &[u8]) = match fold {
+            Some((from, to)) => (from.len(), *to),
+            None => (1, core::slice::from_ref(&rest[0])),
+        };
+        let slot = out.get_mut(len..len + written.len())?;
+        slot.copy_from_slice(written);
+        slot.make_ascii_uppercase();
+        len += written.len();
+        i += taken;
+    }
+    Some(len)
+}
+
 /// Drops one trailing dot of the host name, before any `:port`.
 pub(crate) fn strip_trailing_dot(host: &[u8]) -> &[u8] {
     let (name_end, has_port) = match host.iter().rposition(|&b| b == b':') {
@@ -340,5 +402,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn form_values_decode_as_javas_url_decoder() {
+        let decode = |raw: &str, room: usize| {
+            let mut out = vec![0u8; room];
+            form_decode(raw.as_bytes(), &mut out).map(|n| String::from_utf8_lossy(&out[..n]).into_owned())
+        };
+        assert_eq!(decode("%6Dethod", 8).as_deref(), Some("method"));
+        assert_eq!(decode("DE+LE%54E", 8).as_deref(), Some("DE LETE"));
+        assert_eq!(decode("method", 8).as_deref(), Some("method"));
+        assert_eq!(decode("%zz", 8), None, "malformed");
+        assert_eq!(decode("%4", 8), None, "truncated");
+        assert_eq!(decode("_methods", 7), None, "does not fit");
+    }
+
+    #[test]
+    fn method_names_upper_case_as_java_does() {
+        let upper = |value: &str| {
+            let mut out = [0u8; 16];
+            java_upper(value.as_bytes(), &mut out).map(|n| String::from_utf8_lossy(&out[..n]).into_owned())
+        };
+        for (value, expected) in [
+            ("delete", "DELETE"),
+            ("po\u{17F}t", "POST"),
+            ("opt\u{131}ons", "OPTIONS"),
+            ("OPT\u{130}ONS", "OPTIONS"),
+            ("unloc\u{212A}", "UNLOCK"),
+            ("po\u{FB06}", "POST"),
+            ("pro\u{FB00}", "PROFF"),
+            ("caf\u{E9}", "CAF\u{E9}"),
+        ] {
+            assert_eq!(upper(value).as_deref(), Some(expected), "{value}");
+        }
+        assert_eq!(upper("a-method-name-too-long"), None);
     }
 }
