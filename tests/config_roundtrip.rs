@@ -4,9 +4,9 @@
 
 use proptest::prelude::*;
 use xnat_guard_policy::config::{
-    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
-    PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, TunnelDecoding,
-    WorkloadSelector,
+    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
+    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source,
+    To, TunnelDecoding, WorkloadSelector,
 };
 use xnat_guard_policy::parse_json;
 
@@ -118,6 +118,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
         prop::sample::select(vec![MethodOverride::Judge, MethodOverride::Refuse, MethodOverride::Ignore]),
         prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
         prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
+        prop::sample::select(vec![OverrideHeaderNames::UnderscoreAsDash, OverrideHeaderNames::Exact]),
     )
         .prop_map(
             |(
@@ -130,6 +131,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                 method_override,
                 head_method,
                 tunnel_decoding,
+                override_header_names,
             )| {
                 PluginConfig {
                     trust_domain,
@@ -141,6 +143,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     method_override,
                     head_method,
                     tunnel_decoding,
+                    override_header_names,
                 }
             },
         )
@@ -183,6 +186,7 @@ fn wrong_documents_are_refused_by_both_readers() {
         r#"{"methodOverride": "judge"}"#,
         r#"{"headMethod": "AsGet"}"#,
         r#"{"tunnelDecoding": "url"}"#,
+        r#"{"overrideHeaderNames": "UNDERSCORE-AS-DASH"}"#,
         r#"{"pathAliases": [{"from": "/a/"}]}"#,
         r#"{"policies": [] } x"#,
         r#"{"policies": [],}"#,

@@ -23,7 +23,7 @@ use harness::native_rbac;
 use harness::sides::Sides;
 use harness::support::Rng;
 use serde_json::{json, Value};
-use xnat_guard_policy::config::{HeadMethod, PluginConfig};
+use xnat_guard_policy::config::{HeadMethod, OverrideHeaderNames, PluginConfig, TunnelDecoding};
 use xnat_guard_policy::{apply_aliases, tomcat_path, CompiledAlias, MAX_PATH};
 
 const PORTS: [u16; 2] = [8080, 8443];
@@ -187,6 +187,8 @@ fn normalisation_applies(path: &str) -> bool {
 fn exact_matching(config: &PluginConfig) -> PluginConfig {
     let mut exact = config.clone();
     exact.head_method = HeadMethod::Exact;
+    exact.tunnel_decoding = TunnelDecoding::None;
+    exact.override_header_names = OverrideHeaderNames::Exact;
     exact
 }
 

@@ -87,3 +87,30 @@ fn a_method_tunnelled_with_encoded_names_or_values_never_arrives() {
         ],
     );
 }
+
+#[test]
+fn an_override_header_spelt_with_underscores_never_arrives() {
+    let config = json!({
+        "peerAuthentication": {"mtls": {"mode": "PERMISSIVE"}},
+        "policies": [{"name": "no-deletes", "namespace": "xnat", "spec": {"action": "DENY",
+            "rules": [{"to": [{"operation": {"methods": ["DELETE"]}}]}]}}]
+    });
+    let sidecar = Sidecar::start(&config.to_string(), &[PORT]).expect("sidecar starts");
+    let get = || RawRequest::get("/data/projects/P1");
+    assert_never_arrive(
+        &sidecar,
+        vec![
+            ("underscores", get().header("x_http_method_override", "DELETE")),
+            ("mixed", get().header("X-HTTP_Method-Override", "DELETE")),
+            ("short", get().header("x_http_method", "DELETE")),
+            ("third", get().header("x_method_override", "delete")),
+        ],
+    );
+    assert_arrive(
+        &sidecar,
+        vec![
+            ("underscore-get", get().header("x_http_method_override", "GET")),
+            ("other-header", get().header("x_http_method_overrides", "DELETE")),
+        ],
+    );
+}

@@ -3,7 +3,7 @@
 
 use crate::config::{
     default_path_aliases, Action, AuthorizationPolicySpec, Condition, HeadMethod, MethodOverride, MtlsMode, Operation,
-    PathNormalization, PeerAuthenticationSpec, PluginConfig, Rule, Source,
+    OverrideHeaderNames, PathNormalization, PeerAuthenticationSpec, PluginConfig, Rule, Source,
 };
 use crate::error::{refuse, Result};
 use crate::model::{
@@ -93,11 +93,26 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         }
     }
     let mut override_headers = Vec::new();
+    let loose = config.override_header_names == OverrideHeaderNames::UnderscoreAsDash;
     if compiler.needs.method && config.method_override != MethodOverride::Ignore {
         for name in OVERRIDE_HEADERS {
-            override_headers.push(compiler.header(name));
+            // A look-alike name is read into an entry of its own, so that a rule's
+            // `request.headers[...]` on the same name stays exact.
+            let index = if loose && compiler.headers.iter().any(|h| h == name) {
+                compiler.headers.push(name.to_string());
+                compiler.headers.len() - 1
+            } else {
+                compiler.header(name)
+            };
+            override_headers.push(index);
         }
         compiler.needs.query = true;
+    }
+    let mut loose_headers = vec![false; compiler.headers.len()];
+    if loose {
+        for &i in &override_headers {
+            loose_headers[i] = true;
+        }
     }
     Ok(Engine {
         path_mode: config.path_normalization,
@@ -105,6 +120,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         method_override: config.method_override,
         tunnel_decoding: config.tunnel_decoding,
         override_headers: override_headers.into(),
+        loose_headers: loose_headers.into(),
         mtls,
         deny: deny.into(),
         allow: allow.into(),

@@ -39,6 +39,9 @@ pub struct PluginConfig {
     /// How tunnelled methods are read: as the frameworks decode them, or as sent.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "TunnelDecoding::is_default"))]
     pub tunnel_decoding: TunnelDecoding,
+    /// Which header names count as method-override headers.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "OverrideHeaderNames::is_default"))]
+    pub override_header_names: OverrideHeaderNames,
 }
 
 impl Default for PluginConfig {
@@ -53,6 +56,7 @@ impl Default for PluginConfig {
             method_override: MethodOverride::default(),
             head_method: HeadMethod::default(),
             tunnel_decoding: TunnelDecoding::default(),
+            override_header_names: OverrideHeaderNames::default(),
         }
     }
 }
@@ -154,6 +158,27 @@ pub enum TunnelDecoding {
 impl TunnelDecoding {
     pub fn is_default(&self) -> bool {
         *self == TunnelDecoding::default()
+    }
+}
+
+/// How a request header's name is compared with the method-override headers'
+/// (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum OverrideHeaderNames {
+    /// A name that differs only by `_` for `-` is the same header (`x_http_method_override`):
+    /// Envoy and Istio's sidecars forward such names by default, and a hop that maps `_` to
+    /// `-` (as CGI-style servers and some proxies do) would honour it.
+    #[default]
+    UnderscoreAsDash,
+    /// Only the names themselves, ignoring ASCII case.
+    Exact,
+}
+
+impl OverrideHeaderNames {
+    pub fn is_default(&self) -> bool {
+        *self == OverrideHeaderNames::default()
     }
 }
 

@@ -7,9 +7,9 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::config::{
-    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation, PathAlias,
-    PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source, To, TunnelDecoding,
-    Unsupported, WorkloadSelector,
+    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
+    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source,
+    To, TunnelDecoding, Unsupported, WorkloadSelector,
 };
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
@@ -214,6 +214,13 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         }),
         tunnel_decoding: m.or_default("tunnelDecoding", |v, p| {
             variant(v, p, &[("URL", TunnelDecoding::Url), ("NONE", TunnelDecoding::None)])
+        }),
+        override_header_names: m.or_default("overrideHeaderNames", |v, p| {
+            variant(
+                v,
+                p,
+                &[("UNDERSCORE_AS_DASH", OverrideHeaderNames::UnderscoreAsDash), ("EXACT", OverrideHeaderNames::Exact)],
+            )
         }),
     };
     m.finish(config)

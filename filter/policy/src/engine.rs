@@ -348,10 +348,11 @@ mod tests {
     }
 
     fn allowed(engine: &crate::Engine, method: &str, path: &str, headers: &[(&str, &str)]) -> bool {
-        let values: Vec<Vec<&[u8]>> = engine
-            .header_names()
-            .iter()
-            .map(|n| headers.iter().filter(|(h, _)| h.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_bytes()).collect())
+        // Grouped as the glue groups them (`HeaderMap::with_values_for`).
+        let values: Vec<Vec<&[u8]>> = (0..engine.header_names().len())
+            .map(|i| {
+                headers.iter().filter(|(h, _)| engine.is_header(i, h.as_bytes())).map(|(_, v)| v.as_bytes()).collect()
+            })
             .collect();
         let grouped: Vec<&[&[u8]]> = values.iter().map(Vec::as_slice).collect();
         let request =
@@ -453,5 +454,41 @@ mod tests {
         assert!(!allowed(&reads, "POST", "/data/projects?method=%47ET", &[]), "POST stays POST");
         assert!(allowed(&reads, "GET", "/data/projects?method=%47ET", &[]));
         assert!(!allowed(&reads, "GET", "/data/projects?%6Dethod=PUT", &[]));
+    }
+
+    #[test]
+    fn an_override_header_spelt_with_underscores_is_the_override_header() {
+        let deny = json!({"methods": ["DELETE"]});
+        let loose = engine("DENY", deny.clone(), json!({}));
+        let exact = engine("DENY", deny, json!({"overrideHeaderNames": "EXACT"}));
+        // (why, header name, allowed under UNDERSCORE_AS_DASH, allowed under EXACT)
+        let cases = [
+            ("every dash an underscore", "x_http_method_override", false, true),
+            ("some dashes underscores", "x-http_method-override", false, true),
+            ("in capitals", "X_HTTP_METHOD", false, true),
+            ("the third header", "x_method_override", false, true),
+            ("the header itself", "X-HTTP-Method-Override", false, false),
+            ("a longer name is another header", "x_http_method_overrides", true, true),
+            ("only _ stands for -", "x.http.method.override", true, true),
+        ];
+        for (why, name, want_loose, want_exact) in cases {
+            let header = [(name, "DELETE")];
+            assert_eq!(allowed(&loose, "GET", "/data/projects", &header), want_loose, "{why}: {name}");
+            assert_eq!(allowed(&exact, "GET", "/data/projects", &header), want_exact, "EXACT: {why}: {name}");
+        }
+    }
+
+    #[test]
+    fn a_rule_on_an_override_header_still_reads_the_exact_name() {
+        let config = json!({"policies": [
+            {"name": "p", "namespace": "xnat", "spec": {"action": "ALLOW", "rules": [{
+                "when": [{"key": "request.headers[x-http-method-override]", "values": ["GET"]}]}]}},
+            {"name": "d", "namespace": "xnat", "spec": {"action": "DENY", "rules": [{
+                "to": [{"operation": {"methods": ["PUT"]}}]}]}}
+        ]});
+        let engine = crate::from_json(config.to_string().as_bytes()).expect("compiles");
+        assert!(allowed(&engine, "GET", "/", &[("x-http-method-override", "GET")]));
+        assert!(!allowed(&engine, "GET", "/", &[("x_http_method_override", "GET")]), "an ALLOW is not widened");
+        assert!(!allowed(&engine, "GET", "/", &[("x-http-method-override", "GET"), ("x_http_method_override", "PUT")]));
     }
 }

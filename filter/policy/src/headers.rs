@@ -2,6 +2,7 @@
 //! buffer, read in place. The glue makes one host call for the map when a configuration names
 //! headers (rules, method overrides) and groups each named header's values here.
 
+use crate::model::Engine;
 use crate::request::HeaderValues;
 
 /// A view of the serialised header map: a little-endian u32 count, then per header the u32
@@ -96,15 +97,35 @@ const STACK_VALUES: usize = 32;
 
 impl HeaderMap<'_> {
     /// Gathers every value of each named header, grouped in `names` order, and hands the groups
-    /// to `f`: what [`Request::headers`](crate::Request::headers) holds. Nearly always on the
-    /// stack: a configuration names a few headers and a request repeats few.
+    /// to `f`. Names compare ignoring ASCII case.
     pub fn with_values<R>(&self, names: &[Box<str>], f: impl FnOnce(&[HeaderValues<'_>]) -> R) -> R {
+        self.grouped(names.len(), |i, key| key.eq_ignore_ascii_case(names[i].as_bytes()), f)
+    }
+
+    /// Gathers the values of the headers `engine` reads, as [`Engine::is_header`] names them,
+    /// in [`Engine::header_names`] order, and hands the groups to `f`: what
+    /// [`Request::headers`](crate::Request::headers) holds.
+    pub fn with_values_for<R>(&self, engine: &Engine, f: impl FnOnce(&[HeaderValues<'_>]) -> R) -> R {
+        self.grouped(engine.header_names().len(), |i, key| engine.is_header(i, key), f)
+    }
+
+    /// Nearly always on the stack: a configuration names a few headers and a request repeats
+    /// few. `is(i, key)`: whether a header named `key` belongs to group `i`.
+    #[inline]
+    fn grouped<R>(
+        &self,
+        count: usize,
+        is: impl Fn(usize, &[u8]) -> bool,
+        f: impl FnOnce(&[HeaderValues<'_>]) -> R,
+    ) -> R {
         let mut flat: [&[u8]; STACK_VALUES] = [&[]; STACK_VALUES];
         let mut ends = [0usize; STACK_NAMES];
         let mut filled = 0;
-        let fits = names.len() <= STACK_NAMES
-            && names.iter().zip(ends.iter_mut()).all(|(name, end)| {
-                for value in self.all(name.as_bytes()) {
+        let is = &is;
+        let values = move |i: usize| self.pairs().filter(move |(k, _)| is(i, k)).map(|(_, v)| *v);
+        let fits = count <= STACK_NAMES
+            && ends.iter_mut().take(count).enumerate().all(|(i, end)| {
+                for value in values(i) {
                     let Some(slot) = flat.get_mut(filled) else { return false };
                     *slot = value;
                     filled += 1;
@@ -115,13 +136,13 @@ impl HeaderMap<'_> {
         if fits {
             let mut groups: [HeaderValues<'_>; STACK_NAMES] = [&[]; STACK_NAMES];
             let mut start = 0;
-            for (group, &end) in groups.iter_mut().zip(&ends[..names.len()]) {
+            for (group, &end) in groups.iter_mut().zip(&ends[..count]) {
                 *group = &flat[start..end];
                 start = end;
             }
-            return f(&groups[..names.len()]);
+            return f(&groups[..count]);
         }
-        let values: Vec<Vec<&[u8]>> = names.iter().map(|n| self.all(n.as_bytes()).collect()).collect();
+        let values: Vec<Vec<&[u8]>> = (0..count).map(|i| values(i).collect()).collect();
         let groups: Vec<HeaderValues<'_>> = values.iter().map(Vec::as_slice).collect();
         f(&groups)
     }
@@ -210,5 +231,20 @@ mod tests {
         let pairs: Vec<(&str, String)> = names.iter().map(|n| (n.as_str(), n.clone())).collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         assert_eq!(grouped(&pairs, &name_refs), names.iter().map(|n| vec![n.clone()]).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_engines_headers_are_grouped_as_it_names_them() {
+        let config = r#"{"policies": [{"name": "p", "namespace": "n", "spec": {"action": "DENY",
+            "rules": [{"to": [{"operation": {"methods": ["DELETE"]}}]}]}}]}"#;
+        let engine = crate::from_json(config.as_bytes()).expect("compiles");
+        let buf = serialise(&[("x_http_method_override", "DELETE"), ("X-HTTP-Method", "PUT"), ("x_team", "a")]);
+        let got = HeaderMap::parse(&buf).with_values_for(&engine, |groups| {
+            groups
+                .iter()
+                .map(|g| g.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect())
+                .collect::<Vec<Vec<_>>>()
+        });
+        assert_eq!(got, [vec!["DELETE"], vec!["PUT"], vec![]]);
     }
 }

@@ -28,6 +28,9 @@ pub struct Engine {
     pub(crate) tunnel_decoding: TunnelDecoding,
     /// Indices into `header_names` of the method-override headers.
     pub(crate) override_headers: Box<[usize]>,
+    /// Per entry of `header_names`: whether a request header whose name differs only by `_`
+    /// for `-` counts as it (`overrideHeaderNames: UNDERSCORE_AS_DASH`).
+    pub(crate) loose_headers: Box<[bool]>,
 }
 
 impl Engine {
@@ -40,6 +43,24 @@ impl Engine {
     /// [`Request::headers`](crate::Request::headers) must follow.
     pub fn header_names(&self) -> &[Box<str>] {
         &self.header_names
+    }
+
+    /// Whether a request header named `name` is entry `index` of
+    /// [`header_names`](Engine::header_names): equal ignoring ASCII case, and for the
+    /// method-override headers under `overrideHeaderNames: UNDERSCORE_AS_DASH` also with `_`
+    /// in place of `-`.
+    #[inline]
+    pub fn is_header(&self, index: usize, name: &[u8]) -> bool {
+        let Some(wanted) = self.header_names.get(index) else { return false };
+        let wanted = wanted.as_bytes();
+        if !self.loose_headers.get(index).copied().unwrap_or(false) {
+            return name.eq_ignore_ascii_case(wanted);
+        }
+        name.len() == wanted.len()
+            && name.iter().zip(wanted).all(|(&a, &b)| {
+                let dash = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+                dash(a) == dash(b)
+            })
     }
 
     /// Name and namespace of `policies[index]` in the configuration.

@@ -197,7 +197,7 @@ fn decide(engine: &Engine, cache: &RefCell<ConnectionCache>) -> Decision {
     let method = if needs.method { map.first(b":method") } else { None };
     let path = if read_path { map.first(b":path") } else { None };
     let authority = if needs.host { map.first(b":authority") } else { None };
-    map.with_values(engine.header_names(), |headers| {
+    map.with_values_for(engine, |headers| {
         engine.evaluate(&Request {
             method: method.unwrap_or_default(),
             path: path.unwrap_or_default(),
