@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use xnat_guard_policy::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
-    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source,
-    To, TunnelDecoding, WorkloadSelector,
+    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
+    RestletRouting, Rule, Source, To, TunnelDecoding, WorkloadSelector,
 };
 use xnat_guard_policy::parse_json;
 
@@ -119,6 +119,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
         prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
         prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
         prop::sample::select(vec![OverrideHeaderNames::UnderscoreAsDash, OverrideHeaderNames::Exact]),
+        prop::sample::select(vec![RestletRouting::StartsWith, RestletRouting::Exact]),
     )
         .prop_map(
             |(
@@ -132,6 +133,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                 head_method,
                 tunnel_decoding,
                 override_header_names,
+                restlet_routing,
             )| {
                 PluginConfig {
                     trust_domain,
@@ -144,6 +146,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     head_method,
                     tunnel_decoding,
                     override_header_names,
+                    restlet_routing,
                 }
             },
         )
@@ -187,6 +190,7 @@ fn wrong_documents_are_refused_by_both_readers() {
         r#"{"headMethod": "AsGet"}"#,
         r#"{"tunnelDecoding": "url"}"#,
         r#"{"overrideHeaderNames": "UNDERSCORE-AS-DASH"}"#,
+        r#"{"restletRouting": "STARTSWITH"}"#,
         r#"{"pathAliases": [{"from": "/a/"}]}"#,
         r#"{"policies": [] } x"#,
         r#"{"policies": [],}"#,

@@ -114,3 +114,30 @@ fn an_override_header_spelt_with_underscores_never_arrives() {
         ],
     );
 }
+
+#[test]
+fn paths_below_a_denied_restlet_path_never_arrive() {
+    let config = json!({
+        "peerAuthentication": {"mtls": {"mode": "PERMISSIVE"}},
+        "policies": [{"name": "no-token-issue", "namespace": "xnat", "spec": {"action": "DENY",
+            "rules": [{"to": [{"operation": {"paths": ["/data/services/tokens/issue"]}}]}]}}]
+    });
+    let sidecar = Sidecar::start(&config.to_string(), &[PORT]).expect("sidecar starts");
+    assert_never_arrive(
+        &sidecar,
+        vec![
+            ("issue", RawRequest::get("/data/services/tokens/issue")),
+            ("issue-slash", RawRequest::get("/data/services/tokens/issue/")),
+            ("issue-user", RawRequest::get("/data/services/tokens/issue/user/bob")),
+            ("issue-rest", RawRequest::get("/REST/services/tokens/issue/user/bob")),
+            ("issue-dots", RawRequest::get("/data/services/tokens/x/../issue/user/bob")),
+        ],
+    );
+    assert_arrive(
+        &sidecar,
+        vec![
+            ("validate", RawRequest::get("/data/services/tokens/validate/a/b")),
+            ("issuer", RawRequest::get("/data/services/tokens/issuer")),
+        ],
+    );
+}

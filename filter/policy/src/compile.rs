@@ -3,7 +3,7 @@
 
 use crate::config::{
     default_path_aliases, Action, AuthorizationPolicySpec, Condition, HeadMethod, MethodOverride, MtlsMode, Operation,
-    OverrideHeaderNames, PathNormalization, PeerAuthenticationSpec, PluginConfig, Rule, Source,
+    OverrideHeaderNames, PathNormalization, PeerAuthenticationSpec, PluginConfig, RestletRouting, Rule, Source,
 };
 use crate::error::{refuse, Result};
 use crate::model::{
@@ -38,6 +38,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         normalise_paths: false,
         denying: false,
         head_as_get: config.head_method == HeadMethod::AsGet,
+        restlet_starts_with: config.restlet_routing == RestletRouting::StartsWith,
         no_index,
     };
     let trust_domains = trust_domains(config)?;
@@ -219,7 +220,38 @@ struct Compiler {
     denying: bool,
     /// `headMethod: AS_GET`: a widened method list that matches GET matches HEAD.
     head_as_get: bool,
+    /// `restletRouting: STARTS_WITH`: a widened path under Restlet's prefixes takes in the
+    /// paths below it.
+    restlet_starts_with: bool,
     no_index: bool,
+}
+
+/// Where XNAT's Restlet application answers (`/REST/` is an alias of `/data/`, but with
+/// `pathNormalization: NONE` aliases are not applied).
+const RESTLET_PREFIXES: [&[u8]; 2] = [b"/data/", b"/REST/"];
+
+/// Restlet's `MODE_STARTS_WITH` routing: a path or template under [`RESTLET_PREFIXES`] that
+/// does not already take in what is below it also matches `path/` and `path/...`.
+fn restlet_below(pattern: &PathPattern) -> Option<PathPattern> {
+    let under_restlet = |p: &[u8]| RESTLET_PREFIXES.iter().any(|r| p.starts_with(r));
+    match pattern {
+        PathPattern::Plain(Pattern::Exact(p)) if under_restlet(p) => {
+            let below: Box<[u8]> = if p.ends_with(b"/") { p.clone() } else { [&p[..], b"/"].concat().into() };
+            Some(PathPattern::Plain(Pattern::Prefix(below)))
+        }
+        PathPattern::Template(parts) => {
+            let (TemplatePart::Literal(first), Some(last)) = (parts.first()?, parts.last()) else { return None };
+            let open_ended =
+                matches!(last, TemplatePart::Segments) || matches!(last, TemplatePart::Literal(l) if l.ends_with(b"/"));
+            if !under_restlet(first) || open_ended {
+                return None;
+            }
+            let mut below = parts.to_vec();
+            below.extend([TemplatePart::Literal(b"/".as_slice().into()), TemplatePart::Segments]);
+            Some(PathPattern::Template(below.into()))
+        }
+        _ => None,
+    }
 }
 
 /// Headers that ask a server for another method than the request line's.
@@ -354,14 +386,23 @@ impl Compiler {
                 self.push(&mut out, negate, Matcher::Method(mask));
             }
         }
-        self.pair(&mut out, path, [("paths", &o.paths), ("notPaths", &o.not_paths)], |c, v, p| {
-            let canonical: Vec<String> = v
+        for (negate, field, values) in [(false, "paths", &o.paths), (true, "notPaths", &o.not_paths)] {
+            if values.is_empty() {
+                continue;
+            }
+            let p = format!("{path}.{field}");
+            let canonical: Vec<String> = values
                 .iter()
                 .enumerate()
-                .map(|(i, value)| c.canonical_path(value, &format!("{p}[{i}]")))
+                .map(|(i, value)| self.canonical_path(value, &format!("{p}[{i}]")))
                 .collect::<Result<_>>()?;
-            Ok(Matcher::Path(paths(&canonical, p)?))
-        })?;
+            let mut patterns = paths(&canonical, &p)?.into_vec();
+            if self.denying != negate && self.restlet_starts_with {
+                let below: Vec<PathPattern> = patterns.iter().filter_map(restlet_below).collect();
+                patterns.extend(below.into_iter().filter(|b| !patterns.contains(b)).collect::<Vec<_>>());
+            }
+            self.push(&mut out, negate, Matcher::Path(patterns.into()));
+        }
         if out.is_empty() {
             return refuse(
                 path,

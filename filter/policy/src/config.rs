@@ -42,6 +42,10 @@ pub struct PluginConfig {
     /// Which header names count as method-override headers.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "OverrideHeaderNames::is_default"))]
     pub override_header_names: OverrideHeaderNames,
+    /// Whether a path under XNAT's Restlet application takes in the paths below it, as
+    /// Restlet's router does.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "RestletRouting::is_default"))]
+    pub restlet_routing: RestletRouting,
 }
 
 impl Default for PluginConfig {
@@ -57,6 +61,7 @@ impl Default for PluginConfig {
             head_method: HeadMethod::default(),
             tunnel_decoding: TunnelDecoding::default(),
             override_header_names: OverrideHeaderNames::default(),
+            restlet_routing: RestletRouting::default(),
         }
     }
 }
@@ -179,6 +184,30 @@ pub enum OverrideHeaderNames {
 impl OverrideHeaderNames {
     pub fn is_default(&self) -> bool {
         *self == OverrideHeaderNames::default()
+    }
+}
+
+/// How paths under XNAT's Restlet application (`/data/`, `/REST/`) are matched where a match
+/// takes access away. XNAT's router keeps Restlet's default `MODE_STARTS_WITH`: a route matches
+/// the start of the request's path, so `/data/services/tokens/issue/` and
+/// `/data/services/tokens/issue/user/bob` reach the handler of `/data/services/tokens/issue`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum RestletRouting {
+    /// Where a path takes access away when it matches (a DENY or AUDIT rule's `paths`, an
+    /// ALLOW rule's `notPaths`, dry-run alike), an exact path or template under `/data/` or
+    /// `/REST/` also matches everything below it (`path/` and `path/...`). Where it grants
+    /// access (an ALLOW rule's `paths`) it stays exact.
+    #[default]
+    StartsWith,
+    /// Every path exactly as written (Istio's behaviour).
+    Exact,
+}
+
+impl RestletRouting {
+    pub fn is_default(&self) -> bool {
+        *self == RestletRouting::default()
     }
 }
 

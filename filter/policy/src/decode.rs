@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use crate::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
-    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry, Rule, Source,
-    To, TunnelDecoding, Unsupported, WorkloadSelector,
+    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
+    RestletRouting, Rule, Source, To, TunnelDecoding, Unsupported, WorkloadSelector,
 };
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
@@ -221,6 +221,9 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
                 p,
                 &[("UNDERSCORE_AS_DASH", OverrideHeaderNames::UnderscoreAsDash), ("EXACT", OverrideHeaderNames::Exact)],
             )
+        }),
+        restlet_routing: m.or_default("restletRouting", |v, p| {
+            variant(v, p, &[("STARTS_WITH", RestletRouting::StartsWith), ("EXACT", RestletRouting::Exact)])
         }),
     };
     m.finish(config)

@@ -491,4 +491,76 @@ mod tests {
         assert!(!allowed(&engine, "GET", "/", &[("x_http_method_override", "GET")]), "an ALLOW is not widened");
         assert!(!allowed(&engine, "GET", "/", &[("x-http-method-override", "GET"), ("x_http_method_override", "PUT")]));
     }
+
+    #[test]
+    fn restlet_routes_by_prefix_so_a_denied_path_takes_in_the_paths_below_it() {
+        let issue = json!({"paths": ["/data/services/tokens/issue"]});
+        let not_issue = json!({"notPaths": ["/data/services/tokens/issue"]});
+        let exact = json!({"restletRouting": "EXACT"});
+        let none = json!({});
+        // (why, action, operation, settings, path, allowed)
+        let cases = [
+            ("a DENY takes in a trailing slash", "DENY", &issue, &none, "/data/services/tokens/issue/", false),
+            ("a DENY takes in more segments", "DENY", &issue, &none, "/data/services/tokens/issue/user/bob", false),
+            ("a DENY takes in the legacy prefix", "DENY", &issue, &none, "/REST/services/tokens/issue/user/bob", false),
+            ("a DENY still denies the path", "DENY", &issue, &none, "/data/services/tokens/issue", false),
+            ("a DENY leaves a longer name alone", "DENY", &issue, &none, "/data/services/tokens/issuer", true),
+            ("a DENY leaves the parent alone", "DENY", &issue, &none, "/data/services/tokens", true),
+            ("Restlet is case-sensitive", "DENY", &issue, &none, "/data/services/tokens/ISSUE/x", true),
+            (
+                "an ALLOW notPaths takes the paths below away",
+                "ALLOW",
+                &not_issue,
+                &none,
+                "/data/services/tokens/issue/user/bob",
+                false,
+            ),
+            ("an ALLOW notPaths still allows elsewhere", "ALLOW", &not_issue, &none, "/data/projects", true),
+            ("a DENY notPaths is not narrowed", "DENY", &not_issue, &none, "/data/services/tokens/issue/x", false),
+            (
+                "an ALLOW on the path grants only the path",
+                "ALLOW",
+                &issue,
+                &none,
+                "/data/services/tokens/issue/user/bob",
+                false,
+            ),
+            ("an ALLOW on the path grants the path", "ALLOW", &issue, &none, "/data/services/tokens/issue", true),
+            (
+                "EXACT: a DENY leaves the paths below alone",
+                "DENY",
+                &issue,
+                &exact,
+                "/data/services/tokens/issue/user/bob",
+                true,
+            ),
+            (
+                "EXACT: an ALLOW notPaths allows below",
+                "ALLOW",
+                &not_issue,
+                &exact,
+                "/data/services/tokens/issue/",
+                true,
+            ),
+        ];
+        for (why, action, operation, settings, path, want) in cases {
+            let engine = engine(action, operation.clone(), settings.clone());
+            assert_eq!(allowed(&engine, "GET", path, &[]), want, "{why}: {path}");
+        }
+    }
+
+    #[test]
+    fn restlet_prefix_matching_covers_templates_and_only_restlets_paths() {
+        let deny = |paths: Value| engine("DENY", json!({"paths": paths}), json!({}));
+        let template = deny(json!(["/data/projects/{*}"]));
+        assert!(!allowed(&template, "GET", "/data/projects/P1/subjects/S1", &[]), "a template takes in what is below");
+        assert!(allowed(&template, "GET", "/data/projects", &[]));
+        let slash = deny(json!(["/data/projects/"]));
+        assert!(!allowed(&slash, "GET", "/data/projects/P1", &[]), "a path ending in / takes in what is below");
+        let spring = deny(json!(["/xapi/users"]));
+        assert!(allowed(&spring, "GET", "/xapi/users/bob", &[]), "Spring's paths are not Restlet's");
+        let raw =
+            engine("DENY", json!({"paths": ["/REST/services/tokens/issue"]}), json!({"pathNormalization": "NONE"}));
+        assert!(!allowed(&raw, "GET", "/REST/services/tokens/issue/user/bob", &[]), "the legacy prefix, unaliased");
+    }
 }
