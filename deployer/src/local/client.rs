@@ -117,15 +117,19 @@ pub fn send(
     }
 }
 
+#[cfg(feature = "testing")]
 trait Stream: Read + Write + Send {}
+#[cfg(feature = "testing")]
 impl<T: Read + Write + Send> Stream for T {}
 
 /// One kept-alive connection, plaintext or mutual TLS, carrying requests one after another:
-/// what a pooled client or a peer sidecar does.
+/// what a pooled client or a peer sidecar does. For the tests (feature `testing`).
+#[cfg(feature = "testing")]
 pub struct Session {
     stream: Box<dyn Stream>,
 }
 
+#[cfg(feature = "testing")]
 impl Session {
     /// Connects over plaintext when `identity` is `None`, else over mutual TLS.
     pub fn open(target: SocketAddr, identity: Option<&ClientIdentity>, ca_der: &[u8]) -> std::io::Result<Session> {

@@ -279,12 +279,15 @@ impl Envoy {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+}
+
+/// For the tests and benches (feature `testing`): the process, and a clean exit.
+#[cfg(feature = "testing")]
+impl Envoy {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
-}
 
-impl Envoy {
     /// Waits up to `timeout` for Envoy to exit by itself (after `/quitquitquit`, say); whether
     /// it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<bool> {
