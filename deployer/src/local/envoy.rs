@@ -278,7 +278,6 @@ impl Envoy {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
-
 }
 
 /// For the tests and benches (feature `testing`): the process, and a clean exit.
