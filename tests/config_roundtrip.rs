@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use xnat_guard_policy::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
     OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
-    RestletRouting, Rule, Source, To, TunnelDecoding, WorkloadSelector,
+    RestletRouting, Rule, Source, SpringPrefixes, To, TunnelDecoding, WorkloadSelector,
 };
 use xnat_guard_policy::parse_json;
 
@@ -120,6 +120,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
         prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
         prop::sample::select(vec![OverrideHeaderNames::UnderscoreAsDash, OverrideHeaderNames::Exact]),
         prop::sample::select(vec![RestletRouting::StartsWith, RestletRouting::Exact]),
+        prop::sample::select(vec![SpringPrefixes::ServletPrefixes, SpringPrefixes::Exact]),
     )
         .prop_map(
             |(
@@ -134,6 +135,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                 tunnel_decoding,
                 override_header_names,
                 restlet_routing,
+                spring_prefixes,
             )| {
                 PluginConfig {
                     trust_domain,
@@ -147,6 +149,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     tunnel_decoding,
                     override_header_names,
                     restlet_routing,
+                    spring_prefixes,
                 }
             },
         )
@@ -191,6 +194,7 @@ fn wrong_documents_are_refused_by_both_readers() {
         r#"{"tunnelDecoding": "url"}"#,
         r#"{"overrideHeaderNames": "UNDERSCORE-AS-DASH"}"#,
         r#"{"restletRouting": "STARTSWITH"}"#,
+        r#"{"springPrefixes": "servlet_prefixes"}"#,
         r#"{"pathAliases": [{"from": "/a/"}]}"#,
         r#"{"policies": [] } x"#,
         r#"{"policies": [],}"#,

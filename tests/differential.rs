@@ -4,8 +4,8 @@
 //! side by side in one Envoy. Every decision must agree, status, body and arrival at the
 //! upstream, except for requests whose path our normalisation reads differently (Tomcat's view,
 //! XNAT's aliases) and requests a DENY-side condition catches only because it is widened to
-//! the forms XNAT sends to the same handler (HEAD as GET, Restlet's prefix routing): those are
-//! counted and reported separately, each with its reason.
+//! the forms XNAT sends to the same handler (HEAD as GET, Restlet's prefix routing, Spring's
+//! servlet prefixes): those are counted and reported separately, each with its reason.
 //!
 //! `make test` runs 50 policies and 2,000 requests; `XNAT_GUARD_DIFF_POLICIES`,
 //! `XNAT_GUARD_DIFF_REQUESTS` (per policy) and `XNAT_GUARD_DIFF_SEED` make longer or replayed
@@ -23,7 +23,9 @@ use harness::native_rbac;
 use harness::sides::Sides;
 use harness::support::Rng;
 use serde_json::{json, Value};
-use xnat_guard_policy::config::{HeadMethod, OverrideHeaderNames, PluginConfig, RestletRouting, TunnelDecoding};
+use xnat_guard_policy::config::{
+    HeadMethod, OverrideHeaderNames, PluginConfig, RestletRouting, SpringPrefixes, TunnelDecoding,
+};
 use xnat_guard_policy::{apply_aliases, tomcat_path, CompiledAlias, MAX_PATH};
 
 const PORTS: [u16; 2] = [8080, 8443];
@@ -190,6 +192,7 @@ fn exact_matching(config: &PluginConfig) -> PluginConfig {
     exact.tunnel_decoding = TunnelDecoding::None;
     exact.override_header_names = OverrideHeaderNames::Exact;
     exact.restlet_routing = RestletRouting::Exact;
+    exact.spring_prefixes = SpringPrefixes::Exact;
     exact
 }
 

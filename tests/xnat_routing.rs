@@ -141,3 +141,30 @@ fn paths_below_a_denied_restlet_path_never_arrive() {
         ],
     );
 }
+
+#[test]
+fn a_denied_xapi_path_never_arrives_under_springs_other_prefixes() {
+    let config = json!({
+        "peerAuthentication": {"mtls": {"mode": "PERMISSIVE"}},
+        "policies": [{"name": "no-user-admin", "namespace": "xnat", "spec": {"action": "DENY",
+            "rules": [{"to": [{"operation": {"paths": ["/xapi/users/*"]}}]}]}}]
+    });
+    let sidecar = Sidecar::start(&config.to_string(), &[PORT]).expect("sidecar starts");
+    assert_never_arrive(
+        &sidecar,
+        vec![
+            ("xapi", RawRequest::get("/xapi/users/bob")),
+            ("pages", RawRequest::get("/pages/users/bob")),
+            ("admin", RawRequest::get("/admin/users/bob")),
+            ("schemas", RawRequest::get("/schemas/users/bob")),
+            ("pages-dots", RawRequest::get("/pages/x/../users/bob")),
+        ],
+    );
+    assert_arrive(
+        &sidecar,
+        vec![
+            ("site-config", RawRequest::get("/pages/siteConfig")),
+            ("page-singular", RawRequest::get("/page/users/bob")),
+        ],
+    );
+}

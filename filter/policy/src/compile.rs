@@ -4,6 +4,7 @@
 use crate::config::{
     default_path_aliases, Action, AuthorizationPolicySpec, Condition, HeadMethod, MethodOverride, MtlsMode, Operation,
     OverrideHeaderNames, PathNormalization, PeerAuthenticationSpec, PluginConfig, RestletRouting, Rule, Source,
+    SpringPrefixes,
 };
 use crate::error::{refuse, Result};
 use crate::model::{
@@ -39,6 +40,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         denying: false,
         head_as_get: config.head_method == HeadMethod::AsGet,
         restlet_starts_with: config.restlet_routing == RestletRouting::StartsWith,
+        spring_prefixes: config.spring_prefixes == SpringPrefixes::ServletPrefixes,
         no_index,
     };
     let trust_domains = trust_domains(config)?;
@@ -223,7 +225,51 @@ struct Compiler {
     /// `restletRouting: STARTS_WITH`: a widened path under Restlet's prefixes takes in the
     /// paths below it.
     restlet_starts_with: bool,
+    /// `springPrefixes: SERVLET_PREFIXES`: a widened path under one prefix of the Spring
+    /// dispatcher also matches under the others.
+    spring_prefixes: bool,
     no_index: bool,
+}
+
+/// Adds the widened patterns that are not there yet.
+fn extend_unique(patterns: &mut Vec<PathPattern>, more: Vec<PathPattern>) {
+    for p in more {
+        if !patterns.contains(&p) {
+            patterns.push(p);
+        }
+    }
+}
+
+/// The prefixes XNAT maps its Spring dispatcher servlet to; handlers match the path after it.
+const SPRING_PREFIXES: [&[u8]; 4] = [b"/xapi/", b"/admin/", b"/pages/", b"/schemas/"];
+
+/// The same pattern under each other prefix of the Spring dispatcher, if it starts with one.
+fn spring_twins(pattern: &PathPattern) -> Vec<PathPattern> {
+    let twins = |literal: &[u8]| -> Vec<Box<[u8]>> {
+        let Some(own) = SPRING_PREFIXES.iter().find(|p| literal.starts_with(p)) else { return Vec::new() };
+        let rest = &literal[own.len()..];
+        SPRING_PREFIXES.iter().filter(|p| *p != own).map(|p| [*p, rest].concat().into()).collect()
+    };
+    match pattern {
+        PathPattern::Plain(Pattern::Exact(e)) => {
+            twins(e).into_iter().map(|t| PathPattern::Plain(Pattern::Exact(t))).collect()
+        }
+        PathPattern::Plain(Pattern::Prefix(p)) => {
+            twins(p).into_iter().map(|t| PathPattern::Plain(Pattern::Prefix(t))).collect()
+        }
+        PathPattern::Template(parts) => match parts.first() {
+            Some(TemplatePart::Literal(first)) => twins(first)
+                .into_iter()
+                .map(|t| {
+                    let mut twin = parts.to_vec();
+                    twin[0] = TemplatePart::Literal(t);
+                    PathPattern::Template(twin.into())
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
 }
 
 /// Where XNAT's Restlet application answers (`/REST/` is an alias of `/data/`, but with
@@ -397,9 +443,13 @@ impl Compiler {
                 .map(|(i, value)| self.canonical_path(value, &format!("{p}[{i}]")))
                 .collect::<Result<_>>()?;
             let mut patterns = paths(&canonical, &p)?.into_vec();
+            if self.denying != negate && self.spring_prefixes {
+                let twins: Vec<PathPattern> = patterns.iter().flat_map(spring_twins).collect();
+                extend_unique(&mut patterns, twins);
+            }
             if self.denying != negate && self.restlet_starts_with {
                 let below: Vec<PathPattern> = patterns.iter().filter_map(restlet_below).collect();
-                patterns.extend(below.into_iter().filter(|b| !patterns.contains(b)).collect::<Vec<_>>());
+                extend_unique(&mut patterns, below);
             }
             self.push(&mut out, negate, Matcher::Path(patterns.into()));
         }

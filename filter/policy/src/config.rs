@@ -46,6 +46,9 @@ pub struct PluginConfig {
     /// Restlet's router does.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "RestletRouting::is_default"))]
     pub restlet_routing: RestletRouting,
+    /// Whether the other prefixes of XNAT's Spring dispatcher are aliases of `/xapi/`.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "SpringPrefixes::is_default"))]
+    pub spring_prefixes: SpringPrefixes,
 }
 
 impl Default for PluginConfig {
@@ -62,6 +65,7 @@ impl Default for PluginConfig {
             tunnel_decoding: TunnelDecoding::default(),
             override_header_names: OverrideHeaderNames::default(),
             restlet_routing: RestletRouting::default(),
+            spring_prefixes: SpringPrefixes::default(),
         }
     }
 }
@@ -101,6 +105,30 @@ pub fn default_path_aliases() -> Vec<PathAlias> {
         PathAlias { from: "/REST/".into(), to: "/data/".into() },
         PathAlias { from: "/data/archive/".into(), to: "/data/".into() },
     ]
+}
+
+/// How paths under XNAT's Spring dispatcher are matched where a match takes access away.
+/// XNAT maps the dispatcher servlet to `/xapi/*`, `/admin/*`, `/pages/*` and `/schemas/*`
+/// (`XnatWebAppInitializer`), and the dispatcher matches handlers on the path after the
+/// servlet's prefix: `/pages/users/bob` is `/xapi/users/bob`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum SpringPrefixes {
+    /// Where a path takes access away when it matches (a DENY or AUDIT rule's `paths`, an
+    /// ALLOW rule's `notPaths`, dry-run alike), a path under one of the four prefixes also
+    /// matches under the other three. Where it grants access (an ALLOW rule's `paths`) it
+    /// stays exact.
+    #[default]
+    ServletPrefixes,
+    /// Every path exactly as written (Istio's behaviour).
+    Exact,
+}
+
+impl SpringPrefixes {
+    pub fn is_default(&self) -> bool {
+        *self == SpringPrefixes::default()
+    }
 }
 
 /// Method tunnelling: `X-HTTP-Method-Override` and kin, or a `method`/`_method` query parameter

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
     OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
-    RestletRouting, Rule, Source, To, TunnelDecoding, Unsupported, WorkloadSelector,
+    RestletRouting, Rule, Source, SpringPrefixes, To, TunnelDecoding, Unsupported, WorkloadSelector,
 };
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
@@ -224,6 +224,9 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         }),
         restlet_routing: m.or_default("restletRouting", |v, p| {
             variant(v, p, &[("STARTS_WITH", RestletRouting::StartsWith), ("EXACT", RestletRouting::Exact)])
+        }),
+        spring_prefixes: m.or_default("springPrefixes", |v, p| {
+            variant(v, p, &[("SERVLET_PREFIXES", SpringPrefixes::ServletPrefixes), ("EXACT", SpringPrefixes::Exact)])
         }),
     };
     m.finish(config)

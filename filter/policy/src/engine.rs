@@ -563,4 +563,44 @@ mod tests {
             engine("DENY", json!({"paths": ["/REST/services/tokens/issue"]}), json!({"pathNormalization": "NONE"}));
         assert!(!allowed(&raw, "GET", "/REST/services/tokens/issue/user/bob", &[]), "the legacy prefix, unaliased");
     }
+
+    #[test]
+    fn springs_servlet_prefixes_all_reach_the_xapi_handlers() {
+        let users = json!({"paths": ["/xapi/users/*"]});
+        let not_users = json!({"notPaths": ["/xapi/users/*"]});
+        let exact = json!({"springPrefixes": "EXACT"});
+        let none = json!({});
+        // (why, action, operation, settings, path, allowed)
+        let cases = [
+            ("a DENY on /xapi/ denies /pages/", "DENY", &users, &none, "/pages/users/bob", false),
+            ("a DENY on /xapi/ denies /admin/", "DENY", &users, &none, "/admin/users/bob", false),
+            ("a DENY on /xapi/ denies /schemas/", "DENY", &users, &none, "/schemas/users/bob", false),
+            ("a DENY on /xapi/ still denies /xapi/", "DENY", &users, &none, "/xapi/users/bob", false),
+            ("a DENY leaves other handlers alone", "DENY", &users, &none, "/pages/siteConfig", true),
+            ("a prefix of the servlet is no servlet", "DENY", &users, &none, "/page/users/bob", true),
+            ("an ALLOW notPaths takes the twins away", "ALLOW", &not_users, &none, "/admin/users/bob", false),
+            ("an ALLOW notPaths still allows elsewhere", "ALLOW", &not_users, &none, "/admin/siteConfig", true),
+            ("an ALLOW on /xapi/ does not grant /pages/", "ALLOW", &users, &none, "/pages/users/bob", false),
+            ("an ALLOW on /xapi/ grants /xapi/", "ALLOW", &users, &none, "/xapi/users/bob", true),
+            ("a DENY notPaths is not narrowed", "DENY", &not_users, &none, "/pages/users/bob", false),
+            ("EXACT: a DENY on /xapi/ leaves /pages/ alone", "DENY", &users, &exact, "/pages/users/bob", true),
+            ("EXACT: an ALLOW notPaths allows /admin/", "ALLOW", &not_users, &exact, "/admin/users/bob", true),
+        ];
+        for (why, action, operation, settings, path, want) in cases {
+            let engine = engine(action, operation.clone(), settings.clone());
+            assert_eq!(allowed(&engine, "GET", path, &[]), want, "{why}: {path}");
+        }
+    }
+
+    #[test]
+    fn a_denied_spring_path_is_denied_under_every_servlet_prefix_whichever_is_written() {
+        let deny = |paths: Value| engine("DENY", json!({"paths": paths}), json!({}));
+        let pages = deny(json!(["/pages/siteConfig"]));
+        for path in ["/xapi/siteConfig", "/admin/siteConfig", "/schemas/siteConfig", "/pages/siteConfig"] {
+            assert!(!allowed(&pages, "GET", path, &[]), "{path}");
+        }
+        let template = deny(json!(["/xapi/users/{*}/roles"]));
+        assert!(!allowed(&template, "GET", "/admin/users/bob/roles", &[]), "templates have twins too");
+        assert!(allowed(&template, "GET", "/admin/users/bob", &[]));
+    }
 }
