@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use xnat_guard_policy::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
     OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
-    RestletRouting, Rule, Source, SpringPrefixes, To, TunnelDecoding, WorkloadSelector,
+    RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding, WorkloadSelector,
 };
 use xnat_guard_policy::parse_json;
 
@@ -116,11 +116,15 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
         prop::sample::select(vec![PathNormalization::Tomcat, PathNormalization::None]),
         prop::option::of(prop::collection::vec((text(), text()).prop_map(|(from, to)| PathAlias { from, to }), 0..3)),
         prop::sample::select(vec![MethodOverride::Judge, MethodOverride::Refuse, MethodOverride::Ignore]),
-        prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
-        prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
-        prop::sample::select(vec![OverrideHeaderNames::UnderscoreAsDash, OverrideHeaderNames::Exact]),
-        prop::sample::select(vec![RestletRouting::StartsWith, RestletRouting::Exact]),
-        prop::sample::select(vec![SpringPrefixes::ServletPrefixes, SpringPrefixes::Exact]),
+        // The handler-matching settings, in one tuple: proptest's tuples stop at twelve.
+        (
+            prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
+            prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
+            prop::sample::select(vec![OverrideHeaderNames::UnderscoreAsDash, OverrideHeaderNames::Exact]),
+            prop::sample::select(vec![RestletRouting::StartsWith, RestletRouting::Exact]),
+            prop::sample::select(vec![SpringPrefixes::ServletPrefixes, SpringPrefixes::Exact]),
+            prop::sample::select(vec![SpringSuffixes::Registered, SpringSuffixes::Exact]),
+        ),
     )
         .prop_map(
             |(
@@ -131,11 +135,14 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                 path_normalization,
                 path_aliases,
                 method_override,
-                head_method,
-                tunnel_decoding,
-                override_header_names,
-                restlet_routing,
-                spring_prefixes,
+                (
+                    head_method,
+                    tunnel_decoding,
+                    override_header_names,
+                    restlet_routing,
+                    spring_prefixes,
+                    spring_suffixes,
+                ),
             )| {
                 PluginConfig {
                     trust_domain,
@@ -150,6 +157,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     override_header_names,
                     restlet_routing,
                     spring_prefixes,
+                    spring_suffixes,
                 }
             },
         )
@@ -195,6 +203,7 @@ fn wrong_documents_are_refused_by_both_readers() {
         r#"{"overrideHeaderNames": "UNDERSCORE-AS-DASH"}"#,
         r#"{"restletRouting": "STARTSWITH"}"#,
         r#"{"springPrefixes": "servlet_prefixes"}"#,
+        r#"{"springSuffixes": "Registered"}"#,
         r#"{"pathAliases": [{"from": "/a/"}]}"#,
         r#"{"policies": [] } x"#,
         r#"{"policies": [],}"#,

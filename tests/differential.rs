@@ -5,7 +5,8 @@
 //! upstream, except for requests whose path our normalisation reads differently (Tomcat's view,
 //! XNAT's aliases) and requests a DENY-side condition catches only because it is widened to
 //! the forms XNAT sends to the same handler (HEAD as GET, Restlet's prefix routing, Spring's
-//! servlet prefixes): those are counted and reported separately, each with its reason.
+//! servlet prefixes and suffixes): those are counted and reported separately, each with its
+//! reason.
 //!
 //! `make test` runs 50 policies and 2,000 requests; `XNAT_GUARD_DIFF_POLICIES`,
 //! `XNAT_GUARD_DIFF_REQUESTS` (per policy) and `XNAT_GUARD_DIFF_SEED` make longer or replayed
@@ -24,7 +25,7 @@ use harness::sides::Sides;
 use harness::support::Rng;
 use serde_json::{json, Value};
 use xnat_guard_policy::config::{
-    HeadMethod, OverrideHeaderNames, PluginConfig, RestletRouting, SpringPrefixes, TunnelDecoding,
+    HeadMethod, OverrideHeaderNames, PluginConfig, RestletRouting, SpringPrefixes, SpringSuffixes, TunnelDecoding,
 };
 use xnat_guard_policy::{apply_aliases, tomcat_path, CompiledAlias, MAX_PATH};
 
@@ -193,6 +194,7 @@ fn exact_matching(config: &PluginConfig) -> PluginConfig {
     exact.override_header_names = OverrideHeaderNames::Exact;
     exact.restlet_routing = RestletRouting::Exact;
     exact.spring_prefixes = SpringPrefixes::Exact;
+    exact.spring_suffixes = SpringSuffixes::Exact;
     exact
 }
 

@@ -168,3 +168,30 @@ fn a_denied_xapi_path_never_arrives_under_springs_other_prefixes() {
         ],
     );
 }
+
+#[test]
+fn a_denied_xapi_handler_never_arrives_with_a_trailing_slash_or_extension() {
+    let config = json!({
+        "peerAuthentication": {"mtls": {"mode": "PERMISSIVE"}},
+        "policies": [{"name": "no-site-config", "namespace": "xnat", "spec": {"action": "DENY",
+            "rules": [{"to": [{"operation": {"paths": ["/xapi/siteConfig"]}}]}]}}]
+    });
+    let sidecar = Sidecar::start(&config.to_string(), &[PORT]).expect("sidecar starts");
+    assert_never_arrive(
+        &sidecar,
+        vec![
+            ("plain", RawRequest::get("/xapi/siteConfig")),
+            ("slash", RawRequest::get("/xapi/siteConfig/")),
+            ("json", RawRequest::get("/xapi/siteConfig.json")),
+            ("xml", RawRequest::get("/xapi/siteConfig.xml?format=x")),
+            ("pages-json", RawRequest::get("/pages/siteConfig.json")),
+        ],
+    );
+    assert_arrive(
+        &sidecar,
+        vec![
+            ("sibling", RawRequest::get("/xapi/siteConfig/buildInfo")),
+            ("html", RawRequest::get("/xapi/siteConfig.html")),
+        ],
+    );
+}

@@ -4,7 +4,7 @@
 use crate::config::{
     default_path_aliases, Action, AuthorizationPolicySpec, Condition, HeadMethod, MethodOverride, MtlsMode, Operation,
     OverrideHeaderNames, PathNormalization, PeerAuthenticationSpec, PluginConfig, RestletRouting, Rule, Source,
-    SpringPrefixes,
+    SpringPrefixes, SpringSuffixes,
 };
 use crate::error::{refuse, Result};
 use crate::model::{
@@ -41,6 +41,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         head_as_get: config.head_method == HeadMethod::AsGet,
         restlet_starts_with: config.restlet_routing == RestletRouting::StartsWith,
         spring_prefixes: config.spring_prefixes == SpringPrefixes::ServletPrefixes,
+        spring_suffixes: config.spring_suffixes == SpringSuffixes::Registered,
         no_index,
     };
     let trust_domains = trust_domains(config)?;
@@ -228,7 +229,49 @@ struct Compiler {
     /// `springPrefixes: SERVLET_PREFIXES`: a widened path under one prefix of the Spring
     /// dispatcher also matches under the others.
     spring_prefixes: bool,
+    /// `springSuffixes: REGISTERED`: a widened Spring path also matches with a trailing `/`
+    /// and with the registered extensions.
+    spring_suffixes: bool,
     no_index: bool,
+}
+
+/// What Spring's `PatternsRequestCondition` adds to a pattern with XNAT's settings: the
+/// registered extensions (suffix pattern matching) and a trailing slash.
+const SPRING_SUFFIXES: [&[u8]; 3] = [b"/", b".json", b".xml"];
+
+/// The same exact path or template with each of [`SPRING_SUFFIXES`], if it is under a Spring
+/// prefix and does not end in `/` (Spring adds neither to such a pattern).
+fn spring_suffixed(pattern: &PathPattern) -> Vec<PathPattern> {
+    let under_spring = |p: &[u8]| SPRING_PREFIXES.iter().any(|s| p.starts_with(s));
+    match pattern {
+        PathPattern::Plain(Pattern::Exact(e)) if under_spring(e) && !e.ends_with(b"/") => SPRING_SUFFIXES
+            .iter()
+            .map(|suffix| PathPattern::Plain(Pattern::Exact([&e[..], suffix].concat().into())))
+            .collect(),
+        PathPattern::Template(parts) => {
+            let under = matches!(parts.first(), Some(TemplatePart::Literal(l)) if under_spring(l));
+            let ends_open = match parts.last() {
+                Some(TemplatePart::Literal(l)) => l.ends_with(b"/"),
+                Some(TemplatePart::Segments) | None => true,
+                Some(TemplatePart::Segment) => false,
+            };
+            if !under || ends_open {
+                return Vec::new();
+            }
+            SPRING_SUFFIXES
+                .iter()
+                .map(|suffix| {
+                    let mut suffixed = parts.to_vec();
+                    match suffixed.last_mut() {
+                        Some(TemplatePart::Literal(l)) => *l = [&l[..], suffix].concat().into(),
+                        _ => suffixed.push(TemplatePart::Literal((*suffix).into())),
+                    }
+                    PathPattern::Template(suffixed.into())
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Adds the widened patterns that are not there yet.
@@ -446,6 +489,10 @@ impl Compiler {
             if self.denying != negate && self.spring_prefixes {
                 let twins: Vec<PathPattern> = patterns.iter().flat_map(spring_twins).collect();
                 extend_unique(&mut patterns, twins);
+            }
+            if self.denying != negate && self.spring_suffixes {
+                let suffixed: Vec<PathPattern> = patterns.iter().flat_map(spring_suffixed).collect();
+                extend_unique(&mut patterns, suffixed);
             }
             if self.denying != negate && self.restlet_starts_with {
                 let below: Vec<PathPattern> = patterns.iter().filter_map(restlet_below).collect();

@@ -49,6 +49,9 @@ pub struct PluginConfig {
     /// Whether the other prefixes of XNAT's Spring dispatcher are aliases of `/xapi/`.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "SpringPrefixes::is_default"))]
     pub spring_prefixes: SpringPrefixes,
+    /// Whether a Spring path takes in its trailing-slash and registered-extension forms.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "SpringSuffixes::is_default"))]
+    pub spring_suffixes: SpringSuffixes,
 }
 
 impl Default for PluginConfig {
@@ -66,6 +69,7 @@ impl Default for PluginConfig {
             override_header_names: OverrideHeaderNames::default(),
             restlet_routing: RestletRouting::default(),
             spring_prefixes: SpringPrefixes::default(),
+            spring_suffixes: SpringSuffixes::default(),
         }
     }
 }
@@ -128,6 +132,31 @@ pub enum SpringPrefixes {
 impl SpringPrefixes {
     pub fn is_default(&self) -> bool {
         *self == SpringPrefixes::default()
+    }
+}
+
+/// How paths under XNAT's Spring dispatcher are matched where a match takes access away, given
+/// Spring 4.3's defaults as XNAT keeps them (`WebConfig`): trailing-slash matching on, and
+/// suffix pattern matching on with `.json` and `.xml` registered, so `/xapi/siteConfig/`,
+/// `/xapi/siteConfig.json` and `/xapi/siteConfig.xml` reach the handler of `/xapi/siteConfig`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum SpringSuffixes {
+    /// Where a path takes access away when it matches (a DENY or AUDIT rule's `paths`, an
+    /// ALLOW rule's `notPaths`, dry-run alike), an exact path or template under a Spring
+    /// prefix also matches itself followed by `/`, `.json` or `.xml`. A sibling such as
+    /// `/xapi/siteConfig/buildInfo` is another handler and is not taken in. Where a path grants
+    /// access (an ALLOW rule's `paths`) it stays exact.
+    #[default]
+    Registered,
+    /// Every path exactly as written (Istio's behaviour).
+    Exact,
+}
+
+impl SpringSuffixes {
+    pub fn is_default(&self) -> bool {
+        *self == SpringSuffixes::default()
     }
 }
 

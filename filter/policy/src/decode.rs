@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
     OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
-    RestletRouting, Rule, Source, SpringPrefixes, To, TunnelDecoding, Unsupported, WorkloadSelector,
+    RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding, Unsupported, WorkloadSelector,
 };
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
@@ -227,6 +227,9 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         }),
         spring_prefixes: m.or_default("springPrefixes", |v, p| {
             variant(v, p, &[("SERVLET_PREFIXES", SpringPrefixes::ServletPrefixes), ("EXACT", SpringPrefixes::Exact)])
+        }),
+        spring_suffixes: m.or_default("springSuffixes", |v, p| {
+            variant(v, p, &[("REGISTERED", SpringSuffixes::Registered), ("EXACT", SpringSuffixes::Exact)])
         }),
     };
     m.finish(config)

@@ -603,4 +603,58 @@ mod tests {
         assert!(!allowed(&template, "GET", "/admin/users/bob/roles", &[]), "templates have twins too");
         assert!(allowed(&template, "GET", "/admin/users/bob", &[]));
     }
+
+    #[test]
+    fn spring_serves_a_handler_with_a_trailing_slash_and_its_registered_extensions() {
+        let site = json!({"paths": ["/xapi/siteConfig"]});
+        let not_site = json!({"notPaths": ["/xapi/siteConfig"]});
+        let exact = json!({"springSuffixes": "EXACT"});
+        let none = json!({});
+        // (why, action, operation, settings, path, allowed)
+        let cases = [
+            ("a DENY takes in the trailing slash", "DENY", &site, &none, "/xapi/siteConfig/", false),
+            ("a DENY takes in .json", "DENY", &site, &none, "/xapi/siteConfig.json", false),
+            ("a DENY takes in .xml", "DENY", &site, &none, "/xapi/siteConfig.xml", false),
+            ("and under Spring's other prefixes", "DENY", &site, &none, "/pages/siteConfig.json", false),
+            ("a sibling is another handler", "DENY", &site, &none, "/xapi/siteConfig/buildInfo", true),
+            ("an unregistered extension is no suffix", "DENY", &site, &none, "/xapi/siteConfig.html", true),
+            ("both at once is no form Spring serves", "DENY", &site, &none, "/xapi/siteConfig.json/", true),
+            (
+                "an ALLOW notPaths takes the suffixed forms away",
+                "ALLOW",
+                &not_site,
+                &none,
+                "/xapi/siteConfig.xml",
+                false,
+            ),
+            (
+                "an ALLOW notPaths still allows the sibling",
+                "ALLOW",
+                &not_site,
+                &none,
+                "/xapi/siteConfig/buildInfo",
+                true,
+            ),
+            ("an ALLOW on the path does not grant .json", "ALLOW", &site, &none, "/xapi/siteConfig.json", false),
+            ("an ALLOW on the path grants the path", "ALLOW", &site, &none, "/xapi/siteConfig", true),
+            ("a DENY notPaths is not narrowed", "DENY", &not_site, &none, "/xapi/siteConfig/", false),
+            ("EXACT: a DENY leaves .json alone", "DENY", &site, &exact, "/xapi/siteConfig.json", true),
+            ("EXACT: an ALLOW notPaths allows the slash", "ALLOW", &not_site, &exact, "/xapi/siteConfig/", true),
+        ];
+        for (why, action, operation, settings, path, want) in cases {
+            let engine = engine(action, operation.clone(), settings.clone());
+            assert_eq!(allowed(&engine, "GET", path, &[]), want, "{why}: {path}");
+        }
+    }
+
+    #[test]
+    fn spring_suffixes_apply_to_templates_and_only_to_springs_paths() {
+        let deny = |paths: Value| engine("DENY", json!({"paths": paths}), json!({}));
+        let template = deny(json!(["/xapi/users/{*}/roles"]));
+        assert!(!allowed(&template, "GET", "/xapi/users/bob/roles.json", &[]));
+        assert!(!allowed(&template, "GET", "/admin/users/bob/roles/", &[]));
+        assert!(allowed(&template, "GET", "/xapi/users/bob/roles/admin", &[]), "a sibling");
+        let restlet = engine("DENY", json!({"paths": ["/data/projects"]}), json!({"restletRouting": "EXACT"}));
+        assert!(allowed(&restlet, "GET", "/data/projects.json", &[]), "Restlet's paths are not Spring's");
+    }
 }
