@@ -24,9 +24,7 @@ use harness::native_rbac;
 use harness::sides::Sides;
 use harness::support::Rng;
 use serde_json::{json, Value};
-use xnat_guard_policy::config::{
-    HeadMethod, OverrideHeaderNames, PluginConfig, RestletRouting, SpringPrefixes, SpringSuffixes, TunnelDecoding,
-};
+use xnat_guard_policy::config::PluginConfig;
 use xnat_guard_policy::{apply_aliases, tomcat_path, CompiledAlias, MAX_PATH};
 
 const PORTS: [u16; 2] = [8080, 8443];
@@ -189,12 +187,7 @@ fn normalisation_applies(path: &str) -> bool {
 /// The configuration with every widening of what denies turned off: Istio's exact matching.
 fn exact_matching(config: &PluginConfig) -> PluginConfig {
     let mut exact = config.clone();
-    exact.head_method = HeadMethod::Exact;
-    exact.tunnel_decoding = TunnelDecoding::None;
-    exact.override_header_names = OverrideHeaderNames::Exact;
-    exact.restlet_routing = RestletRouting::Exact;
-    exact.spring_prefixes = SpringPrefixes::Exact;
-    exact.spring_suffixes = SpringSuffixes::Exact;
+    exact.match_handlers_exactly();
     exact
 }
 

@@ -220,3 +220,23 @@ fn method_override_and_path_normalisation_reach_the_plugin_config() {
     let plain = rollout::plan(&runbook_spec()).unwrap();
     assert!(plain.manifests.last().unwrap().body["spec"]["pluginConfig"].get("methodOverride").is_none());
 }
+
+#[test]
+fn exact_handler_matching_reaches_the_plugin_config() {
+    let mut s = runbook_spec();
+    s.exact_handler_matching = true;
+    let plan = rollout::plan(&s).unwrap();
+    let config = &plan.manifests.last().unwrap().body["spec"]["pluginConfig"];
+    for (field, exact) in [
+        ("headMethod", "EXACT"),
+        ("tunnelDecoding", "NONE"),
+        ("overrideHeaderNames", "EXACT"),
+        ("restletRouting", "EXACT"),
+        ("springPrefixes", "EXACT"),
+        ("springSuffixes", "EXACT"),
+    ] {
+        assert_eq!(config[field], exact, "{field}");
+    }
+    let plain = rollout::plan(&runbook_spec()).unwrap();
+    assert!(plain.manifests.last().unwrap().body["spec"]["pluginConfig"].get("headMethod").is_none());
+}

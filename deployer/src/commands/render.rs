@@ -87,6 +87,11 @@ pub struct PlanArgs {
     /// method too, refuse them all, or ignore them like Istio.
     #[arg(long, value_enum, default_value = "judge")]
     method_override: MethodOverrideArg,
+    /// Match methods and paths exactly as written, like Istio, instead of widening what denies
+    /// to every form XNAT serves with the same handler (HEAD as GET, Restlet's and Spring's
+    /// path forms, decoded method tunnels). See docs/SECURITY.md, section 9.
+    #[arg(long)]
+    exact_handler_matching: bool,
     #[command(flatten)]
     pub mesh: MeshArgs,
     /// The cluster's DNS domain, for the DestinationRule host.
@@ -126,6 +131,7 @@ impl PlanArgs {
             force: self.force,
             path_normalization: self.path_normalization.into(),
             method_override: self.method_override.into(),
+            exact_handler_matching: self.exact_handler_matching,
         };
         rollout::plan(&spec).context("nothing was rendered")
     }

@@ -98,6 +98,9 @@ pub struct Spec {
     pub path_normalization: PathNormalization,
     /// What the filter does with tunnelled methods (default: judge them).
     pub method_override: MethodOverride,
+    /// Match methods and paths exactly as written, as Istio does, instead of widening what
+    /// denies to every request form XNAT serves with the same handler (default: widen).
+    pub exact_handler_matching: bool,
 }
 
 impl Spec {
@@ -121,6 +124,7 @@ impl Spec {
             force: false,
             path_normalization: PathNormalization::default(),
             method_override: MethodOverride::default(),
+            exact_handler_matching: false,
         }
     }
 }
@@ -189,6 +193,9 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     let Selection { mut config, notes, .. } = selection;
     config.path_normalization = spec.path_normalization;
     config.method_override = spec.method_override;
+    if spec.exact_handler_matching {
+        config.match_handlers_exactly();
+    }
     let plugin_config = shipped_config(&config)?;
     let policy = xnat_guard_policy::compile(&config)
         .map_err(|e| PlanError::Invalid(format!("the filter refuses the configuration: {e}")))?;

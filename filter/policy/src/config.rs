@@ -74,6 +74,21 @@ impl Default for PluginConfig {
     }
 }
 
+impl PluginConfig {
+    /// Turns off every widening of what denies to the request forms XNAT serves the same way:
+    /// `headMethod`, `tunnelDecoding`, `overrideHeaderNames`, `restletRouting`,
+    /// `springPrefixes` and `springSuffixes` take their exact values, Istio's matching.
+    /// `pathNormalization`, `pathAliases` and `methodOverride` stay as they are.
+    pub fn match_handlers_exactly(&mut self) {
+        self.head_method = HeadMethod::Exact;
+        self.tunnel_decoding = TunnelDecoding::None;
+        self.override_header_names = OverrideHeaderNames::Exact;
+        self.restlet_routing = RestletRouting::Exact;
+        self.spring_prefixes = SpringPrefixes::Exact;
+        self.spring_suffixes = SpringSuffixes::Exact;
+    }
+}
+
 /// How request paths are read before matching.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
