@@ -394,6 +394,8 @@ mod tests {
         let config = decode(
             r#"{"trustDomain": "td", "trustDomainAliases": ["old"], "methodOverride": "REFUSE",
                 "pathNormalization": "NONE", "pathAliases": [{"from": "/a/", "to": "/b/"}],
+                "headMethod": "EXACT", "tunnelDecoding": "NONE", "overrideHeaderNames": "EXACT",
+                "restletRouting": "EXACT", "springPrefixes": "EXACT", "springSuffixes": "EXACT",
                 "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
                 "policies": [{"name": "p", "namespace": "xnat", "dryRun": true, "spec": {
                     "selector": {"matchLabels": {"app": "xnat"}}, "action": "DENY",
@@ -407,6 +409,9 @@ mod tests {
         assert_eq!(config.method_override, MethodOverride::Refuse);
         assert_eq!(config.path_normalization, PathNormalization::None);
         assert_eq!(config.path_aliases, Some(vec![PathAlias { from: "/a/".into(), to: "/b/".into() }]));
+        let mut exact = config.clone();
+        exact.match_handlers_exactly();
+        assert_eq!(config, exact, "every handler-matching setting is read");
         let pa = config.peer_authentication.expect("peer authentication");
         assert_eq!(pa.mtls, Some(Mtls { mode: MtlsMode::Strict }));
         assert_eq!(pa.port_level_mtls["8080"], Mtls { mode: MtlsMode::Disable });
