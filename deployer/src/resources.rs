@@ -12,13 +12,13 @@ use xnat_guard_policy::config::{
 use xnat_guard_policy::{compile, Engine};
 
 use crate::kind::Kind;
+use crate::yaml::{self, Refusal, Refusals};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{origin}: not valid YAML: {message}")]
-    Yaml { origin: String, message: String },
+    /// Documents that cannot be read, every one of a run.
+    #[error("{0}")]
+    Refused(Refusals),
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
     #[error("{0}")]
@@ -61,51 +61,62 @@ impl Object {
     }
 }
 
-/// Reads every YAML document of every file.
+/// Reads every YAML document of every file (a directory: its .yaml, .yml and .json files, in
+/// name order), as kubectl would; refuses, all at once, every document it cannot read.
 pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Object>> {
+    let mut refusals = Vec::new();
     let mut out = Vec::new();
-    for path in paths {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ResourceError::Read { path: path.clone(), source })?;
-        out.extend(parse_documents(&text, &path.display().to_string())?);
+    for path in yaml::expand_paths(paths, &mut refusals) {
+        out.extend(yaml::read_file(&path, &mut refusals).into_iter().map(Object::from));
+    }
+    if !refusals.is_empty() {
+        return Err(ResourceError::Refused(Refusals(refusals)));
     }
     Ok(out)
 }
 
 /// Parses a multi-document YAML text; `source` names it in errors.
 pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Object>> {
-    let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let origin = format!("{source} (document {})", i + 1);
-        let value: Value = serde::Deserialize::deserialize(doc)
-            .map_err(|e| ResourceError::Yaml { origin: origin.clone(), message: e.to_string() })?;
-        if value.is_null() {
-            continue; // an empty document, e.g. after a trailing `---`
-        }
-        let invalid = |message: String| ResourceError::Invalid { origin: origin.clone(), message };
-        let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
-        let kind = str_at(&value, "kind").ok_or_else(|| invalid("has no `kind`".into()))?;
-        let metadata = value.get("metadata").cloned().unwrap_or(Value::Null);
-        let name = str_at(&metadata, "name").ok_or_else(|| invalid(format!("{kind} has no metadata.name")))?;
-        let map = |key: &str| -> BTreeMap<String, String> {
-            metadata
-                .get(key)
-                .and_then(Value::as_object)
-                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-                .unwrap_or_default()
-        };
-        out.push(Object {
-            origin,
-            kind,
-            namespace: str_at(&metadata, "namespace").unwrap_or_else(|| "default".into()),
-            namespace_given: str_at(&metadata, "namespace").is_some(),
-            name,
-            labels: map("labels"),
-            annotations: map("annotations"),
-            spec: value.get("spec").cloned().unwrap_or(Value::Object(Default::default())),
-        });
+    let mut refusals = Vec::new();
+    let out = yaml::read_text(text, source, &mut refusals);
+    if !refusals.is_empty() {
+        return Err(ResourceError::Refused(Refusals(refusals)));
     }
-    Ok(out)
+    Ok(out.into_iter().map(Object::from).collect())
+}
+
+impl From<yaml::ReadObject> for Object {
+    fn from(o: yaml::ReadObject) -> Object {
+        Object {
+            origin: o.origin,
+            kind: o.kind,
+            name: o.name,
+            namespace_given: o.namespace.is_some(),
+            namespace: o.namespace.unwrap_or_else(|| "default".into()),
+            labels: o.labels,
+            annotations: o.annotations,
+            spec: o.spec.unwrap_or(Value::Object(Default::default())),
+        }
+    }
+}
+
+/// The same kind, namespace and name given again replaces the earlier one, as `kubectl apply`
+/// would; each replacement is noted.
+pub fn replace_repeated(objects: Vec<Object>, notes: &mut Vec<String>) -> Vec<Object> {
+    let mut out: Vec<Object> = Vec::new();
+    for o in objects {
+        if let Some(i) = out.iter().position(|e| e.kind == o.kind && e.namespace == o.namespace && e.name == o.name) {
+            let earlier = out.remove(i);
+            notes.push(format!(
+                "{} from {} replaces the one from {}, as kubectl apply would",
+                o.describe(),
+                o.origin,
+                earlier.origin
+            ));
+        }
+        out.push(o);
+    }
+    out
 }
 
 /// The pods the policies are selected for, as Istio selects them: their namespace and labels.
@@ -205,21 +216,46 @@ pub fn select(
     let mut origins = Vec::new();
     let mut notes = Vec::new();
     let mut peer_auths: Vec<&Object> = Vec::new();
+    let mut refusals = Vec::new();
     for o in objects {
         if o.is_policy() && !target.selects(o, root_namespace) {
             notes.push(format!("skipped {} from {}: it does not select {}", o.describe(), o.origin, target.describe()));
         } else if o.is(Kind::AUTHORIZATION_POLICY) {
-            let spec: AuthorizationPolicySpec = from_value(&o.spec, &o.origin, &o.describe())?;
+            let spec: AuthorizationPolicySpec = match from_value(&o.spec, &o.origin, &o.describe()) {
+                Ok(spec) => spec,
+                Err(refusal) => {
+                    refusals.push(refusal);
+                    continue;
+                }
+            };
             let dry_run = match o.annotations.get("istio.io/dry-run").map(String::as_str) {
                 None | Some("false") => false,
                 Some("true") => true,
                 Some(other) => {
-                    return Err(invalid(
+                    refusals.push(refusal(
                         o,
+                        Some("metadata.annotations"),
                         &format!("annotation istio.io/dry-run must be \"true\" or \"false\", not {other:?}"),
-                    ))
+                    ));
+                    continue;
                 }
             };
+            // Compiled alone too, so that every refused policy is reported, not only the first.
+            let alone = PluginConfig {
+                trust_domain: trust_domain.to_string(),
+                policies: vec![PolicyEntry {
+                    name: o.name.clone(),
+                    namespace: o.namespace.clone(),
+                    dry_run,
+                    spec: spec.clone(),
+                }],
+                ..PluginConfig::default()
+            };
+            if let Err(e) = compile(&alone) {
+                let path = e.path.strip_prefix("policies[0].").unwrap_or(&e.path).to_string();
+                refusals.push(refusal(o, Some(&path), &e.message));
+                continue;
+            }
             config.policies.push(PolicyEntry { name: o.name.clone(), namespace: o.namespace.clone(), dry_run, spec });
             origins.push(format!("{} ({})", o.describe(), o.origin));
         } else if o.is(Kind::PEER_AUTHENTICATION) {
@@ -234,7 +270,12 @@ pub fn select(
             notes.push(format!("ignored {} from {}: not a policy the filter enforces", o.describe(), o.origin));
         }
     }
-    config.peer_authentication = effective_peer_authentication(&peer_auths, target, root_namespace, &mut notes)?;
+    let peer_authentication =
+        effective_peer_authentication(&peer_auths, target, root_namespace, &mut notes, &mut refusals);
+    if !refusals.is_empty() {
+        return Err(ResourceError::Refused(Refusals(refusals)));
+    }
+    config.peer_authentication = peer_authentication?;
     let policy = compile(&config).map_err(|e| {
         let origin = e
             .path
@@ -251,11 +292,22 @@ pub fn select(
     Ok((Selection { config, origins, notes }, policy))
 }
 
-fn from_value<T: serde::de::DeserializeOwned>(value: &Value, origin: &str, what: &str) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| ResourceError::Invalid {
+fn from_value<T: serde::de::DeserializeOwned>(value: &Value, origin: &str, what: &str) -> Result<T, Refusal> {
+    serde_path_to_error::deserialize(value).map_err(|e| Refusal {
         origin: format!("{what} ({origin})"),
-        message: format!("spec.{}: {}", e.path(), e.inner()),
+        line: None,
+        path: Some(format!("spec.{}", e.path())),
+        message: e.inner().to_string(),
     })
+}
+
+fn refusal(o: &Object, path: Option<&str>, message: &str) -> Refusal {
+    Refusal {
+        origin: format!("{} ({})", o.describe(), o.origin),
+        line: None,
+        path: path.map(str::to_string),
+        message: message.to_string(),
+    }
 }
 
 fn invalid(o: &Object, message: &str) -> ResourceError {
@@ -270,10 +322,17 @@ fn effective_peer_authentication(
     target: &PolicyTarget,
     root: &str,
     notes: &mut Vec<String>,
+    refusals: &mut Vec<Refusal>,
 ) -> Result<Option<PeerAuthenticationSpec>> {
     let mut levels: [Option<(&Object, PeerAuthenticationSpec)>; 3] = [None, None, None];
     for o in objects {
-        let spec: PeerAuthenticationSpec = from_value(&o.spec, &o.origin, &o.describe())?;
+        let spec: PeerAuthenticationSpec = match from_value(&o.spec, &o.origin, &o.describe()) {
+            Ok(spec) => spec,
+            Err(refusal) => {
+                refusals.push(refusal);
+                continue;
+            }
+        };
         let has_selector = o.selector().is_some_and(|s| !s.is_empty());
         let level = match (o.namespace == target.namespace, has_selector) {
             (true, true) => 0,
@@ -323,7 +382,8 @@ pub fn load_for_workload(
     labels: &[(String, String)],
     trust_domain: &str,
 ) -> Result<(PolicyTarget, Selection, Engine)> {
-    let objects = load_files(paths)?;
+    let mut notes = Vec::new();
+    let objects = replace_repeated(load_files(paths)?, &mut notes);
     if !objects.iter().any(Object::is_policy) {
         let names: Vec<String> = paths.iter().map(|p: &PathBuf| p.display().to_string()).collect();
         return Err(ResourceError::Workload(format!(
@@ -332,6 +392,8 @@ pub fn load_for_workload(
         )));
     }
     let target = PolicyTarget::infer(&objects, root_namespace, namespace, labels)?;
-    let (selection, policy) = select(&objects, &target, root_namespace, trust_domain)?;
+    let (mut selection, policy) = select(&objects, &target, root_namespace, trust_domain)?;
+    notes.append(&mut selection.notes);
+    selection.notes = notes;
     Ok((target, selection, policy))
 }

@@ -178,6 +178,8 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         }
         objects.push(o);
     }
+    let mut notes = Vec::new();
+    let objects = resources::replace_repeated(objects, &mut notes);
     let target = PolicyTarget::infer(&objects, &spec.root_namespace, Some(&spec.namespace), &spec.labels)?;
     if target.labels.is_empty() {
         return Err(PlanError::Invalid(format!(
@@ -190,7 +192,8 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     let mut all = objects.clone();
     all.extend(generated_pa.iter().cloned());
     let (selection, _) = resources::select(&all, &target, &spec.root_namespace, &spec.trust_domain)?;
-    let Selection { mut config, notes, .. } = selection;
+    let Selection { mut config, notes: selection_notes, .. } = selection;
+    notes.extend(selection_notes);
     config.path_normalization = spec.path_normalization;
     config.method_override = spec.method_override;
     if spec.exact_handler_matching {
