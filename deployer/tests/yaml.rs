@@ -242,6 +242,29 @@ fn render_applies_each_repeated_object_once() {
     assert!(plan.notes.iter().any(|n| n.contains("replaces the one from")), "{:?}", plan.notes);
 }
 
+// 8. Size
+
+#[test]
+fn a_configuration_too_large_for_kubernetes_is_refused_before_rendering_naming_the_largest_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<String> = (0..60_000).map(|i| format!("\"/data/projects/p{i:06}/subjects/*\"")).collect();
+    let text = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: huge, namespace: xnat}}\n\
+         spec:\n  selector: {{matchLabels: {{app: xnat-web}}}}\n  action: DENY\n  rules:\n  - to:\n    - operation:\n        paths: [{}]\n\
+         ---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: small, namespace: xnat}}\n\
+         spec:\n  selector: {{matchLabels: {{app: xnat-web}}}}\n  rules:\n  - {{}}\n",
+        paths.join(", ")
+    );
+    let file = dir.path().join("huge.yaml");
+    std::fs::write(&file, text).unwrap();
+    let (status, stdout, stderr) = render(&file);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stdout.is_empty(), "something was rendered");
+    assert!(stderr.contains("error: nothing was rendered: WasmPlugin xnat/xnat-guard would be 2."), "{stderr}");
+    assert!(stderr.contains("Kubernetes stores objects up to 1.5 MiB (1572864 bytes"), "{stderr}");
+    assert!(stderr.contains("the largest policies: AuthorizationPolicy xnat/huge (2."), "{stderr}");
+}
+
 // Valid input is read as before.
 
 #[test]

@@ -219,6 +219,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         }
     }
     manifests.push(wasm_plugin(spec, &target, plugin_config)?);
+    check_sizes(&manifests, &config)?;
     Ok(Plan { target, manifests, config, policy, notes })
 }
 
@@ -396,6 +397,55 @@ fn shipped_config(config: &PluginConfig) -> Result<serde_json::Value> {
         ));
     }
     serde_json::from_slice(&text).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))
+}
+
+/// The largest object the API server stores: etcd's default request limit (`--max-request-bytes`,
+/// 1.5 MiB). A larger one is refused by the cluster, so it is refused here, before anything is
+/// rendered or applied.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// Refuses a manifest that will not fit in the cluster, saying what makes it large.
+fn check_sizes(manifests: &[Manifest], config: &PluginConfig) -> Result<()> {
+    for m in manifests {
+        let size = serde_json::to_vec(&m.body).map(|b| b.len()).unwrap_or(0);
+        if size <= MAX_OBJECT_BYTES {
+            continue;
+        }
+        let mut message = format!(
+            "{} would be {} ({size} bytes of JSON); Kubernetes stores objects up to {} ({MAX_OBJECT_BYTES} bytes, \
+             etcd's request limit) and would refuse it",
+            m.describe(),
+            human_size(size),
+            human_size(MAX_OBJECT_BYTES)
+        );
+        if m.kind == Kind::WASM_PLUGIN {
+            let mut sizes: Vec<(usize, String)> = config
+                .policies
+                .iter()
+                .map(|p| (serde_json::to_vec(p).map(|b| b.len()).unwrap_or(0), format!("{}/{}", p.namespace, p.name)))
+                .collect();
+            sizes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            let largest: Vec<String> = sizes
+                .iter()
+                .take(3)
+                .map(|(n, name)| format!("AuthorizationPolicy {name} ({})", human_size(*n)))
+                .collect();
+            message.push_str(&format!(
+                "; the largest policies: {}. Split the policies between workloads, or merge rules that repeat the same values",
+                largest.join(", ")
+            ));
+        }
+        return Err(PlanError::Invalid(message));
+    }
+    Ok(())
+}
+
+fn human_size(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
 }
 
 fn wasm_plugin(spec: &Spec, target: &PolicyTarget, plugin_config: serde_json::Value) -> Result<Manifest> {
