@@ -78,6 +78,12 @@ fn config_json() -> impl Strategy<Value = Value> {
         "pathAliases",
         "methodOverride",
         "pathNormalization",
+        "headMethod",
+        "tunnelDecoding",
+        "overrideHeaderNames",
+        "restletRouting",
+        "springPrefixes",
+        "springSuffixes",
         "hosts",
         "ipBlocks",
         "dryRun",
@@ -140,6 +146,11 @@ proptest! {
             "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
             "policies": [
                 {"name": "d", "namespace": "xnat", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/data/admin*", "/x/{**}/y"]}}]}]}},
+                // Widened to the forms XNAT serves the same way: HEAD, the paths below, the
+                // Spring prefixes and suffixes.
+                {"name": "w", "namespace": "xnat", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {
+                    "methods": ["DELETE", "G*"],
+                    "paths": ["/data/services/tokens/issue", "/data/projects/{*}", "/pages/siteConfig", "/xapi/users/{*}/roles"]}}]}]}},
                 {"name": "a", "namespace": "xnat", "spec": {"rules": [
                     {"from": [{"source": {"principals": ["cluster.local/ns/*"], "notNamespaces": ["bad"]}}],
                      "to": [{"operation": {"methods": ["GET", "POST"], "hosts": ["*.example.org"]}}],
