@@ -200,8 +200,11 @@ pub struct Selection {
     pub config: PluginConfig,
     /// Per entry of `config.policies`, the object it came from.
     pub origins: Vec<String>,
-    /// Human-readable notes: objects skipped and why, the PeerAuthentication chosen.
+    /// Human-readable notes: objects replaced by a later one, objects skipped and why, the
+    /// PeerAuthentication chosen.
     pub notes: Vec<String>,
+    /// The notes that say an object replaced an earlier one (also in `notes`).
+    pub replaced: Vec<String>,
 }
 
 /// Selects the objects that apply to `target`, builds the plugin configuration and compiles
@@ -289,7 +292,7 @@ pub fn select(
             None => ResourceError::Invalid { origin: Kind::PEER_AUTHENTICATION.kind.into(), message: e.to_string() },
         }
     })?;
-    Ok((Selection { config, origins, notes }, policy))
+    Ok((Selection { config, origins, notes, replaced: Vec::new() }, policy))
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: &Value, origin: &str, what: &str) -> Result<T, Refusal> {
@@ -393,6 +396,7 @@ pub fn load_for_workload(
     }
     let target = PolicyTarget::infer(&objects, root_namespace, namespace, labels)?;
     let (mut selection, policy) = select(&objects, &target, root_namespace, trust_domain)?;
+    selection.replaced = notes.clone();
     notes.append(&mut selection.notes);
     selection.notes = notes;
     Ok((target, selection, policy))

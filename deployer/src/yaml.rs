@@ -188,6 +188,7 @@ pub fn read_text(text: &str, source: &str, refusals: &mut Vec<Refusal>) -> Vec<R
         }
     }
     // Second pass: the fields Kubernetes knows, at the top level and in metadata.
+    let lines = document_lines(text);
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = format!("{source} (document {})", i + 1);
         match strict.get(i) {
@@ -195,7 +196,10 @@ pub fn read_text(text: &str, source: &str, refusals: &mut Vec<Refusal>) -> Vec<R
             Some(Some(_)) => {}
         }
         match serde_path_to_error::deserialize::<_, Document>(doc) {
-            Ok(document) => check_document(document, &origin, true, &mut out, refusals),
+            Ok(document) => {
+                let place = Place { text, lines: Some(lines.get(i).copied().unwrap_or((1, 1))) };
+                check_document(document, &origin, place, &mut out, refusals)
+            }
             Err(e) => refusals.push(yaml_refusal(&origin, &e)),
         }
     }
@@ -251,16 +255,51 @@ fn yaml_refusal(origin: &str, e: &serde_path_to_error::Error<serde_yaml::Error>)
     Refusal { origin: origin.to_string(), line, path, message }
 }
 
+/// The lines of each document of `text`: (first line, the `---` line ending it or past the end).
+fn document_lines(text: &str) -> Vec<(usize, usize)> {
+    let mut starts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let separator = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        // A `---` starts a document; so does content before any `---`.
+        if separator || (starts.is_empty() && !line.trim().is_empty() && !line.trim_start().starts_with('#')) {
+            starts.push(i + 1);
+        }
+    }
+    let end = text.lines().count() + 1;
+    starts.iter().enumerate().map(|(i, s)| (*s, starts.get(i + 1).copied().unwrap_or(end))).collect()
+}
+
+/// The line of a top-level key (`kind`, `apiVersion`, `metadata` for `metadata.name`) in `lines`.
+fn key_line(text: &str, lines: Option<(usize, usize)>, path: &str) -> Option<usize> {
+    let (from, to) = lines?;
+    let key = path.split('.').next().filter(|k| !k.is_empty())?;
+    text.lines()
+        .enumerate()
+        .skip(from - 1)
+        .take(to - from)
+        .find(|(_, l)| l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':')))
+        .map(|(i, _)| i + 1)
+}
+
+/// Where a document is, for the refusals that serde does not place.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    text: &'a str,
+    /// The document's lines; `None` for a List's items.
+    lines: Option<(usize, usize)>,
+}
+
 fn check_document(
     document: Document,
     origin: &str,
-    top_level: bool,
+    place: Place,
     out: &mut Vec<ReadObject>,
     refusals: &mut Vec<Refusal>,
 ) {
+    let top_level = place.lines.is_some();
     let refuse = |path: &str, message: String| Refusal {
         origin: origin.to_string(),
-        line: None,
+        line: key_line(place.text, place.lines, path),
         path: (!path.is_empty()).then(|| path.to_string()),
         message,
     };
@@ -286,7 +325,7 @@ fn check_document(
         }
         for (j, item) in document.items.unwrap_or_default().into_iter().enumerate() {
             let origin = format!("{} item {})", origin.trim_end_matches(')'), j + 1);
-            check_document(item, &origin, false, out, refusals);
+            check_document(item, &origin, Place { text: place.text, lines: None }, out, refusals);
         }
         return;
     }

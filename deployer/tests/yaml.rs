@@ -83,6 +83,7 @@ fn a_duplicate_action_is_never_shipped_as_the_last_one() {
     let (status, stdout, stderr) = render(&fixture("duplicate-action.yaml"));
     assert_eq!(status, 2, "{stderr}");
     assert!(stdout.is_empty(), "something was rendered: {stdout}");
+    assert!(stderr.contains("error: the policies were refused; nothing was rendered: "), "{stderr}");
     assert!(stderr.contains("key `action` is given twice"), "{stderr}");
 }
 
@@ -112,12 +113,15 @@ fn an_api_version_istio_does_not_serve_and_a_misspelt_kind_are_refused_saying_wh
     let err = refusal("wrong-versions.yaml");
     assert!(err.starts_with("4 documents were refused"), "{err}");
     assert!(err.contains(
-        "(document 1): apiVersion: apiVersion networking.istio.io/v1 for AuthorizationPolicy; Istio serves AuthorizationPolicy as security.istio.io/v1, security.istio.io/v1beta1"
+        "(document 1), line 1: apiVersion: apiVersion networking.istio.io/v1 for AuthorizationPolicy; Istio serves AuthorizationPolicy as security.istio.io/v1, security.istio.io/v1beta1"
     ), "{err}");
-    assert!(err.contains("(document 2): apiVersion: apiVersion security.istio.io/v2 for PeerAuthentication"), "{err}");
+    assert!(
+        err.contains("(document 2), line 11: apiVersion: apiVersion security.istio.io/v2 for PeerAuthentication"),
+        "{err}"
+    );
     assert!(err.contains("(document 3): apiVersion: no apiVersion for AuthorizationPolicy"), "{err}");
     assert!(err.contains(
-        "(document 4): kind: authorizationpolicy is not a kind the policy files take (AuthorizationPolicy, PeerAuthentication, DestinationRule or List); did you mean AuthorizationPolicy?"
+        "(document 4), line 32: kind: authorizationpolicy is not a kind the policy files take (AuthorizationPolicy, PeerAuthentication, DestinationRule or List); did you mean AuthorizationPolicy?"
     ), "{err}");
 }
 
@@ -229,6 +233,16 @@ fn the_same_object_given_again_replaces_the_earlier_one_with_a_note() {
     assert!(notes.contains("(document 3) replaces the one from "), "{notes}");
     assert!(notes.contains("AuthorizationPolicy xnat/xnat-all from "), "{notes}");
     assert!(notes.contains("as kubectl apply would"), "{notes}");
+    assert_eq!(selection.replaced.len(), 2);
+}
+
+#[test]
+fn check_says_which_object_replaced_which() {
+    let (status, stdout, stderr) =
+        deployer(&["check", "--policy", &fixture("repeated.yaml").display().to_string(), "--plaintext"]);
+    assert_eq!(status, 1, "denied: STRICT by the later PeerAuthentication: {stdout}{stderr}");
+    assert!(stderr.contains("note: PeerAuthentication xnat/xnat-web from "), "{stderr}");
+    assert!(stderr.contains("repeated.yaml (document 3) replaces the one from "), "{stderr}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::{parse_label, Global, WorkloadArgs};
 /// Exit status 0 when the request would be allowed, 1 when denied, 2 on a usage or policy error.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Policy YAML, as for `local`.
+    /// Policy YAML, as for `local` (a file, or a directory of .yaml, .yml and .json files).
     #[arg(long = "policy", value_name = "FILE", required = true)]
     policies: Vec<PathBuf>,
     /// The request method.
@@ -67,6 +67,9 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         source_ip: args.source_ip,
         headers: args.headers,
     };
+    for note in &selection.replaced {
+        global.printer().note(note);
+    }
     let (decision, report) = check(&policy, &spec);
     let checked = Checked { report: &report, workload: &target, enforcing: &selection.origins };
     global.printer().data(&checked, || {

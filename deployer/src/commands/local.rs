@@ -19,7 +19,8 @@ use super::{Global, WorkloadArgs};
 #[derive(clap::Args)]
 pub struct Args {
     /// Kubernetes YAML with AuthorizationPolicy and PeerAuthentication resources (several per
-    /// file allowed). Other kinds are reported and ignored.
+    /// file allowed, or a kind: List, or a directory of .yaml, .yml and .json files). Other
+    /// kinds are reported and ignored. Read as kubectl would: see docs/POLICY.md.
     #[arg(long = "policy", value_name = "FILE", required = true)]
     policies: Vec<PathBuf>,
     /// Send allowed requests to this server (http://HOST:PORT) instead of the built-in stand-in.

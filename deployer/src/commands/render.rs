@@ -48,7 +48,8 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
 pub struct PlanArgs {
     #[command(flatten)]
     pub namespace: NamespaceArg,
-    /// YAML with AuthorizationPolicy, PeerAuthentication and DestinationRule resources.
+    /// YAML with AuthorizationPolicy, PeerAuthentication and DestinationRule resources (a file,
+    /// or a directory of .yaml, .yml and .json files).
     #[arg(long = "policy", value_name = "FILE")]
     pub policies: Vec<PathBuf>,
     /// Where sidecars fetch the filter: the oci:// URL `deployer push` printed.
@@ -117,7 +118,8 @@ impl PlanArgs {
         }
         let spec = Spec {
             namespace: self.namespace.get()?,
-            objects: resources::load_files(&self.policies)?,
+            objects: resources::load_files(&self.policies)
+                .context("the policies were refused; nothing was rendered")?,
             labels: self.labels.labels.clone(),
             module: self.require_module()?,
             root_namespace: self.mesh.root_namespace.clone(),
