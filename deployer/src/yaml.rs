@@ -33,6 +33,9 @@ const SPEC_FIELDS: [&str; 10] = [
     "trafficPolicy",
 ];
 
+/// How a YAML syntax error's message starts.
+const NOT_YAML: &str = "not valid YAML: ";
+
 /// The extensions `kubectl -f DIR` reads.
 pub const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
@@ -182,14 +185,20 @@ pub fn read_text(text: &str, source: &str, refusals: &mut Vec<Refusal>) -> Vec<R
         match serde_path_to_error::deserialize::<_, StrictValue>(doc) {
             Ok(v) => strict.push(Some(v.0)),
             Err(e) => {
-                refusals.push(yaml_refusal(&origin, &e));
+                let refusal = yaml_refusal(&origin, &e);
+                // A syntax error ends the stream (the parser would return it for ever after).
+                let syntax_error = refusal.message.starts_with(NOT_YAML);
+                refusals.push(refusal);
                 strict.push(None);
+                if syntax_error {
+                    break;
+                }
             }
         }
     }
     // Second pass: the fields Kubernetes knows, at the top level and in metadata.
     let lines = document_lines(text);
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate().take(strict.len()) {
         let origin = format!("{source} (document {})", i + 1);
         match strict.get(i) {
             Some(Some(Value::Null)) | Some(None) | None => continue, // empty, or already refused
@@ -232,7 +241,15 @@ fn yaml_refusal(origin: &str, e: &serde_path_to_error::Error<serde_yaml::Error>)
             message = rest.to_string();
         }
     }
-    let path = if path == "." || path.is_empty() { None } else { Some(path) };
+    let mut path = if path == "." || path.is_empty() { None } else { Some(path) };
+    if message.contains("while scanning") || message.contains("while parsing") {
+        let what = message.split(" at line ").next().unwrap_or(&message);
+        message = format!("{NOT_YAML}{what}");
+        path = None;
+    }
+    if message.ends_with("expected struct Document") {
+        message = "not a Kubernetes object: a document is a mapping of apiVersion, kind, metadata and spec".into();
+    }
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or("").to_string();
         let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();

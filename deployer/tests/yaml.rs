@@ -287,3 +287,23 @@ fn the_runbook_examples_read_without_a_refusal() {
     let objects = resources::load_files(&[dir]).unwrap();
     assert!(objects.len() >= 5, "{objects:?}");
 }
+
+#[test]
+fn a_yaml_syntax_error_is_reported_once_with_its_line() {
+    let mut refusals = Vec::new();
+    let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: x\n\tnamespace: y\n---\nkind: List\n";
+    deployer::yaml::read_text(text, "tab.yaml", &mut refusals);
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    let shown = refusals[0].to_string();
+    assert!(shown.starts_with("tab.yaml (document 1), line 5: not valid YAML: found a tab character"), "{shown}");
+}
+
+#[test]
+fn a_document_that_is_not_a_mapping_is_not_a_kubernetes_object() {
+    let mut refusals = Vec::new();
+    deployer::yaml::read_text("- GET\n- POST\n", "methods.yaml", &mut refusals);
+    assert_eq!(
+        refusals[0].to_string(),
+        "methods.yaml (document 1), line 1: not a Kubernetes object: a document is a mapping of apiVersion, kind, metadata and spec"
+    );
+}
