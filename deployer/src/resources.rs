@@ -39,6 +39,8 @@ pub struct Object {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub spec: Value,
+    /// The text it was read from (`None` if generated), to find a refused field's line.
+    pub source: Option<yaml::Source>,
 }
 
 impl Object {
@@ -96,6 +98,7 @@ impl From<yaml::ReadObject> for Object {
             labels: o.labels,
             annotations: o.annotations,
             spec: o.spec.unwrap_or(Value::Object(Default::default())),
+            source: Some(o.source),
         }
     }
 }
@@ -224,7 +227,7 @@ pub fn select(
         if o.is_policy() && !target.selects(o, root_namespace) {
             notes.push(format!("skipped {} from {}: it does not select {}", o.describe(), o.origin, target.describe()));
         } else if o.is(Kind::AUTHORIZATION_POLICY) {
-            let spec: AuthorizationPolicySpec = match from_value(&o.spec, &o.origin, &o.describe()) {
+            let spec: AuthorizationPolicySpec = match from_value(o) {
                 Ok(spec) => spec,
                 Err(refusal) => {
                     refusals.push(refusal);
@@ -295,19 +298,16 @@ pub fn select(
     Ok((Selection { config, origins, notes, replaced: Vec::new() }, policy))
 }
 
-fn from_value<T: serde::de::DeserializeOwned>(value: &Value, origin: &str, what: &str) -> Result<T, Refusal> {
-    serde_path_to_error::deserialize(value).map_err(|e| Refusal {
-        origin: format!("{what} ({origin})"),
-        line: None,
-        path: Some(format!("spec.{}", e.path())),
-        message: e.inner().to_string(),
-    })
+fn from_value<T: serde::de::DeserializeOwned>(o: &Object) -> Result<T, Refusal> {
+    serde_path_to_error::deserialize(&o.spec)
+        .map_err(|e| refusal(o, Some(&format!("spec.{}", e.path())), &e.inner().to_string()))
 }
 
+/// A refused object, at the line of `path` where the text has it.
 fn refusal(o: &Object, path: Option<&str>, message: &str) -> Refusal {
     Refusal {
         origin: format!("{} ({})", o.describe(), o.origin),
-        line: None,
+        line: path.zip(o.source.as_ref()).and_then(|(p, s)| s.line_of(p)),
         path: path.map(str::to_string),
         message: message.to_string(),
     }
@@ -329,7 +329,7 @@ fn effective_peer_authentication(
 ) -> Result<Option<PeerAuthenticationSpec>> {
     let mut levels: [Option<(&Object, PeerAuthenticationSpec)>; 3] = [None, None, None];
     for o in objects {
-        let spec: PeerAuthenticationSpec = match from_value(&o.spec, &o.origin, &o.describe()) {
+        let spec: PeerAuthenticationSpec = match from_value(o) {
             Ok(spec) => spec,
             Err(refusal) => {
                 refusals.push(refusal);

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -93,6 +94,213 @@ pub struct ReadObject {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub spec: Option<Value>,
+    pub source: Source,
+}
+
+/// The text an object was read from, to find the line of a field refused later.
+#[derive(Clone)]
+pub struct Source {
+    text: Arc<str>,
+    /// Its document in the text, from 0.
+    document: usize,
+    /// Its item in a List, from 0.
+    item: Option<usize>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source(document {}, item {:?})", self.document, self.item)
+    }
+}
+
+impl Source {
+    /// The line of the field at `path` (`spec.rules[0].to[0].operation.methds`): of its key,
+    /// or of its element in a sequence. `None` if the path is not in the text.
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        let mut target = parse_path(path)?;
+        if let Some(j) = self.item {
+            target.splice(0..0, [Segment::Key("items".into()), Segment::Index(j)]);
+        }
+        let doc = serde_yaml::Deserializer::from_str(&self.text).nth(self.document)?;
+        let err = Locate { at: Vec::new(), target: &target }.deserialize(doc).err()?;
+        err.to_string().contains(FOUND).then(|| err.location().map(|l| l.line())).flatten()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// serde_path_to_error's path: keys joined by `.`, indexes as `[i]`.
+fn parse_path(path: &str) -> Option<Vec<Segment>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_once('[').map(|(k, r)| (k, Some(r))).unwrap_or((part, None));
+        if !key.is_empty() {
+            out.push(Segment::Key(key.to_string()));
+        }
+        while let Some(r) = rest {
+            let (index, after) = r.split_once(']')?;
+            out.push(Segment::Index(index.parse().ok()?));
+            rest = after.strip_prefix('[');
+            if rest.is_none() && !after.is_empty() {
+                return None;
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+const FOUND: &str = "xnat-guard: found";
+
+/// Fails, while reading the key or element at `target`, so that the error carries its line.
+struct Locate<'t> {
+    at: Vec<Segment>,
+    target: &'t [Segment],
+}
+
+impl<'de> DeserializeSeed<'de> for Locate<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.at.as_slice() == self.target {
+            return d.deserialize_any(Found);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Locate<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            let mut at = self.at.clone();
+            at.push(Segment::Index(i));
+            if self.target.starts_with(&at) {
+                if seq.next_element_seed(Locate { at, target: self.target })?.is_none() {
+                    return Ok(());
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(LocateKey { at: &self.at, target: self.target })? {
+            let mut at = self.at.clone();
+            at.push(Segment::Key(key));
+            if self.target.starts_with(&at) {
+                map.next_value_seed(Locate { at, target: self.target })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key, failing if it is the target.
+struct LocateKey<'a, 't> {
+    at: &'a [Segment],
+    target: &'t [Segment],
+}
+
+impl<'de> DeserializeSeed<'de> for LocateKey<'_, '_> {
+    type Value = String;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LocateKey<'_, '_> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        let mut at = self.at.to_vec();
+        at.push(Segment::Key(v.to_string()));
+        if at.as_slice() == self.target {
+            return Err(E::custom(FOUND));
+        }
+        Ok(v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        self.visit_str(&v.to_string())
+    }
+}
+
+/// Fails on any value.
+struct Found;
+
+impl<'de> Visitor<'de> for Found {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(FOUND))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(FOUND))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(FOUND))
+    }
 }
 
 /// Expands directories into their .yaml, .yml and .json files, in name order (not recursive,
@@ -198,6 +406,7 @@ pub fn read_text(text: &str, source: &str, refusals: &mut Vec<Refusal>) -> Vec<R
     }
     // Second pass: the fields Kubernetes knows, at the top level and in metadata.
     let lines = document_lines(text);
+    let shared: Arc<str> = Arc::from(text);
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate().take(strict.len()) {
         let origin = format!("{source} (document {})", i + 1);
         match strict.get(i) {
@@ -206,7 +415,8 @@ pub fn read_text(text: &str, source: &str, refusals: &mut Vec<Refusal>) -> Vec<R
         }
         match serde_path_to_error::deserialize::<_, Document>(doc) {
             Ok(document) => {
-                let place = Place { text, lines: Some(lines.get(i).copied().unwrap_or((1, 1))) };
+                let source = Source { text: shared.clone(), document: i, item: None };
+                let place = Place { text, lines: Some(lines.get(i).copied().unwrap_or((1, 1))), source };
                 check_document(document, &origin, place, &mut out, refusals)
             }
             Err(e) => refusals.push(yaml_refusal(&origin, &e)),
@@ -299,11 +509,12 @@ fn key_line(text: &str, lines: Option<(usize, usize)>, path: &str) -> Option<usi
 }
 
 /// Where a document is, for the refusals that serde does not place.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Place<'a> {
     text: &'a str,
     /// The document's lines; `None` for a List's items.
     lines: Option<(usize, usize)>,
+    source: Source,
 }
 
 fn check_document(
@@ -342,7 +553,8 @@ fn check_document(
         }
         for (j, item) in document.items.unwrap_or_default().into_iter().enumerate() {
             let origin = format!("{} item {})", origin.trim_end_matches(')'), j + 1);
-            check_document(item, &origin, Place { text: place.text, lines: None }, out, refusals);
+            let source = Source { item: Some(j), ..place.source.clone() };
+            check_document(item, &origin, Place { text: place.text, lines: None, source }, out, refusals);
         }
         return;
     }
@@ -390,6 +602,7 @@ fn check_document(
         labels: metadata.labels.unwrap_or_default(),
         annotations: metadata.annotations.unwrap_or_default(),
         spec: document.spec.map(|s| s.0),
+        source: place.source,
     });
 }
 

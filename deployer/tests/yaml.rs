@@ -194,7 +194,10 @@ fn every_refused_policy_is_reported_in_one_run() {
     for i in 0..6 {
         assert!(stderr.contains(&format!("AuthorizationPolicy xnat/jwt-{i} (")), "jwt-{i}: {stderr}");
     }
-    assert!(stderr.contains("requestPrincipals"), "{stderr}");
+    assert!(
+        stderr.contains("jwt.yaml (document 6)), line 60: spec.rules[0].from[0].source.requestPrincipals: "),
+        "{stderr}"
+    );
 }
 
 // 6. Files that cannot be read
@@ -305,5 +308,24 @@ fn a_document_that_is_not_a_mapping_is_not_a_kubernetes_object() {
     assert_eq!(
         refusals[0].to_string(),
         "methods.yaml (document 1), line 1: not a Kubernetes object: a document is a mapping of apiVersion, kind, metadata and spec"
+    );
+}
+
+#[test]
+fn a_field_refused_inside_spec_names_its_line_too() {
+    let (status, _, stderr) =
+        deployer(&["check", "--policy", &fixture("spec-slips.yaml").display().to_string(), "--plaintext"]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(stderr.contains("2 documents were refused"), "{stderr}");
+    assert!(
+        stderr.contains("AuthorizationPolicy xnat/xnat-read (")
+            && stderr.contains(
+                "spec-slips.yaml (document 1)), line 14: spec.rules[0].to[0].operation.methds: unknown field `methds`"
+            ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec-slips.yaml (document 2)), line 26: spec.mtls.mode: unknown variant `STRIKT`"),
+        "{stderr}"
     );
 }

@@ -282,6 +282,7 @@ fn generated_object(kind: Kind, name: &str, namespace: &str, spec: Value, origin
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         spec,
+        source: None,
     }
 }
 
