@@ -409,13 +409,17 @@ pub fn read_text(text: &str, source: &str, refusals: &mut Vec<Refusal>) -> Vec<R
     let shared: Arc<str> = Arc::from(text);
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate().take(strict.len()) {
         let origin = format!("{source} (document {})", i + 1);
-        match strict.get(i) {
+        let value = match strict.get(i) {
             Some(Some(Value::Null)) | Some(None) | None => continue, // empty, or already refused
-            Some(Some(_)) => {}
+            Some(Some(value)) => value,
+        };
+        let source = Source { text: shared.clone(), document: i, item: None };
+        if let Some(other) = other_api_object(value, &origin, &source) {
+            out.push(other);
+            continue;
         }
         match serde_path_to_error::deserialize::<_, Document>(doc) {
             Ok(document) => {
-                let source = Source { text: shared.clone(), document: i, item: None };
                 let place = Place { text, lines: Some(lines.get(i).copied().unwrap_or((1, 1))), source };
                 check_document(document, &origin, place, &mut out, refusals)
             }
@@ -423,6 +427,37 @@ pub fn read_text(text: &str, source: &str, refusals: &mut Vec<Refusal>) -> Vec<R
         }
     }
     out
+}
+
+/// An object of another API (a Service, a ConfigMap beside the policies): its fields are its
+/// API's business, so it is read as it is, for the command to note or refuse.
+fn other_api_object(value: &Value, origin: &str, source: &Source) -> Option<ReadObject> {
+    let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+    let kind = str_at(value, "kind")?;
+    let api_version = str_at(value, "apiVersion")?;
+    let ours = kind == "List" || ACCEPTED.iter().any(|(k, _)| *k == kind) || closest_kind(&kind).is_some();
+    if ours || api_version.contains("istio.io") {
+        return None;
+    }
+    let metadata = value.get("metadata").cloned().unwrap_or(Value::Null);
+    let name = str_at(&metadata, "name")?;
+    let map = |key: &str| -> BTreeMap<String, String> {
+        metadata
+            .get(key)
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default()
+    };
+    Some(ReadObject {
+        origin: origin.to_string(),
+        name,
+        namespace: str_at(&metadata, "namespace"),
+        labels: map("labels"),
+        annotations: map("annotations"),
+        spec: value.get("spec").cloned(),
+        source: source.clone(),
+        kind,
+    })
 }
 
 /// A line holding `{{` outside a comment.

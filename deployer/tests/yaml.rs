@@ -136,9 +136,11 @@ fn every_api_version_istio_serves_is_accepted() {
 fn kinds_of_other_apis_are_still_read_and_left_to_the_command() {
     let mut refusals = Vec::new();
     let text = "apiVersion: v1\nkind: Service\nmetadata: {name: xnat-xnat-web, namespace: xnat}\nspec: {ports: [{port: 80}]}\n";
-    let objects = deployer::yaml::read_text(text, "svc.yaml", &mut refusals);
+    let text = format!("{text}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: xnat-config}}\ndata: {{a: b}}\n");
+    let objects = deployer::yaml::read_text(&text, "svc.yaml", &mut refusals);
     assert!(refusals.is_empty(), "{refusals:?}");
-    assert_eq!(objects[0].kind, "Service");
+    let kinds: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["Service", "ConfigMap"]);
 }
 
 // 4. Lists, directories, Helm templates
