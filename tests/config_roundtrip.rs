@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use xnat_guard_policy::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
-    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
-    RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding, WorkloadSelector,
+    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PeerTrustDomains, PluginConfig,
+    PolicyEntry, RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding, WorkloadSelector,
 };
 use xnat_guard_policy::parse_json;
 
@@ -125,6 +125,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
             prop::sample::select(vec![SpringPrefixes::ServletPrefixes, SpringPrefixes::Exact]),
             prop::sample::select(vec![SpringSuffixes::Registered, SpringSuffixes::Exact]),
         ),
+        prop::sample::select(vec![PeerTrustDomains::Mesh, PeerTrustDomains::Any]),
     )
         .prop_map(
             |(
@@ -143,6 +144,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     spring_prefixes,
                     spring_suffixes,
                 ),
+                peer_trust_domains,
             )| {
                 PluginConfig {
                     trust_domain,
@@ -158,6 +160,7 @@ fn plugin_config() -> impl Strategy<Value = PluginConfig> {
                     restlet_routing,
                     spring_prefixes,
                     spring_suffixes,
+                    peer_trust_domains,
                 }
             },
         )

@@ -3,8 +3,8 @@
 
 use crate::config::{
     default_path_aliases, Action, AuthorizationPolicySpec, Condition, HeadMethod, MethodOverride, MtlsMode, Operation,
-    OverrideHeaderNames, PathNormalization, PeerAuthenticationSpec, PluginConfig, RestletRouting, Rule, Source,
-    SpringPrefixes, SpringSuffixes,
+    OverrideHeaderNames, PathNormalization, PeerAuthenticationSpec, PeerTrustDomains, PluginConfig, RestletRouting,
+    Rule, Source, SpringPrefixes, SpringSuffixes,
 };
 use crate::error::{refuse, Result};
 use crate::model::{
@@ -42,6 +42,8 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         restlet_starts_with: config.restlet_routing == RestletRouting::StartsWith,
         spring_prefixes: config.spring_prefixes == SpringPrefixes::ServletPrefixes,
         spring_suffixes: config.spring_suffixes == SpringSuffixes::Registered,
+        mesh_only: config.peer_trust_domains == PeerTrustDomains::Mesh,
+        mesh_scoped: false,
         no_index,
     };
     let trust_domains = trust_domains(config)?;
@@ -135,6 +137,8 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         methods: MethodTable::new(&compiler.methods),
         header_names: compiler.headers.into_iter().map(String::into_boxed_str).collect(),
         needs: compiler.needs,
+        trust_domains: trust_domains.iter().map(|t| t.as_bytes().into()).collect(),
+        mesh_scoped: compiler.mesh_scoped,
     })
 }
 
@@ -232,6 +236,11 @@ struct Compiler {
     /// `springSuffixes: REGISTERED`: a widened Spring path also matches with a trailing `/`
     /// and with the registered extensions.
     spring_suffixes: bool,
+    /// `peerTrustDomains: MESH`: a namespace or service account that grants access when it
+    /// matches matches only a peer of the mesh's trust domains.
+    mesh_only: bool,
+    /// Some rule has such a matcher.
+    mesh_scoped: bool,
     no_index: bool,
 }
 
@@ -439,11 +448,25 @@ impl Compiler {
         self.pair(&mut out, path, [("principals", &s.principals), ("notPrincipals", &s.not_principals)], |_, v, p| {
             Ok(Matcher::Principal(principals(v, p, ctx)?))
         })?;
-        self.pair(&mut out, path, [("namespaces", &s.namespaces), ("notNamespaces", &s.not_namespaces)], |_, v, p| {
-            Ok(Matcher::Namespace(patterns(v, p, nonempty, false)?))
-        })?;
-        let accounts = [("serviceAccounts", &s.service_accounts), ("notServiceAccounts", &s.not_service_accounts)];
-        self.pair(&mut out, path, accounts, |_, v, p| Ok(Matcher::ServiceAccount(service_accounts(v, p, ctx)?)))?;
+        for (negate, field, values) in
+            [(false, "namespaces", &s.namespaces), (true, "notNamespaces", &s.not_namespaces)]
+        {
+            if !values.is_empty() {
+                let p = patterns(values, &format!("{path}.{field}"), nonempty, false)?;
+                let matcher = if self.scoped(negate) { Matcher::MeshNamespace(p) } else { Matcher::Namespace(p) };
+                self.push(&mut out, negate, matcher);
+            }
+        }
+        let accounts =
+            [(false, "serviceAccounts", &s.service_accounts), (true, "notServiceAccounts", &s.not_service_accounts)];
+        for (negate, field, values) in accounts {
+            if !values.is_empty() {
+                let a = service_accounts(values, &format!("{path}.{field}"), ctx)?;
+                let matcher =
+                    if self.scoped(negate) { Matcher::MeshServiceAccount(a) } else { Matcher::ServiceAccount(a) };
+                self.push(&mut out, negate, matcher);
+            }
+        }
         let domains = [("trustDomains", &s.trust_domains), ("notTrustDomains", &s.not_trust_domains)];
         self.pair(&mut out, path, domains, |_, v, p| Ok(Matcher::TrustDomain(patterns(v, p, nonempty, false)?)))?;
         self.pair(&mut out, path, [("ipBlocks", &s.ip_blocks), ("notIpBlocks", &s.not_ip_blocks)], |_, v, p| {
@@ -530,7 +553,14 @@ impl Compiler {
                 "source.ip" => Matcher::SourceIp(cidrs(values, &vpath)?),
                 "remote.ip" => Matcher::RemoteIp(cidrs(values, &vpath)?),
                 "destination.ip" => Matcher::DestinationIp(cidrs(values, &vpath)?),
-                "source.namespace" => Matcher::Namespace(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
+                "source.namespace" => {
+                    let p = patterns(values, &vpath, Wildcard::NonEmpty, false)?;
+                    if self.scoped(negate) {
+                        Matcher::MeshNamespace(p)
+                    } else {
+                        Matcher::Namespace(p)
+                    }
+                }
                 "source.principal" => Matcher::Principal(principals(values, &vpath, ctx)?),
                 "destination.port" => Matcher::Port(ports(values, &vpath)?),
                 "connection.sni" => Matcher::Sni(patterns(values, &vpath, Wildcard::NonEmpty, false)?),
@@ -579,10 +609,38 @@ impl Compiler {
         Ok(())
     }
 
+    /// Whether a namespace or service-account list on this side of the rule is read in the
+    /// mesh's trust domains only. Widen what denies, never what allows: the scoped match is
+    /// the narrower one, so it is taken where the field's match grants access, and Istio's
+    /// any-domain match stays where it takes access away. For a peer in namespace `x`
+    /// (service accounts alike), with `peerTrustDomains: MESH`:
+    ///
+    /// | rule                        | matcher  | mesh or alias peer | foreign peer | Istio, foreign |
+    /// |-----------------------------|----------|--------------------|--------------|----------------|
+    /// | ALLOW `namespaces: [x]`     | mesh     | allowed            | **denied**   | allowed        |
+    /// | ALLOW `notNamespaces: [x]`  | any      | denied             | denied       | denied         |
+    /// | DENY `namespaces: [x]`      | any      | denied             | denied       | denied         |
+    /// | DENY `notNamespaces: [x]`   | mesh     | allowed            | **denied**   | allowed        |
+    ///
+    /// A peer in another namespace `y` is decided as in Istio by every row (ALLOW
+    /// `notNamespaces: [x]` still grants a foreign peer in `y`, as Istio does). AUDIT counts as
+    /// DENY and dry-run policies as their action; the `source.namespace` condition's `values`
+    /// and `notValues` follow the same rows. With `ANY` every row is Istio's.
+    fn scoped(&mut self, negate: bool) -> bool {
+        let scoped = self.mesh_only && self.denying == negate;
+        self.mesh_scoped |= scoped;
+        scoped
+    }
+
     fn push(&mut self, out: &mut Vec<Constraint>, negate: bool, matcher: Matcher) {
         let needs = &mut self.needs;
         match &matcher {
-            Matcher::Principal(_) | Matcher::Namespace(_) | Matcher::ServiceAccount(_) | Matcher::TrustDomain(_) => {
+            Matcher::Principal(_)
+            | Matcher::Namespace(_)
+            | Matcher::ServiceAccount(_)
+            | Matcher::MeshNamespace(_)
+            | Matcher::MeshServiceAccount(_)
+            | Matcher::TrustDomain(_) => {
                 needs.peer = true;
                 needs.identity = true;
             }

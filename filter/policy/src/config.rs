@@ -52,6 +52,10 @@ pub struct PluginConfig {
     /// Whether a Spring path takes in its trailing-slash and registered-extension forms.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "SpringSuffixes::is_default"))]
     pub spring_suffixes: SpringSuffixes,
+    /// Whether `namespaces` and `serviceAccounts` match a peer of any trust domain, or only of
+    /// the mesh's where a match grants access.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "PeerTrustDomains::is_default"))]
+    pub peer_trust_domains: PeerTrustDomains,
 }
 
 impl Default for PluginConfig {
@@ -70,6 +74,7 @@ impl Default for PluginConfig {
             restlet_routing: RestletRouting::default(),
             spring_prefixes: SpringPrefixes::default(),
             spring_suffixes: SpringSuffixes::default(),
+            peer_trust_domains: PeerTrustDomains::default(),
         }
     }
 }
@@ -78,7 +83,8 @@ impl PluginConfig {
     /// Turns off every widening of what denies to the request forms XNAT serves the same way:
     /// `headMethod`, `tunnelDecoding`, `overrideHeaderNames`, `restletRouting`,
     /// `springPrefixes` and `springSuffixes` take their exact values, Istio's matching.
-    /// `pathNormalization`, `pathAliases` and `methodOverride` stay as they are.
+    /// `pathNormalization`, `pathAliases` and `methodOverride` stay as they are, and so does
+    /// `peerTrustDomains`: it is about who the peer is, not about how XNAT dispatches a request.
     pub fn match_handlers_exactly(&mut self) {
         self.head_method = HeadMethod::Exact;
         self.tunnel_decoding = TunnelDecoding::None;
@@ -172,6 +178,30 @@ pub enum SpringSuffixes {
 impl SpringSuffixes {
     pub fn is_default(&self) -> bool {
         *self == SpringSuffixes::default()
+    }
+}
+
+/// Which trust domains a peer's `namespaces` and `serviceAccounts` (and the
+/// `source.namespace` condition) are read in. Istio matches `.*/ns/<ns>/.*`: a peer of any
+/// trust domain whose certificate chains to a trusted root, so in a multi-cluster or federated
+/// mesh another domain's workload in a namespace of the same name matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum PeerTrustDomains {
+    /// Where a match grants access (an ALLOW rule's `namespaces` and `serviceAccounts`, a DENY
+    /// or AUDIT rule's `notNamespaces` and `notServiceAccounts`, dry-run alike), only a peer
+    /// of `trustDomain` or one of `trustDomainAliases` matches. Where a match takes access
+    /// away (a DENY rule's `namespaces`, an ALLOW rule's `notNamespaces`) any domain matches.
+    #[default]
+    Mesh,
+    /// A peer of any trust domain matches (Istio's behaviour).
+    Any,
+}
+
+impl PeerTrustDomains {
+    pub fn is_default(&self) -> bool {
+        *self == PeerTrustDomains::default()
     }
 }
 

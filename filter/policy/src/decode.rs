@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use crate::config::{
     Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
-    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PluginConfig, PolicyEntry,
-    RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding, Unsupported, WorkloadSelector,
+    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PeerTrustDomains, PluginConfig,
+    PolicyEntry, RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding, Unsupported,
+    WorkloadSelector,
 };
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
@@ -231,6 +232,9 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         spring_suffixes: m.or_default("springSuffixes", |v, p| {
             variant(v, p, &[("REGISTERED", SpringSuffixes::Registered), ("EXACT", SpringSuffixes::Exact)])
         }),
+        peer_trust_domains: m.or_default("peerTrustDomains", |v, p| {
+            variant(v, p, &[("MESH", PeerTrustDomains::Mesh), ("ANY", PeerTrustDomains::Any)])
+        }),
     };
     m.finish(config)
 }
@@ -396,6 +400,7 @@ mod tests {
                 "pathNormalization": "NONE", "pathAliases": [{"from": "/a/", "to": "/b/"}],
                 "headMethod": "EXACT", "tunnelDecoding": "NONE", "overrideHeaderNames": "EXACT",
                 "restletRouting": "EXACT", "springPrefixes": "EXACT", "springSuffixes": "EXACT",
+                "peerTrustDomains": "ANY",
                 "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
                 "policies": [{"name": "p", "namespace": "xnat", "dryRun": true, "spec": {
                     "selector": {"matchLabels": {"app": "xnat"}}, "action": "DENY",
@@ -409,6 +414,7 @@ mod tests {
         assert_eq!(config.method_override, MethodOverride::Refuse);
         assert_eq!(config.path_normalization, PathNormalization::None);
         assert_eq!(config.path_aliases, Some(vec![PathAlias { from: "/a/".into(), to: "/b/".into() }]));
+        assert_eq!(config.peer_trust_domains, PeerTrustDomains::Any);
         let mut exact = config.clone();
         exact.match_handlers_exactly();
         assert_eq!(config, exact, "every handler-matching setting is read");

@@ -77,6 +77,9 @@ struct Facts<'a> {
     host: Option<&'a [u8]>,
     method_bits: u64,
     spiffe: Option<SpiffeId<'a>>,
+    /// The peer's trust domain is the mesh's or an alias (looked up only for a configuration
+    /// with mesh-scoped matchers).
+    in_mesh: bool,
 }
 
 impl Engine {
@@ -220,7 +223,9 @@ impl Engine {
         let spiffe = if self.needs.identity { req.peer.and_then(SpiffeId::parse) } else { None };
         // `Host: xnat.example.org.` names the same host as without the dot.
         let host = if self.needs.host { req.host.map(strip_trailing_dot) } else { None };
-        Facts { req, path, host, method_bits, spiffe }
+        let in_mesh =
+            self.mesh_scoped && spiffe.is_some_and(|id| self.trust_domains.iter().any(|t| **t == *id.trust_domain));
+        Facts { req, path, host, method_bits, spiffe, in_mesh }
     }
 }
 
@@ -293,6 +298,12 @@ fn check(matcher: &Matcher, facts: &Facts<'_>) -> Tri {
         }
         Matcher::ServiceAccount(accounts) => identity_part(facts, |id| {
             accounts.iter().any(|(ns, sa)| id.namespace == &ns[..] && id.service_account == &sa[..])
+        }),
+        Matcher::MeshNamespace(patterns) => {
+            identity_part(facts, |id| facts.in_mesh && patterns.iter().any(|p| p.matches(Some(id.namespace))))
+        }
+        Matcher::MeshServiceAccount(accounts) => identity_part(facts, |id| {
+            facts.in_mesh && accounts.iter().any(|(ns, sa)| id.namespace == &ns[..] && id.service_account == &sa[..])
         }),
         Matcher::TrustDomain(patterns) => {
             identity_part(facts, |id| patterns.iter().any(|p| p.matches(Some(id.trust_domain))))
@@ -656,5 +667,177 @@ mod tests {
         assert!(allowed(&template, "GET", "/xapi/users/bob/roles/admin", &[]), "a sibling");
         let restlet = engine("DENY", json!({"paths": ["/data/projects"]}), json!({"restletRouting": "EXACT"}));
         assert!(allowed(&restlet, "GET", "/data/projects.json", &[]), "Restlet's paths are not Spring's");
+    }
+
+    /// A configuration of one policy with one source (or a `when` condition), in a mesh of
+    /// `cluster.local` with the alias `old.local`.
+    fn sourced(action: &str, rule: Value, dry_run: bool, settings: &Value) -> crate::Engine {
+        let mut config = json!({"trustDomain": "cluster.local", "trustDomainAliases": ["old.local"],
+            "policies": [{"name": "p", "namespace": "reporting", "dryRun": dry_run,
+            "spec": {"action": action, "rules": [rule]}}]});
+        for (k, v) in settings.as_object().into_iter().flatten() {
+            config[k] = v.clone();
+        }
+        crate::from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}: {config}"))
+    }
+
+    fn decide(engine: &crate::Engine, peer: Option<&str>) -> crate::Decision {
+        engine.evaluate(&Request {
+            method: b"GET",
+            path: b"/data/projects",
+            peer: peer.map(str::as_bytes),
+            ..Default::default()
+        })
+    }
+
+    const MESH: &str = "spiffe://cluster.local/ns/reporting/sa/viewer";
+    const ALIAS: &str = "spiffe://old.local/ns/reporting/sa/viewer";
+    const FOREIGN: &str = "spiffe://other.example/ns/reporting/sa/viewer";
+    const FOREIGN_ELSEWHERE: &str = "spiffe://other.example/ns/other/sa/viewer";
+
+    #[test]
+    fn a_namespace_grants_access_only_to_the_meshs_trust_domains_and_never_takes_less_away() {
+        let any = json!({"peerTrustDomains": "ANY"});
+        let none = json!({});
+        let from = |source: Value| json!({"from": [{"source": source}]});
+        let ns = from(json!({"namespaces": ["reporting"]}));
+        let not_ns = from(json!({"notNamespaces": ["reporting"]}));
+        let sa = from(json!({"serviceAccounts": ["reporting/viewer"]}));
+        let not_sa = from(json!({"notServiceAccounts": ["reporting/viewer"]}));
+        let when = |field: &str| json!({"when": [{"key": "source.namespace", field: ["reporting"]}]});
+        let (when_values, when_not_values) = (when("values"), when("notValues"));
+        // (why, action, rule, settings, peer, allowed)
+        let cases = [
+            ("an ALLOW namespaces grants the mesh's own peer", "ALLOW", &ns, &none, MESH, true),
+            ("an ALLOW namespaces grants a peer of an alias domain", "ALLOW", &ns, &none, ALIAS, true),
+            (
+                "an ALLOW namespaces does not grant a foreign peer of that namespace",
+                "ALLOW",
+                &ns,
+                &none,
+                FOREIGN,
+                false,
+            ),
+            ("ANY: an ALLOW namespaces grants a foreign peer, as Istio", "ALLOW", &ns, &any, FOREIGN, true),
+            ("an ALLOW serviceAccounts grants the mesh's own peer", "ALLOW", &sa, &none, MESH, true),
+            ("an ALLOW serviceAccounts grants a peer of an alias domain", "ALLOW", &sa, &none, ALIAS, true),
+            (
+                "an ALLOW serviceAccounts does not grant a foreign peer of that account",
+                "ALLOW",
+                &sa,
+                &none,
+                FOREIGN,
+                false,
+            ),
+            ("ANY: an ALLOW serviceAccounts grants a foreign peer, as Istio", "ALLOW", &sa, &any, FOREIGN, true),
+            ("an ALLOW notNamespaces denies the mesh's own peer in it", "ALLOW", &not_ns, &none, MESH, false),
+            ("an ALLOW notNamespaces denies an alias peer in it", "ALLOW", &not_ns, &none, ALIAS, false),
+            (
+                "an ALLOW notNamespaces does not newly grant a foreign peer in it",
+                "ALLOW",
+                &not_ns,
+                &none,
+                FOREIGN,
+                false,
+            ),
+            (
+                "an ALLOW notNamespaces grants a foreign peer elsewhere, as Istio",
+                "ALLOW",
+                &not_ns,
+                &none,
+                FOREIGN_ELSEWHERE,
+                true,
+            ),
+            ("ANY: an ALLOW notNamespaces denies a foreign peer in it", "ALLOW", &not_ns, &any, FOREIGN, false),
+            (
+                "an ALLOW notServiceAccounts does not newly grant a foreign peer of it",
+                "ALLOW",
+                &not_sa,
+                &none,
+                FOREIGN,
+                false,
+            ),
+            ("an ALLOW notServiceAccounts denies the mesh's own peer of it", "ALLOW", &not_sa, &none, MESH, false),
+            ("a DENY namespaces denies the mesh's own peer", "DENY", &ns, &none, MESH, false),
+            ("a DENY namespaces denies an alias peer", "DENY", &ns, &none, ALIAS, false),
+            ("a DENY namespaces still denies a foreign peer of that namespace", "DENY", &ns, &none, FOREIGN, false),
+            ("ANY: a DENY namespaces denies a foreign peer", "DENY", &ns, &any, FOREIGN, false),
+            ("a DENY serviceAccounts still denies a foreign peer of that account", "DENY", &sa, &none, FOREIGN, false),
+            ("a DENY notNamespaces allows the mesh's own peer in it", "DENY", &not_ns, &none, MESH, true),
+            ("a DENY notNamespaces allows an alias peer in it", "DENY", &not_ns, &none, ALIAS, true),
+            ("a DENY notNamespaces denies a foreign peer of that namespace", "DENY", &not_ns, &none, FOREIGN, false),
+            ("a DENY notNamespaces denies a foreign peer elsewhere", "DENY", &not_ns, &none, FOREIGN_ELSEWHERE, false),
+            ("ANY: a DENY notNamespaces allows a foreign peer in it, as Istio", "DENY", &not_ns, &any, FOREIGN, true),
+            ("a DENY notServiceAccounts allows the mesh's own peer of it", "DENY", &not_sa, &none, MESH, true),
+            ("a DENY notServiceAccounts allows an alias peer of it", "DENY", &not_sa, &none, ALIAS, true),
+            ("a DENY notServiceAccounts denies a foreign peer of that account", "DENY", &not_sa, &none, FOREIGN, false),
+            ("ANY: a DENY notServiceAccounts allows a foreign peer, as Istio", "DENY", &not_sa, &any, FOREIGN, true),
+            ("an ALLOW on source.namespace grants the mesh's own peer", "ALLOW", &when_values, &none, MESH, true),
+            (
+                "an ALLOW on source.namespace does not grant a foreign peer",
+                "ALLOW",
+                &when_values,
+                &none,
+                FOREIGN,
+                false,
+            ),
+            (
+                "a DENY on source.namespace notValues denies a foreign peer",
+                "DENY",
+                &when_not_values,
+                &none,
+                FOREIGN,
+                false,
+            ),
+            ("a DENY on source.namespace notValues allows an alias peer", "DENY", &when_not_values, &none, ALIAS, true),
+            ("a DENY on source.namespace still denies a foreign peer", "DENY", &when_values, &none, FOREIGN, false),
+        ];
+        for (why, action, rule, settings, peer, want) in cases {
+            let engine = sourced(action, rule.clone(), false, settings);
+            assert_eq!(decide(&engine, Some(peer)).verdict.is_allowed(), want, "{why}: {peer}");
+        }
+    }
+
+    #[test]
+    fn a_plaintext_or_malformed_peer_is_decided_as_before_whatever_the_trust_domains() {
+        let ns = json!({"from": [{"source": {"namespaces": ["reporting"]}}]});
+        let not_ns = json!({"from": [{"source": {"notNamespaces": ["reporting"]}}]});
+        for settings in [json!({}), json!({"peerTrustDomains": "ANY"})] {
+            let allow = sourced("ALLOW", ns.clone(), false, &settings);
+            let deny = sourced("DENY", not_ns.clone(), false, &settings);
+            assert!(!decide(&allow, None).verdict.is_allowed(), "plaintext has no namespace: {settings}");
+            assert!(!decide(&deny, None).verdict.is_allowed(), "plaintext is in no namespace: {settings}");
+            let odd = Some("spiffe://cluster.local/ns/reporting");
+            assert!(!decide(&allow, odd).verdict.is_allowed(), "an unreadable identity grants nothing: {settings}");
+            assert!(!decide(&deny, odd).verdict.is_allowed(), "an unreadable identity is denied: {settings}");
+        }
+    }
+
+    #[test]
+    fn audit_and_dry_run_count_a_foreign_peer_as_the_enforced_policies_would() {
+        let not_ns = json!({"from": [{"source": {"notNamespaces": ["reporting"]}}]});
+        let ns = json!({"from": [{"source": {"namespaces": ["reporting"]}}]});
+        let none = json!({});
+        let audit = sourced("AUDIT", not_ns.clone(), false, &none);
+        assert!(decide(&audit, Some(FOREIGN)).audited, "an AUDIT notNamespaces audits a foreign peer");
+        assert!(!decide(&audit, Some(ALIAS)).audited);
+        let dry_deny = sourced("DENY", not_ns, true, &none);
+        assert!(decide(&dry_deny, Some(FOREIGN)).dry_run_denied, "a dry-run DENY notNamespaces counts a foreign peer");
+        assert!(!decide(&dry_deny, Some(MESH)).dry_run_denied);
+        let dry_allow = sourced("ALLOW", ns, true, &none);
+        assert!(decide(&dry_allow, Some(FOREIGN)).dry_run_denied, "a dry-run ALLOW namespaces would not grant it");
+        assert!(!decide(&dry_allow, Some(ALIAS)).dry_run_denied);
+    }
+
+    #[test]
+    fn an_indexed_allow_policy_grants_a_namespace_only_in_the_meshs_trust_domains() {
+        let rules: Vec<Value> =
+            (0..12).map(|i| json!({"from": [{"source": {"namespaces": [format!("ns{i}"), "reporting"]}}]})).collect();
+        let config = json!({"trustDomain": "cluster.local", "trustDomainAliases": ["old.local"],
+            "policies": [{"name": "p", "namespace": "reporting", "spec": {"action": "ALLOW", "rules": rules}}]});
+        let engine = crate::from_json(config.to_string().as_bytes()).expect("compiles");
+        assert!(decide(&engine, Some(MESH)).verdict.is_allowed());
+        assert!(decide(&engine, Some(ALIAS)).verdict.is_allowed());
+        assert!(!decide(&engine, Some(FOREIGN)).verdict.is_allowed());
     }
 }

@@ -65,7 +65,7 @@ fn key(rule: &CompiledRule, namespace_keys: bool) -> Option<Key<'_>> {
                         return Some(Key::Principal(v));
                     }
                 }
-                Matcher::Namespace(p) if namespace_keys => {
+                Matcher::Namespace(p) | Matcher::MeshNamespace(p) if namespace_keys => {
                     if let Some(v) = exacts(p) {
                         return Some(Key::Namespace(v));
                     }

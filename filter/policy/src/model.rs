@@ -31,6 +31,11 @@ pub struct Engine {
     /// Per entry of `header_names`: whether a request header whose name differs only by `_`
     /// for `-` counts as it (`overrideHeaderNames: UNDERSCORE_AS_DASH`).
     pub(crate) loose_headers: Box<[bool]>,
+    /// `trustDomain` and `trustDomainAliases`, for the [`Matcher::MeshNamespace`] and
+    /// [`Matcher::MeshServiceAccount`] matchers.
+    pub(crate) trust_domains: Box<[Box<[u8]>]>,
+    /// Whether any rule has such a matcher: only then is the peer's trust domain looked up.
+    pub(crate) mesh_scoped: bool,
 }
 
 impl Engine {
@@ -177,8 +182,13 @@ pub(crate) struct Constraint {
 pub(crate) enum Matcher {
     /// Patterns over the whole peer URI (`spiffe://` included).
     Principal(Box<[Pattern]>),
+    /// A peer of any trust domain (Istio's `.*/ns/<ns>/.*`).
     Namespace(Box<[Pattern]>),
     ServiceAccount(Box<[ServiceAccount]>),
+    /// The same, for a peer of the mesh's trust domains only (`peerTrustDomains: MESH`, on the
+    /// side of a rule where a match grants access; see `compile::scoped`).
+    MeshNamespace(Box<[Pattern]>),
+    MeshServiceAccount(Box<[ServiceAccount]>),
     TrustDomain(Box<[Pattern]>),
     SourceIp(Box<[Cidr]>),
     RemoteIp(Box<[Cidr]>),

@@ -40,7 +40,7 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         "[a-zA-Z0-9/*._:{}\\[\\]-]{0,12}".prop_map(Value::from),
         prop::sample::select(vec![
-            "GET", "POST", "*", "/data/*", "*/x", "/{**}/a", "8080", "ALLOW", "DENY", "AUDIT", "STRICT"
+            "GET", "POST", "*", "/data/*", "*/x", "/{**}/a", "8080", "ALLOW", "DENY", "AUDIT", "STRICT", "MESH", "ANY"
         ])
         .prop_map(Value::from),
     ]
@@ -84,6 +84,7 @@ fn config_json() -> impl Strategy<Value = Value> {
         "restletRouting",
         "springPrefixes",
         "springSuffixes",
+        "peerTrustDomains",
         "hosts",
         "ipBlocks",
         "dryRun",
@@ -151,6 +152,13 @@ proptest! {
                 {"name": "w", "namespace": "xnat", "spec": {"action": "DENY", "rules": [{"to": [{"operation": {
                     "methods": ["DELETE", "G*"],
                     "paths": ["/data/services/tokens/issue", "/data/projects/{*}", "/pages/siteConfig", "/xapi/users/{*}/roles"]}}]}]}},
+                // Scoped to the mesh's trust domains: a peer's trust domain is compared.
+                {"name": "t", "namespace": "xnat", "spec": {"action": "DENY", "rules": [
+                    {"from": [{"source": {"notNamespaces": ["xnat", "x*"]}}]},
+                    {"from": [{"source": {"notServiceAccounts": ["xnat/web"]}}], "when": [{"key": "source.namespace", "notValues": ["*"]}]}]}},
+                {"name": "m", "namespace": "xnat", "spec": {"rules": [
+                    {"from": [{"source": {"serviceAccounts": ["web"]}}]},
+                    {"from": [{"source": {"namespaces": ["*"]}}], "when": [{"key": "source.namespace", "values": ["xnat"]}]}]}},
                 {"name": "a", "namespace": "xnat", "spec": {"rules": [
                     {"from": [{"source": {"principals": ["cluster.local/ns/*"], "notNamespaces": ["bad"]}}],
                      "to": [{"operation": {"methods": ["GET", "POST"], "hosts": ["*.example.org"]}}],
