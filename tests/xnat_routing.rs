@@ -195,3 +195,60 @@ fn a_denied_xapi_handler_never_arrives_with_a_trailing_slash_or_extension() {
         ],
     );
 }
+
+/// A federated or multi-cluster mesh: every peer's certificate chains to the same trusted root,
+/// and a workload of another trust domain uses the namespace an ALLOW rule names. Two listener
+/// sets in one Envoy: the default (`peerTrustDomains: MESH`) and Istio's behaviour (`ANY`).
+#[test]
+fn a_peer_of_another_trust_domain_in_an_allowed_namespace_never_arrives() {
+    use deployer::local::envoy::{self, Envoy, Listener, ServerTls};
+    use deployer::local::pki::Pki;
+    use deployer::local::upstream::RecordingUpstream;
+    use harness::sides::Sides;
+    use harness::support;
+    use std::net::SocketAddr;
+
+    let config = |setting: &str| {
+        json!({
+            "trustDomain": "cluster.local", "trustDomainAliases": ["old.local"], "peerTrustDomains": setting,
+            "peerAuthentication": {"mtls": {"mode": "STRICT"}},
+            "policies": [{"name": "reporting-reads", "namespace": "xnat", "spec": {"rules": [
+                {"from": [{"source": {"namespaces": ["reporting"]}}], "to": [{"operation": {"methods": ["GET"]}}]}]}}]
+        })
+        .to_string()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(work.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
+    let mesh = pki.client("mesh", "spiffe://cluster.local/ns/reporting/sa/viewer").unwrap();
+    let alias = pki.client("alias", "spiffe://old.local/ns/reporting/sa/viewer").unwrap();
+    let foreign = pki.client("foreign", "spiffe://other.example/ns/reporting/sa/viewer").unwrap();
+    let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
+    let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let module = support::module();
+    let (mesh_ip, any_ip) = (support::loopback_for(&[PORT]), support::loopback_for(&[PORT]));
+    let listeners = [
+        Listener { address: mesh_ip, port: PORT, http_filters: vec![envoy::wasm_filter(&module, &config("MESH"))] },
+        Listener { address: any_ip, port: PORT, http_filters: vec![envoy::wasm_filter(&module, &config("ANY"))] },
+    ];
+    let envoy =
+        Envoy::start(&support::envoy_binary(), &envoy::bootstrap(&listeners, &tls, upstream.addr()), work.path())
+            .expect("Envoy starts");
+    let sides = Sides {
+        sides: vec![("mesh", mesh_ip), ("any", any_ip)],
+        ca_der: &pki.ca_der,
+        upstream: &upstream,
+        envoy: &envoy,
+    };
+    let request = RawRequest::get("/data/projects");
+    // (who, tag, identity, (status, arrived) under MESH, under ANY)
+    let cases = [
+        ("the mesh's own peer is served", "td-mesh", &mesh, (200, 1), (200, 1)),
+        ("a peer of an alias domain is served", "td-alias", &alias, (200, 1), (200, 1)),
+        ("a foreign peer of the namespace is refused and never arrives", "td-foreign", &foreign, (403, 0), (200, 1)),
+    ];
+    for (why, tag, identity, want_mesh, want_any) in cases {
+        let outcomes = sides.send(PORT, &request, Some(identity), tag);
+        assert_eq!((outcomes[0].0, outcomes[0].2), want_mesh, "MESH: {why}: {}", outcomes[0].1);
+        assert_eq!((outcomes[1].0, outcomes[1].2), want_any, "ANY (Istio's behaviour): {why}: {}", outcomes[1].1);
+    }
+}
