@@ -5,8 +5,9 @@
 //! upstream, except for requests whose path our normalisation reads differently (Tomcat's view,
 //! XNAT's aliases) and requests a DENY-side condition catches only because it is widened to
 //! the forms XNAT sends to the same handler (HEAD as GET, Restlet's prefix routing, Spring's
-//! servlet prefixes and suffixes): those are counted and reported separately, each with its
-//! reason.
+//! servlet prefixes and suffixes), and requests of a peer of another trust domain that a
+//! granting namespace no longer matches (`peerTrustDomains: MESH`): those are counted and
+//! reported separately, each with its reason.
 //!
 //! `make test` runs 50 policies and 2,000 requests; `XNAT_GUARD_DIFF_POLICIES`,
 //! `XNAT_GUARD_DIFF_REQUESTS` (per policy) and `XNAT_GUARD_DIFF_SEED` make longer or replayed
@@ -24,15 +25,18 @@ use harness::native_rbac;
 use harness::sides::Sides;
 use harness::support::Rng;
 use serde_json::{json, Value};
-use xnat_guard_policy::config::PluginConfig;
+use xnat_guard_policy::config::{PeerTrustDomains, PluginConfig};
 use xnat_guard_policy::{apply_aliases, tomcat_path, CompiledAlias, MAX_PATH};
 
 const PORTS: [u16; 2] = [8080, 8443];
-const IDENTITIES: [&str; 4] = [
+const IDENTITIES: [&str; 5] = [
     "spiffe://cluster.local/ns/xnat/sa/xnat-web",
     "spiffe://cluster.local/ns/xnat-ingest/sa/uploader",
     "spiffe://cluster.local/ns/reporting/sa/viewer",
     "spiffe://cluster.local/ns/other/sa/default",
+    // Another trust domain under the same root (a federated mesh), in a namespace the
+    // policies name.
+    "spiffe://other.example/ns/reporting/sa/viewer",
 ];
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
 const PRINCIPALS: [&str; 6] = [
@@ -191,9 +195,29 @@ fn exact_matching(config: &PluginConfig) -> PluginConfig {
     exact
 }
 
+/// The configuration with namespaces and service accounts matched in any trust domain.
+fn any_trust_domain(config: &PluginConfig) -> PluginConfig {
+    let mut any = config.clone();
+    any.peer_trust_domains = PeerTrustDomains::Any;
+    any
+}
+
 /// Whether our verdict for the probe changes when the widening of what denies is turned off,
 /// and the exact verdict is native RBAC's (`native_allowed`): then the difference is by design.
 fn widening_applies(config: &PluginConfig, p: &Probe, native_allowed: bool) -> bool {
+    differs_by_design(config, &exact_matching(config), p, native_allowed)
+}
+
+/// The same for the scoping of namespaces and service accounts to the mesh's trust domains
+/// (with the widening turned off too, where both apply to one request).
+fn scoping_applies(config: &PluginConfig, p: &Probe, native_allowed: bool) -> bool {
+    differs_by_design(config, &any_trust_domain(config), p, native_allowed)
+        || differs_by_design(config, &any_trust_domain(&exact_matching(config)), p, native_allowed)
+}
+
+/// Whether our verdict under `config` differs from the one under `istio` (settings with
+/// Istio's behaviour), and that one is native RBAC's.
+fn differs_by_design(config: &PluginConfig, istio: &PluginConfig, p: &Probe, native_allowed: bool) -> bool {
     let verdict = |config: &PluginConfig| {
         let engine = xnat_guard_policy::compile(config).expect("compiled once already");
         let teams: Vec<&[u8]> = p.teams.iter().map(|t| t.as_bytes()).collect();
@@ -209,7 +233,7 @@ fn widening_applies(config: &PluginConfig, p: &Probe, native_allowed: bool) -> b
         };
         engine.evaluate(&request).verdict.is_allowed()
     };
-    let exact = verdict(&exact_matching(config));
+    let exact = verdict(istio);
     verdict(config) != exact && exact == native_allowed
 }
 
@@ -234,7 +258,7 @@ fn random_policies_decide_like_native_rbac() {
     let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
 
     let (mut compared, mut allowed, mut denied) = (0usize, 0usize, 0usize);
-    let (mut disagreements, mut deliberate, mut widened) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut disagreements, mut deliberate, mut widened, mut scoped) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut tricky_agreeing = 0usize;
     let batch = 10;
     let mut made = 0;
@@ -309,6 +333,8 @@ fn random_policies_decide_like_native_rbac() {
                     deliberate.push(line());
                 } else if widening_applies(config, &p, outcomes[0].0 == 200) {
                     widened.push(line());
+                } else if scoping_applies(config, &p, outcomes[0].0 == 200) {
+                    scoped.push(line());
                 } else {
                     disagreements.push(line());
                 }
@@ -320,15 +346,24 @@ fn random_policies_decide_like_native_rbac() {
     println!(
         "compared {compared} requests over {made} policies: {allowed} allowed, {denied} refused by ours; \
          {} differ by design (normalised paths), {tricky_agreeing} normalised paths agreed anyway; \
-         {} differ by design (a denying condition widened to what XNAT serves the same way)",
+         {} differ by design (a denying condition widened to what XNAT serves the same way); \
+         {} differ by design (a granting namespace or service account scoped to the mesh's trust domains)",
         deliberate.len(),
-        widened.len()
+        widened.len(),
+        scoped.len()
     );
     for d in deliberate.iter().take(5) {
         println!("  by design (normalised path): {d}");
     }
     for d in widened.iter().take(5) {
         println!("  by design (widened denial): {d}");
+    }
+    for d in scoped.iter().take(5) {
+        println!("  by design (mesh trust domains): {d}");
+    }
+    // Only a peer of another trust domain is ever decided differently by the scoping.
+    for d in &scoped {
+        assert!(d.contains("spiffe://other.example/"), "scoping changed a mesh peer's verdict: {d}");
     }
     assert!(disagreements.is_empty(), "{} disagreement(s):\n{}", disagreements.len(), disagreements.join("\n"));
     assert!(made >= policies && compared >= policies * per_policy);
