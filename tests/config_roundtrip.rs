@@ -100,70 +100,45 @@ fn policy_entry() -> impl Strategy<Value = PolicyEntry> {
         })
 }
 
-fn plugin_config() -> impl Strategy<Value = PluginConfig> {
-    (
-        text(),
-        texts(),
-        prop::option::of(
-            (prop::option::of(selector()), prop::option::of(mtls()), prop::collection::btree_map(text(), mtls(), 0..3))
-                .prop_map(|(selector, mtls, port_level_mtls)| PeerAuthenticationSpec {
-                    selector,
-                    mtls,
-                    port_level_mtls,
-                }),
-        ),
-        prop::collection::vec(policy_entry(), 0..3),
-        prop::sample::select(vec![PathNormalization::Tomcat, PathNormalization::None]),
-        prop::option::of(prop::collection::vec((text(), text()).prop_map(|(from, to)| PathAlias { from, to }), 0..3)),
-        prop::sample::select(vec![MethodOverride::Judge, MethodOverride::Refuse, MethodOverride::Ignore]),
-        // The handler-matching settings, in one tuple: proptest's tuples stop at twelve.
-        (
-            prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
-            prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
-            prop::sample::select(vec![OverrideHeaderNames::UnderscoreAsDash, OverrideHeaderNames::Exact]),
-            prop::sample::select(vec![RestletRouting::StartsWith, RestletRouting::Exact]),
-            prop::sample::select(vec![SpringPrefixes::ServletPrefixes, SpringPrefixes::Exact]),
-            prop::sample::select(vec![SpringSuffixes::Registered, SpringSuffixes::Exact]),
-        ),
-        prop::sample::select(vec![PeerTrustDomains::Mesh, PeerTrustDomains::Any]),
-    )
-        .prop_map(
-            |(
-                trust_domain,
-                trust_domain_aliases,
-                peer_authentication,
-                policies,
-                path_normalization,
-                path_aliases,
-                method_override,
-                (
-                    head_method,
-                    tunnel_decoding,
-                    override_header_names,
-                    restlet_routing,
-                    spring_prefixes,
-                    spring_suffixes,
-                ),
-                peer_trust_domains,
-            )| {
-                PluginConfig {
-                    trust_domain,
-                    trust_domain_aliases,
-                    peer_authentication,
-                    policies,
-                    path_normalization,
-                    path_aliases,
-                    method_override,
-                    head_method,
-                    tunnel_decoding,
-                    override_header_names,
-                    restlet_routing,
-                    spring_prefixes,
-                    spring_suffixes,
-                    peer_trust_domains,
-                }
-            },
-        )
+fn peer_authentication() -> impl Strategy<Value = PeerAuthenticationSpec> {
+    (prop::option::of(selector()), prop::option::of(mtls()), prop::collection::btree_map(text(), mtls(), 0..3))
+        .prop_map(|(selector, mtls, port_level_mtls)| PeerAuthenticationSpec { selector, mtls, port_level_mtls })
+}
+
+prop_compose! {
+    // In two steps: proptest's tuples of strategies stop at twelve.
+    fn policies_and_paths()(
+        trust_domain in text(),
+        trust_domain_aliases in texts(),
+        peer_authentication in prop::option::of(peer_authentication()),
+        policies in prop::collection::vec(policy_entry(), 0..3),
+        path_normalization in prop::sample::select(vec![PathNormalization::Tomcat, PathNormalization::None]),
+        path_aliases in prop::option::of(prop::collection::vec((text(), text()).prop_map(|(from, to)| PathAlias { from, to }), 0..3)),
+        method_override in prop::sample::select(vec![MethodOverride::Judge, MethodOverride::Refuse, MethodOverride::Ignore]),
+    ) -> PluginConfig {
+        PluginConfig {
+            trust_domain, trust_domain_aliases, peer_authentication, policies, path_normalization, path_aliases,
+            method_override, ..PluginConfig::default()
+        }
+    }
+}
+
+prop_compose! {
+    fn plugin_config()(
+        base in policies_and_paths(),
+        head_method in prop::sample::select(vec![HeadMethod::AsGet, HeadMethod::Exact]),
+        tunnel_decoding in prop::sample::select(vec![TunnelDecoding::Url, TunnelDecoding::None]),
+        override_header_names in prop::sample::select(vec![OverrideHeaderNames::UnderscoreAsDash, OverrideHeaderNames::Exact]),
+        restlet_routing in prop::sample::select(vec![RestletRouting::StartsWith, RestletRouting::Exact]),
+        spring_prefixes in prop::sample::select(vec![SpringPrefixes::ServletPrefixes, SpringPrefixes::Exact]),
+        spring_suffixes in prop::sample::select(vec![SpringSuffixes::Registered, SpringSuffixes::Exact]),
+        peer_trust_domains in prop::sample::select(vec![PeerTrustDomains::Mesh, PeerTrustDomains::Any]),
+    ) -> PluginConfig {
+        PluginConfig {
+            head_method, tunnel_decoding, override_header_names, restlet_routing, spring_prefixes, spring_suffixes,
+            peer_trust_domains, ..base
+        }
+    }
 }
 
 proptest! {
