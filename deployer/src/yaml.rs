@@ -216,7 +216,17 @@ impl<'de> Visitor<'de> for Locate<'_> {
         }
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(LocateKey { at: &self.at, target: self.target })? {
+        // A key that is the target fails, so that the error carries its line.
+        let is_target = |key: &str| {
+            let mut at = self.at.clone();
+            at.push(Segment::Key(key.to_string()));
+            if at.as_slice() == self.target {
+                Err(FOUND.to_string())
+            } else {
+                Ok(())
+            }
+        };
+        while let Some(key) = map.next_key_seed(CheckedKey(is_target))? {
             let mut at = self.at.clone();
             at.push(Segment::Key(key));
             if self.target.starts_with(&at) {
@@ -229,30 +239,24 @@ impl<'de> Visitor<'de> for Locate<'_> {
     }
 }
 
-/// A key, failing if it is the target.
-struct LocateKey<'a, 't> {
-    at: &'a [Segment],
-    target: &'t [Segment],
-}
+/// A mapping key, read as text (YAML also takes booleans and numbers as keys), and refused
+/// when `.0` says why. It fails while the key itself is read, so the error carries its line.
+struct CheckedKey<F>(F);
 
-impl<'de> DeserializeSeed<'de> for LocateKey<'_, '_> {
+impl<'de, F: FnOnce(&str) -> Result<(), String>> DeserializeSeed<'de> for CheckedKey<F> {
     type Value = String;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for LocateKey<'_, '_> {
+impl<'de, F: FnOnce(&str) -> Result<(), String>> Visitor<'de> for CheckedKey<F> {
     type Value = String;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a mapping key")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        let mut at = self.at.to_vec();
-        at.push(Segment::Key(v.to_string()));
-        if at.as_slice() == self.target {
-            return Err(E::custom(FOUND));
-        }
+        (self.0)(v).map_err(E::custom)?;
         Ok(v.to_string())
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
@@ -264,6 +268,16 @@ impl<'de> Visitor<'de> for LocateKey<'_, '_> {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
         self.visit_str(&v.to_string())
     }
+}
+
+/// Refuses a key `seen` has already: kubectl refuses duplicate keys.
+fn given_once(seen: &BTreeSet<String>, key: &str) -> Result<(), String> {
+    if seen.contains(key) {
+        return Err(format!(
+            "key `{key}` is given twice; kubectl refuses a duplicate key (a reader would keep only one of them), keep one"
+        ));
+    }
+    Ok(())
 }
 
 /// Fails on any value.
@@ -783,48 +797,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         let mut seen = BTreeSet::new();
-        while let Some(key) = map.next_key_seed(KeySeed(&seen))? {
+        while let Some(key) = map.next_key_seed(CheckedKey(|key: &str| given_once(&seen, key)))? {
             let StrictValue(v) = map.next_value()?;
             seen.insert(key.clone());
             out.insert(key, v);
         }
         Ok(Value::Object(out))
-    }
-}
-
-/// A mapping key, refused if `.0` has it already. It fails while the key itself is read, so
-/// the error carries the line of the second one.
-struct KeySeed<'a>(&'a BTreeSet<String>);
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = String;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = String;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        if self.0.contains(v) {
-            return Err(E::custom(format_args!(
-                "key `{v}` is given twice; kubectl refuses a duplicate key (a reader would keep only one of them), keep one"
-            )));
-        }
-        Ok(v.to_string())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-        self.visit_str(&v.to_string())
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        self.visit_str(&v.to_string())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        self.visit_str(&v.to_string())
     }
 }
