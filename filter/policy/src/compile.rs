@@ -805,9 +805,8 @@ fn patterns(values: &[String], path: &str, wildcard: Wildcard, lower: bool) -> R
         .collect()
 }
 
-/// Istio principals, matched against the whole peer URI. With trust-domain aliases, a
-/// principal in any of the domains stands for the same workload in all of them (Istio's
-/// `trustDomainAliases` expansion).
+/// Istio principals, matched against the whole peer URI, after Istio's trust-domain rewrite
+/// ([`with_mesh_trust_domains`]).
 fn principals(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> Result<Box<[Pattern]>> {
     let mut out = Vec::new();
     for (i, value) in values.iter().enumerate() {
@@ -816,21 +815,7 @@ fn principals(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> Result<
             out.push(Pattern::NonEmpty);
             continue;
         }
-        let mut variants = vec![value.clone()];
-        if ctx.trust_domains.len() > 1 {
-            if let Some((td, rest)) = value.split_once("/ns/") {
-                let td_pattern = Pattern::parse(td, Wildcard::Present);
-                let in_set = ctx.trust_domains.iter().any(|t| td_pattern.matches(Some(t.as_bytes())));
-                if in_set {
-                    for t in ctx.trust_domains {
-                        if !td_pattern.matches(Some(t.as_bytes())) {
-                            variants.push(format!("{t}/ns/{rest}"));
-                        }
-                    }
-                }
-            }
-        }
-        for v in variants {
+        for v in with_mesh_trust_domains(value, ctx.trust_domains) {
             out.push(match Pattern::parse(&v, Wildcard::NonEmpty) {
                 Pattern::Exact(e) => Pattern::Exact(spiffe(&e)),
                 Pattern::Prefix(p) => Pattern::Prefix(spiffe(&p)),
@@ -840,6 +825,55 @@ fn principals(values: &[String], path: &str, ctx: &PolicyContext<'_>) -> Result<
         }
     }
     Ok(out.into())
+}
+
+/// Istio's `ReplaceTrustDomainAliases`, which every `source.principal` value goes through:
+/// a principal `<td>/ns/<ns>/sa/<sa>` (exactly five parts, `td` not `*`) whose domain is
+/// `cluster.local` ("this mesh", whatever its real trust domain) or matches one of the mesh's
+/// domains stands for that workload in each of them: `td` is replaced by each domain of the
+/// mesh, except one the written pattern already matches, which keeps the principal as written.
+/// Anything else is kept as written. `mesh` is the trust domain, then its aliases.
+fn with_mesh_trust_domains(principal: &str, mesh: &[String]) -> Vec<String> {
+    let parts: Vec<&str> = principal.split('/').collect();
+    let [td, rest @ ..] = parts.as_slice() else { return vec![principal.to_string()] };
+    if parts.len() != 5 || *td == "*" {
+        return vec![principal.to_string()];
+    }
+    let of_this_mesh = *td == "cluster.local" || mesh.iter().any(|m| either_matches(td, m));
+    if !of_this_mesh {
+        return vec![principal.to_string()];
+    }
+    let mut out: Vec<String> = Vec::new();
+    for domain in mesh {
+        let rewritten = if suffix_pattern_matches(domain, td) {
+            principal.to_string()
+        } else {
+            format!("{domain}/{}", rest.join("/"))
+        };
+        if !out.contains(&rewritten) {
+            out.push(rewritten);
+        }
+    }
+    out
+}
+
+/// Istio's trust-domain `stringMatch`: equal, or either side a `*`, `x*` or `*x` pattern that
+/// matches the other.
+fn either_matches(a: &str, b: &str) -> bool {
+    a == b
+        || b == "*"
+        || prefix_pattern_matches(a, b)
+        || prefix_pattern_matches(b, a)
+        || suffix_pattern_matches(a, b)
+        || suffix_pattern_matches(b, a)
+}
+
+fn prefix_pattern_matches(value: &str, pattern: &str) -> bool {
+    pattern.strip_suffix('*').is_some_and(|p| value.starts_with(p))
+}
+
+fn suffix_pattern_matches(value: &str, pattern: &str) -> bool {
+    pattern.strip_prefix('*').is_some_and(|p| value.ends_with(p))
 }
 
 fn spiffe(rest: &[u8]) -> Box<[u8]> {

@@ -343,6 +343,130 @@ fn trust_domain_aliases_expand_principals() {
     assert!(!GET.peer("spiffe://other-td/ns/xnat/sa/xnat-web").allowed(&policy));
 }
 
+/// Istio reads `cluster.local` in a principal as "this mesh's trust domain" and rewrites it,
+/// with every principal naming a domain of the mesh, to the trust domain and each alias
+/// (`ReplaceTrustDomainAliases`). Principals of exactly five `/` parts whose domain is not
+/// `*` are rewritten; others are kept as written.
+#[test]
+fn cluster_local_in_a_principal_means_the_meshs_own_trust_domain() {
+    let with = |trust_domain: &str, aliases: Value, principal: &str, not: bool| {
+        let field = if not { "notPrincipals" } else { "principals" };
+        compile(json!({
+            "trustDomain": trust_domain, "trustDomainAliases": aliases,
+            "policies": [{"name": "p", "namespace": "xnat", "spec": {"rules": [{"from": [{"source": {field: [principal]}}]}]}}]
+        }))
+    };
+    // (trust domain, aliases, principal in the policy, peer, allowed)
+    let cases: &[(&str, Value, &str, &str, bool)] = &[
+        // The runbook's principals in a mesh whose trust domain is not cluster.local.
+        (
+            "example.org",
+            json!([]),
+            "cluster.local/ns/xnat/sa/xnat-web",
+            "spiffe://example.org/ns/xnat/sa/xnat-web",
+            true,
+        ),
+        // ...and a cluster.local identity, from another mesh, no longer passes for it.
+        (
+            "example.org",
+            json!([]),
+            "cluster.local/ns/xnat/sa/xnat-web",
+            "spiffe://cluster.local/ns/xnat/sa/xnat-web",
+            false,
+        ),
+        ("new-td", json!(["old-td"]), "cluster.local/ns/xnat/sa/xnat-web", "spiffe://old-td/ns/xnat/sa/xnat-web", true),
+        (
+            "new-td",
+            json!(["old-td"]),
+            "cluster.local/ns/xnat/sa/xnat-web",
+            "spiffe://cluster.local/ns/xnat/sa/xnat-web",
+            false,
+        ),
+        // cluster.local as the mesh's domain or alias stays.
+        (
+            "cluster.local",
+            json!([]),
+            "cluster.local/ns/xnat/sa/xnat-web",
+            "spiffe://cluster.local/ns/xnat/sa/xnat-web",
+            true,
+        ),
+        (
+            "td1",
+            json!(["cluster.local"]),
+            "cluster.local/ns/xnat/sa/xnat-web",
+            "spiffe://td1/ns/xnat/sa/xnat-web",
+            true,
+        ),
+        (
+            "td1",
+            json!(["cluster.local"]),
+            "cluster.local/ns/xnat/sa/xnat-web",
+            "spiffe://cluster.local/ns/xnat/sa/xnat-web",
+            true,
+        ),
+        // A domain outside the mesh is kept as written, and not widened to the mesh's.
+        ("example.org", json!([]), "partner.org/ns/xnat/sa/xnat-web", "spiffe://partner.org/ns/xnat/sa/xnat-web", true),
+        (
+            "example.org",
+            json!([]),
+            "partner.org/ns/xnat/sa/xnat-web",
+            "spiffe://example.org/ns/xnat/sa/xnat-web",
+            false,
+        ),
+        // Not five parts: not an identity Istio rewrites, so it is kept as written.
+        (
+            "example.org",
+            json!([]),
+            "cluster.local/ns/xnat/sa/xnat-web/x",
+            "spiffe://example.org/ns/xnat/sa/xnat-web/x",
+            false,
+        ),
+        (
+            "example.org",
+            json!([]),
+            "cluster.local/ns/xnat/sa/xnat-web/x",
+            "spiffe://cluster.local/ns/xnat/sa/xnat-web/x",
+            true,
+        ),
+        // A `*` domain does not enforce a domain: kept.
+        ("example.org", json!([]), "*/ns/xnat/sa/xnat-web", "spiffe://cluster.local/ns/xnat/sa/xnat-web", true),
+        // A domain pattern that matches a mesh domain is kept for it, replaced for the others.
+        (
+            "new-td",
+            json!(["some-trustdomain"]),
+            "*-td/ns/xnat/sa/xnat-web",
+            "spiffe://some-trustdomain/ns/xnat/sa/xnat-web",
+            true,
+        ),
+        (
+            "new-td",
+            json!(["some-trustdomain"]),
+            "*-td/ns/xnat/sa/xnat-web",
+            "spiffe://other-td/ns/xnat/sa/xnat-web",
+            true,
+        ),
+    ];
+    for (td, aliases, principal, peer, allowed) in cases {
+        let policy = with(td, aliases.clone(), principal, false);
+        assert_eq!(
+            GET.peer(peer).allowed(&policy),
+            *allowed,
+            "trust domain {td} {aliases}: principals [{principal}] for peer {peer}"
+        );
+    }
+    // notPrincipals are rewritten the same way: in a DENY-free ALLOW rule, the mesh's own
+    // caller is now excluded, where the literal cluster.local would have let it through.
+    let not = with("example.org", json!([]), "cluster.local/ns/xnat/sa/xnat-web", true);
+    assert!(!GET.peer("spiffe://example.org/ns/xnat/sa/xnat-web").allowed(&not));
+    // `when: source.principal` reads the same attribute and is rewritten too.
+    let when = compile(json!({
+        "trustDomain": "example.org",
+        "policies": [{"name": "p", "namespace": "xnat", "spec": {"rules": [{"when": [{"key": "source.principal", "values": ["cluster.local/ns/xnat/sa/xnat-web"]}]}]}}]
+    }));
+    assert!(GET.peer("spiffe://example.org/ns/xnat/sa/xnat-web").allowed(&when));
+    assert!(!GET.peer("spiffe://cluster.local/ns/xnat/sa/xnat-web").allowed(&when));
+}
+
 #[test]
 fn the_runbook_policy_reads_only_the_method_and_the_mtls_flag() {
     let policy = compile(json!({
