@@ -6,6 +6,7 @@
 
 pub mod controllers;
 pub mod metrics;
+pub mod peer_authentication;
 pub mod pods;
 pub mod status;
 
