@@ -151,6 +151,11 @@ impl PolicyTarget {
                 namespaces.dedup();
                 match namespaces.as_slice() {
                     [one] => one.to_string(),
+                    // Only root-namespace policies: a selector there names a workload of the
+                    // root namespace (an ingress gateway in istio-system), so judge that one.
+                    [] if objects.iter().any(|o| o.is_policy() && o.selector().is_some_and(|s| !s.is_empty())) => {
+                        root_namespace.to_string()
+                    }
                     [] => "default".to_string(),
                     many => {
                         return Err(ResourceError::Workload(format!(
@@ -176,13 +181,30 @@ impl PolicyTarget {
         Ok(PolicyTarget { namespace, labels: inferred })
     }
 
-    fn selects(&self, o: &Object, root_namespace: &str) -> bool {
-        let in_scope = o.namespace == self.namespace || o.namespace == root_namespace;
-        in_scope && o.selector().unwrap_or_default().iter().all(|(k, v)| self.labels.get(k) == Some(v))
-    }
-
-    fn describe(&self) -> String {
-        format!("the workload in namespace {} with labels {{{}}}", self.namespace, self.labels_text())
+    /// Why Istio would not apply `o` (a policy) to these pods, or `None` if it would.
+    fn why_not_selected(&self, o: &Object, root_namespace: &str) -> Option<String> {
+        let selector = o.selector().unwrap_or_default();
+        if o.namespace != self.namespace && o.namespace != root_namespace {
+            return Some(format!(
+                "it is in namespace {}, and applies only there (the workload is in {}; mesh-wide policies live in {root_namespace})",
+                o.namespace, self.namespace
+            ));
+        }
+        if o.is(Kind::PEER_AUTHENTICATION) && o.namespace != self.namespace && !selector.is_empty() {
+            return Some(format!(
+                "a PeerAuthentication with a selector in the root namespace applies only to workloads in {root_namespace}"
+            ));
+        }
+        let missing: Vec<String> =
+            selector.iter().filter(|(k, v)| self.labels.get(*k) != Some(*v)).map(|(k, v)| format!("{k}={v}")).collect();
+        if missing.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "its selector needs {}, and the workload's labels are {{{}}} (name the workload with --label KEY=VALUE)",
+            missing.join(","),
+            self.labels_text()
+        ))
     }
 
     fn labels_text(&self) -> String {
@@ -197,6 +219,46 @@ impl std::fmt::Display for PolicyTarget {
     }
 }
 
+/// The mesh the policies belong to: Istio's root namespace, and the trust domain and aliases
+/// that `cluster.local` in a principal stands for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mesh {
+    pub root_namespace: String,
+    pub trust_domain: String,
+    pub trust_domain_aliases: Vec<String>,
+}
+
+impl Default for Mesh {
+    fn default() -> Mesh {
+        Mesh {
+            root_namespace: "istio-system".into(),
+            trust_domain: "cluster.local".into(),
+            trust_domain_aliases: vec![],
+        }
+    }
+}
+
+impl Mesh {
+    /// The plugin configuration's mesh fields, with nothing else set.
+    fn config(&self) -> PluginConfig {
+        PluginConfig {
+            trust_domain: self.trust_domain.clone(),
+            trust_domain_aliases: self.trust_domain_aliases.clone(),
+            ..PluginConfig::default()
+        }
+    }
+}
+
+/// Which PeerAuthentications set the workload's mTLS modes (their `describe()`), for saying
+/// which one decided a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MtlsOrigin {
+    /// The one whose `mtls.mode` applies (the most specific that is not UNSET).
+    pub mode_from: Option<String>,
+    /// The workload-level one, whose `portLevelMtls` applies.
+    pub ports_from: Option<String>,
+}
+
 /// The filter configuration for one workload, and what was done with each object.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -208,64 +270,70 @@ pub struct Selection {
     pub notes: Vec<String>,
     /// The notes that say an object replaced an earlier one (also in `notes`).
     pub replaced: Vec<String>,
+    /// The notes that say a policy does not apply to the workload, and why (also in `notes`).
+    pub skipped: Vec<String>,
+    pub mtls_origin: MtlsOrigin,
+}
+
+impl Selection {
+    /// The mTLS mode on `port`, and the PeerAuthentication it comes from, as the filter
+    /// resolves it (a port-level mode other than UNSET wins; else the workload's mode).
+    pub fn mtls_on_port(&self, port: u16) -> (MtlsMode, String) {
+        let Some(pa) = &self.config.peer_authentication else {
+            return (MtlsMode::Permissive, "no PeerAuthentication applies".into());
+        };
+        if let Some(level) = pa.port_level_mtls.get(&port.to_string()).filter(|l| l.mode != MtlsMode::Unset) {
+            let from = self.mtls_origin.ports_from.clone().unwrap_or_default();
+            return (level.mode, format!("{from}, portLevelMtls {port}"));
+        }
+        let mode = pa.mtls.map(|m| m.mode).unwrap_or(MtlsMode::Permissive);
+        let from = match &self.mtls_origin.mode_from {
+            Some(from) => from.clone(),
+            None => "every PeerAuthentication that applies is UNSET: PERMISSIVE".into(),
+        };
+        (mode, from)
+    }
 }
 
 /// Selects the objects that apply to `target`, builds the plugin configuration and compiles
 /// it, so that a policy the filter would refuse is refused here, naming its file.
-pub fn select(
-    objects: &[Object],
-    target: &PolicyTarget,
-    root_namespace: &str,
-    trust_domain: &str,
-) -> Result<(Selection, Engine)> {
-    let mut config = PluginConfig { trust_domain: trust_domain.to_string(), ..PluginConfig::default() };
+pub fn select(objects: &[Object], target: &PolicyTarget, mesh: &Mesh) -> Result<(Selection, Engine)> {
+    let mut config = mesh.config();
     let mut origins = Vec::new();
     let mut notes = Vec::new();
-    let mut peer_auths: Vec<&Object> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut peer_auths: Vec<(&Object, PeerAuthenticationSpec)> = Vec::new();
     let mut refusals = Vec::new();
     for o in objects {
-        if o.is_policy() && !target.selects(o, root_namespace) {
-            notes.push(format!("skipped {} from {}: it does not select {}", o.describe(), o.origin, target.describe()));
-        } else if o.is(Kind::AUTHORIZATION_POLICY) {
-            let spec: AuthorizationPolicySpec = match from_value(o) {
+        // Every policy is read and validated, whether or not it applies: a file that Istio
+        // would refuse is refused here too, not passed over because it selects another workload.
+        if o.is(Kind::AUTHORIZATION_POLICY) {
+            let entry = match read_authorization_policy(o, mesh) {
+                Ok(entry) => entry,
+                Err(refusal) => {
+                    refusals.push(refusal);
+                    continue;
+                }
+            };
+            if let Some(why) = target.why_not_selected(o, &mesh.root_namespace) {
+                skipped.push(format!("skipped {} ({}): {why}", o.describe(), o.origin));
+                continue;
+            }
+            config.policies.push(entry);
+            origins.push(format!("{} ({})", o.describe(), o.origin));
+        } else if o.is(Kind::PEER_AUTHENTICATION) {
+            let spec = match read_peer_authentication(o, mesh) {
                 Ok(spec) => spec,
                 Err(refusal) => {
                     refusals.push(refusal);
                     continue;
                 }
             };
-            let dry_run = match o.annotations.get("istio.io/dry-run").map(String::as_str) {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    refusals.push(refusal(
-                        o,
-                        Some("metadata.annotations"),
-                        &format!("annotation istio.io/dry-run must be \"true\" or \"false\", not {other:?}"),
-                    ));
-                    continue;
-                }
-            };
-            // Compiled alone too, so that every refused policy is reported, not only the first.
-            let alone = PluginConfig {
-                trust_domain: trust_domain.to_string(),
-                policies: vec![PolicyEntry {
-                    name: o.name.clone(),
-                    namespace: o.namespace.clone(),
-                    dry_run,
-                    spec: spec.clone(),
-                }],
-                ..PluginConfig::default()
-            };
-            if let Err(e) = compile(&alone) {
-                let path = e.path.strip_prefix("policies[0].").unwrap_or(&e.path).to_string();
-                refusals.push(refusal(o, Some(&path), &e.message));
+            if let Some(why) = target.why_not_selected(o, &mesh.root_namespace) {
+                skipped.push(format!("skipped {} ({}): {why}", o.describe(), o.origin));
                 continue;
             }
-            config.policies.push(PolicyEntry { name: o.name.clone(), namespace: o.namespace.clone(), dry_run, spec });
-            origins.push(format!("{} ({})", o.describe(), o.origin));
-        } else if o.is(Kind::PEER_AUTHENTICATION) {
-            peer_auths.push(o);
+            peer_auths.push((o, spec));
         } else if o.is(Kind::DESTINATION_RULE) {
             notes.push(format!(
                 "ignored {} from {}: it sets the client side's TLS; the filter enforces the server side (PeerAuthentication)",
@@ -276,12 +344,13 @@ pub fn select(
             notes.push(format!("ignored {} from {}: not a policy the filter enforces", o.describe(), o.origin));
         }
     }
-    let peer_authentication =
-        effective_peer_authentication(&peer_auths, target, root_namespace, &mut notes, &mut refusals);
     if !refusals.is_empty() {
         return Err(ResourceError::Refused(Refusals(refusals)));
     }
-    config.peer_authentication = peer_authentication?;
+    let (peer_authentication, mtls_origin) =
+        effective_peer_authentication(&peer_auths, target, &mesh.root_namespace, &mut notes)?;
+    config.peer_authentication = peer_authentication;
+    notes.extend(skipped.iter().cloned());
     let policy = compile(&config).map_err(|e| {
         let origin = e
             .path
@@ -295,7 +364,50 @@ pub fn select(
             None => ResourceError::Invalid { origin: Kind::PEER_AUTHENTICATION.kind.into(), message: e.to_string() },
         }
     })?;
-    Ok((Selection { config, origins, notes, replaced: Vec::new() }, policy))
+    Ok((Selection { config, origins, notes, replaced: Vec::new(), skipped, mtls_origin }, policy))
+}
+
+/// One AuthorizationPolicy as the filter's configuration entry, compiled alone so that every
+/// refused policy is reported, not only the first.
+fn read_authorization_policy(o: &Object, mesh: &Mesh) -> Result<PolicyEntry, Refusal> {
+    let spec: AuthorizationPolicySpec = from_value(o)?;
+    let dry_run = match o.annotations.get("istio.io/dry-run").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(refusal(
+                o,
+                Some("metadata.annotations"),
+                &format!("annotation istio.io/dry-run must be \"true\" or \"false\", not {other:?}"),
+            ))
+        }
+    };
+    let entry = PolicyEntry { name: o.name.clone(), namespace: o.namespace.clone(), dry_run, spec };
+    let alone = PluginConfig { policies: vec![entry.clone()], ..mesh.config() };
+    if let Err(e) = compile(&alone) {
+        let path = e.path.strip_prefix("policies[0].").unwrap_or(&e.path).to_string();
+        return Err(refusal(o, Some(&path), &e.message));
+    }
+    Ok(entry)
+}
+
+/// One PeerAuthentication, checked as Istio checks it and as the filter compiles it.
+fn read_peer_authentication(o: &Object, mesh: &Mesh) -> Result<PeerAuthenticationSpec, Refusal> {
+    let spec: PeerAuthenticationSpec = from_value(o)?;
+    let has_selector = o.selector().is_some_and(|s| !s.is_empty());
+    if !spec.port_level_mtls.is_empty() && !has_selector {
+        return Err(refusal(
+            o,
+            Some("spec.portLevelMtls"),
+            "portLevelMtls needs a selector (Istio refuses it on namespace- and mesh-wide policies)",
+        ));
+    }
+    let alone = PluginConfig { peer_authentication: Some(spec.clone()), ..mesh.config() };
+    if let Err(e) = compile(&alone) {
+        let path = e.path.strip_prefix("peerAuthentication.").map(|p| format!("spec.{p}"));
+        return Err(refusal(o, path.as_deref(), &e.message));
+    }
+    Ok(spec)
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(o: &Object) -> Result<T, Refusal> {
@@ -321,21 +433,13 @@ fn invalid(o: &Object, message: &str) -> ResourceError {
 /// namespace); UNSET inherits from the next level; port-level settings come from the
 /// workload-level policy only.
 fn effective_peer_authentication(
-    objects: &[&Object],
+    objects: &[(&Object, PeerAuthenticationSpec)],
     target: &PolicyTarget,
     root: &str,
     notes: &mut Vec<String>,
-    refusals: &mut Vec<Refusal>,
-) -> Result<Option<PeerAuthenticationSpec>> {
-    let mut levels: [Option<(&Object, PeerAuthenticationSpec)>; 3] = [None, None, None];
-    for o in objects {
-        let spec: PeerAuthenticationSpec = match from_value(o) {
-            Ok(spec) => spec,
-            Err(refusal) => {
-                refusals.push(refusal);
-                continue;
-            }
-        };
+) -> Result<(Option<PeerAuthenticationSpec>, MtlsOrigin)> {
+    let mut levels: [Option<(&Object, &PeerAuthenticationSpec)>; 3] = [None, None, None];
+    for (o, spec) in objects {
         let has_selector = o.selector().is_some_and(|s| !s.is_empty());
         let level = match (o.namespace == target.namespace, has_selector) {
             (true, true) => 0,
@@ -343,12 +447,6 @@ fn effective_peer_authentication(
             (false, false) if o.namespace == root => 2,
             _ => continue,
         };
-        if !spec.port_level_mtls.is_empty() && !has_selector {
-            return Err(invalid(
-                o,
-                "portLevelMtls needs a selector (Istio refuses it on namespace- and mesh-wide policies)",
-            ));
-        }
         if let Some((other, _)) = &levels[level] {
             return Err(invalid(
                 o,
@@ -360,30 +458,34 @@ fn effective_peer_authentication(
         }
         levels[level] = Some((o, spec));
     }
+    let mut origin = MtlsOrigin::default();
     if levels.iter().all(Option::is_none) {
         notes.push("no PeerAuthentication applies: mTLS is PERMISSIVE (plaintext accepted)".into());
-        return Ok(None);
+        return Ok((None, origin));
     }
     let mut mode = MtlsMode::Unset;
     for (o, spec) in levels.iter().rev().flatten() {
         let m = spec.mtls.map(|m| m.mode).unwrap_or_default();
         if m != MtlsMode::Unset {
             mode = m;
+            origin.mode_from = Some(o.describe());
         }
         notes.push(format!("{} applies (mode {:?})", o.describe(), m));
     }
     let port_level_mtls = levels[0].as_ref().map(|(_, s)| s.port_level_mtls.clone()).unwrap_or_default();
+    if !port_level_mtls.is_empty() {
+        origin.ports_from = levels[0].as_ref().map(|(o, _)| o.describe());
+    }
     let mode = if mode == MtlsMode::Unset { MtlsMode::Permissive } else { mode };
-    Ok(Some(PeerAuthenticationSpec { selector: None, mtls: Some(Mtls { mode }), port_level_mtls }))
+    Ok((Some(PeerAuthenticationSpec { selector: None, mtls: Some(Mtls { mode }), port_level_mtls }), origin))
 }
 
 /// Reads the files, infers or takes the target workload, and selects.
 pub fn load_for_workload(
     paths: &[PathBuf],
-    root_namespace: &str,
+    mesh: &Mesh,
     namespace: Option<&str>,
     labels: &[(String, String)],
-    trust_domain: &str,
 ) -> Result<(PolicyTarget, Selection, Engine)> {
     let mut notes = Vec::new();
     let objects = replace_repeated(load_files(paths)?, &mut notes);
@@ -394,8 +496,8 @@ pub fn load_for_workload(
             names.join(", ")
         )));
     }
-    let target = PolicyTarget::infer(&objects, root_namespace, namespace, labels)?;
-    let (mut selection, policy) = select(&objects, &target, root_namespace, trust_domain)?;
+    let target = PolicyTarget::infer(&objects, &mesh.root_namespace, namespace, labels)?;
+    let (mut selection, policy) = select(&objects, &target, mesh)?;
     selection.replaced = notes.clone();
     notes.append(&mut selection.notes);
     selection.notes = notes;

@@ -228,7 +228,7 @@ fn a_binary_file_is_not_a_yaml_text_file() {
 #[test]
 fn the_same_object_given_again_replaces_the_earlier_one_with_a_note() {
     let (_, selection, policy) =
-        resources::load_for_workload(&[fixture("repeated.yaml")], "istio-system", None, &[], "cluster.local").unwrap();
+        resources::load_for_workload(&[fixture("repeated.yaml")], &Default::default(), None, &[]).unwrap();
     assert_eq!(selection.config.policies.len(), 1);
     let methods = &selection.config.policies[0].spec;
     assert!(!format!("{methods:?}").contains("POST"), "the earlier policy was kept: {methods:?}");

@@ -119,8 +119,8 @@ impl Sidecar {
 /// The plugin configuration for YAML files under examples/, as `deployer local` builds it.
 pub fn config_from_examples(files: &[&str]) -> String {
     let paths: Vec<PathBuf> = files.iter().map(|f| project_root().join("examples").join(f)).collect();
-    let (_, selection, _) = deployer::resources::load_for_workload(&paths, "istio-system", None, &[], "cluster.local")
-        .expect("example policies load");
+    let (_, selection, _) =
+        deployer::resources::load_for_workload(&paths, &Default::default(), None, &[]).expect("example policies load");
     serde_json::to_string(&selection.config).expect("serialise")
 }
 

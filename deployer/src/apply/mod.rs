@@ -17,6 +17,7 @@ pub mod kiali;
 mod list;
 pub mod rollout;
 pub mod status;
+pub mod mesh;
 pub mod undo;
 mod verify;
 mod wait;

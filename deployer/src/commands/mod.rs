@@ -98,7 +98,7 @@ impl Printer {
             Output::Yaml => yaml()?,
             Output::Json => json()?,
         };
-        print!("{text}");
+        write_stdout(&text);
         Ok(())
     }
 
@@ -106,13 +106,13 @@ impl Printer {
     /// and JSON it is left out, since the result printed at the end says it all.
     pub fn table_line(&self, line: &str) {
         if self.output == Output::Table {
-            println!("{line}");
+            write_stdout(&format!("{line}\n"));
         }
     }
 
     /// Text that is not data (a live session's report and instructions), printed whatever `-o` says.
     pub fn text(&self, text: &str) {
-        print!("{text}");
+        write_stdout(text);
     }
 
     /// What a long run is doing, on stderr.
@@ -126,6 +126,18 @@ impl Printer {
 
     pub fn warning(&self, warning: &str) {
         eprintln!("warning: {warning}");
+    }
+}
+
+/// Writes to stdout. A reader that has gone (`| head`) is not an error: the command goes on
+/// and exits with its own status, as if the rest had been read (`print!` would panic).
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => eprintln!("warning: writing the output: {e}"),
     }
 }
 
@@ -180,9 +192,28 @@ pub struct MeshArgs {
     /// Istio's root namespace: policies there without a selector apply mesh-wide.
     #[arg(long, default_value = "istio-system")]
     pub root_namespace: String,
-    /// The mesh's trust domain.
-    #[arg(long, default_value = "cluster.local")]
-    pub trust_domain: String,
+    /// The mesh's trust domain: what `cluster.local` in a policy's principals stands for, as in
+    /// Istio [default: cluster.local; rollout: the mesh's own, from the istio ConfigMap].
+    #[arg(long, value_name = "DOMAIN")]
+    pub trust_domain: Option<String>,
+    /// An alias of the trust domain (a migration's old domain): a principal in any of them
+    /// stands for the same workload in all; repeat for more [rollout: the mesh's own].
+    #[arg(long = "trust-domain-alias", value_name = "DOMAIN")]
+    pub trust_domain_aliases: Vec<String>,
+}
+
+impl MeshArgs {
+    pub fn trust_domain(&self) -> &str {
+        self.trust_domain.as_deref().unwrap_or("cluster.local")
+    }
+
+    pub fn mesh(&self) -> resources::Mesh {
+        resources::Mesh {
+            root_namespace: self.root_namespace.clone(),
+            trust_domain: self.trust_domain().to_string(),
+            trust_domain_aliases: self.trust_domain_aliases.clone(),
+        }
+    }
 }
 
 /// Which workload the policies are selected for, offline (`local`, `check`).
@@ -200,12 +231,6 @@ pub struct WorkloadArgs {
 impl WorkloadArgs {
     /// Reads the policy files and selects what applies to the workload, as Istio would.
     pub fn load(&self, policies: &[PathBuf]) -> Result<(PolicyTarget, Selection, Engine), resources::ResourceError> {
-        resources::load_for_workload(
-            policies,
-            &self.mesh.root_namespace,
-            self.namespace.as_deref(),
-            &self.labels.labels,
-            &self.mesh.trust_domain,
-        )
+        resources::load_for_workload(policies, &self.mesh.mesh(), self.namespace.as_deref(), &self.labels.labels)
     }
 }

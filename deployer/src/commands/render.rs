@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use deployer::plan::rollout::{self, FailStrategy, ModuleRef, Plan, Spec};
-use deployer::resources;
-use xnat_guard_policy::config::{MethodOverride, PathNormalization};
+use deployer::resources::{self, Mesh};
+use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
 
 use super::{Global, LabelArgs, MeshArgs, NamespaceArg};
 
@@ -80,19 +80,8 @@ pub struct PlanArgs {
     /// Accept --fail-strategy fail-open.
     #[arg(long)]
     force: bool,
-    /// How the filter reads request paths: as Tomcat routes them (tomcat), or as Envoy hands
-    /// them over, like Istio's RBAC (none). See docs/SECURITY.md.
-    #[arg(long, value_enum, default_value = "tomcat")]
-    path_normalization: PathNormalizationArg,
-    /// Requests that tunnel a method (X-HTTP-Method-Override, ?method=): judge each tunnelled
-    /// method too, refuse them all, or ignore them like Istio.
-    #[arg(long, value_enum, default_value = "judge")]
-    method_override: MethodOverrideArg,
-    /// Match methods and paths exactly as written, like Istio, instead of widening what denies
-    /// to every form XNAT serves with the same handler (HEAD as GET, Restlet's and Spring's
-    /// path forms, decoded method tunnels). See docs/SECURITY.md, section 9.
-    #[arg(long)]
-    exact_handler_matching: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[command(flatten)]
     pub mesh: MeshArgs,
     /// The cluster's DNS domain, for the DestinationRule host.
@@ -110,7 +99,13 @@ impl PlanArgs {
         }
     }
 
+    /// The plan for the mesh the flags describe.
     pub fn plan(&self) -> Result<Plan> {
+        self.plan_in(&self.mesh.mesh())
+    }
+
+    /// The plan for `mesh` (a rollout's, read from the cluster).
+    pub fn plan_in(&self, mesh: &Mesh) -> Result<Plan> {
         if self.policies.is_empty() {
             bail!(
                 "give the policies with --policy FILE (AuthorizationPolicy, PeerAuthentication, DestinationRule YAML)"
@@ -122,8 +117,9 @@ impl PlanArgs {
                 .context("the policies were refused; nothing was rendered")?,
             labels: self.labels.labels.clone(),
             module: self.require_module()?,
-            root_namespace: self.mesh.root_namespace.clone(),
-            trust_domain: self.mesh.trust_domain.clone(),
+            root_namespace: mesh.root_namespace.clone(),
+            trust_domain: mesh.trust_domain.clone(),
+            trust_domain_aliases: mesh.trust_domain_aliases.clone(),
             mesh_strict: self.mesh_strict,
             plaintext_ports: self.plaintext_ports.clone(),
             service: self.service.clone(),
@@ -131,15 +127,45 @@ impl PlanArgs {
             native_authz: self.native_authz,
             fail_strategy: self.fail_strategy.into(),
             force: self.force,
-            path_normalization: self.path_normalization.into(),
-            method_override: self.method_override.into(),
-            exact_handler_matching: self.exact_handler_matching,
+            path_normalization: self.filter.path_normalization.into(),
+            method_override: self.filter.method_override.into(),
+            exact_handler_matching: self.filter.exact_handler_matching,
         };
         rollout::plan(&spec).context("nothing was rendered")
     }
 }
 
 /// [`FailStrategy`] on the command line.
+/// How the filter judges requests: the settings `render`, `rollout` and `check` share, so
+/// that `check` judges as the rendered filter will.
+#[derive(clap::Args, Clone)]
+pub struct FilterArgs {
+    /// How the filter reads request paths: as Tomcat routes them (tomcat), or as Envoy hands
+    /// them over, like Istio's RBAC (none). See docs/SECURITY.md.
+    #[arg(long, value_enum, default_value = "tomcat")]
+    pub path_normalization: PathNormalizationArg,
+    /// Requests that tunnel a method (X-HTTP-Method-Override, ?method=): judge each tunnelled
+    /// method too, refuse them all, or ignore them like Istio.
+    #[arg(long, value_enum, default_value = "judge")]
+    pub method_override: MethodOverrideArg,
+    /// Match methods and paths exactly as written, like Istio, instead of widening what denies
+    /// to every form XNAT serves with the same handler (HEAD as GET, Restlet's and Spring's
+    /// path forms, decoded method tunnels). See docs/SECURITY.md, section 9.
+    #[arg(long)]
+    pub exact_handler_matching: bool,
+}
+
+impl FilterArgs {
+    /// Sets these settings in a configuration, as the rollout plan does.
+    pub fn configure(&self, config: &mut PluginConfig) {
+        config.path_normalization = self.path_normalization.into();
+        config.method_override = self.method_override.into();
+        if self.exact_handler_matching {
+            config.match_handlers_exactly();
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 #[allow(clippy::enum_variant_names)] // the names are the flag's values: fail-close, fail-open, fail-reload
 enum FailStrategyArg {
@@ -163,7 +189,7 @@ impl From<FailStrategyArg> for FailStrategy {
 
 /// [`PathNormalization`] on the command line.
 #[derive(Clone, Copy, ValueEnum)]
-enum PathNormalizationArg {
+pub enum PathNormalizationArg {
     Tomcat,
     None,
 }
@@ -179,7 +205,7 @@ impl From<PathNormalizationArg> for PathNormalization {
 
 /// [`MethodOverride`] on the command line.
 #[derive(Clone, Copy, ValueEnum)]
-enum MethodOverrideArg {
+pub enum MethodOverrideArg {
     Judge,
     Refuse,
     Ignore,

@@ -83,6 +83,7 @@ pub struct Spec {
     pub root_namespace: String,
     pub trust_domain: String,
     /// Render a mesh-wide STRICT PeerAuthentication in the root namespace.
+    pub trust_domain_aliases: Vec<String>,
     pub mesh_strict: bool,
     /// Ports that accept plaintext (PeerAuthentication portLevelMtls DISABLE); the rest is STRICT.
     pub plaintext_ports: Vec<u16>,
@@ -120,6 +121,7 @@ impl Spec {
             service: None,
             cluster_domain: "cluster.local".into(),
             native_authz: false,
+            trust_domain_aliases: Vec::new(),
             fail_strategy: FailStrategy::FailClose,
             force: false,
             path_normalization: PathNormalization::default(),
@@ -191,7 +193,12 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     let generated_pa = generated_peer_authentications(spec, &objects, &target)?;
     let mut all = objects.clone();
     all.extend(generated_pa.iter().cloned());
-    let (selection, _) = resources::select(&all, &target, &spec.root_namespace, &spec.trust_domain)?;
+    let mesh = resources::Mesh {
+        root_namespace: spec.root_namespace.clone(),
+        trust_domain: spec.trust_domain.clone(),
+        trust_domain_aliases: spec.trust_domain_aliases.clone(),
+    };
+    let (selection, _) = resources::select(&all, &target, &mesh)?;
     let Selection { mut config, notes: selection_notes, .. } = selection;
     notes.extend(selection_notes);
     config.path_normalization = spec.path_normalization;
