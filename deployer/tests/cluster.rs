@@ -63,7 +63,7 @@ const FETCHED: &str = "istio_agent_wasm_remote_fetch_count{result=\"success\"} 1
 /// The applies of the runbook plan: a GET then a server-side apply per object, each object new
 /// (`existing_rv` `None`) or already there.
 fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
-    let mut steps = Vec::new();
+    let mut steps = reads_before_applying();
     for path in [NS, PA, WASM] {
         steps.push(match existing_rv {
             None => Step::get(path).not_found(),
@@ -72,6 +72,15 @@ fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
         steps.push(apply(path, after_rv));
     }
     steps
+}
+
+/// What rollout reads before it applies anything, once it knows the namespace exists: no
+/// PeerAuthentication of the cluster's in the namespace or the root namespace overrides the plan's.
+fn reads_before_applying() -> Vec<Step> {
+    vec![
+        Step::get("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications").reply(200, list(vec![])),
+        Step::get("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications").reply(200, list(vec![])),
+    ]
 }
 
 /// Listing the controllers (one Deployment, no StatefulSet) and then the pods of the namespace.
@@ -97,10 +106,17 @@ fn pod_metrics(pod: &str, port: u16, text: &str) -> Step {
     Step::get(&format!("{PODS}/{pod}:{port}/proxy/stats/prometheus")).reply_text(text)
 }
 
-/// Listing what the deployer labelled at `path`, answered with objects of these names.
+/// Listing what the deployer labelled at `path`, answered with objects of these names, each
+/// one rollout of xnat created.
 fn labelled(path: &str, names: &[&str]) -> Step {
-    let items = names.iter().map(|name| json!({"metadata": {"name": name}})).collect();
-    Step::get(path).query("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dxnat-guard-deployer").reply(200, list(items))
+    let items = names
+        .iter()
+        .map(|name| {
+            json!({"metadata": {"name": name, "labels": {"xnat-guard.io/managed-by": "xnat-guard-deployer"},
+                                "annotations": {"xnat-guard.io/created": "true", "xnat-guard.io/rollouts": "xnat"}}})
+        })
+        .collect();
+    Step::get(path).query("labelSelector=xnat-guard.io%2Fmanaged-by%3Dxnat-guard-deployer").reply(200, list(items))
 }
 
 fn server_version(minor: &str) -> Step {
@@ -109,15 +125,20 @@ fn server_version(minor: &str) -> Step {
 
 async fn roll_out(script: Vec<Step>, opts: Options) -> Result<RolloutReport, ApplyError> {
     let plan = runbook_plan();
+    // Rollout first checks that the namespace exists (it never creates one).
+    let script =
+        std::iter::once(Step::get(NS).reply(200, json!({"metadata": {"name": "xnat"}}))).chain(script).collect();
     run(script, opts, |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await }).await
 }
 
 #[tokio::test]
 async fn first_rollout_applies_restarts_the_pod_without_sidecar_waits_and_checks_the_module() {
-    let wasm_body = runbook_plan().manifests.last().unwrap().body.clone();
+    let mut wasm_body = runbook_plan().manifests.last().unwrap().body.clone();
+    wasm_body["metadata"]["annotations"]["xnat-guard.io/created"] = json!("true");
     let mut script = applies(None, "1");
-    // The WasmPlugin is applied exactly as rendered.
-    script[5] = apply(WASM, "1").body(move |b| assert_eq!(b, &wasm_body));
+    // The WasmPlugin is applied as rendered, with the record that rollout created it.
+    let wasm_apply = script.len() - 1;
+    script[wasm_apply] = apply(WASM, "1").body(move |b| assert_eq!(b, &wasm_body));
     script.extend(lists(deployment(1, 1), vec![pod("xnat-web-old", false)]));
     script.extend([
         Step::patch(&format!("{DEPLOYMENTS}/xnat-web"))
@@ -185,7 +206,7 @@ async fn a_module_that_failed_to_fetch_fails_the_rollout() {
 
 #[tokio::test]
 async fn dry_run_rollout_validates_without_restarting() {
-    let mut script = Vec::new();
+    let mut script = reads_before_applying();
     for path in [NS, PA, WASM] {
         script.push(Step::get(path).not_found());
         script.push(apply(path, "1").query("dryRun=All"));
@@ -197,13 +218,15 @@ async fn dry_run_rollout_validates_without_restarting() {
 }
 
 #[tokio::test]
-async fn undo_deletes_what_the_deployer_labelled_and_releases_the_namespace_label() {
+async fn undo_deletes_what_the_deployer_created_and_releases_the_namespace_label() {
     let wasm_list = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins";
     let script = vec![
         labelled(wasm_list, &["xnat-guard"]),
         Step::delete(&format!("{wasm_list}/xnat-guard")).reply(200, json!({"metadata": {"name": "xnat-guard"}})),
         labelled("/apis/security.istio.io/v1/namespaces/xnat/authorizationpolicies", &[]),
+        labelled("/apis/security.istio.io/v1/namespaces/istio-system/authorizationpolicies", &[]),
         labelled("/apis/networking.istio.io/v1/namespaces/xnat/destinationrules", &[]),
+        labelled("/apis/networking.istio.io/v1/namespaces/istio-system/destinationrules", &[]),
         labelled("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications", &["xnat-guard"]),
         Step::delete(PA).reply(200, json!({})),
         labelled("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications", &[]),

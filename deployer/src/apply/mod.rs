@@ -7,17 +7,19 @@
 //! - `wait`: polling with a timeout and a spinner, and kubectl's rollout wait;
 //! - `verify`: every pod runs a ready sidecar, each sidecar fetched the module;
 //! - `list`: the pods and controllers of a namespace;
+//! - `existing`: what the cluster already holds that decides whether the plan takes effect;
 //! - [`rollout`], [`undo`], [`install`], [`kiali`], [`hpa`], [`status`]: one per subcommand;
 //! - [`helm`]: helm as a child process.
 
+mod existing;
 pub mod helm;
 pub mod hpa;
 pub mod install;
 pub mod kiali;
 mod list;
+pub mod mesh;
 pub mod rollout;
 pub mod status;
-pub mod mesh;
 pub mod undo;
 mod verify;
 mod wait;
@@ -31,6 +33,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 
+use crate::inspect::ownership;
 use crate::kind::Kind;
 use crate::plan::{Manifest, FIELD_MANAGER};
 
@@ -44,6 +47,17 @@ pub enum ApplyError {
     Timeout(String),
     #[error("{0}")]
     Failed(String),
+    /// A server-side apply would change fields another field manager owns (Helm, Argo CD,
+    /// `kubectl apply`): the API server's 409 Conflict, one line per field as it words it.
+    #[error(
+        "{what}: the API server refused to change fields another field manager owns:\n{}\n\
+         Stopped here: the objects before this one were applied, the rest were not. Make the values agree \
+         (edit the object, or your --policy files and flags), or, for `deployer rollout`, re-run with \
+         --force-conflicts to take these fields over as `kubectl apply --server-side --force-conflicts` does \
+         (the other manager may set them back on its next sync; `rollout --undo` puts the object's earlier spec back)",
+        conflicts.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
+    )]
+    Conflict { what: String, conflicts: Vec<String> },
 }
 
 pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
@@ -53,6 +67,9 @@ pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
 pub fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ApplyError {
     let what = what.into();
     move |source| {
+        if let Some(conflicts) = field_manager_conflicts(&source) {
+            return ApplyError::Conflict { what, conflicts };
+        }
         let hint = match &source {
             kube::Error::Api(s) if s.code == 403 => {
                 " (forbidden: your credentials lack this permission; ask for a role that grants it or use an admin context)"
@@ -66,6 +83,26 @@ pub fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ApplyEr
     }
 }
 
+/// The fields of a 409 Conflict from server-side apply, as `.spec.replicas: conflict with
+/// "helm" using apps/v1` (the cause's field, then its message); `None` for any other error,
+/// including a 409 on a stale resourceVersion, which has no field-manager causes.
+fn field_manager_conflicts(error: &kube::Error) -> Option<Vec<String>> {
+    let kube::Error::Api(status) = error else { return None };
+    if status.code != 409 || status.reason != "Conflict" {
+        return None;
+    }
+    let causes = status.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default();
+    let conflicts: Vec<String> = causes
+        .iter()
+        .filter(|c| c.reason == "FieldManagerConflict")
+        .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+        .collect();
+    if conflicts.is_empty() && !status.message.starts_with("Apply failed") {
+        return None;
+    }
+    Some(if conflicts.is_empty() { vec![status.message.clone()] } else { conflicts })
+}
+
 /// How the commands behave: dry run, waiting, progress.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -77,11 +114,20 @@ pub struct Options {
     pub poll: Duration,
     /// Print progress lines and spinners (off in tests).
     pub verbose: bool,
+    /// Server-side apply takes fields another field manager owns (`--force-conflicts`, as
+    /// kubectl's): without it, such a conflict stops the command and names the manager.
+    pub force_conflicts: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { dry_run: false, timeout: Duration::from_secs(300), poll: Duration::from_secs(2), verbose: true }
+        Options {
+            dry_run: false,
+            timeout: Duration::from_secs(300),
+            poll: Duration::from_secs(2),
+            verbose: true,
+            force_conflicts: false,
+        }
     }
 }
 
@@ -143,8 +189,14 @@ impl Cluster {
         }
     }
 
+    /// Server-side apply under the deployer's field manager. Forces only with
+    /// `--force-conflicts`: a field another manager set to another value is theirs until the
+    /// user says otherwise (the same value is shared, and no conflict).
     pub fn patch_params(&self) -> PatchParams {
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        if self.opts.force_conflicts {
+            pp = pp.force();
+        }
         if self.opts.dry_run {
             pp.dry_run()
         } else {
@@ -161,13 +213,17 @@ impl Cluster {
         }
     }
 
-    /// Server-side apply of one manifest; says whether anything changed.
+    /// Server-side apply of one manifest; says whether anything changed. An object carrying
+    /// the deployer's label gets the record of what was there before ([`ownership::stamp`]),
+    /// which `rollout --undo` goes by.
     pub async fn apply(&self, m: &Manifest) -> Result<Applied> {
         let api = self.dynamic_api(&m.kind, m.namespace.as_deref());
         let what = m.describe();
         let before = api.get_opt(&m.name).await.map_err(api_error(format!("reading {what}")))?;
+        let before_value = before.as_ref().and_then(|b| serde_json::to_value(b).ok());
+        let body = ownership::stamp(&m.body, before_value.as_ref());
         let after = api
-            .patch(&m.name, &self.patch_params(), &Patch::Apply(&m.body))
+            .patch(&m.name, &self.patch_params(), &Patch::Apply(&body))
             .await
             .map_err(api_error(format!("applying {what}")))?;
         Ok(match before {
@@ -194,5 +250,22 @@ impl Cluster {
     /// server's pod proxy.
     pub async fn pod_metrics(&self, namespace: &str, pod: &str, port: u16) -> Result<String, kube::Error> {
         self.get_text(&format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/stats/prometheus")).await
+    }
+}
+
+impl Cluster {
+    /// Refuses a namespace that does not exist. Rollout and undo label namespaces, and a
+    /// server-side apply of a missing one would create it: an empty namespace where the user
+    /// meant another (a typo, the wrong context) is worse than stopping.
+    pub async fn require_namespace(&self, namespace: &str) -> Result<()> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        match api.get_opt(namespace).await.map_err(api_error(format!("reading namespace {namespace}")))? {
+            Some(_) => Ok(()),
+            None => Err(ApplyError::Failed(format!(
+                "namespace {namespace} does not exist, and the deployer never creates one: check the namespace and \
+                 --context, or create it (`kubectl create namespace {namespace}`) and deploy XNAT there first; \
+                 nothing was changed"
+            ))),
+        }
     }
 }

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::list::{list_controllers, list_pods};
 use super::verify::{module_state, wait_for_sidecars};
-use super::wait::wait_rollout;
+use super::wait::{wait_rollout, Look};
 use super::{api_error, Applied, ApplyError, Cluster, Result};
 use crate::inspect::controllers::Controller;
 use crate::inspect::metrics::ModuleState;
@@ -25,10 +25,14 @@ pub struct RolloutReport {
     pub skipped: Vec<String>,
     pub pods: Vec<Pod>,
     pub modules: Vec<(String, ModuleState)>,
+    /// What is probably a mistake in the user's objects or flags, found in the cluster.
+    pub warnings: Vec<String>,
 }
 
 /// Applies the plan, restarts the controllers whose pods lack the sidecar, waits, and verifies.
 pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<RolloutReport> {
+    cluster.require_namespace(namespace).await?;
+    super::existing::refuse_overridden_peer_authentications(cluster, plan).await?;
     let mut applied = Vec::new();
     for m in &plan.manifests {
         let outcome = cluster.apply(m).await?;
@@ -38,36 +42,19 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
 
     let controllers = list_controllers(cluster, namespace).await?;
     let pods = list_pods(cluster, namespace).await?;
-    let mut restarted = Vec::new();
-    let mut skipped = Vec::new();
-    for c in &controllers {
-        if c.opted_out_of_injection() {
-            skipped.push(format!("{}: opted out of injection (sidecar.istio.io/inject: \"false\")", c.describe()));
-            continue;
-        }
-        let owned: Vec<&Pod> = pods.iter().filter(|p| c.owns(p) && !pods::is_terminated(p)).collect();
-        let lacking = owned.iter().filter(|p| pods::sidecar(p) == Sidecar::Missing).count();
-        if lacking == 0 {
-            continue;
-        }
-        if cluster.opts.dry_run {
-            cluster.say(format!("{}: {lacking} pod(s) without the sidecar; would restart (dry run)", c.describe()));
-            continue;
-        }
-        restart(cluster, namespace, c).await?;
-        cluster.say(format!("{}: restarted ({lacking} pod(s) had no sidecar)", c.describe()));
-        restarted.push(c.describe());
-    }
+    let selector: &BTreeMap<String, String> = &plan.target.labels;
+    let Restarts { restarted, mut skipped, touched } =
+        restart_pods_without_sidecar(cluster, namespace, selector, &controllers, &pods).await?;
     if cluster.opts.dry_run {
-        return Ok(RolloutReport { applied, restarted, skipped, pods, modules: Vec::new() });
+        return Ok(RolloutReport { applied, restarted, skipped, pods, modules: Vec::new(), warnings: Vec::new() });
     }
 
-    let injected: Vec<&Controller> = controllers.iter().filter(|c| !c.opted_out_of_injection()).collect();
-    for c in &injected {
+    // Only what this rollout restarted is waited for: a neighbour that was broken before, or
+    // a pod of another workload stuck Pending, is not this rollout's to time out on.
+    for c in touched.iter().filter(|c| !c.updates_on_delete()) {
         wait_rollout(cluster, namespace, c).await?;
     }
-    let pods = wait_for_sidecars(cluster, namespace, &injected).await?;
-    let selector: &BTreeMap<String, String> = &plan.target.labels;
+    let pods = wait_for_sidecars(cluster, namespace, &touched, selector).await?;
     let mut modules = Vec::new();
     for p in pods.iter().filter(|p| pods::labels_match(selector, p.metadata.labels.as_ref())) {
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -90,7 +77,136 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
              and the pod's istio-proxy log (kubectl logs {pod} -c istio-proxy)"
         )));
     }
-    Ok(RolloutReport { applied, restarted, skipped, pods, modules })
+    Ok(RolloutReport { applied, restarted, skipped, pods, modules, warnings: Vec::new() })
+}
+
+/// What the restarts did: lines for the report, and the controllers restarted.
+struct Restarts<'a> {
+    restarted: Vec<String>,
+    skipped: Vec<String>,
+    touched: Vec<&'a Controller>,
+}
+
+/// Restarts each controller with pods lacking the sidecar (none under dry run): a rollout
+/// restart, or for an OnDelete StatefulSet its pods replaced one at a time. A controller that
+/// is not the WasmPlugin's and was not serving before is left alone, with a note: a restart
+/// would not mend it, and its failure is not this rollout's.
+async fn restart_pods_without_sidecar<'a>(
+    cluster: &Cluster,
+    namespace: &str,
+    selector: &BTreeMap<String, String>,
+    controllers: &'a [Controller],
+    pods: &[Pod],
+) -> Result<Restarts<'a>> {
+    let mut out = Restarts { restarted: Vec::new(), skipped: Vec::new(), touched: Vec::new() };
+    for c in controllers {
+        if c.opted_out_of_injection() {
+            out.skipped.push(format!("{}: opted out of injection (sidecar.istio.io/inject: \"false\")", c.describe()));
+            continue;
+        }
+        let lacking: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| c.owns(p) && !pods::is_terminated(p) && pods::sidecar(p) == Sidecar::Missing)
+            .collect();
+        if lacking.is_empty() {
+            continue;
+        }
+        if !c.template_matches(selector) {
+            if let Err(serving) = c.serving() {
+                out.skipped.push(format!(
+                    "{} was not ready before the rollout ({serving}), so it was not restarted and {} pod(s) still lack \
+                     the sidecar; fix it, then `kubectl -n {namespace} rollout restart {}/{}`",
+                    c.describe(),
+                    lacking.len(),
+                    c.kind().kind.to_lowercase(),
+                    c.name()
+                ));
+                continue;
+            }
+        }
+        if cluster.opts.dry_run {
+            cluster.say(format!(
+                "{}: {} pod(s) without the sidecar; would restart (dry run)",
+                c.describe(),
+                lacking.len()
+            ));
+            continue;
+        }
+        if c.updates_on_delete() {
+            let replaced = replace_pods_one_at_a_time(cluster, namespace, c, &lacking).await?;
+            out.restarted.push(format!(
+                "{} (OnDelete: pods {} replaced one at a time)",
+                c.describe(),
+                replaced.join(", ")
+            ));
+        } else {
+            restart(cluster, namespace, c).await?;
+            cluster.say(format!("{}: restarted ({} pod(s) had no sidecar)", c.describe(), lacking.len()));
+            out.restarted.push(c.describe());
+        }
+        out.touched.push(c);
+    }
+    Ok(out)
+}
+
+/// An OnDelete StatefulSet takes a new pod only when one is deleted: deletes the pods lacking
+/// the sidecar one at a time, highest ordinal first (as its controller would update them),
+/// each recreated with the sidecar and Ready before the next goes. A pod that comes back
+/// without the sidecar stops it there, the others untouched. Returns the pods replaced.
+async fn replace_pods_one_at_a_time(
+    cluster: &Cluster,
+    namespace: &str,
+    c: &Controller,
+    lacking: &[&Pod],
+) -> Result<Vec<String>> {
+    let mut order: Vec<&Pod> = lacking.to_vec();
+    order.sort_by_key(|p| std::cmp::Reverse(pods::ordinal(p)));
+    let names: Vec<String> = order.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    for (i, pod) in order.iter().enumerate() {
+        let name = names[i].clone();
+        let old_uid = pod.metadata.uid.clone();
+        let untouched = match &names[i + 1..] {
+            [] => "no other pod was touched".to_string(),
+            [one] => format!("{one} was left as it was"),
+            many => format!("{} were left as they were", many.join(", ")),
+        };
+        cluster.say(format!(
+            "{}: updateStrategy OnDelete; deleting pod {name} so that it is recreated with the sidecar",
+            c.describe()
+        ));
+        api.delete(&name, &DeleteParams::default())
+            .await
+            .map_err(api_error(format!("deleting pod {namespace}/{name}")))?;
+        let what = format!("waiting for pod {name} to be recreated with its sidecar and Ready");
+        cluster
+            .wait_with_progress(&what, || {
+                let (api, name, old_uid, untouched) = (api.clone(), name.clone(), old_uid.clone(), untouched.clone());
+                async move {
+                    let current = api.get_opt(&name).await.map_err(api_error(format!("reading pod {name}")))?;
+                    Ok(match current {
+                        None => Look::waiting(format!("{name} is being recreated")),
+                        Some(p) if p.metadata.uid == old_uid => Look::waiting(format!("{name} is terminating")),
+                        Some(p) if pods::sidecar(&p) == Sidecar::Missing => Look::Failed(format!(
+                            "pod {name} was recreated without istio-proxy, so the rollout stopped there ({untouched}). \
+                             Check that namespace {namespace} has istio-injection=enabled (`kubectl get ns {namespace} --show-labels`) \
+                             and that istiod's injection webhook is installed (`deployer install`)"
+                        )),
+                        Some(p) if pods::is_ready(&p) && pods::sidecar(&p).ready() => Look::Done(()),
+                        Some(p) => Look::waiting(format!("{name} is {} with {} containers ready", pods::phase(&p), pods::ready_column(&p))),
+                    })
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                ApplyError::Timeout(m) => ApplyError::Timeout(format!(
+                    "{m} ({untouched}). See `kubectl -n {namespace} describe pod {name}` and its events"
+                )),
+                e => e,
+            })?;
+        cluster.say(format!("pod {name}: recreated with its sidecar, Ready"));
+    }
+    Ok(names)
 }
 
 /// What `kubectl rollout restart` does: a new pod-template annotation.

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use deployer::apply::{self, Applied};
+use deployer::inspect::mesh;
 use deployer::inspect::pods::{pod_row, pod_table, PodRow};
 use serde::Serialize;
 
@@ -10,7 +11,9 @@ use super::{runtime, Change, Global};
 
 /// Apply the plan to a cluster, restart pods without sidecars, wait and verify.
 ///
-/// Renders as `render` does, then: server-side apply (field manager
+/// Renders as `render` does, for the mesh's own trust domain and aliases (read from the istio
+/// ConfigMap in the root namespace; --trust-domain may repeat them, not contradict them), then:
+/// server-side apply (field manager
 /// xnat-guard-deployer), restart Deployments and StatefulSets whose pods lack the sidecar,
 /// wait for each rollout by kubectl's rules, verify every pod runs a ready istio-proxy, and
 /// check each sidecar actually fetched the module (a WasmPlugin that failed to fetch still
@@ -19,10 +22,18 @@ use super::{runtime, Change, Global};
 pub struct Args {
     #[command(flatten)]
     plan: PlanArgs,
-    /// Remove what rollout applied (objects labelled app.kubernetes.io/managed-by=xnat-guard-deployer,
-    /// and the injection label if the deployer set it). Needs only the namespace.
+    /// Remove what rollout applied: deletes the objects it created (unless another namespace's
+    /// rollout still uses them, as a shared mesh-wide PeerAuthentication), gives objects that
+    /// existed before back their earlier spec, and releases the injection label if only the
+    /// deployer set it. Finds them by the label xnat-guard.io/managed-by=xnat-guard-deployer.
+    /// Needs only the namespace.
     #[arg(long, alias = "remove")]
     undo: bool,
+    /// Take over fields another field manager (Helm, Argo CD, kubectl) owns, as kubectl's
+    /// --force-conflicts does. Without it, such a conflict stops the rollout and names the
+    /// manager and fields.
+    #[arg(long)]
+    force_conflicts: bool,
 }
 
 /// What a rollout did, for `-o yaml|json`.
@@ -57,9 +68,23 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     if args.plan.policies.is_empty() {
         bail!("rollout needs --policy FILE (or --undo)");
     }
-    let plan = args.plan.plan()?;
+    // The plan is computed once offline first, so a bad policy is refused before any cluster
+    // is contacted; then again for the mesh's own trust domain.
+    args.plan.plan()?;
     let namespace = args.plan.namespace.get()?;
-    let cluster = global.connect(&rt)?;
+    let mut cluster = global.connect(&rt)?;
+    cluster.opts.force_conflicts = args.force_conflicts;
+    let mesh_args = &args.plan.mesh;
+    let in_cluster = rt.block_on(apply::mesh::read(&cluster, &mesh_args.root_namespace))?;
+    let (mesh, said) = mesh::resolve(
+        &mesh_args.mesh(),
+        mesh_args.trust_domain.is_some(),
+        !mesh_args.trust_domain_aliases.is_empty(),
+        &in_cluster,
+    )
+    .map_err(anyhow::Error::msg)?;
+    out.progress(&format!("mesh: {said}"));
+    let plan = args.plan.plan_in(&mesh)?;
     let report = rt.block_on(apply::rollout::rollout(&cluster, &plan, &namespace))?;
     let changed = report.applied.iter().filter(|(_, a)| !matches!(a, Applied::Unchanged)).count();
     let rolled_out = RolledOut {

@@ -7,6 +7,7 @@
 pub mod controllers;
 pub mod mesh;
 pub mod metrics;
+pub mod ownership;
 pub mod peer_authentication;
 pub mod pods;
 pub mod status;

@@ -21,8 +21,23 @@ use serde_json::Value;
 use crate::kind::Kind;
 use crate::resources::ResourceError;
 
-/// The label on every object the deployer creates; `rollout --undo` and `status` find them by it.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "xnat-guard-deployer");
+/// The label on every object rollout applies (never on the namespace itself): `status` and
+/// `rollout --undo` find the deployer's objects by it. A key of the deployer's own, since Helm
+/// owns `app.kubernetes.io/managed-by` (it sets `Helm` there, and a server-side apply of another
+/// value would conflict with it). The label says "the deployer applies this", not "the deployer
+/// created this": [`CREATED_ANNOTATION`] says that.
+pub const MANAGED_BY: (&str, &str) = ("xnat-guard.io/managed-by", "xnat-guard-deployer");
+/// Annotation: the namespaces whose rollouts apply the object, comma-separated and sorted. A
+/// mesh-wide PeerAuthentication in the root namespace serves every namespace rolled out with
+/// `--mesh-strict`; undo of one keeps it while another's rollout is still in place.
+pub const ROLLOUTS_ANNOTATION: &str = "xnat-guard.io/rollouts";
+/// Annotation `"true"`: the object did not exist before the deployer's first apply, so undo
+/// deletes it. Set by the apply side, which alone knows what was there.
+pub const CREATED_ANNOTATION: &str = "xnat-guard.io/created";
+/// Annotation: the object's spec (JSON) as it was before the deployer first applied to it, so
+/// undo can put it back if `--force-conflicts` took fields from another manager. Set by the
+/// apply side on an object that existed; never on one the deployer created.
+pub const PREVIOUS_SPEC_ANNOTATION: &str = "xnat-guard.io/previous-spec";
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "xnat-guard-deployer";
 

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
 use xnat_guard_policy::{Engine, MtlsMode};
 
-use super::{Manifest, PlanError, Result, MANAGED_BY};
+use super::{Manifest, PlanError, Result, MANAGED_BY, ROLLOUTS_ANNOTATION};
 use crate::kind::Kind;
 use crate::resources::{self, Object, PolicyTarget, Selection};
 
@@ -81,14 +81,19 @@ pub struct Spec {
     pub labels: Vec<(String, String)>,
     pub module: ModuleRef,
     pub root_namespace: String,
+    /// The mesh's trust domain and its aliases: what `cluster.local` in a principal stands for.
     pub trust_domain: String,
-    /// Render a mesh-wide STRICT PeerAuthentication in the root namespace.
     pub trust_domain_aliases: Vec<String>,
+    /// Render a mesh-wide STRICT PeerAuthentication in the root namespace.
     pub mesh_strict: bool,
     /// Ports that accept plaintext (PeerAuthentication portLevelMtls DISABLE); the rest is STRICT.
     pub plaintext_ports: Vec<u16>,
     /// The workload's Service, for the DestinationRule that makes clients use Istio mTLS.
     pub service: Option<String>,
+    /// The Service's ports that forward to the plaintext container ports (`--service-port`):
+    /// a DestinationRule names Service ports, a PeerAuthentication container ports. Empty: not
+    /// known yet (rollout reads them from the Service, [`Plan::with_service_ports`]).
+    pub service_ports: Vec<ServicePort>,
     pub cluster_domain: String,
     /// Also apply the AuthorizationPolicies natively, as a second layer.
     pub native_authz: bool,
@@ -116,18 +121,38 @@ impl Spec {
             module,
             root_namespace: "istio-system".into(),
             trust_domain: "cluster.local".into(),
+            trust_domain_aliases: Vec::new(),
             mesh_strict: false,
             plaintext_ports: Vec::new(),
             service: None,
+            service_ports: Vec::new(),
             cluster_domain: "cluster.local".into(),
             native_authz: false,
-            trust_domain_aliases: Vec::new(),
             fail_strategy: FailStrategy::FailClose,
             force: false,
             path_normalization: PathNormalization::default(),
             method_override: MethodOverride::default(),
             exact_handler_matching: false,
         }
+    }
+}
+
+/// One port of a Service: the port clients dial, and the container port it forwards to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicePort {
+    pub port: u16,
+    /// `None`: the one plaintext port (`--service-port 80` beside `--plaintext-port 8080`).
+    pub target_port: Option<u16>,
+}
+
+impl ServicePort {
+    pub fn new(port: u16, target_port: u16) -> ServicePort {
+        ServicePort { port, target_port: Some(target_port) }
+    }
+
+    /// The Service port that forwards to the plan's only plaintext port.
+    pub fn to_plaintext_port(port: u16) -> ServicePort {
+        ServicePort { port, target_port: None }
     }
 }
 
@@ -139,6 +164,10 @@ pub struct Plan {
     pub config: PluginConfig,
     pub policy: Engine,
     pub notes: Vec<String>,
+    /// What is probably a mistake in the user's own objects, though it is applied as written.
+    pub warnings: Vec<String>,
+    /// Istio's root namespace: where the mesh-wide PeerAuthentication lives.
+    pub root_namespace: String,
 }
 
 impl Plan {
@@ -212,22 +241,30 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
 
     let mut manifests = vec![namespace_manifest(&spec.namespace)];
     for o in all.iter().filter(|o| o.is(Kind::PEER_AUTHENTICATION)) {
-        manifests.push(object_manifest(Kind::PEER_AUTHENTICATION, o));
+        manifests.push(object_manifest(Kind::PEER_AUTHENTICATION, o, &spec.namespace));
     }
     for o in objects.iter().filter(|o| o.is(Kind::DESTINATION_RULE)) {
-        manifests.push(object_manifest(Kind::DESTINATION_RULE, o));
+        manifests.push(object_manifest(Kind::DESTINATION_RULE, o, &spec.namespace));
     }
     if let Some(service) = &spec.service {
         manifests.push(destination_rule(spec, service, &policy)?);
     }
     if spec.native_authz {
         for o in objects.iter().filter(|o| o.is(Kind::AUTHORIZATION_POLICY)) {
-            manifests.push(object_manifest(Kind::AUTHORIZATION_POLICY, o));
+            manifests.push(object_manifest(Kind::AUTHORIZATION_POLICY, o, &spec.namespace));
         }
     }
     manifests.push(wasm_plugin(spec, &target, plugin_config)?);
     check_sizes(&manifests, &config)?;
-    Ok(Plan { target, manifests, config, policy, notes })
+    Ok(Plan {
+        target,
+        manifests,
+        config,
+        policy,
+        notes,
+        warnings: Vec::new(),
+        root_namespace: spec.root_namespace.clone(),
+    })
 }
 
 /// The PeerAuthentications the flags ask for, unless the files already hold one at that level.
@@ -293,19 +330,20 @@ fn generated_object(kind: Kind, name: &str, namespace: &str, spec: Value, origin
     }
 }
 
+/// An object's metadata: its own labels and annotations, the deployer's label, and the
+/// namespace whose rollout applies it (the apply side adds the namespaces of earlier rollouts).
 fn metadata(
     name: &str,
     namespace: &str,
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
+    rollout_namespace: &str,
 ) -> Value {
     let mut labels = labels.clone();
     labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
-    let mut meta = json!({ "name": name, "namespace": namespace, "labels": labels });
-    if !annotations.is_empty() {
-        meta["annotations"] = json!(annotations);
-    }
-    meta
+    let mut annotations = annotations.clone();
+    annotations.insert(ROLLOUTS_ANNOTATION.into(), rollout_namespace.into());
+    json!({ "name": name, "namespace": namespace, "labels": labels, "annotations": annotations })
 }
 
 fn namespace_manifest(namespace: &str) -> Manifest {
@@ -313,17 +351,18 @@ fn namespace_manifest(namespace: &str) -> Manifest {
         kind: Kind::NAMESPACE,
         name: namespace.to_string(),
         namespace: None,
-        // Only the injection label: applied server-side, it leaves the namespace's other fields alone.
+        // Only the injection label: applied server-side, it leaves the namespace's other fields
+        // alone. Rollout checks the namespace exists first, since the same apply would create it.
         body: json!({
             "apiVersion": Kind::NAMESPACE.api_version(),
             "kind": Kind::NAMESPACE.kind,
             "metadata": { "name": namespace, "labels": { "istio-injection": "enabled" } },
         }),
-        origin: "sidecar injection".into(),
+        origin: "sidecar injection: the label only, on a namespace that exists; rollout never creates it".into(),
     }
 }
 
-fn object_manifest(kind: Kind, o: &Object) -> Manifest {
+fn object_manifest(kind: Kind, o: &Object, rollout_namespace: &str) -> Manifest {
     Manifest {
         kind,
         name: o.name.clone(),
@@ -331,7 +370,7 @@ fn object_manifest(kind: Kind, o: &Object) -> Manifest {
         body: json!({
             "apiVersion": kind.api_version(),
             "kind": kind.kind,
-            "metadata": metadata(&o.name, &o.namespace, &o.labels, &o.annotations),
+            "metadata": metadata(&o.name, &o.namespace, &o.labels, &o.annotations, rollout_namespace),
             "spec": o.spec,
         }),
         origin: o.origin.clone(),
@@ -386,7 +425,7 @@ fn generated_manifest(kind: Kind, namespace: &str, spec: Value, origin: &str) ->
         body: json!({
             "apiVersion": kind.api_version(),
             "kind": kind.kind,
-            "metadata": metadata(GENERATED_NAME, namespace, &BTreeMap::new(), &BTreeMap::new()),
+            "metadata": metadata(GENERATED_NAME, namespace, &BTreeMap::new(), &BTreeMap::new(), namespace),
             "spec": spec,
         }),
         origin: origin.into(),

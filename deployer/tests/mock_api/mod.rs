@@ -26,6 +26,10 @@ pub struct Step {
     repeated: bool,
     /// Answers this many times before moving on.
     times: usize,
+    /// The query string must not contain these (e.g. `force=`).
+    query_absent: Vec<String>,
+    /// Fails the request at the transport (a connection reset) instead of answering.
+    transport_error: Option<String>,
 }
 
 impl Step {
@@ -40,6 +44,8 @@ impl Step {
             text: None,
             repeated: false,
             times: 1,
+            query_absent: vec![],
+            transport_error: None,
         }
     }
     pub fn get(path: &str) -> Step {
@@ -62,6 +68,11 @@ impl Step {
     /// Asserts on the request body (JSON).
     pub fn body(mut self, check: impl Fn(&Value) + Send + 'static) -> Step {
         self.check = Some(Box::new(check));
+        self
+    }
+    /// The query string must not contain this (e.g. `force=`: an apply that does not force).
+    pub fn no_query(mut self, part: &str) -> Step {
+        self.query_absent.push(part.into());
         self
     }
     pub fn reply(mut self, status: u16, body: Value) -> Step {
@@ -88,19 +99,125 @@ impl Step {
     fn describe(&self) -> String {
         format!("{} {}", self.method, self.path)
     }
+
+    /// What the API server says when RBAC refuses `verb` on the resource (`statefulsets`,
+    /// group `apps`) named `name`, for the user `alice`.
+    pub fn forbidden(self, verb: &str, resource: &str, group: &str, name: &str) -> Step {
+        let namespace = namespace_of(&self.path);
+        let group_text = if group.is_empty() { "\"\"".to_string() } else { format!("\"{group}\"") };
+        let qualified = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+        let message = format!(
+            "{qualified} \"{name}\" is forbidden: User \"alice\" cannot {verb} resource \"{resource}\" in API group {group_text} in the namespace \"{namespace}\""
+        );
+        self.reply(403, status(403, "Forbidden", &message, json!({"name": name, "group": group, "kind": resource})))
+    }
+
+    /// A CRD's schema refusing the object: 422 Invalid with one cause per `(field, message)`,
+    /// worded as the API server words them.
+    pub fn invalid(self, kind: &str, group: &str, name: &str, causes: &[(&str, &str)]) -> Step {
+        let summary: Vec<String> = causes.iter().map(|(field, message)| format!("{field}: {message}")).collect();
+        let message = if summary.len() == 1 {
+            format!("{kind}.{group} \"{name}\" is invalid: {}", summary[0])
+        } else {
+            format!("{kind}.{group} \"{name}\" is invalid: [{}]", summary.join(", "))
+        };
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|(field, message)| json!({"reason": "FieldValueInvalid", "message": message, "field": field}))
+            .collect();
+        self.reply(
+            422,
+            status(422, "Invalid", &message, json!({"name": name, "group": group, "kind": kind, "causes": causes})),
+        )
+    }
+
+    /// A validating admission webhook refusing the object. The API server prefixes the
+    /// webhook's own message, and answers 400 when the webhook gave no code (Istio's gives none).
+    pub fn webhook_denied(self, webhook: &str, message: &str) -> Step {
+        let message = format!("admission webhook \"{webhook}\" denied the request: {message}");
+        self.reply(400, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "code": 400}))
+    }
+
+    /// A transient failure: 429 (priority and fairness throttling), 500 or 503 (an API server
+    /// restarting behind its load balancer).
+    pub fn transient(self, code: u16) -> Step {
+        let (reason, message, details) = match code {
+            429 => ("TooManyRequests", "Too many requests, please try again later.", json!({"retryAfterSeconds": 1})),
+            500 => ("InternalError", "Internal error occurred: etcdserver: request timed out", json!({})),
+            503 => ("ServiceUnavailable", "the server is currently unable to handle the request", json!({})),
+            other => panic!("{other} is not a transient status the mock knows"),
+        };
+        self.reply(code, status(code, reason, message, details))
+    }
+
+    /// The connection drops before an answer (an API server restarting, a load balancer's idle
+    /// timeout): the client sees a transport error, not a Status.
+    pub fn connection_reset(mut self) -> Step {
+        self.transport_error = Some("connection reset by peer".into());
+        self
+    }
 }
 
-/// A server-side apply of `path`, asserting the field manager and force, answering with the
-/// applied body at `resource_version`.
+/// A `metav1.Status` failure body as the API server sends it.
+pub fn status(code: u16, reason: &str, message: &str, details: Value) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "details": details, "code": code})
+}
+
+/// The namespace in an API path (`.../namespaces/NS/...`), or "" for a cluster-scoped one.
+fn namespace_of(path: &str) -> String {
+    let mut parts = path.split('/');
+    while let Some(part) = parts.next() {
+        if part == "namespaces" {
+            return parts.next().unwrap_or("").to_string();
+        }
+    }
+    String::new()
+}
+
+/// A server-side apply of `path` that does not force, asserting the field manager, answering
+/// with the applied body at `resource_version`.
 pub fn apply(path: &str, resource_version: &str) -> Step {
     let rv = resource_version.to_string();
     Step::patch(path)
         .query("fieldManager=xnat-guard-deployer")
-        .query("force=true")
+        .no_query("force=")
         .body(|b| {
             assert!(b.get("apiVersion").is_some() && b.get("kind").is_some(), "apply body is a whole object: {b}")
         })
         .reply(200, json!({"metadata": {"name": path.rsplit('/').next().unwrap(), "resourceVersion": rv}}))
+}
+
+/// A server-side apply of `path` that takes conflicting fields over (`--force-conflicts`).
+pub fn apply_forced(path: &str, resource_version: &str) -> Step {
+    let rv = resource_version.to_string();
+    Step::patch(path)
+        .query("fieldManager=xnat-guard-deployer")
+        .query("force=true")
+        .reply(200, json!({"metadata": {"name": path.rsplit('/').next().unwrap(), "resourceVersion": rv}}))
+}
+
+/// What the API server answers a server-side apply (without force) that would change fields
+/// another manager owns: 409 Conflict, one cause per field, worded as the field manager words
+/// them (`conflict with "helm" using apps/v1`, field `.spec.replicas`).
+pub fn apply_conflict(path: &str, conflicts: &[(&str, &str, &str)]) -> Step {
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(manager, api_version, field)| {
+            json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{manager}\" using {api_version}"), "field": field})
+        })
+        .collect();
+    let message = match conflicts {
+        [(manager, api_version, field)] => {
+            format!("Apply failed with 1 conflict: conflict with \"{manager}\" using {api_version}: {field}")
+        }
+        _ => format!("Apply failed with {} conflicts", conflicts.len()),
+    };
+    Step::patch(path).query("fieldManager=xnat-guard-deployer").no_query("force=").reply(
+        409,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+               "reason": "Conflict", "details": {"causes": causes}, "code": 409}),
+    )
 }
 
 pub fn list(items: Vec<Value>) -> Value {
@@ -108,7 +225,13 @@ pub fn list(items: Vec<Value>) -> Value {
 }
 
 pub fn options() -> Options {
-    Options { dry_run: false, timeout: Duration::from_millis(300), poll: Duration::from_millis(5), verbose: false }
+    Options {
+        dry_run: false,
+        timeout: Duration::from_millis(300),
+        poll: Duration::from_millis(5),
+        verbose: false,
+        force_conflicts: false,
+    }
 }
 
 /// Runs `body` against a cluster that answers `script`; fails the test if a request strays
@@ -150,9 +273,21 @@ where
             for part in &step.query {
                 assert!(query.contains(part.as_str()), "{} {path}: query {query:?} lacks {part:?}", parts.method);
             }
+            for part in &step.query_absent {
+                assert!(!query.contains(part.as_str()), "{} {path}: query {query:?} has {part:?}", parts.method);
+            }
             if let Some(check) = &step.check {
                 let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 check(&value);
+            }
+            if let Some(error) = &step.transport_error {
+                served.push(format!("{} {path}?{query} (connection reset)", parts.method));
+                send.send_error(std::io::Error::new(std::io::ErrorKind::ConnectionReset, error.clone()));
+                step.times = step.times.saturating_sub(1);
+                if !step.repeated && step.times == 0 {
+                    steps.next();
+                }
+                continue;
             }
             let payload = match &step.text {
                 Some(t) => t.clone().into_bytes(),
