@@ -140,8 +140,19 @@ fn evaluate(policy: &Engine, spec: &RequestSpec) -> Decision {
 
 /// The verdict, and a report: the decision, why, and which request facts the policy read.
 pub fn check(policy: &Engine, selection: &Selection, spec: &RequestSpec) -> (Decision, Report) {
-    let decision = evaluate(policy, spec);
     let mut notes = Vec::new();
+    let (mode, from) = selection.mtls_on_port(spec.port);
+    let mut judged = spec.clone();
+    if mode == MtlsMode::Disable && spec.principal.is_some() {
+        // With DISABLE the sidecar terminates no mTLS on the port: no identity reaches the filter.
+        judged.principal = None;
+        notes.push(format!(
+            "port {} is DISABLE: the sidecar terminates no mTLS there, so the caller's identity never reaches the filter; judged as plaintext",
+            spec.port
+        ));
+    }
+    let spec = &judged;
+    let decision = evaluate(policy, spec);
     if let Verdict::DeniedNoAllowMatch = decision.verdict {
         let (_, allow, _, _) = policy.counts();
         notes.push(format!(
@@ -161,7 +172,6 @@ pub fn check(policy: &Engine, selection: &Selection, spec: &RequestSpec) -> (Dec
     if decision.audited {
         notes.push("an AUDIT policy matched (logged, not enforced)".into());
     }
-    let (mode, from) = selection.mtls_on_port(spec.port);
     let (policy_name, rule) = match decision.verdict {
         Verdict::AllowedBy { policy: p, rule } | Verdict::DeniedBy { policy: p, rule } => {
             (Some(name(policy, p)), Some(rule))

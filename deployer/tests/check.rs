@@ -155,6 +155,21 @@ fn json_output_names_the_verdict_the_policy_the_rule_and_the_peer_authentication
     assert_eq!(value["mtls"]["mode"], "DISABLE");
     assert_eq!(value["mtls"]["from"], "PeerAuthentication xnat/default, portLevelMtls 8080");
 
+    // An identity on a DISABLE port never reaches the filter: the sidecar terminates no mTLS
+    // there. It is judged as the request arrives, plaintext, and said so.
+    let (_, value) = check_json(&[
+        "--policy",
+        &mtls,
+        "--policy",
+        &runbook("per-source.yaml"),
+        "--principal",
+        "cluster.local/ns/xnat-ingest/sa/uploader",
+        "--port",
+        "8080",
+    ]);
+    assert_eq!(value["request"]["principal"], Value::Null, "{value:#}");
+    assert!(value["notes"].to_string().contains("port 8080 is DISABLE"), "{value:#}");
+
     // Plaintext elsewhere: denied by the mode, named.
     let (status, stdout, _) =
         deployer(&["check", "--policy", &mtls, "--policy", &post, "--plaintext", "--port", "8443"]);
