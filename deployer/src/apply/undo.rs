@@ -72,13 +72,19 @@ async fn undo_one(cluster: &Cluster, kind: &Kind, ns: &str, namespace: &str, obj
     let what = format!("{} {ns}/{name}", kind.kind);
     let object = serde_json::to_value(obj).unwrap_or(Value::Null);
     let mut in_place = Vec::new();
-    for other in ownership::other_rollouts(&object, namespace) {
-        if rollout_in_place(cluster, &other).await {
-            in_place.push(other);
+    if ownership::applied_by(&object, namespace) {
+        for other in ownership::other_rollouts(&object, namespace) {
+            if rollout_in_place(cluster, &other).await {
+                in_place.push(other);
+            }
         }
     }
     let api = cluster.dynamic_api(kind, Some(ns));
     match ownership::undo_action(&object, namespace, |other| in_place.iter().any(|n| n == other)) {
+        Undo::NotThisRollout { applied_by } => Ok(format!(
+            "{what}: left alone, only the rollout of namespace {} applied it",
+            applied_by.join(", namespace ")
+        )),
         Undo::Keep { used_by } => {
             let commands: Vec<String> = used_by.iter().map(|n| format!("`deployer rollout {n} --undo`")).collect();
             Ok(format!(

@@ -99,6 +99,9 @@ fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
 /// What undo does with one of the deployer's objects.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Undo {
+    /// Only other namespaces' rollouts applied it (it sits in the root namespace): not this
+    /// undo's business, even when those rollouts are gone.
+    NotThisRollout { applied_by: Vec<String> },
     /// Another namespace's rollout still uses it (a shared mesh-wide PeerAuthentication).
     Keep { used_by: Vec<String> },
     /// The deployer created it.
@@ -111,6 +114,9 @@ pub enum Undo {
 /// Decides for `object` on undo of `namespace`'s rollout; `still_rolled_out` says whether the
 /// rollout of another namespace the object names is still in place.
 pub fn undo_action(object: &Value, namespace: &str, still_rolled_out: impl Fn(&str) -> bool) -> Undo {
+    if !applied_by(object, namespace) {
+        return Undo::NotThisRollout { applied_by: rollouts(object).into_iter().collect() };
+    }
     let used_by: Vec<String> =
         rollouts(object).into_iter().filter(|ns| ns != namespace && still_rolled_out(ns)).collect();
     if !used_by.is_empty() {
@@ -122,6 +128,13 @@ pub fn undo_action(object: &Value, namespace: &str, still_rolled_out: impl Fn(&s
     Undo::Release {
         previous_spec: annotation(object, PREVIOUS_SPEC_ANNOTATION).and_then(|s| serde_json::from_str(s).ok()),
     }
+}
+
+/// `namespace`'s rollout applied `object` (or no record says which did: an object labelled
+/// before the record existed).
+pub fn applied_by(object: &Value, namespace: &str) -> bool {
+    let rollouts = rollouts(object);
+    rollouts.is_empty() || rollouts.contains(namespace)
 }
 
 /// The namespaces other than `namespace` whose rollouts `object` names, to ask the cluster
@@ -195,6 +208,13 @@ mod tests {
     fn objects_without_the_label_are_applied_as_planned() {
         let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "xnat" } });
         assert_eq!(stamp(&namespace, None), namespace);
+    }
+
+    #[test]
+    fn undo_leaves_alone_what_only_other_namespaces_rollouts_applied() {
+        let mut theirs = stamp(&planned(), None);
+        theirs["metadata"]["annotations"][ROLLOUTS_ANNOTATION] = json!("xnat2");
+        assert_eq!(undo_action(&theirs, "xnat", |_| false), Undo::NotThisRollout { applied_by: vec!["xnat2".into()] });
     }
 
     #[test]
