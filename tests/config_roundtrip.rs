@@ -133,10 +133,11 @@ prop_compose! {
         spring_prefixes in prop::sample::select(vec![SpringPrefixes::ServletPrefixes, SpringPrefixes::Exact]),
         spring_suffixes in prop::sample::select(vec![SpringSuffixes::Registered, SpringSuffixes::Exact]),
         peer_trust_domains in prop::sample::select(vec![PeerTrustDomains::Mesh, PeerTrustDomains::Any]),
+        config_digest in prop::option::of(text()),
     ) -> PluginConfig {
         PluginConfig {
             head_method, tunnel_decoding, override_header_names, restlet_routing, spring_prefixes, spring_suffixes,
-            peer_trust_domains, ..base
+            peer_trust_domains, config_digest, ..base
         }
     }
 }

@@ -22,6 +22,19 @@ fn methods_config(methods: &[&str]) -> String {
     .to_string()
 }
 
+/// `methods_config` named by a `configDigest`, as the deployer ships it.
+fn digested_config(methods: &[&str], digest: &str) -> String {
+    let mut config: serde_json::Value = serde_json::from_str(&methods_config(methods)).unwrap();
+    config["configDigest"] = json!(digest);
+    config.to_string()
+}
+
+/// The filter's configuration gauge in the sidecar's Prometheus text, as a rollout reads it.
+fn enforced_digest(envoy: &Envoy) -> Option<u64> {
+    let (_, text) = envoy.admin_get("/stats/prometheus").ok()?;
+    deployer::inspect::metrics::enforced_config_digest(&text)
+}
+
 fn publish(dir: &Path, version: u64, module: &Path, config: &str) {
     publish_ecds(dir, version, module, config).expect("write the ECDS file");
 }
@@ -71,29 +84,32 @@ fn wait_for_counter(envoy: &Envoy, name: &str, at_least: u64) {
 
 #[test]
 fn a_bad_update_is_rejected_and_the_previous_policy_keeps_enforcing() {
-    let setup = start(&methods_config(&["GET", "HEAD"]));
+    let setup = start(&digested_config(&["GET", "HEAD"], "a1"));
     let envoy = setup.envoy.as_ref().expect("Envoy starts with a good configuration");
     let ecds = setup.dir.path().join("ecds");
     assert_eq!(status(&setup, "GET", "get-1"), Some(200));
     assert_eq!(status(&setup, "POST", "post-1"), Some(403));
+    assert_eq!(enforced_digest(envoy), Some(0xa1), "the sidecar says which configuration it enforces");
 
     // An update that does not compile (a misspelt field): Envoy must reject it...
     publish(
         &ecds,
         2,
         &support::module(),
-        r#"{"policies": [{"name": "x", "namespace": "xnat", "spec": {"rulez": []}}]}"#,
+        r#"{"configDigest": "b2", "policies": [{"name": "x", "namespace": "xnat", "spec": {"rulez": []}}]}"#,
     );
     wait_for_counter(envoy, "extension_config_discovery.http_filter.xnat-guard.config_fail", 1);
+    assert_eq!(enforced_digest(envoy), Some(0xa1), "a refused update never shows as enforced");
     // ...and the previous policy still decides: POST stays denied, GET served.
     assert_eq!(status(&setup, "POST", "post-2"), Some(403));
     assert_eq!(status(&setup, "GET", "get-2"), Some(200));
     assert!(envoy.log_tail(200).contains("rulez"), "the refusal names the field:\n{}", envoy.log_tail(40));
 
     // A good update takes effect.
-    publish(&ecds, 3, &support::module(), &methods_config(&["GET", "HEAD", "POST"]));
+    publish(&ecds, 3, &support::module(), &digested_config(&["GET", "HEAD", "POST"], "c3"));
     wait_for_counter(envoy, "extension_config_discovery.http_filter.xnat-guard.config_reload", 2);
     assert_eq!(status(&setup, "POST", "post-3"), Some(200));
+    assert_eq!(enforced_digest(envoy), Some(0xc3), "the new configuration shows once in force");
     assert_eq!(setup.upstream.tagged("post-1").len() + setup.upstream.tagged("post-2").len(), 0);
     assert_eq!(setup.upstream.tagged("post-3").len(), 1);
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use xnat_guard_policy::{COUNTERS, COUNTER_NAMES, METRIC_PREFIX};
+use xnat_guard_policy::{CONFIG_DIGEST_METRIC, COUNTERS, COUNTER_NAMES, METRIC_PREFIX};
 
 /// The counters the filter keeps, by their short names; Envoy's stats name each after the
 /// filter's [`METRIC_PREFIX`].
@@ -46,6 +46,29 @@ pub fn filter_counters(text: &str) -> BTreeMap<String, u64> {
             (c.to_string(), prometheus_values(text, &metric, "").iter().map(|(_, v)| v).sum())
         })
         .collect()
+}
+
+/// The configuration the filter says it enforces: its gauge [`CONFIG_DIGEST_METRIC`], set to
+/// the `configDigest` of the configuration in force. `None` when absent or 0 (defined, never
+/// set: no configuration with a digest has been in force), or when the sidecar shows more than
+/// one value (two filter instances disagree).
+pub fn enforced_config_digest(text: &str) -> Option<u64> {
+    let mut seen: Option<u64> = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(CONFIG_DIGEST_METRIC) else { continue };
+        let value = match rest.strip_prefix('{') {
+            Some(r) => r.split_once('}').map(|(_, v)| v),
+            None if rest.starts_with(' ') => Some(rest),
+            None => None,
+        };
+        let Some(value) = value.and_then(|v| v.trim().parse::<f64>().ok()) else { continue };
+        let value = value as u64;
+        match seen {
+            Some(other) if other != value => return None,
+            _ => seen = Some(value),
+        }
+    }
+    seen.filter(|v| *v != 0)
 }
 
 /// What the module check found for one pod.
@@ -117,6 +140,17 @@ mod tests {
         assert_eq!(state, ModuleState::FetchFailed(vec![("checksum_mismatched".into(), 3)]));
         assert_eq!(state.to_string(), "FETCH FAILED (checksum_mismatched=3)");
         assert_eq!(ModuleState::from_agent_metrics(""), ModuleState::NotFetched);
+    }
+
+    #[test]
+    fn the_enforced_digest_is_the_gauge_once_set_and_only_if_every_instance_agrees() {
+        let text = "# TYPE xnat_guard_config_digest gauge\nxnat_guard_config_digest 161\nxnat_guard_allowed 3\n";
+        assert_eq!(enforced_config_digest(text), Some(161));
+        assert_eq!(enforced_config_digest("xnat_guard_config_digest 0\n"), None, "defined, never set");
+        assert_eq!(enforced_config_digest("xnat_guard_allowed 3\n"), None);
+        let two = "xnat_guard_config_digest{plugin=\"a\"} 161\nxnat_guard_config_digest{plugin=\"b\"} 162\n";
+        assert_eq!(enforced_config_digest(two), None);
+        assert_eq!(enforced_config_digest("xnat_guard_config_digest_other 5\n"), None);
     }
 
     #[test]

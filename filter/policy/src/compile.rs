@@ -139,7 +139,17 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         needs: compiler.needs,
         trust_domains: trust_domains.iter().map(|t| t.as_bytes().into()).collect(),
         mesh_scoped: compiler.mesh_scoped,
+        config_digest: config_digest(config.config_digest.as_deref())?,
     })
+}
+
+/// 1 to 13 hex digits: at most 52 bits, which a Prometheus sample (a double) holds exactly.
+fn config_digest(digest: Option<&str>) -> Result<Option<u64>> {
+    let Some(hex) = digest else { return Ok(None) };
+    if hex.is_empty() || hex.len() > 13 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return refuse("configDigest", format!("'{hex}' is not 1 to 13 hex digits"));
+    }
+    Ok(u64::from_str_radix(hex, 16).ok())
 }
 
 fn trust_domains(config: &PluginConfig) -> Result<Vec<String>> {

@@ -56,6 +56,11 @@ pub struct PluginConfig {
     /// the mesh's where a match grants access.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "PeerTrustDomains::is_default"))]
     pub peer_trust_domains: PeerTrustDomains,
+    /// What the deployer names this configuration by (1 to 13 hex digits, a digest of the rest):
+    /// the filter publishes it, once configured, as the gauge [`crate::CONFIG_DIGEST_METRIC`],
+    /// so a rollout can see that each sidecar enforces this configuration and not an older one.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub config_digest: Option<String>,
 }
 
 impl Default for PluginConfig {
@@ -75,6 +80,7 @@ impl Default for PluginConfig {
             spring_prefixes: SpringPrefixes::default(),
             spring_suffixes: SpringSuffixes::default(),
             peer_trust_domains: PeerTrustDomains::default(),
+            config_digest: None,
         }
     }
 }

@@ -235,6 +235,7 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         peer_trust_domains: m.or_default("peerTrustDomains", |v, p| {
             variant(v, p, &[("MESH", PeerTrustDomains::Mesh), ("ANY", PeerTrustDomains::Any)])
         }),
+        config_digest: m.present("configDigest", string),
     };
     m.finish(config)
 }

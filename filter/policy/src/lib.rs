@@ -39,8 +39,8 @@ pub use headers::HeaderMap;
 pub use model::Engine;
 pub use normalize::{apply_aliases, is_normal_path, tomcat_path, CompiledAlias, PathRefusal, MAX_PATH};
 pub use request::{
-    Decision, DecisionCounts, HeaderValues, Needs, PolicyName, Request, Verdict, COUNTERS, COUNTER_NAMES, METRIC_NAMES,
-    METRIC_PREFIX,
+    Decision, DecisionCounts, HeaderValues, Needs, PolicyName, Request, Verdict, CONFIG_DIGEST_METRIC, COUNTERS,
+    COUNTER_NAMES, METRIC_NAMES, METRIC_PREFIX,
 };
 
 /// Parses the plugin configuration JSON and compiles it. Errors carry the path of the field at

@@ -36,9 +36,17 @@ pub struct Engine {
     pub(crate) trust_domains: Box<[Box<[u8]>]>,
     /// Whether any rule has such a matcher: only then is the peer's trust domain looked up.
     pub(crate) mesh_scoped: bool,
+    /// `configDigest`, as the number the filter publishes.
+    pub(crate) config_digest: Option<u64>,
 }
 
 impl Engine {
+    /// `configDigest` as a number (below 2^52, so Prometheus' doubles hold it exactly), to
+    /// publish once this configuration is in force.
+    pub fn config_digest(&self) -> Option<u64> {
+        self.config_digest
+    }
+
     /// The request facts this configuration reads; the glue should fetch only these.
     pub fn needs(&self) -> Needs {
         self.needs

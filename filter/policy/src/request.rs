@@ -142,6 +142,9 @@ counters!["allowed", "denied_policy", "denied_mtls", "dry_run_denied", "audit_ma
 /// What the filter puts before each counter's name when it defines it in Envoy.
 pub const METRIC_PREFIX: &str = metric_prefix!();
 
+/// The gauge the filter sets, once a configuration is in force, to its `configDigest`.
+pub const CONFIG_DIGEST_METRIC: &str = concat!(metric_prefix!(), "config_digest");
+
 // Positions in COUNTER_NAMES.
 const ALLOWED: usize = 0;
 const DENIED_POLICY: usize = 1;

@@ -468,6 +468,18 @@ fn cluster_local_in_a_principal_means_the_meshs_own_trust_domain() {
 }
 
 #[test]
+fn the_config_digest_is_the_number_the_filter_publishes_and_a_malformed_one_is_refused() {
+    assert_eq!(compile(json!({"configDigest": "1a"})).config_digest(), Some(26));
+    assert_eq!(compile(json!({"configDigest": "fffffffffffff"})).config_digest(), Some((1 << 52) - 1));
+    assert_eq!(compile(json!({})).config_digest(), None);
+    for bad in ["", "12345678901234", "xyz", "-1"] {
+        let e = refusal(json!({"configDigest": bad}));
+        assert!(e.contains("configDigest") && e.contains("1 to 13 hex digits"), "{bad}: {e}");
+    }
+    assert!(refusal(json!({"configDigest": 26})).contains("configDigest"));
+}
+
+#[test]
 fn the_runbook_policy_reads_only_the_method_and_the_mtls_flag() {
     let policy = compile(json!({
         "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},

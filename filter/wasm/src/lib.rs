@@ -24,7 +24,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 use xnat_guard_policy::{
     Connection, ConnectionCache, ConnectionSource, Decision, DecisionCounts, Engine, HeaderMap, MtlsMode, Request,
-    Verdict, COUNTERS, METRIC_NAMES,
+    Verdict, CONFIG_DIGEST_METRIC, COUNTERS, METRIC_NAMES,
 };
 
 proxy_wasm::main! {{
@@ -45,18 +45,32 @@ fn log_panics() {
 const DENIED_BODY: &[u8] = b"RBAC: access denied";
 const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
-/// Counter ids, defined once per VM. Envoy shows them at `/stats` (as `wasmcustom.<name>`)
-/// and `/stats/prometheus`.
+/// Counter ids, and the configuration gauge's, defined once per VM. Envoy shows them at
+/// `/stats` (as `wasmcustom.<name>`) and `/stats/prometheus`.
 #[derive(Debug, Default, Clone, Copy)]
-struct Metrics([Option<u32>; COUNTERS]);
+struct Metrics {
+    counters: [Option<u32>; COUNTERS],
+    config_digest: Option<u32>,
+}
 
 impl Metrics {
     fn define() -> Metrics {
-        Metrics(METRIC_NAMES.map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()))
+        Metrics {
+            counters: METRIC_NAMES.map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()),
+            config_digest: hostcalls::define_metric(MetricType::Gauge, CONFIG_DIGEST_METRIC).ok(),
+        }
+    }
+
+    /// Says which configuration is in force; only ever after it compiled, so a refused update
+    /// leaves the previous configuration's digest showing, as its policy keeps enforcing.
+    fn publish_config(&self, engine: &Engine) {
+        if let (Some(id), Some(digest)) = (self.config_digest, engine.config_digest()) {
+            let _ = hostcalls::record_metric(id, digest);
+        }
     }
 
     fn flush(&self, counts: &DecisionCounts) {
-        for (id, n) in self.0.iter().zip(counts.take()) {
+        for (id, n) in self.counters.iter().zip(counts.take()) {
             if let (Some(id), true) = (id, n > 0) {
                 let _ = hostcalls::increment_metric(*id, n as i64);
             }
@@ -87,6 +101,7 @@ impl RootContext for GuardRoot {
                 log::info!(
                     "xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies"
                 );
+                self.metrics.publish_config(&engine);
                 self.engine = Some(Rc::new(engine));
                 // What was read for the old policy's needs may not cover the new one's.
                 self.connections = Rc::default();
