@@ -72,12 +72,18 @@ fn namespace() -> Value {
 }
 
 /// Rollout's first reads: the namespace exists, then the PeerAuthentications already in the
-/// workload's and the root namespace.
+/// workload's and the root namespace, and the labels of the pods the WasmPlugin selects (the
+/// AIS chart's web pod).
 fn rollout_reads(in_xnat: Vec<Value>, in_root: Vec<Value>) -> Vec<Step> {
     vec![
         Step::get(NS).reply(200, namespace()),
         Step::get(&format!("{ISTIO}/xnat/peerauthentications")).reply(200, list(in_xnat)),
         Step::get(&format!("{ISTIO}/istio-system/peerauthentications")).reply(200, list(in_root)),
+        Step::get("/api/v1/namespaces/xnat/pods").query("labelSelector=app%3Dxnat-web").reply(
+            200,
+            list(vec![json!({"metadata": {"name": "xnat-xnat-web-0", "namespace": "xnat",
+                "labels": {"app": "xnat-web", "app.kubernetes.io/name": "xnat-web", "app.kubernetes.io/instance": "xnat"}}})]),
+        ),
     ]
 }
 
@@ -188,6 +194,25 @@ async fn rollout_refuses_when_an_older_peer_authentication_would_void_the_genera
     assert!(err.contains("the filter would enforce STRICT, port 8080 DISABLE"), "{err}");
     assert!(err.contains("kubectl delete peerauthentication default -n xnat"), "{err}");
     assert!(err.contains("Nothing was applied"), "{err}");
+}
+
+#[tokio::test]
+async fn a_peer_authentication_selecting_the_pods_by_another_of_their_labels_counts_too() {
+    // The chart labels the web pods app.kubernetes.io/name too; a policy selecting by it
+    // applies to them though the WasmPlugin selects app=xnat-web.
+    let by_chart_label = by_kubectl(
+        "xnat",
+        "by-chart-label",
+        "2026-11-30T11:00:00Z",
+        json!({"selector": {"matchLabels": {"app.kubernetes.io/name": "xnat-web"}}, "mtls": {"mode": "PERMISSIVE"}}),
+    );
+    let script = rollout_reads(vec![by_chart_label], vec![runbook_mesh_policy()]);
+    let plan = runbook_plan();
+    let err = run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PeerAuthentication xnat/by-chart-label already in the cluster"), "{err}");
 }
 
 // Undo.

@@ -1,7 +1,10 @@
 //! What the cluster already holds that decides whether the plan takes effect, read before
 //! rollout changes anything and judged by [`crate::inspect`].
 
-use kube::api::ListParams;
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use super::{api_error, ApplyError, Cluster, Result};
@@ -11,7 +14,8 @@ use crate::plan::rollout::Plan;
 
 /// Refuses the plan when a PeerAuthentication already in the workload's or the root namespace
 /// would win over the plan's and make Istio apply other mTLS than the filter enforces
-/// ([`crate::inspect::peer_authentication`]); prints what it noticed otherwise.
+/// ([`crate::inspect::peer_authentication`]) for any of the pods the plan's WasmPlugin
+/// selects; prints what it noticed otherwise.
 pub async fn refuse_overridden_peer_authentications(cluster: &Cluster, plan: &Plan) -> Result<()> {
     let namespace = plan.target.namespace.as_str();
     let mut existing = Vec::new();
@@ -34,13 +38,35 @@ pub async fn refuse_overridden_peer_authentications(cluster: &Cluster, plan: &Pl
     }
     let planned: Vec<Value> =
         plan.manifests.iter().filter(|m| m.kind == Kind::PEER_AUTHENTICATION).map(|m| m.body.clone()).collect();
-    let workload = Workload { namespace, labels: &plan.target.labels, root_namespace: &plan.root_namespace };
-    let judgement = judge(&existing, &planned, &workload);
-    for note in &judgement.notes {
+    let mut notes = Vec::new();
+    for labels in selected_pod_labels(cluster, plan).await? {
+        let workload = Workload { namespace, labels: &labels, root_namespace: &plan.root_namespace };
+        let judgement = judge(&existing, &planned, &workload);
+        if let Some(refusal) = judgement.refusal {
+            return Err(ApplyError::Failed(refusal));
+        }
+        notes.extend(judgement.notes.into_iter().filter(|n| !notes.contains(n)).collect::<Vec<_>>());
+    }
+    for note in &notes {
         cluster.say(format!("note: {note}"));
     }
-    match judgement.refusal {
-        Some(refusal) => Err(ApplyError::Failed(refusal)),
-        None => Ok(()),
+    Ok(())
+}
+
+/// Each distinct set of labels among the pods the WasmPlugin selects: a PeerAuthentication may
+/// select them by a label the WasmPlugin does not name (the AIS chart's
+/// `app.kubernetes.io/name`). With no such pod yet, the WasmPlugin's labels.
+async fn selected_pod_labels(cluster: &Cluster, plan: &Plan) -> Result<BTreeSet<BTreeMap<String, String>>> {
+    let selector: Vec<String> = plan.target.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &plan.target.namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await
+        .map_err(api_error(format!("listing the pods {} selects", plan.target)))?;
+    let mut sets: BTreeSet<BTreeMap<String, String>> =
+        pods.items.into_iter().filter_map(|p| p.metadata.labels).collect();
+    if sets.is_empty() {
+        sets.insert(plan.target.labels.clone());
     }
+    Ok(sets)
 }
