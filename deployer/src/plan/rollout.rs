@@ -235,6 +235,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     if spec.exact_handler_matching {
         config.match_handlers_exactly();
     }
+    config.config_digest = Some(config_digest(&config, &spec.module)?);
     let plugin_config = shipped_config(&config)?;
     let policy = xnat_guard_policy::compile(&config)
         .map_err(|e| PlanError::Invalid(format!("the filter refuses the configuration: {e}")))?;
@@ -434,6 +435,25 @@ fn generated_manifest(kind: Kind, namespace: &str, spec: Value, origin: &str) ->
 
 /// The `pluginConfig` as the sidecar will get it, after checking that the filter's own JSON
 /// reader (not serde) reads it back as exactly the planned configuration.
+/// How many hex digits of the digest the configuration carries: 52 bits, which the filter's
+/// gauge (a Prometheus double) shows exactly.
+pub const CONFIG_DIGEST_DIGITS: usize = 13;
+
+/// Names this configuration and module together: the SHA-256 of the module's digest and the
+/// configuration (without a digest), cut to [`CONFIG_DIGEST_DIGITS`]. A sidecar whose filter
+/// shows it is enforcing exactly what this plan ships.
+fn config_digest(config: &PluginConfig, module: &ModuleRef) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let unnamed = PluginConfig { config_digest: None, ..config.clone() };
+    let text = serde_json::to_vec(&unnamed).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
+    let mut hasher = Sha256::new();
+    hasher.update(module.sha256.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&text);
+    let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(hex[..CONFIG_DIGEST_DIGITS].to_string())
+}
+
 fn shipped_config(config: &PluginConfig) -> Result<serde_json::Value> {
     let text = serde_json::to_vec(config).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
     let read_back = xnat_guard_policy::parse_json(&text)
