@@ -224,6 +224,7 @@ async fn dry_run_rollout_validates_without_restarting() {
 async fn undo_deletes_what_the_deployer_created_and_releases_the_namespace_label() {
     let wasm_list = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins";
     let script = vec![
+        Step::get(NS).reply(200, json!({"metadata": {"name": "xnat"}})),
         labelled(wasm_list, &["xnat-guard"]),
         Step::delete(&format!("{wasm_list}/xnat-guard")).reply(200, json!({"metadata": {"name": "xnat-guard"}})),
         labelled("/apis/security.istio.io/v1/namespaces/xnat/authorizationpolicies", &[]),

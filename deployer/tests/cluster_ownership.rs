@@ -236,10 +236,12 @@ fn listed(path: &str, items: Vec<Value>) -> Step {
     Step::get(path).query(SELECTOR).reply(200, list(items))
 }
 
-/// Undo's requests up to the root namespace's PeerAuthentications: the WasmPlugin and the
-/// generated PeerAuthentication (both created by rollout) deleted, nothing else in xnat.
+/// Undo's requests up to the root namespace's PeerAuthentications: the namespace exists, the
+/// WasmPlugin and the generated PeerAuthentication (both created by rollout) deleted, nothing
+/// else in xnat.
 fn undo_until_root_peer_authentications() -> Vec<Step> {
     vec![
+        Step::get(NS).reply(200, namespace()),
         listed(WASMS, vec![ours("xnat", "xnat-guard", created())]),
         Step::delete(WASM).reply(200, json!({})),
         listed(&format!("{ISTIO}/xnat/authorizationpolicies"), vec![]),
@@ -359,4 +361,15 @@ async fn undo_of_one_namespace_keeps_the_mesh_policy_another_namespace_still_use
     ]);
     let removed = undo_xnat(script).await;
     assert!(removed.contains(&"PeerAuthentication istio-system/default: deleted".to_string()), "{removed:?}");
+}
+
+#[tokio::test]
+async fn undo_in_a_namespace_that_does_not_exist_changes_nothing_and_creates_nothing() {
+    // Releasing the injection label is a server-side apply of the namespace, which would create it.
+    let script = vec![Step::get(NS).not_found()];
+    let err = run(script, options(), |cluster| async move { undo::undo(&cluster, "xnat", "istio-system").await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("namespace xnat does not exist"), "{err}");
 }

@@ -26,6 +26,8 @@ const RESTORE_MANAGER: &str = "xnat-guard-deployer-undo";
 /// namespace's injection label if only the deployer set it. Pods keep their sidecars until
 /// restarted.
 pub async fn undo(cluster: &Cluster, namespace: &str, root_namespace: &str) -> Result<Vec<String>> {
+    // Releasing the injection label at the end is an apply of the namespace, which would create it.
+    cluster.require_namespace(namespace).await?;
     let mut changes = Vec::new();
     let lp = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let dry_run = if cluster.opts.dry_run { " (dry run)" } else { "" };
