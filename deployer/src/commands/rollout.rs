@@ -13,8 +13,10 @@ use super::{runtime, Change, Global};
 ///
 /// Renders as `render` does, for the mesh's own trust domain and aliases (read from the istio
 /// ConfigMap in the root namespace; --trust-domain may repeat them, not contradict them), then:
-/// server-side apply (field manager
-/// xnat-guard-deployer), restart Deployments and StatefulSets whose pods lack the sidecar,
+/// refuse if a PeerAuthentication already in the cluster would override the plan's (Istio
+/// applies the narrowest, then the oldest), server-side apply (field manager
+/// xnat-guard-deployer, without force: a field another manager owns stops it, see
+/// --force-conflicts), restart Deployments and StatefulSets whose pods lack the sidecar,
 /// wait for each rollout by kubectl's rules, verify every pod runs a ready istio-proxy, and
 /// check each sidecar actually fetched the module (a WasmPlugin that failed to fetch still
 /// shows as synced). Re-running changes nothing. --undo removes what rollout applied.
