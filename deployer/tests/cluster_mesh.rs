@@ -44,7 +44,10 @@ async fn a_mesh_config_without_a_trust_domain_is_istios_default() {
 #[tokio::test]
 async fn a_missing_or_forbidden_config_map_says_why() {
     let missing = read(Step::get(CONFIG_MAP).not_found()).await;
-    assert!(matches!(&missing, ClusterMesh::Unknown(why) if why.contains("no ConfigMap istio-system/istio")), "{missing:?}");
+    assert!(
+        matches!(&missing, ClusterMesh::Unknown(why) if why.contains("no ConfigMap istio-system/istio")),
+        "{missing:?}"
+    );
     let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
         "message": "configmaps \"istio\" is forbidden: User \"dev\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"istio-system\""});
     let denied = read(Step::get(CONFIG_MAP).reply(403, forbidden)).await;
