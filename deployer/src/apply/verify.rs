@@ -1,6 +1,8 @@
 //! Verifying a rollout took: every pod of the injected controllers runs a ready sidecar, and
 //! each sidecar's agent really fetched the module.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
@@ -14,8 +16,14 @@ pub const AGENT_METRICS_PORT: u16 = 15020;
 /// The sidecar Envoy's metrics port, where the filter's counters are (pod port 15090).
 pub const ENVOY_METRICS_PORT: u16 = 15090;
 
-/// Polls until every live pod of the injected workloads runs a ready `istio-proxy`.
-pub async fn wait_for_sidecars(cluster: &Cluster, namespace: &str, controllers: &[&Controller]) -> Result<Vec<Pod>> {
+/// Polls until every live pod of the controllers restarted, and every pod the WasmPlugin
+/// selects, runs a ready `istio-proxy`. Other pods of the namespace are not this rollout's.
+pub async fn wait_for_sidecars(
+    cluster: &Cluster,
+    namespace: &str,
+    controllers: &[&Controller],
+    selector: &BTreeMap<String, String>,
+) -> Result<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let result = cluster
         .wait_for("verifying every pod runs istio-proxy", || {
@@ -24,7 +32,10 @@ pub async fn wait_for_sidecars(cluster: &Cluster, namespace: &str, controllers: 
                 let pods = api.list(&ListParams::default()).await.map_err(api_error("listing pods"))?.items;
                 let relevant: Vec<Pod> = pods
                     .into_iter()
-                    .filter(|p| !pods::is_terminated(p) && controllers.iter().any(|c| c.owns(p)))
+                    .filter(|p| {
+                        let selected = pods::labels_match(selector, p.metadata.labels.as_ref());
+                        !pods::is_terminated(p) && (selected || controllers.iter().any(|c| c.owns(p)))
+                    })
                     .collect();
                 let bad: Vec<String> = relevant
                     .iter()

@@ -72,24 +72,120 @@ impl Controller {
         }
     }
 
-    /// kubectl's `rollout status` rules: `Ok(())` when complete, `Err(why not)` otherwise.
+    /// kubectl's `rollout status` rules: `Ok(())` when complete, `Err(why not)` otherwise
+    /// (a rollout that failed for good included; [`Controller::rollout_state`] tells them apart).
     pub fn rollout_complete(&self) -> Result<(), String> {
-        match self {
+        match self.rollout_state() {
+            RolloutState::Complete => Ok(()),
+            RolloutState::Waiting(why) | RolloutState::Failed(why) => Err(why),
+        }
+    }
+
+    /// Where the rollout stands by kubectl's `rollout status` rules, a Deployment past its
+    /// progress deadline being a failure there and then, as kubectl makes it.
+    pub fn rollout_state(&self) -> RolloutState {
+        let result = match self {
             Controller::Deployment(d) => deployment_complete(d),
             Controller::StatefulSet(s) => statefulset_complete(s),
+        };
+        match result {
+            Ok(()) => RolloutState::Complete,
+            Err(Stuck::Waiting(why)) => RolloutState::Waiting(why),
+            Err(Stuck::Failed(why)) => RolloutState::Failed(why),
         }
+    }
+
+    /// A StatefulSet with `updateStrategy: OnDelete`: a template change replaces no pod; each
+    /// pod takes the new template only when deleted.
+    pub fn updates_on_delete(&self) -> bool {
+        match self {
+            Controller::StatefulSet(s) => {
+                s.spec.as_ref().and_then(|s| s.update_strategy.as_ref()).and_then(|u| u.type_.as_deref())
+                    == Some("OnDelete")
+            }
+            Controller::Deployment(_) => false,
+        }
+    }
+
+    /// Counters a rollout in progress raises (observed generation, pods at the new revision,
+    /// those plus ready or available pods). A wait that sees one pass its earlier best has
+    /// seen progress; a crash-looping pod, ready and unready by turns, passes none.
+    pub fn progress_marks(&self) -> Vec<i64> {
+        let (observed, updated, ready) = match self {
+            Controller::Deployment(d) => {
+                let s = d.status.clone().unwrap_or_default();
+                (s.observed_generation.unwrap_or(0), s.updated_replicas.unwrap_or(0), s.available_replicas.unwrap_or(0))
+            }
+            Controller::StatefulSet(st) => {
+                let s = st.status.clone().unwrap_or_default();
+                (s.observed_generation.unwrap_or(0), s.updated_replicas.unwrap_or(0), s.ready_replicas.unwrap_or(0))
+            }
+        };
+        vec![observed, i64::from(updated), i64::from(updated) + i64::from(ready)]
+    }
+
+    /// Whether every replica was serving before the rollout touched it: `Err` says how many
+    /// were (a Deployment's available pods, a StatefulSet's ready ones).
+    pub fn serving(&self) -> Result<(), String> {
+        let (serving, want, word) = match self {
+            Controller::Deployment(d) => (
+                d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0),
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                "available",
+            ),
+            Controller::StatefulSet(s) => (
+                s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+                s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                "ready",
+            ),
+        };
+        if serving >= want {
+            Ok(())
+        } else {
+            Err(format!("{serving} of {want} {word}"))
+        }
+    }
+
+    /// Whether the controller's pods carry every label of `selector` (the WasmPlugin's).
+    pub fn template_matches(&self, selector: &BTreeMap<String, String>) -> bool {
+        labels_match(selector, self.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref()))
     }
 }
 
-fn deployment_complete(d: &Deployment) -> Result<(), String> {
+/// Where a rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutState {
+    Complete,
+    /// Not yet, and why.
+    Waiting(String),
+    /// Never will be without a fix, and why.
+    Failed(String),
+}
+
+enum Stuck {
+    Waiting(String),
+    Failed(String),
+}
+
+impl From<String> for Stuck {
+    fn from(why: String) -> Stuck {
+        Stuck::Waiting(why)
+    }
+}
+
+fn deployment_complete(d: &Deployment) -> Result<(), Stuck> {
     let generation = d.metadata.generation.unwrap_or(0);
     let status = d.status.clone().unwrap_or_default();
     if status.observed_generation.unwrap_or(0) < generation {
-        return Err("waiting for the controller to observe the new spec".into());
+        return Err(Stuck::Waiting("waiting for the controller to observe the new spec".into()));
     }
     if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing") {
         if c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
-            return Err(format!("progress deadline exceeded: {}", c.message.as_deref().unwrap_or("")));
+            let name = d.metadata.name.as_deref().unwrap_or("");
+            return Err(Stuck::Failed(format!(
+                "deployment {name:?} exceeded its progress deadline: {}",
+                c.message.as_deref().unwrap_or("")
+            )));
         }
     }
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -97,43 +193,44 @@ fn deployment_complete(d: &Deployment) -> Result<(), String> {
     let replicas = status.replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     if updated < want {
-        return Err(format!("{updated} of {want} new replicas updated"));
+        return Err(format!("{updated} of {want} new replicas updated").into());
     }
     if replicas > updated {
-        return Err(format!("{} old replicas pending termination", replicas - updated));
+        return Err(format!("{} old replicas pending termination", replicas - updated).into());
     }
     if available < updated {
-        return Err(format!("{available} of {updated} updated replicas available"));
+        return Err(format!("{available} of {updated} updated replicas available").into());
     }
     Ok(())
 }
 
-fn statefulset_complete(s: &StatefulSet) -> Result<(), String> {
+fn statefulset_complete(s: &StatefulSet) -> Result<(), Stuck> {
     let generation = s.metadata.generation.unwrap_or(0);
     let status = s.status.clone().unwrap_or_default();
     let spec = s.spec.as_ref();
     if status.observed_generation.unwrap_or(0) < generation {
-        return Err("waiting for the controller to observe the new spec".into());
+        return Err("waiting for the controller to observe the new spec".to_string().into());
     }
     let strategy = spec.and_then(|s| s.update_strategy.as_ref());
-    if strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete") {
-        return Err("updateStrategy is OnDelete: pods update only when deleted; delete them to roll out".into());
-    }
     let want = spec.and_then(|s| s.replicas).unwrap_or(1);
     let ready = status.ready_replicas.unwrap_or(0);
     if ready < want {
-        return Err(format!("{ready} of {want} pods ready"));
+        return Err(format!("{ready} of {want} pods ready").into());
+    }
+    // OnDelete: a pod takes a new revision only when deleted, so every pod ready is all there is.
+    if strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete") {
+        return Ok(());
     }
     let partition = strategy.and_then(|u| u.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0);
     if partition > 0 {
         let updated = status.updated_replicas.unwrap_or(0);
         if updated < want - partition {
-            return Err(format!("{updated} of {} pods updated (partition {partition})", want - partition));
+            return Err(format!("{updated} of {} pods updated (partition {partition})", want - partition).into());
         }
         return Ok(());
     }
     if status.update_revision.is_some() && status.update_revision != status.current_revision {
-        return Err(format!("{} of {want} pods at the new revision", status.updated_replicas.unwrap_or(0)));
+        return Err(format!("{} of {want} pods at the new revision", status.updated_replicas.unwrap_or(0)).into());
     }
     Ok(())
 }
@@ -162,6 +259,42 @@ mod tests {
         assert!(d(2, unavailable).rollout_complete().unwrap_err().contains("available"));
         let done = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2});
         assert!(d(2, done).rollout_complete().is_ok());
+    }
+
+    #[test]
+    fn a_deployment_past_its_progress_deadline_has_failed_not_waiting() {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {}},
+            "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1,
+                       "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                                       "message": "ReplicaSet \"web-1\" has timed out progressing."}]}
+        }))
+        .unwrap();
+        let RolloutState::Failed(why) = Controller::Deployment(d).rollout_state() else { panic!("not failed") };
+        assert_eq!(
+            why,
+            "deployment \"web\" exceeded its progress deadline: ReplicaSet \"web-1\" has timed out progressing."
+        );
+    }
+
+    #[test]
+    fn an_on_delete_statefulset_is_rolled_out_once_every_pod_is_ready() {
+        let s = |ready: i32| -> Controller {
+            Controller::StatefulSet(
+                serde_json::from_value(json!({
+                    "metadata": {"name": "db", "generation": 3},
+                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "db"}}, "template": {}, "serviceName": "db",
+                             "updateStrategy": {"type": "OnDelete"}},
+                    "status": {"observedGeneration": 3, "replicas": 2, "readyReplicas": ready,
+                               "currentRevision": "db-1", "updateRevision": "db-2"}
+                }))
+                .unwrap(),
+            )
+        };
+        assert!(s(2).updates_on_delete());
+        assert_eq!(s(1).rollout_state(), RolloutState::Waiting("1 of 2 pods ready".into()));
+        assert_eq!(s(2).rollout_state(), RolloutState::Complete);
     }
 
     #[test]

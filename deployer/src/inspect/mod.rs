@@ -5,6 +5,7 @@
 //! tests feed them JSON and text.
 
 pub mod controllers;
+pub mod enforcement;
 pub mod mesh;
 pub mod metrics;
 pub mod ownership;

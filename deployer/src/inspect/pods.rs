@@ -58,6 +58,21 @@ pub fn is_terminated(pod: &Pod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed") || pod.metadata.deletion_timestamp.is_some()
 }
 
+/// The pod's `Ready` condition is true: every container ready, the pod in its Services.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// A StatefulSet pod's ordinal, the number after its name's last `-` (`xnat-xnat-web-2`: 2).
+pub fn ordinal(pod: &Pod) -> Option<u32> {
+    pod.metadata.name.as_deref()?.rsplit_once('-')?.1.parse().ok()
+}
+
 /// kubectl's READY column: ready containers over containers, counting native sidecars.
 pub fn ready_column(pod: &Pod) -> String {
     let Some(spec) = &pod.spec else { return "0/0".into() };
