@@ -149,9 +149,20 @@ pub fn release_body(api_version: &str, kind: &str, name: &str, namespace: &str) 
     json!({ "apiVersion": api_version, "kind": kind, "metadata": { "name": name, "namespace": namespace } })
 }
 
-/// Releasing left a spec other than the one the object had before the deployer.
+/// Releasing lost some of the spec the object had before the deployer (a field
+/// `--force-conflicts` took). Fields others added since count for nothing: they stay.
 pub fn needs_restore(after_release: &Value, previous_spec: &Value) -> bool {
-    after_release.get("spec").unwrap_or(&json!({})) != previous_spec
+    !contains(after_release.get("spec").unwrap_or(&json!({})), previous_spec)
+}
+
+/// Every field of `part` is in `whole` with the same value.
+fn contains(whole: &Value, part: &Value) -> bool {
+    match (whole, part) {
+        (Value::Object(whole), Value::Object(part)) => {
+            part.iter().all(|(k, v)| whole.get(k).is_some_and(|w| contains(w, v)))
+        }
+        _ => whole == part,
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +219,14 @@ mod tests {
     fn objects_without_the_label_are_applied_as_planned() {
         let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "xnat" } });
         assert_eq!(stamp(&namespace, None), namespace);
+    }
+
+    #[test]
+    fn a_spec_is_restored_only_where_releasing_lost_some_of_it() {
+        let before = json!({ "mtls": { "mode": "STRICT" } });
+        assert!(!needs_restore(&json!({ "spec": { "mtls": { "mode": "STRICT" }, "selector": {} } }), &before));
+        assert!(needs_restore(&json!({ "spec": {} }), &before));
+        assert!(needs_restore(&json!({}), &before));
     }
 
     #[test]
