@@ -123,6 +123,7 @@ impl PlanArgs {
             mesh_strict: self.mesh_strict,
             plaintext_ports: self.plaintext_ports.clone(),
             service: self.service.clone(),
+            service_ports: Vec::new(),
             cluster_domain: self.cluster_domain.clone(),
             native_authz: self.native_authz,
             fail_strategy: self.fail_strategy.into(),
@@ -135,7 +136,6 @@ impl PlanArgs {
     }
 }
 
-/// [`FailStrategy`] on the command line.
 /// How the filter judges requests: the settings `render`, `rollout` and `check` share, so
 /// that `check` judges as the rendered filter will.
 #[derive(clap::Args, Clone)]
@@ -166,6 +166,7 @@ impl FilterArgs {
     }
 }
 
+/// [`FailStrategy`] on the command line.
 #[derive(Clone, Copy, ValueEnum)]
 #[allow(clippy::enum_variant_names)] // the names are the flag's values: fail-close, fail-open, fail-reload
 enum FailStrategyArg {
