@@ -53,8 +53,8 @@ pub enum ApplyError {
     #[error(
         "{what}: the API server refused to change fields another field manager owns:\n{}\n\
          Stopped here: the objects before this one were applied, the rest were not. Make the values agree \
-         (edit the object, or your --policy files and flags), or, for `deployer rollout`, re-run with \
-         --force-conflicts to take these fields over as `kubectl apply --server-side --force-conflicts` does \
+         (edit the object, or your --policy files and flags), or re-run with --force-conflicts \
+         (`deployer rollout`, `deployer kiali install`) to take these fields over as `kubectl apply --server-side --force-conflicts` does \
          (the other manager may set them back on its next sync; `rollout --undo` puts the object's earlier spec back)",
         conflicts.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
     )]

@@ -34,6 +34,11 @@ pub struct InstallArgs {
     /// Where Kiali and the add-ons run.
     #[arg(long, default_value = "istio-system")]
     istio_namespace: String,
+    /// Take over fields another field manager owns (the runbook's `kubectl apply` of the
+    /// add-ons and the Kiali CR), as kubectl's --force-conflicts does. Without it, such a
+    /// conflict stops the install and names the manager and fields.
+    #[arg(long)]
+    force_conflicts: bool,
 }
 
 #[derive(clap::Args)]
@@ -86,7 +91,8 @@ pub fn run(cmd: Command, global: &Global) -> Result<()> {
             };
             let plan = kiali::plan(&spec)?;
             let helm_bin = helm::find_helm(std::env::var_os("PATH"))?;
-            let cluster = global.connect(&rt)?;
+            let mut cluster = global.connect(&rt)?;
+            cluster.opts.force_conflicts = args.force_conflicts;
             helm::run(
                 &helm_bin,
                 &plan.operator,
