@@ -2,7 +2,7 @@
 //! TLS. Every denied request is also checked at the upstream: it must never arrive.
 
 use deployer::local::client::RawRequest;
-use harness::support::{config_from_examples, Sidecar};
+use harness::support::{config_from_examples, config_from_examples_in, Sidecar};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
@@ -93,6 +93,33 @@ fn one_source_may_post_while_another_gets_only_get_and_head() {
 /// The filter reads a connection's identity and port once and keeps them for the
 /// connection's later requests. Kept-alive connections from different sources, interleaved,
 /// must each be judged as their own, round after round.
+/// The runbook's per-source policy names its callers as `cluster.local/...`; in a mesh whose
+/// trust domain is another, Istio reads that as the mesh's own domain. The mesh's uploader may
+/// POST; a `cluster.local` uploader from another mesh, under a root this sidecar trusts, may not.
+#[test]
+fn cluster_local_in_a_policy_means_the_meshs_own_trust_domain() {
+    let mesh = deployer::resources::Mesh { trust_domain: "xnat.example.org".into(), ..Default::default() };
+    let config = config_from_examples_in(&mesh, &["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
+    let sidecar = Sidecar::start_in("xnat.example.org", &config, &[EXEMPT, STRICT]).expect("sidecar starts");
+    let post = || RawRequest::new("POST", "/data/projects/demo/subjects").header("content-type", "text/plain");
+    assert_eq!(
+        sidecar.inner.identity("uploader").map(|c| c.spiffe_id.as_str()),
+        Some("spiffe://xnat.example.org/ns/xnat-ingest/sa/uploader")
+    );
+    let r = sidecar.send(STRICT, Some("uploader"), post(), "mesh-uploader");
+    assert_served(&sidecar, &r, "mesh-uploader");
+
+    let foreign = sidecar
+        .inner
+        .pki
+        .client("foreign-uploader", "spiffe://cluster.local/ns/xnat-ingest/sa/uploader")
+        .expect("a certificate under the same root");
+    let target = std::net::SocketAddr::new(sidecar.inner.address, STRICT);
+    let request = post().header("x-request-tag", "foreign-uploader");
+    let r = deployer::local::client::send(target, &request, Some(&foreign), &sidecar.inner.pki.ca_der).unwrap();
+    assert_denied(&sidecar, &r, "foreign-uploader");
+}
+
 #[test]
 fn kept_alive_connections_are_each_judged_as_their_own_source() {
     let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);

@@ -72,6 +72,12 @@ impl Sidecar {
     /// Envoy with the filter configured by `config` on `ports`, in front of a recording
     /// stand-in.
     pub fn start(config: &str, ports: &[u16]) -> Result<Sidecar, deployer::local::LocalError> {
+        Sidecar::start_in("cluster.local", config, ports)
+    }
+
+    /// As [`Sidecar::start`], in a mesh of `trust_domain`: the callers' certificates and the
+    /// sidecar's own are issued in it.
+    pub fn start_in(trust_domain: &str, config: &str, ports: &[u16]) -> Result<Sidecar, deployer::local::LocalError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let opts = LocalOptions {
             envoy: envoy_binary(),
@@ -80,7 +86,8 @@ impl Sidecar {
             ports: ports.to_vec(),
             upstream: None,
             workdir: dir.path().to_path_buf(),
-            server_spiffe_id: "spiffe://cluster.local/ns/xnat/sa/xnat-web".into(),
+            trust_domain: trust_domain.into(),
+            server_spiffe_id: format!("spiffe://{trust_domain}/ns/xnat/sa/xnat-web"),
         };
         Ok(Sidecar { inner: LocalSidecar::start(&opts, config)?, _dir: dir })
     }
@@ -118,9 +125,14 @@ impl Sidecar {
 
 /// The plugin configuration for YAML files under examples/, as `deployer local` builds it.
 pub fn config_from_examples(files: &[&str]) -> String {
+    config_from_examples_in(&Default::default(), files)
+}
+
+/// As [`config_from_examples`], for a mesh of another trust domain (and aliases).
+pub fn config_from_examples_in(mesh: &deployer::resources::Mesh, files: &[&str]) -> String {
     let paths: Vec<PathBuf> = files.iter().map(|f| project_root().join("examples").join(f)).collect();
     let (_, selection, _) =
-        deployer::resources::load_for_workload(&paths, &Default::default(), None, &[]).expect("example policies load");
+        deployer::resources::load_for_workload(&paths, mesh, None, &[]).expect("example policies load");
     serde_json::to_string(&selection.config).expect("serialise")
 }
 

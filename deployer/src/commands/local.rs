@@ -72,6 +72,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         ports: args.ports.clone(),
         upstream,
         workdir: workdir.path().to_path_buf(),
+        trust_domain: args.workload.mesh.trust_domain().to_string(),
         server_spiffe_id: format!("spiffe://{}/ns/{}/sa/xnat-web", args.workload.mesh.trust_domain(), target.namespace),
     };
     let sidecar = LocalSidecar::start(&opts, &serde_json::to_string(&selection.config)?)?;

@@ -23,11 +23,13 @@ use crate::inspect::metrics::FILTER_COUNTERS;
 /// Where the module lands when built by `make wasm`.
 pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/module/xnat_guard.wasm";
 
-/// The callers the tour and the printed instructions use, besides plaintext.
+/// The callers the tour and the printed instructions use, besides plaintext: a label, and the
+/// identity below the mesh's trust domain (their certificates carry
+/// `spiffe://<trust domain>/<identity>`).
 pub const TOUR_IDENTITIES: &[(&str, &str)] = &[
-    ("xnat-web", "spiffe://cluster.local/ns/xnat/sa/xnat-web"),
-    ("uploader", "spiffe://cluster.local/ns/xnat-ingest/sa/uploader"),
-    ("viewer", "spiffe://cluster.local/ns/reporting/sa/viewer"),
+    ("xnat-web", "ns/xnat/sa/xnat-web"),
+    ("uploader", "ns/xnat-ingest/sa/uploader"),
+    ("viewer", "ns/reporting/sa/viewer"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub struct LocalOptions {
     /// `None`: start the recording stand-in.
     pub upstream: Option<SocketAddr>,
     pub workdir: PathBuf,
+    /// The mesh's trust domain: the tour's callers' certificates are issued in it.
+    pub trust_domain: String,
     pub server_spiffe_id: String,
 }
 
@@ -74,8 +78,10 @@ impl LocalSidecar {
             return Err(LocalError::NoModule(opts.module.clone()));
         }
         let pki = Pki::generate(&opts.workdir, &opts.server_spiffe_id)?;
-        let identities =
-            TOUR_IDENTITIES.iter().map(|(label, id)| pki.client(label, id)).collect::<Result<Vec<_>, _>>()?;
+        let identities = TOUR_IDENTITIES
+            .iter()
+            .map(|(label, id)| pki.client(label, &format!("spiffe://{}/{id}", opts.trust_domain)))
+            .collect::<Result<Vec<_>, _>>()?;
         let (upstream, upstream_addr) = match opts.upstream {
             Some(addr) => (None, addr),
             None => {
@@ -109,8 +115,8 @@ impl LocalSidecar {
     }
 
     pub fn identity(&self, label: &str) -> Option<&ClientIdentity> {
-        let id = TOUR_IDENTITIES.iter().find(|(l, _)| *l == label)?.1;
-        self.identities.iter().find(|c| c.spiffe_id == id)
+        let index = TOUR_IDENTITIES.iter().position(|(l, _)| *l == label)?;
+        self.identities.get(index)
     }
 
     /// The filter's counters as Envoy's stats show them, after the filter's flush (it copies its
@@ -251,16 +257,9 @@ pub fn format_tour(results: &[TourResult], policy: &Engine) -> String {
     for r in results {
         let caller = match r.step.caller {
             None => "plaintext".to_string(),
-            Some(l) => TOUR_IDENTITIES
-                .iter()
-                .find(|(x, _)| *x == l)
-                .map(|(_, id)| {
-                    format!(
-                        "mTLS {}",
-                        id.split_once("/ns/").map(|(_, rest)| format!("ns/{rest}")).unwrap_or(id.to_string())
-                    )
-                })
-                .unwrap_or_default(),
+            Some(l) => {
+                TOUR_IDENTITIES.iter().find(|(x, _)| *x == l).map(|(_, id)| format!("mTLS {id}")).unwrap_or_default()
+            }
         };
         let reached = match r.reached_upstream {
             Some(true) => "reached",
