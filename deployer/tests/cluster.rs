@@ -75,14 +75,11 @@ fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
 }
 
 /// What rollout reads before it applies anything, once it knows the namespace exists: no
-/// PeerAuthentication of the cluster's in the namespace or the root namespace overrides the
-/// plan's for the pods it selects.
+/// PeerAuthentication of the cluster's in the namespace or the root namespace overrides the plan's.
 fn reads_before_applying() -> Vec<Step> {
     vec![
         Step::get("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications").reply(200, list(vec![])),
         Step::get("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications").reply(200, list(vec![])),
-        // The labels of the pods the WasmPlugin selects, which a PeerAuthentication may select by.
-        Step::get(PODS).query("labelSelector=app%3Dxnat-web").reply(200, list(vec![])),
     ]
 }
 

@@ -72,19 +72,22 @@ fn namespace() -> Value {
 }
 
 /// Rollout's first reads: the namespace exists, then the PeerAuthentications already in the
-/// workload's and the root namespace, and the labels of the pods the WasmPlugin selects (the
-/// AIS chart's web pod).
+/// workload's and the root namespace.
 fn rollout_reads(in_xnat: Vec<Value>, in_root: Vec<Value>) -> Vec<Step> {
     vec![
         Step::get(NS).reply(200, namespace()),
         Step::get(&format!("{ISTIO}/xnat/peerauthentications")).reply(200, list(in_xnat)),
         Step::get(&format!("{ISTIO}/istio-system/peerauthentications")).reply(200, list(in_root)),
-        Step::get("/api/v1/namespaces/xnat/pods").query("labelSelector=app%3Dxnat-web").reply(
-            200,
-            list(vec![json!({"metadata": {"name": "xnat-xnat-web-0", "namespace": "xnat",
-                "labels": {"app": "xnat-web", "app.kubernetes.io/name": "xnat-web", "app.kubernetes.io/instance": "xnat"}}})]),
-        ),
     ]
+}
+
+/// The pods the WasmPlugin selects, read for their labels: the AIS chart's web pod.
+fn selected_pods() -> Step {
+    Step::get("/api/v1/namespaces/xnat/pods").query("labelSelector=app%3Dxnat-web").reply(
+        200,
+        list(vec![json!({"metadata": {"name": "xnat-xnat-web-0", "namespace": "xnat",
+            "labels": {"app": "xnat-web", "app.kubernetes.io/name": "xnat-web", "app.kubernetes.io/instance": "xnat"}}})]),
+    )
 }
 
 fn annotations(body: &Value) -> &Value {
@@ -206,7 +209,8 @@ async fn a_peer_authentication_selecting_the_pods_by_another_of_their_labels_cou
         "2026-11-30T11:00:00Z",
         json!({"selector": {"matchLabels": {"app.kubernetes.io/name": "xnat-web"}}, "mtls": {"mode": "PERMISSIVE"}}),
     );
-    let script = rollout_reads(vec![by_chart_label], vec![runbook_mesh_policy()]);
+    let mut script = rollout_reads(vec![by_chart_label], vec![runbook_mesh_policy()]);
+    script.push(selected_pods());
     let plan = runbook_plan();
     let err = run(script, options(), |cluster| async move { rollout::rollout(&cluster, &plan, "xnat").await })
         .await

@@ -39,7 +39,7 @@ pub async fn refuse_overridden_peer_authentications(cluster: &Cluster, plan: &Pl
     let planned: Vec<Value> =
         plan.manifests.iter().filter(|m| m.kind == Kind::PEER_AUTHENTICATION).map(|m| m.body.clone()).collect();
     let mut notes = Vec::new();
-    for labels in selected_pod_labels(cluster, plan).await? {
+    for labels in workload_labels(cluster, plan, &existing).await? {
         let workload = Workload { namespace, labels: &labels, root_namespace: &plan.root_namespace };
         let judgement = judge(&existing, &planned, &workload);
         if let Some(refusal) = judgement.refusal {
@@ -53,20 +53,36 @@ pub async fn refuse_overridden_peer_authentications(cluster: &Cluster, plan: &Pl
     Ok(())
 }
 
-/// Each distinct set of labels among the pods the WasmPlugin selects: a PeerAuthentication may
-/// select them by a label the WasmPlugin does not name (the AIS chart's
-/// `app.kubernetes.io/name`). With no such pod yet, the WasmPlugin's labels.
-async fn selected_pod_labels(cluster: &Cluster, plan: &Plan) -> Result<BTreeSet<BTreeMap<String, String>>> {
-    let selector: Vec<String> = plan.target.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &plan.target.namespace);
-    let pods = api
-        .list(&ListParams::default().labels(&selector.join(",")))
-        .await
-        .map_err(api_error(format!("listing the pods {} selects", plan.target)))?;
-    let mut sets: BTreeSet<BTreeMap<String, String>> =
-        pods.items.into_iter().filter_map(|p| p.metadata.labels).collect();
+/// The label sets to judge the workload by: the WasmPlugin's labels, or, when a
+/// PeerAuthentication in the namespace selects by a key they do not name (the AIS chart's
+/// `app.kubernetes.io/name`), each distinct set of labels among the pods the WasmPlugin selects.
+/// A selector whose keys the WasmPlugin's labels all name matches those pods exactly when it
+/// matches the labels, so the pods are read only when needed.
+async fn workload_labels(
+    cluster: &Cluster,
+    plan: &Plan,
+    existing: &[Value],
+) -> Result<BTreeSet<BTreeMap<String, String>>> {
+    let target = &plan.target;
+    let selects_by_another_label = existing.iter().any(|pa| {
+        pa.pointer("/metadata/namespace").and_then(Value::as_str) == Some(target.namespace.as_str())
+            && pa
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.keys().any(|k| !target.labels.contains_key(k)))
+    });
+    let mut sets = BTreeSet::new();
+    if selects_by_another_label {
+        let selector: Vec<String> = target.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &target.namespace);
+        let pods = api
+            .list(&ListParams::default().labels(&selector.join(",")))
+            .await
+            .map_err(api_error(format!("listing the pods {target} selects")))?;
+        sets.extend(pods.items.into_iter().filter_map(|p| p.metadata.labels));
+    }
     if sets.is_empty() {
-        sets.insert(plan.target.labels.clone());
+        sets.insert(target.labels.clone());
     }
     Ok(sets)
 }
