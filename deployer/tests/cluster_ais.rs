@@ -426,11 +426,11 @@ fn render_with_service_and_a_plaintext_port_but_no_service_port_refuses_and_says
     let policy = support::project_root().join("examples/runbook/istio-auth-policy-post.yaml");
     let policy = policy.to_str().unwrap();
     let (code, stderr) = deployer(&render_args(policy, &["--plaintext-port", "8080", "--service", "xnat-xnat-web"]));
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "an error exits 2: {stderr}");
     assert!(stderr.contains("--service-port"), "{stderr}");
     assert!(stderr.contains("kubectl -n xnat get service xnat-xnat-web"), "{stderr}");
     let (code, stderr) = deployer(&render_args(policy, &["--plaintext-port", "8080", "--service-port", "80"]));
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "an error exits 2: {stderr}");
     assert!(stderr.contains("--service-port needs --service"), "{stderr}");
     let (code, stderr) = deployer(&render_args(
         policy,

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -15,7 +16,8 @@ use super::{api_error, Applied, ApplyError, Cluster, Result};
 use crate::inspect::controllers::Controller;
 use crate::inspect::metrics::ModuleState;
 use crate::inspect::pods::{self, Sidecar};
-use crate::plan::rollout::Plan;
+use crate::kind::Kind;
+use crate::plan::rollout::{destination_rule_port_warnings, service_of_host, Plan, ServiceTarget};
 
 /// The result of a rollout, for printing.
 #[derive(Debug, Clone)]
@@ -33,6 +35,7 @@ pub struct RolloutReport {
 pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<RolloutReport> {
     cluster.require_namespace(namespace).await?;
     super::existing::refuse_overridden_peer_authentications(cluster, plan).await?;
+    let plan = &with_services_read(cluster, plan, namespace).await?;
     let mut applied = Vec::new();
     for m in &plan.manifests {
         let outcome = cluster.apply(m).await?;
@@ -46,7 +49,8 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
     let Restarts { restarted, mut skipped, touched } =
         restart_pods_without_sidecar(cluster, namespace, selector, &controllers, &pods).await?;
     if cluster.opts.dry_run {
-        return Ok(RolloutReport { applied, restarted, skipped, pods, modules: Vec::new(), warnings: Vec::new() });
+        let warnings = plan.warnings.clone();
+        return Ok(RolloutReport { applied, restarted, skipped, pods, modules: Vec::new(), warnings });
     }
 
     // Only what this rollout restarted is waited for: a neighbour that was broken before, or
@@ -77,7 +81,84 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
              and the pod's istio-proxy log (kubectl logs {pod} -c istio-proxy)"
         )));
     }
-    Ok(RolloutReport { applied, restarted, skipped, pods, modules, warnings: Vec::new() })
+    Ok(RolloutReport { applied, restarted, skipped, pods, modules, warnings: plan.warnings.clone() })
+}
+
+/// The plan with what only the cluster knows: the ports of the Service `--service` names (a
+/// DestinationRule is keyed by them), and warnings for the user's DestinationRules that name
+/// a port their Service does not have. Reads each such Service once, before applying anything.
+async fn with_services_read(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<Plan> {
+    let mut names: Vec<String> = plan.service.iter().map(|s| s.name.clone()).collect();
+    for m in plan.manifests.iter().filter(|m| m.kind == Kind::DESTINATION_RULE) {
+        if let Some(name) = m.body["spec"]["host"].as_str().and_then(|h| service_of_host(h, namespace)) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    names.dedup();
+    let mut plan = plan.clone();
+    let mut warnings = Vec::new();
+    let api: Api<Service> = Api::namespaced(cluster.client.clone(), namespace);
+    for name in names {
+        let generated_for = plan.service.as_ref().is_some_and(|s| s.name == name);
+        let found = api.get_opt(&name).await.map_err(api_error(format!("reading Service {namespace}/{name}")))?;
+        let Some(service) = found else {
+            if generated_for {
+                return Err(ApplyError::Failed(format!(
+                    "--service {name}: there is no Service {namespace}/{name}; `kubectl -n {namespace} get services` lists them"
+                )));
+            }
+            warnings.push(format!(
+                "a DestinationRule of yours is for Service {name}, which namespace {namespace} does not have: it applies to nothing"
+            ));
+            continue;
+        };
+        let ports = service_ports(&service, plan.service.as_ref().filter(|_| generated_for))?;
+        if generated_for {
+            plan = plan.with_service_ports(&ports).map_err(|e| ApplyError::Failed(e.to_string()))?;
+            warnings.extend(plan.warnings.iter().cloned());
+        } else {
+            warnings.extend(destination_rule_port_warnings(&plan, &name, &ports, true));
+        }
+    }
+    for w in &warnings {
+        cluster.say(format!("warning: {w}"));
+    }
+    plan.warnings = warnings;
+    Ok(plan)
+}
+
+/// A Service's ports as `(port, targetPort)`, an absent targetPort being the port itself. A
+/// named targetPort cannot be matched to a container port without the pods; where the
+/// generated DestinationRule depends on it and `--service-port` did not say, that is refused.
+fn service_ports(service: &Service, generated: Option<&ServiceTarget>) -> Result<Vec<(u16, u16)>> {
+    let name = service.metadata.name.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    for p in service.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
+        let port = u16::try_from(p.port).unwrap_or(0);
+        match &p.target_port {
+            None => out.push((port, port)),
+            Some(IntOrString::Int(t)) => out.push((port, u16::try_from(*t).unwrap_or(0))),
+            Some(IntOrString::String(named)) => {
+                let given =
+                    generated.and_then(|g| g.ports.as_ref()).and_then(|ps| ps.iter().find(|(sp, _)| *sp == port));
+                match (given, generated) {
+                    (Some(pair), _) => out.push(*pair),
+                    (None, Some(g)) if !g.plaintext_ports.is_empty() => {
+                        return Err(ApplyError::Failed(format!(
+                            "Service {name} port {port} forwards to the named container port {named:?}, which the deployer \
+                             cannot number without the pods; say which container port that is with --service-port {port}:PORT \
+                             (`kubectl get service {name} -o yaml` and the pod's ports show it)"
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// What the restarts did: lines for the report, and the controllers restarted.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use deployer::plan::rollout::{self, FailStrategy, ModuleRef, Plan, Spec};
+use deployer::plan::rollout::{self, FailStrategy, ModuleRef, Plan, ServicePort, Spec};
 use deployer::resources::{self, Mesh};
 use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
 
@@ -26,7 +26,25 @@ pub struct Args {
 
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let plan = args.plan.plan()?;
+    // Rollout reads the Service's ports from the cluster; render has only the flags, and a
+    // guess here (Service port = container port) is wrong on the AIS chart, whose 80 forwards
+    // to 8080: in-mesh clients would send mTLS to a port that takes only plaintext.
+    if let Some(service) = plan.service.as_ref().filter(|s| s.ports_assumed()) {
+        let ports: Vec<String> = service.plaintext_ports.iter().map(u16::to_string).collect();
+        bail!(
+            "--service {name} with plaintext port(s) {ports}: say which port of Service {name} forwards to {ports} with \
+             --service-port PORT (a DestinationRule is keyed by the Service's port, not the container's; the AIS chart's \
+             xnat-xnat-web: --service-port 80). `kubectl -n {ns} get service {name} -o jsonpath='{{.spec.ports}}'` shows them; \
+             `deployer rollout` reads them itself. Nothing was rendered",
+            name = service.name,
+            ports = ports.join(", "),
+            ns = service.namespace,
+        );
+    }
     let out = global.printer();
+    for warning in &plan.warnings {
+        out.warning(warning);
+    }
     out.formats(
         || plan.to_yaml(),
         || Ok(plan.to_yaml()),
@@ -68,9 +86,17 @@ pub struct PlanArgs {
     #[arg(long = "plaintext-port", value_name = "PORT")]
     plaintext_ports: Vec<u16>,
     /// The workload's Service (short name): renders a DestinationRule with ISTIO_MUTUAL, and
-    /// DISABLE on the plaintext ports.
+    /// DISABLE on the Service ports that forward to the plaintext ports (--service-port).
     #[arg(long)]
     service: Option<String>,
+    /// The port of --service that forwards to the plaintext port, as PORT (the one
+    /// --plaintext-port) or PORT:TARGETPORT; repeat for more. A DestinationRule is keyed by
+    /// Service ports, a PeerAuthentication by container ports (the AIS chart: 80 forwards to
+    /// 8080). render refuses --service with a plaintext port but no --service-port rather than
+    /// guess; rollout reads the Service's ports from the cluster and refuses a --service-port
+    /// that contradicts them.
+    #[arg(long = "service-port", value_name = "PORT[:TARGETPORT]", value_parser = parse_service_port)]
+    service_ports: Vec<ServicePort>,
     /// Also apply the AuthorizationPolicies natively (Envoy RBAC) as a second layer.
     #[arg(long)]
     native_authz: bool,
@@ -123,7 +149,7 @@ impl PlanArgs {
             mesh_strict: self.mesh_strict,
             plaintext_ports: self.plaintext_ports.clone(),
             service: self.service.clone(),
-            service_ports: Vec::new(),
+            service_ports: self.service_ports.clone(),
             cluster_domain: self.cluster_domain.clone(),
             native_authz: self.native_authz,
             fail_strategy: self.fail_strategy.into(),
@@ -219,5 +245,14 @@ impl From<MethodOverrideArg> for MethodOverride {
             MethodOverrideArg::Refuse => MethodOverride::Refuse,
             MethodOverrideArg::Ignore => MethodOverride::Ignore,
         }
+    }
+}
+
+/// `--service-port PORT` or `PORT:TARGETPORT`.
+fn parse_service_port(s: &str) -> Result<ServicePort, String> {
+    let number = |p: &str| p.parse::<u16>().map_err(|_| format!("'{p}' is not a port number"));
+    match s.split_once(':') {
+        Some((port, target)) => Ok(ServicePort::new(number(port)?, number(target)?)),
+        None => Ok(ServicePort::to_plaintext_port(number(s)?)),
     }
 }

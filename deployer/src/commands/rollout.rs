@@ -20,6 +20,18 @@ use super::{runtime, Change, Global};
 /// wait for each rollout by kubectl's rules, verify every pod runs a ready istio-proxy, and
 /// check each sidecar actually fetched the module (a WasmPlugin that failed to fetch still
 /// shows as synced). Re-running changes nothing. --undo removes what rollout applied.
+///
+/// The namespace must exist: rollout and --undo never create one, and stop before changing
+/// anything if it is missing. With --service, the Service's ports are read from the cluster
+/// (a DestinationRule names the Service port that forwards to the plaintext port, 80 for
+/// 8080 on the AIS chart), and a DestinationRule of yours naming a port the Service lacks is
+/// warned about. A StatefulSet with updateStrategy OnDelete has its pods without the sidecar
+/// deleted one at a time, highest ordinal first, each recreated and Ready before the next; a
+/// pod that comes back without the sidecar stops it there. Only what was restarted, and the
+/// pods the WasmPlugin selects, are waited for: a workload that is not the filter's and was
+/// not ready before is left alone, with a note. A Deployment past its progress deadline fails
+/// at once; the --timeout counts from the last progress (a pod updated or ready), and a
+/// throttled, failing or dropped API connection is retried with a backoff meanwhile.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -45,6 +57,8 @@ struct RolledOut {
     applied: Vec<Change>,
     restarted: Vec<String>,
     notes: Vec<String>,
+    /// What is probably a mistake in your objects (a DestinationRule port the Service lacks).
+    warnings: Vec<String>,
     pods: Vec<PodRow>,
     modules: Vec<Module>,
 }
@@ -94,6 +108,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         applied: report.applied.iter().map(|(o, a)| Change::new(o.clone(), *a)).collect(),
         restarted: report.restarted.clone(),
         notes: report.skipped.clone(),
+        warnings: report.warnings.clone(),
         pods: report.pods.iter().map(pod_row).collect(),
         modules: report.modules.iter().map(|(p, m)| Module { pod: p.clone(), module: m.to_string() }).collect(),
     };
@@ -101,6 +116,9 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         let mut text = format!("\n{}\n", pod_table(&report.pods));
         for line in &report.skipped {
             text.push_str(&format!("note: {line}\n"));
+        }
+        for line in &report.warnings {
+            text.push_str(&format!("warning: {line}\n"));
         }
         text.push_str(&if global.dry_run {
             format!("dry run: the API server accepted all {} object(s); nothing was changed\n", report.applied.len())

@@ -168,6 +168,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Istio's root namespace: where the mesh-wide PeerAuthentication lives.
     pub root_namespace: String,
+    /// The Service the generated DestinationRule is for (`--service`).
+    pub service: Option<ServiceTarget>,
 }
 
 impl Plan {
@@ -247,8 +249,18 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     for o in objects.iter().filter(|o| o.is(Kind::DESTINATION_RULE)) {
         manifests.push(object_manifest(Kind::DESTINATION_RULE, o, &spec.namespace));
     }
-    if let Some(service) = &spec.service {
-        manifests.push(destination_rule(spec, service, &policy)?);
+    let mut service_target = None;
+    match &spec.service {
+        Some(service) => {
+            let (manifest, target) = destination_rule(spec, service, &policy)?;
+            manifests.push(manifest);
+            service_target = Some(target);
+        }
+        None if !spec.service_ports.is_empty() => return Err(PlanError::Invalid(
+            "--service-port needs --service NAME: it says which port of that Service forwards to the plaintext port"
+                .into(),
+        )),
+        None => {}
     }
     if spec.native_authz {
         for o in objects.iter().filter(|o| o.is(Kind::AUTHORIZATION_POLICY)) {
@@ -257,7 +269,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     }
     manifests.push(wasm_plugin(spec, &target, plugin_config)?);
     check_sizes(&manifests, &config)?;
-    Ok(Plan {
+    let mut plan = Plan {
         target,
         manifests,
         config,
@@ -265,7 +277,14 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         notes,
         warnings: Vec::new(),
         root_namespace: spec.root_namespace.clone(),
-    })
+        service: service_target,
+    };
+    // With --service-port, a DestinationRule of the user's on the container port is a slip
+    // render can already see; rollout sees the rest once it has read the Service.
+    if let Some(ServiceTarget { name, ports: Some(ports), .. }) = &plan.service {
+        plan.warnings = destination_rule_port_warnings(&plan, name, ports, false);
+    }
+    Ok(plan)
 }
 
 /// The PeerAuthentications the flags ask for, unless the files already hold one at that level.
@@ -378,17 +397,48 @@ fn object_manifest(kind: Kind, o: &Object, rollout_namespace: &str) -> Manifest 
     }
 }
 
-/// Clients in the mesh use Istio mTLS to the service, except on the plaintext ports. A
-/// port-level setting replaces the whole top-level TLS block for that port, so each one says
-/// its mode in full.
-fn destination_rule(spec: &Spec, service: &str, policy: &Engine) -> Result<Manifest> {
-    if service.is_empty() || service.contains('.') {
-        return Err(PlanError::Invalid(format!(
-            "--service {service:?}: give the Service's short name; the host becomes NAME.{}.svc.{}",
-            spec.namespace, spec.cluster_domain
-        )));
+/// The Service `--service` names, as the generated DestinationRule needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTarget {
+    pub name: String,
+    pub namespace: String,
+    /// The container ports that accept plaintext, as the filter's configuration has them.
+    pub plaintext_ports: Vec<u16>,
+    /// Its ports as `(port, targetPort)`; `None` until known (`--service-port`, or the cluster's).
+    pub ports: Option<Vec<(u16, u16)>>,
+}
+
+impl ServiceTarget {
+    /// Whether the DestinationRule's ports rest on an assumption (a Service port equal to its
+    /// container port) that only `--service-port` or the cluster can settle.
+    pub fn ports_assumed(&self) -> bool {
+        self.ports.is_none() && !self.plaintext_ports.is_empty()
     }
-    let host = format!("{service}.{}.svc.{}", spec.namespace, spec.cluster_domain);
+
+    /// The Service ports whose traffic goes to a plaintext container port: the ones the
+    /// DestinationRule exempts from Istio mTLS. Unknown ports: assumed equal to the container's.
+    pub fn exempt_service_ports(&self) -> Vec<u16> {
+        let mut out: Vec<u16> = match &self.ports {
+            None => self.plaintext_ports.clone(),
+            Some(ports) => ports.iter().filter(|(_, t)| self.plaintext_ports.contains(t)).map(|(p, _)| *p).collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// `port -> targetPort` pairs as a user reads them: `80 -> 8080, 8104 -> 8104`.
+pub fn describe_ports(ports: &[(u16, u16)]) -> String {
+    if ports.is_empty() {
+        return "none".into();
+    }
+    ports.iter().map(|(p, t)| format!("{p} -> {t}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The container ports that accept plaintext: `--plaintext-port` and the files'
+/// `portLevelMtls` DISABLE, kept only where the filter's configuration says so too.
+fn plaintext_container_ports(spec: &Spec, policy: &Engine) -> Vec<u16> {
     let mut plaintext: Vec<u16> = spec.plaintext_ports.clone();
     for o in spec.objects.iter().filter(|o| o.is(Kind::PEER_AUTHENTICATION)) {
         if let Some(ports) = o.spec.get("portLevelMtls").and_then(Value::as_object) {
@@ -403,18 +453,189 @@ fn destination_rule(spec: &Spec, service: &str, policy: &Engine) -> Result<Manif
     plaintext.sort_unstable();
     plaintext.dedup();
     plaintext.retain(|p| policy.mtls_mode(Some(*p)) == MtlsMode::Disable);
-    let port_settings: Vec<Value> =
-        plaintext.iter().map(|p| json!({ "port": { "number": p }, "tls": { "mode": "DISABLE" } })).collect();
+    plaintext
+}
+
+/// `--service-port` as `(port, targetPort)`: a bare PORT forwards to the one plaintext port.
+fn given_service_ports(spec: &Spec, plaintext: &[u16]) -> Result<Option<Vec<(u16, u16)>>> {
+    if spec.service_ports.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for sp in &spec.service_ports {
+        let target = match (sp.target_port, plaintext) {
+            (Some(t), _) => t,
+            (None, [only]) => *only,
+            (None, []) => {
+                return Err(PlanError::Invalid(format!(
+                    "--service-port {}: no port accepts plaintext (--plaintext-port), so there is nothing for it to forward to; \
+                     give PORT:TARGETPORT or drop it",
+                    sp.port
+                )))
+            }
+            (None, several) => {
+                return Err(PlanError::Invalid(format!(
+                    "--service-port {}: the plaintext ports are {}; say which one it forwards to as --service-port {}:TARGETPORT",
+                    sp.port,
+                    several.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+                    sp.port
+                )))
+            }
+        };
+        out.push((sp.port, target));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(Some(out))
+}
+
+/// The trafficPolicy of the generated DestinationRule: Istio mTLS, except on the Service ports
+/// that forward to a plaintext container port. A port-level setting replaces the whole
+/// top-level TLS block for that port, so each one says its mode in full.
+fn traffic_policy(target: &ServiceTarget) -> Value {
+    let port_settings: Vec<Value> = target
+        .exempt_service_ports()
+        .iter()
+        .map(|p| json!({ "port": { "number": p }, "tls": { "mode": "DISABLE" } }))
+        .collect();
     let mut traffic_policy = json!({ "tls": { "mode": "ISTIO_MUTUAL" } });
     if !port_settings.is_empty() {
         traffic_policy["portLevelSettings"] = json!(port_settings);
     }
-    Ok(generated_manifest(
+    traffic_policy
+}
+
+/// Clients in the mesh use Istio mTLS to the Service, except on its ports that forward to a
+/// plaintext container port. A DestinationRule's `portLevelSettings` are keyed by the
+/// *Service* port (a PeerAuthentication's `portLevelMtls` by the container port): on the AIS
+/// chart, 80 forwards to 8080, and an entry for 8080 would match nothing.
+fn destination_rule(spec: &Spec, service: &str, policy: &Engine) -> Result<(Manifest, ServiceTarget)> {
+    if service.is_empty() || service.contains('.') {
+        return Err(PlanError::Invalid(format!(
+            "--service {service:?}: give the Service's short name; the host becomes NAME.{}.svc.{}",
+            spec.namespace, spec.cluster_domain
+        )));
+    }
+    let host = format!("{service}.{}.svc.{}", spec.namespace, spec.cluster_domain);
+    let plaintext = plaintext_container_ports(spec, policy);
+    let ports = given_service_ports(spec, &plaintext)?;
+    let target = ServiceTarget {
+        name: service.to_string(),
+        namespace: spec.namespace.clone(),
+        plaintext_ports: plaintext,
+        ports,
+    };
+    let manifest = generated_manifest(
         Kind::DESTINATION_RULE,
         &spec.namespace,
-        json!({ "host": host, "trafficPolicy": traffic_policy }),
+        json!({ "host": host, "trafficPolicy": traffic_policy(&target) }),
         "--service",
-    ))
+    );
+    Ok((manifest, target))
+}
+
+/// Whether a DestinationRule's host is `service` in `namespace` (short, `NAME.NS`,
+/// `NAME.NS.svc` or the full name).
+fn host_is_service(host: &str, service: &str, namespace: &str) -> bool {
+    let mut parts = host.split('.');
+    parts.next() == Some(service)
+        && match parts.next() {
+            None => true,
+            Some(ns) => ns == namespace && matches!(parts.next(), None | Some("svc")),
+        }
+}
+
+/// The Service a DestinationRule's host names in `namespace`, if it names one there.
+pub fn service_of_host<'a>(host: &'a str, namespace: &str) -> Option<&'a str> {
+    let name = host.split('.').next().filter(|n| !n.is_empty() && *n != "*")?;
+    host_is_service(host, name, namespace).then_some(name)
+}
+
+/// Warnings on the user's own DestinationRules for Service `service` whose `portLevelSettings`
+/// name a port the Service does not have: such a setting matches nothing. `complete`: `ports`
+/// are all the Service's (read from the cluster); else only those `--service-port` gave, and
+/// only a port that is their container port is warned about.
+pub fn destination_rule_port_warnings(plan: &Plan, service: &str, ports: &[(u16, u16)], complete: bool) -> Vec<String> {
+    let namespace = plan.target.namespace.as_str();
+    let mut out = Vec::new();
+    for m in plan.manifests.iter().filter(|m| m.kind == Kind::DESTINATION_RULE && m.origin != "--service") {
+        let host = m.body["spec"]["host"].as_str().unwrap_or("");
+        if !host_is_service(host, service, namespace) {
+            continue;
+        }
+        let settings = m.body["spec"]["trafficPolicy"]["portLevelSettings"].as_array().cloned().unwrap_or_default();
+        for number in settings.iter().filter_map(|s| s["port"]["number"].as_u64()) {
+            let Ok(number) = u16::try_from(number) else { continue };
+            if ports.iter().any(|(p, _)| *p == number) {
+                continue;
+            }
+            let forwarding: Vec<String> =
+                ports.iter().filter(|(_, t)| *t == number).map(|(p, _)| p.to_string()).collect();
+            if complete {
+                let hint = match forwarding.as_slice() {
+                    [] => String::new(),
+                    ports => {
+                        format!("; the Service port that forwards to container port {number} is {}", ports.join(", "))
+                    }
+                };
+                out.push(format!(
+                    "{} (from {}) names port {number} in portLevelSettings, but Service {service} has no port {number} \
+                     (its ports: {}): a DestinationRule's ports are the Service's, so that setting matches nothing{hint}",
+                    m.describe(),
+                    m.origin,
+                    describe_ports(ports)
+                ));
+            } else if !forwarding.is_empty() {
+                out.push(format!(
+                    "{} (from {}) names port {number} in portLevelSettings, which is the container port: a \
+                     DestinationRule's ports are the Service's, so that setting matches nothing; Service port {} \
+                     forwards to {number}",
+                    m.describe(),
+                    m.origin,
+                    forwarding.join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
+impl Plan {
+    /// The plan with the generated DestinationRule keyed by the Service's real ports, as rollout
+    /// read them from the cluster (`(port, targetPort)`), and warnings for the user's own
+    /// DestinationRules on that Service. Refuses a `--service-port` the cluster contradicts.
+    pub fn with_service_ports(&self, cluster_ports: &[(u16, u16)]) -> Result<Plan> {
+        let mut plan = self.clone();
+        let Some(target) = plan.service.as_mut() else { return Ok(plan) };
+        if let Some(given) = &target.ports {
+            if let Some((p, t)) = given.iter().find(|g| !cluster_ports.contains(g)) {
+                return Err(PlanError::Invalid(format!(
+                    "--service-port {p}:{t} says Service {}/{} forwards port {p} to container port {t}, but in the cluster \
+                     its ports are {}; drop --service-port (rollout reads the Service) or correct it",
+                    target.namespace,
+                    target.name,
+                    describe_ports(cluster_ports)
+                )));
+            }
+        }
+        target.ports = Some(cluster_ports.to_vec());
+        let target = target.clone();
+        for m in plan.manifests.iter_mut().filter(|m| m.kind == Kind::DESTINATION_RULE && m.origin == "--service") {
+            m.body["spec"]["trafficPolicy"] = traffic_policy(&target);
+        }
+        plan.warnings = destination_rule_port_warnings(&plan, &target.name, cluster_ports, true);
+        if target.exempt_service_ports().is_empty() && !target.plaintext_ports.is_empty() {
+            plan.notes.push(format!(
+                "no port of Service {}/{} forwards to the plaintext port(s) {:?}: in-mesh clients of the Service use \
+                 Istio mTLS on all its ports ({})",
+                target.namespace,
+                target.name,
+                target.plaintext_ports,
+                describe_ports(cluster_ports)
+            ));
+        }
+        Ok(plan)
+    }
 }
 
 /// An object the deployer generates itself, named [`GENERATED_NAME`].
