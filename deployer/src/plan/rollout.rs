@@ -654,8 +654,6 @@ fn generated_manifest(kind: Kind, namespace: &str, spec: Value, origin: &str) ->
     }
 }
 
-/// The `pluginConfig` as the sidecar will get it, after checking that the filter's own JSON
-/// reader (not serde) reads it back as exactly the planned configuration.
 /// How many hex digits of the digest the configuration carries: 52 bits, which the filter's
 /// gauge (a Prometheus double) shows exactly.
 pub const CONFIG_DIGEST_DIGITS: usize = 13;
@@ -675,6 +673,8 @@ fn config_digest(config: &PluginConfig, module: &ModuleRef) -> Result<String> {
     Ok(hex[..CONFIG_DIGEST_DIGITS].to_string())
 }
 
+/// The `pluginConfig` as the sidecar will get it, after checking that the filter's own JSON
+/// reader (not serde) reads it back as exactly the planned configuration.
 fn shipped_config(config: &PluginConfig) -> Result<serde_json::Value> {
     let text = serde_json::to_vec(config).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
     let read_back = xnat_guard_policy::parse_json(&text)
