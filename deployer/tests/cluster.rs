@@ -368,7 +368,7 @@ async fn install_precheck_refuses_a_cluster_too_old_for_the_istio_version() {
     let script = vec![server_version("28")];
     let err =
         run(script, options(), |c| async move { install::precheck(&c, "1.27.3").await }).await.unwrap_err().to_string();
-    assert!(err.contains("needs Kubernetes 1.30"), "{err}");
+    assert!(err.contains("needs Kubernetes 1.29"), "{err}");
 }
 
 #[tokio::test]

@@ -5,9 +5,10 @@
 use super::helm::{Release, ISTIO_REPO};
 use crate::kind::Kind;
 
-/// Kubernetes minor versions each Istio minor is supported on (Istio's support table).
+/// Kubernetes minor versions each Istio minor is supported on, as each release's announcement
+/// states it ("Istio 1.27.0 is officially supported on Kubernetes versions 1.29 to 1.33").
 const SUPPORT: [(&str, u32, u32); 5] =
-    [("1.24", 28, 31), ("1.25", 29, 32), ("1.26", 29, 33), ("1.27", 30, 33), ("1.28", 30, 34)];
+    [("1.24", 28, 31), ("1.25", 29, 32), ("1.26", 29, 33), ("1.27", 29, 33), ("1.28", 29, 34)];
 
 /// The kinds whose CRDs the deployer relies on, checked after the base chart.
 pub const REQUIRED_CRDS: [Kind; 4] =
@@ -69,8 +70,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn istio_1_27_and_1_28_install_on_kubernetes_1_29_as_their_announcements_say() {
+        // "Istio 1.27.0 is officially supported on Kubernetes versions 1.29 to 1.33", 1.28.0: 1.29 to 1.34.
+        for (istio, oldest, newest) in [("1.27.3", 29, 33), ("1.28.0", 29, 34)] {
+            assert_eq!(check_version(istio, oldest), Ok(None), "{istio} on 1.{oldest}");
+            assert_eq!(check_version(istio, newest), Ok(None), "{istio} on 1.{newest}");
+            let refused = check_version(istio, oldest - 1).unwrap_err();
+            assert!(refused.contains("needs Kubernetes 1.29 or newer"), "{refused}");
+            assert!(check_version(istio, newest + 1).unwrap().unwrap().contains("tested up to"));
+        }
+    }
+
+    #[test]
     fn too_old_clusters_are_refused_and_newer_ones_warned() {
-        assert!(check_version("1.27.3", 29).unwrap_err().contains("1.30 or newer"));
+        assert!(check_version("1.27.3", 28).unwrap_err().contains("1.29 or newer"));
         assert_eq!(check_version("1.27.3", 31), Ok(None));
         assert!(check_version("1.27.3", 35).unwrap().unwrap().contains("tested up to"));
         assert!(check_version("1.99.0", 30).unwrap().unwrap().contains("not in the deployer's support table"));
