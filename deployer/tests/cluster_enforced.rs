@@ -58,7 +58,7 @@ async fn a_wrong_module_digest_names_the_pod_the_failed_fetch_and_the_log_line()
         Step::get(&format!("{PODS}/xnat-xnat-web-0/log")).query("container=istio-proxy").reply_text(log),
     ];
     let error = wait(script, &["xnat-xnat-web-0"]).await.unwrap_err().to_string();
-    assert!(error.contains("pod xnat-xnat-web-0: still enforcing another configuration (digest 99)"), "{error}");
+    assert!(error.contains("the filter in pod xnat-xnat-web-0 does not enforce this configuration (1a2b3c4d5e6f7): still enforcing another configuration (digest 99)"), "{error}");
     assert!(error.contains("checksum_mismatched=1") && error.contains("--sha256"), "{error}");
     assert!(
         error.contains("the sidecar logged: 2026-12-01T10:00:00.200Z\terror\twasm\tfailed to fetch Wasm module"),

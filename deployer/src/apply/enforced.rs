@@ -10,31 +10,22 @@ use crate::inspect::enforcement::{diagnose, Enforcement};
 /// How much of the sidecar's log is read to find why a pod is not enforcing.
 const LOG_LINES: u32 = 300;
 
-/// Waits until every pod in `pods` shows `digest`, or fails after the timeout naming each pod
-/// that does not and why (the agent's failed fetches, the sidecar's log line).
+/// Waits until every pod in `pods` shows `digest`, one pod after the other (each within the
+/// timeout), or fails naming the first pod that does not and why (the agent's failed fetches,
+/// the sidecar's log line), and which pods do.
 pub async fn wait_until_enforced(cluster: &Cluster, namespace: &str, pods: &[String], digest: u64) -> Result<()> {
-    let what = format!("waiting for {} pod(s) to enforce configuration {digest:x}", pods.len());
-    let waited = cluster
-        .wait_for(&what, || async move {
-            let mut lagging = Vec::new();
-            for pod in pods {
+    for (i, pod) in pods.iter().enumerate() {
+        let what = format!("waiting for pod {pod} to enforce configuration {digest:x}");
+        let waited = cluster
+            .wait_for(&what, || async move {
                 let state = read(cluster, namespace, pod, digest).await;
-                if state != Enforcement::Enforcing {
-                    lagging.push(format!("{pod}: {state}"));
-                }
-            }
-            Ok(if lagging.is_empty() { Ok(()) } else { Err(lagging.join("; ")) })
-        })
-        .await;
-    match waited {
-        Ok(()) => Ok(()),
-        Err(ApplyError::Timeout(_)) => {
-            let mut reasons = Vec::new();
-            for pod in pods {
+                Ok(if state == Enforcement::Enforcing { Ok(()) } else { Err(state.to_string()) })
+            })
+            .await;
+        match waited {
+            Ok(()) => {}
+            Err(ApplyError::Timeout(_)) => {
                 let state = read(cluster, namespace, pod, digest).await;
-                if state == Enforcement::Enforcing {
-                    continue;
-                }
                 let agent = cluster.pod_metrics(namespace, pod, AGENT_METRICS_PORT).await.ok();
                 let log = cluster
                     .get_text(&format!(
@@ -42,17 +33,18 @@ pub async fn wait_until_enforced(cluster: &Cluster, namespace: &str, pods: &[Str
                     ))
                     .await
                     .ok();
-                reasons.push(format!("pod {pod}: {}", diagnose(&state, agent.as_deref(), log.as_deref())));
+                let enforcing = if i == 0 { "none yet".to_string() } else { pods[..i].join(", ") };
+                return Err(ApplyError::Failed(format!(
+                    "after {}s the filter in pod {pod} does not enforce this configuration ({digest:x}): {} \
+                     (enforcing it: {enforcing}). See `kubectl -n {namespace} logs {pod} -c istio-proxy`",
+                    cluster.opts.timeout.as_secs(),
+                    diagnose(&state, agent.as_deref(), log.as_deref())
+                )));
             }
-            Err(ApplyError::Failed(format!(
-                "after {}s the filter does not enforce this configuration ({digest:x}) in every pod: {}. \
-                 See `kubectl -n {namespace} logs POD -c istio-proxy`",
-                cluster.opts.timeout.as_secs(),
-                reasons.join("; ")
-            )))
+            Err(e) => return Err(e),
         }
-        Err(e) => Err(e),
     }
+    Ok(())
 }
 
 async fn read(cluster: &Cluster, namespace: &str, pod: &str, digest: u64) -> Enforcement {

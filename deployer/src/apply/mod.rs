@@ -11,6 +11,7 @@
 //! - [`rollout`], [`undo`], [`install`], [`kiali`], [`hpa`], [`status`]: one per subcommand;
 //! - [`helm`]: helm as a child process.
 
+pub mod canary;
 pub mod enforced;
 mod existing;
 pub mod helm;

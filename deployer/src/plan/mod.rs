@@ -8,8 +8,10 @@
 //! - [`install`]: Istio's helm releases, and the checks before and after them;
 //! - [`kiali`]: the operator's helm release, the Kiali CR and Istio's add-on manifests;
 //! - [`hpa`]: which HorizontalPodAutoscalers the sidecar skews, and the patch for each;
-//! - [`helm`]: one helm release as the command line that installs it.
+//! - [`helm`]: one helm release as the command line that installs it;
+//! - [`canary`]: the one-pod WasmPlugin a rollout proves the new configuration on first.
 
+pub mod canary;
 pub mod helm;
 pub mod hpa;
 pub mod install;
