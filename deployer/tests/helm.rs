@@ -68,3 +68,47 @@ fn no_helm_on_path_says_how_to_get_it() {
     let err = helm::find_helm(Some(dir.path().as_os_str().to_owned())).unwrap_err().to_string();
     assert!(err.contains("helm is not on PATH") && err.contains("helm.sh"), "{err}");
 }
+
+/// A stand-in for `helm` that answers `helm version --short` with `short` and records the rest.
+fn stand_in_printing_version(dir: &std::path::Path, short: &str) -> std::path::PathBuf {
+    let record = dir.join("calls");
+    let script = dir.join("helm");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then echo '{short}'; exit 0; fi\necho \"$@\" >> {}\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn a_dry_run_with_a_helm_older_than_3_13_is_refused_before_helm_runs_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let helm_bin = stand_in_printing_version(dir.path(), "v3.12.3+g3a31588");
+    let err = helm::require_server_dry_run(&helm_bin).unwrap_err().to_string();
+    assert!(err.contains("helm v3.12.3") && err.contains("--dry-run=server needs helm 3.13"), "{err}");
+    assert!(err.contains("helm.sh") && err.contains("without --dry-run"), "{err}");
+    assert!(!dir.path().join("calls").exists(), "nothing but `helm version` ran");
+}
+
+#[test]
+fn a_dry_run_with_helm_3_13_or_later_goes_ahead() {
+    for short in ["v3.13.0+g825e86f", "v3.19.0+g3d8990f", "v4.0.1+g12345ab"] {
+        let dir = tempfile::tempdir().unwrap();
+        let helm_bin = stand_in_printing_version(dir.path(), short);
+        let version = helm::require_server_dry_run(&helm_bin).unwrap();
+        assert_eq!(format!("v{version}"), short.split('+').next().unwrap());
+    }
+}
+
+#[test]
+fn a_helm_whose_version_cannot_be_read_is_reported_with_what_it_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let helm_bin = stand_in_printing_version(dir.path(), "Client: &version.Version{SemVer:\"v2.17.0\"}");
+    let err = helm::require_server_dry_run(&helm_bin).unwrap_err().to_string();
+    assert!(err.contains("SemVer") && err.contains("Helm 3"), "{err}");
+}

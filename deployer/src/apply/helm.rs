@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{ApplyError, Result};
-use crate::plan::helm::Release;
+use crate::plan::helm::{check_server_dry_run, HelmVersion, Release};
 
 /// Finds `helm` on a PATH-like list of directories.
 pub fn find_helm(path_var: Option<OsString>) -> Result<PathBuf> {
@@ -53,4 +53,28 @@ pub fn run(
         )));
     }
     Ok(())
+}
+
+/// helm's version, from `helm version --short`.
+pub fn version(helm: &Path) -> Result<HelmVersion> {
+    let output = Command::new(helm)
+        .args(["version", "--short"])
+        .output()
+        .map_err(|e| ApplyError::Failed(format!("running {} version --short: {e}", helm.display())))?;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    HelmVersion::parse(&printed).filter(|_| output.status.success()).ok_or_else(|| {
+        ApplyError::Failed(format!(
+            "`{} version --short` printed {:?}, not a Helm 3 version: install Helm 3.13 or newer \
+             (https://helm.sh/docs/intro/install/) and put it first on PATH",
+            helm.display(),
+            printed.trim()
+        ))
+    })
+}
+
+/// Refuses a helm too old for `--dry-run=server` before anything runs; returns its version.
+pub fn require_server_dry_run(helm: &Path) -> Result<HelmVersion> {
+    let found = version(helm)?;
+    check_server_dry_run(found).map_err(ApplyError::Failed)?;
+    Ok(found)
 }

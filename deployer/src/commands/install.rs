@@ -34,6 +34,9 @@ struct Installed<'a> {
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let out = global.printer();
     let helm_bin = helm::find_helm(std::env::var_os("PATH"))?;
+    if global.dry_run {
+        helm::require_server_dry_run(&helm_bin)?;
+    }
     let rt = runtime()?;
     let cluster = global.connect(&rt)?;
     for warning in rt.block_on(apply::install::precheck(&cluster, &args.istio_version))? {

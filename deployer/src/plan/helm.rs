@@ -44,3 +44,67 @@ impl Release {
         format!("helm {}", self.args(dry_run).join(" "))
     }
 }
+
+/// helm's own version, as `helm version --short` prints it (`v3.14.2+gc309b6f`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HelmVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl HelmVersion {
+    /// `v3.14.2+gc309b6f` (or without the `v` and the build suffix); `None` for anything else,
+    /// such as Helm 2's `Client: &version.Version{...}`.
+    pub fn parse(short: &str) -> Option<HelmVersion> {
+        let core = short.trim().trim_start_matches('v');
+        let core = core.split(['+', '-']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+        let (major, minor, patch) = (parts.next()??, parts.next()??, parts.next()??);
+        parts.next().is_none().then_some(HelmVersion { major, minor, patch })
+    }
+}
+
+impl std::fmt::Display for HelmVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The first helm with `--dry-run=server` (3.13): an older one refuses the flag's value, and
+/// its plain `--dry-run` renders without asking the API server, so it would prove nothing.
+pub const SERVER_DRY_RUN_SINCE: HelmVersion = HelmVersion { major: 3, minor: 13, patch: 0 };
+
+/// Whether this helm can run the dry runs [`Release::args`] asks for, and what to do if not.
+pub fn check_server_dry_run(version: HelmVersion) -> Result<(), String> {
+    if version >= SERVER_DRY_RUN_SINCE {
+        return Ok(());
+    }
+    Err(format!(
+        "helm v{version} is too old: --dry-run=server needs helm {}.{} or newer. Upgrade helm \
+         (https://helm.sh/docs/intro/install/) or run without --dry-run",
+        SERVER_DRY_RUN_SINCE.major, SERVER_DRY_RUN_SINCE.minor
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helm_versions_are_read_as_helm_version_short_prints_them() {
+        let v = |major, minor, patch| Some(HelmVersion { major, minor, patch });
+        assert_eq!(HelmVersion::parse("v3.14.2+gc309b6f\n"), v(3, 14, 2));
+        assert_eq!(HelmVersion::parse("3.13.0"), v(3, 13, 0));
+        assert_eq!(HelmVersion::parse("v4.0.0-rc.1+g1234"), v(4, 0, 0));
+        assert_eq!(HelmVersion::parse("Client: &version.Version{SemVer:\"v2.17.0\"}"), None);
+        assert_eq!(HelmVersion::parse("v3.14"), None);
+    }
+
+    #[test]
+    fn server_dry_runs_need_helm_3_13() {
+        assert!(check_server_dry_run(HelmVersion { major: 3, minor: 12, patch: 3 }).is_err());
+        assert!(check_server_dry_run(HelmVersion { major: 3, minor: 13, patch: 0 }).is_ok());
+        assert!(check_server_dry_run(HelmVersion { major: 4, minor: 0, patch: 0 }).is_ok());
+    }
+}
