@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
@@ -85,4 +85,42 @@ async fn workload_labels(
         sets.insert(target.labels.clone());
     }
     Ok(sets)
+}
+
+/// Refuses a plan whose WasmPlugin names a pull Secret the namespace does not have, or one of
+/// another type: the agents would fail to pull, and FAIL_CLOSE would deny every request.
+pub async fn require_pull_secret(cluster: &Cluster, plan: &Plan) -> Result<()> {
+    let Some(wasm) = plan.manifests.iter().find(|m| m.kind == Kind::WASM_PLUGIN) else { return Ok(()) };
+    let Some(name) = wasm.body.pointer("/spec/imagePullSecret").and_then(Value::as_str) else { return Ok(()) };
+    let namespace = plan.target.namespace.as_str();
+    let api: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
+    let create = format!(
+        "create it with `kubectl -n {namespace} create secret docker-registry {name} --docker-server=REGISTRY \
+         --docker-username=USER --docker-password=PASSWORD` (for ECR: --docker-username=AWS \
+         --docker-password=\"$(aws ecr get-login-password)\")"
+    );
+    match api.get_opt(name).await {
+        Ok(Some(secret)) => {
+            let kind = secret.type_.unwrap_or_default();
+            if kind == "kubernetes.io/dockerconfigjson" || kind == "kubernetes.io/dockercfg" {
+                Ok(())
+            } else {
+                Err(ApplyError::Failed(format!(
+                    "Secret {namespace}/{name} (--image-pull-secret) is of type {kind:?}, not a registry credential \
+                     (kubernetes.io/dockerconfigjson); {create}"
+                )))
+            }
+        }
+        Ok(None) => Err(ApplyError::Failed(format!(
+            "there is no Secret {namespace}/{name} (--image-pull-secret), so the sidecars could not pull the module; \
+             nothing was applied; {create}"
+        ))),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            cluster.say(format!(
+                "note: your credentials may not read Secret {namespace}/{name}; the canary will show whether the sidecars can pull with it"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(api_error(format!("reading Secret {namespace}/{name} (--image-pull-secret)"))(e)),
+    }
 }

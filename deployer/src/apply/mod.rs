@@ -13,7 +13,7 @@
 
 pub mod canary;
 pub mod enforced;
-mod existing;
+pub mod existing;
 pub mod helm;
 pub mod hpa;
 pub mod install;

@@ -35,6 +35,7 @@ pub struct RolloutReport {
 pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<RolloutReport> {
     cluster.require_namespace(namespace).await?;
     super::existing::refuse_overridden_peer_authentications(cluster, plan).await?;
+    super::existing::require_pull_secret(cluster, plan).await?;
     let plan = &with_services_read(cluster, plan, namespace).await?;
     let mut applied = Vec::new();
     for m in &plan.manifests {

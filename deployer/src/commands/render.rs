@@ -97,6 +97,13 @@ pub struct PlanArgs {
     /// that contradicts them.
     #[arg(long = "service-port", value_name = "PORT[:TARGETPORT]", value_parser = parse_service_port)]
     service_ports: Vec<ServicePort>,
+    /// The Secret (type kubernetes.io/dockerconfigjson, in NAMESPACE) the sidecars pull the
+    /// module with; a private registry needs one, ECR included (istio-agent does not use the
+    /// node's credentials): kubectl -n NAMESPACE create secret docker-registry NAME
+    /// --docker-server=HOST --docker-username=AWS --docker-password="$(aws ecr get-login-password)".
+    /// rollout checks it exists.
+    #[arg(long, value_name = "NAME")]
+    image_pull_secret: Option<String>,
     /// Also apply the AuthorizationPolicies natively (Envoy RBAC) as a second layer.
     #[arg(long)]
     native_authz: bool,
@@ -157,6 +164,7 @@ impl PlanArgs {
             path_normalization: self.filter.path_normalization.into(),
             method_override: self.filter.method_override.into(),
             exact_handler_matching: self.filter.exact_handler_matching,
+            image_pull_secret: self.image_pull_secret.clone(),
         };
         rollout::plan(&spec).context("nothing was rendered")
     }

@@ -107,6 +107,8 @@ pub struct Spec {
     /// Match methods and paths exactly as written, as Istio does, instead of widening what
     /// denies to every request form XNAT serves with the same handler (default: widen).
     pub exact_handler_matching: bool,
+    /// The Secret (in the workload's namespace) the sidecars' agents pull the module with.
+    pub image_pull_secret: Option<String>,
 }
 
 impl Spec {
@@ -133,6 +135,7 @@ impl Spec {
             path_normalization: PathNormalization::default(),
             method_override: MethodOverride::default(),
             exact_handler_matching: false,
+            image_pull_secret: None,
         }
     }
 }
@@ -212,6 +215,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         objects.push(o);
     }
     let mut notes = Vec::new();
+    pull_secret_notes(spec, &mut notes)?;
     let objects = resources::replace_repeated(objects, &mut notes);
     let target = PolicyTarget::infer(&objects, &spec.root_namespace, Some(&spec.namespace), &spec.labels)?;
     if target.labels.is_empty() {
@@ -654,6 +658,39 @@ fn generated_manifest(kind: Kind, namespace: &str, spec: Value, origin: &str) ->
     }
 }
 
+/// Refuses a pull-secret name Kubernetes would refuse, and says when the module sits in a
+/// registry the sidecars cannot pull from without one: istio-agent does not use the node's
+/// credentials, so a private ECR repository needs a Secret even on EKS.
+fn pull_secret_notes(spec: &Spec, notes: &mut Vec<String>) -> Result<()> {
+    match &spec.image_pull_secret {
+        Some(name) if !is_dns_subdomain(name) => Err(PlanError::Invalid(format!(
+            "--image-pull-secret {name:?} is not a Secret name (lower-case letters, digits, '-' and '.', at most 253)"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            let host = spec.module.url.trim_start_matches("oci://").split('/').next().unwrap_or("");
+            if host.contains(".dkr.ecr.") && host.ends_with(".amazonaws.com") {
+                notes.push(format!(
+                    "the module is in ECR ({host}): istio-agent pulls it without the node's credentials, so a private \
+                     repository needs --image-pull-secret NAME (`kubectl -n {ns} create secret docker-registry NAME \
+                     --docker-server={host} --docker-username=AWS --docker-password=\"$(aws ecr get-login-password)\"`; \
+                     ECR's password lasts 12 hours, so refresh the Secret or use a public repository)",
+                    ns = spec.namespace
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// How many hex digits of the digest the configuration carries: 52 bits, which the filter's
 /// gauge (a Prometheus double) shows exactly.
 pub const CONFIG_DIGEST_DIGITS: usize = 13;
@@ -737,7 +774,7 @@ fn human_size(bytes: usize) -> String {
 }
 
 fn wasm_plugin(spec: &Spec, target: &PolicyTarget, plugin_config: serde_json::Value) -> Result<Manifest> {
-    Ok(generated_manifest(
+    let mut manifest = generated_manifest(
         Kind::WASM_PLUGIN,
         &spec.namespace,
         json!({
@@ -752,5 +789,9 @@ fn wasm_plugin(spec: &Spec, target: &PolicyTarget, plugin_config: serde_json::Va
             "pluginConfig": plugin_config,
         }),
         "the filter",
-    ))
+    );
+    if let Some(secret) = &spec.image_pull_secret {
+        manifest.body["spec"]["imagePullSecret"] = json!(secret);
+    }
+    Ok(manifest)
 }
