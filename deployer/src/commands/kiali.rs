@@ -11,12 +11,35 @@ use serde::Serialize;
 use super::{runtime, Change, Global};
 
 /// Kiali: install the operator, its CR and the Prometheus and Jaeger add-ons; print a login token.
+///
+/// Replaces the runbook's "Kiali Installation" section, from `helm install ... kiali-operator`
+/// to the token it copies into the login page.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Install the Kiali operator chart, apply a Kiali CR (token login, web root /kiali,
-    /// editable) and Istio's Prometheus and Jaeger add-ons, and wait for Kiali to be deployed.
+    /// Install the Kiali operator chart, apply Istio's Prometheus and Jaeger add-ons and a Kiali
+    /// CR (token login, web root /kiali, editable), and wait until Kiali is up.
+    ///
+    /// Replaces the runbook's `helm install ... kiali-operator`, `kubectl apply -f
+    /// samples/addons/{jaeger,prometheus}.yaml`, `kubectl apply -f kiali_cr.yaml` and the
+    /// watching of `kubectl get kiali kiali -o jsonpath='{.status}'`. Success means the operator
+    /// reported the CR `Successful` and the Deployment it made for the server (named after the
+    /// CR's instance, in its deployment namespace) is Available; a `Failure` condition stops at
+    /// once with the operator's message, and a server that never becomes available is a timeout
+    /// naming the Deployment.
+    ///
+    /// With --dry-run, helm renders the operator chart against the server (`--dry-run=server`)
+    /// and every manifest is validated by a server-side dry run. Helm installs the chart's CRDs
+    /// (its crds/ directory) only on a real install, so on a cluster without the operator the
+    /// Kiali CR cannot be validated yet: it is listed as "not validated (dry run)" with that
+    /// reason, and checked on the real run once the chart has installed the CRD.
     Install(InstallArgs),
     /// Print a login token for Kiali (TokenRequest API; no secret is created).
+    ///
+    /// Replaces the runbook's `kubectl get secret ... $(kubectl get sa kiali-service-account
+    /// ...)`, which finds no secret on Kubernetes 1.24 and later. The service account is the
+    /// one the Kiali server's Deployment runs as (read from it, via the Kiali CR: the operator
+    /// names it `<instance_name>-service-account`, `kiali-service-account` by default), unless
+    /// --service-account names one.
     Token(TokenArgs),
 }
 
@@ -46,11 +69,17 @@ pub struct TokenArgs {
     /// How long the token is valid, in seconds.
     #[arg(long, default_value_t = 3600)]
     duration: i64,
+    /// Where the Kiali CR is.
     #[arg(long, default_value = "istio-system")]
     istio_namespace: String,
-    /// Kiali's service account.
+    /// The Kiali CR's name (`kiali install` and the runbook name it `kiali`).
     #[arg(long, default_value = "kiali")]
-    service_account: String,
+    cr: String,
+    /// A service account to ask for a token for, in --istio-namespace, instead of the one the
+    /// Kiali Deployment runs as (for a Kiali installed without the operator: the kiali-server
+    /// chart names it `kiali`).
+    #[arg(long, value_name = "NAME")]
+    service_account: Option<String>,
 }
 
 /// A login token, for `-o yaml|json`.
@@ -63,8 +92,8 @@ struct Token<'a> {
 #[derive(Serialize)]
 struct Installed {
     applied: Vec<Change>,
-    /// Whether the operator reported Kiali deployed (not waited for on a dry run).
-    deployed: bool,
+    /// The Kiali server's Deployment, once available (not waited for on a dry run).
+    deployed: Option<String>,
 }
 
 pub fn run(cmd: Command, global: &Global) -> Result<()> {
@@ -76,7 +105,8 @@ pub fn run(cmd: Command, global: &Global) -> Result<()> {
             let token = rt.block_on(apply::kiali::token(
                 &cluster,
                 &args.istio_namespace,
-                &args.service_account,
+                &args.cr,
+                args.service_account.as_deref(),
                 args.duration,
             ))?;
             out.data(&Token { token: &token }, || format!("{token}\n"))
@@ -100,22 +130,24 @@ pub fn run(cmd: Command, global: &Global) -> Result<()> {
                 global.context.as_deref(),
                 global.dry_run,
             )?;
-            let mut applied = Vec::new();
-            for m in &plan.manifests {
-                let outcome = rt.block_on(cluster.apply(m))?;
+            let outcomes = rt.block_on(apply::kiali::apply_manifests(&cluster, &plan, |what, outcome| {
                 // Applying takes a while: each line is shown as it happens.
-                out.table_line(&format!("{}: {outcome}", m.describe()));
-                applied.push(Change::new(m.describe(), outcome));
-            }
-            if !global.dry_run {
-                rt.block_on(apply::kiali::wait_for_kiali(&cluster, &args.istio_namespace))?;
-            }
-            out.data(&Installed { applied, deployed: !global.dry_run }, || {
-                if global.dry_run {
-                    String::new()
-                } else {
-                    "Kiali is deployed (web root /kiali); log in with the token from `deployer kiali token`\n".into()
-                }
+                out.table_line(&format!("{what}: {outcome}"));
+            }))?;
+            let deployed = if global.dry_run {
+                None
+            } else {
+                Some(rt.block_on(apply::kiali::wait_for_kiali(&cluster, &args.istio_namespace))?)
+            };
+            let applied =
+                outcomes.into_iter().map(|(object, outcome)| Change { object, result: outcome.to_string() }).collect();
+            let installed = Installed { applied, deployed: deployed.as_ref().map(|d| d.describe()) };
+            out.data(&installed, || match &deployed {
+                None => "dry run: nothing was installed or applied\n".into(),
+                Some(d) => format!(
+                    "Kiali is up ({} is available; web root /kiali); log in with the token from `deployer kiali token`\n",
+                    d.describe()
+                ),
             })
         }
     }

@@ -24,6 +24,56 @@ const ADDON_KINDS: [Kind; 7] = [
     Kind::ROLE,
 ];
 
+/// The CRD the kiali-operator chart installs from its `crds/` directory. Helm installs a
+/// chart's `crds/` only on a real install, never on `--dry-run`, so a dry run on a cluster
+/// without the operator cannot validate the Kiali CR against it.
+pub const CRD_NAME: &str = "kialis.kiali.io";
+
+/// The name the operator gives the server's Deployment unless the CR sets
+/// `spec.deployment.instance_name` (the operator's defaults).
+pub const DEFAULT_INSTANCE_NAME: &str = "kiali";
+
+/// Why a dry run leaves the Kiali CR unvalidated on a cluster without the operator's CRD.
+pub fn not_validated_without_crd() -> String {
+    format!(
+        "the {CRD_NAME} CRD is not installed yet: it comes with the kiali-operator chart, which a dry run does not \
+         install; the CR is validated when `deployer kiali install` runs for real, once the chart has installed the CRD"
+    )
+}
+
+/// Where the operator runs the Kiali server for a CR: the Deployment it creates, named after
+/// the instance, in the deployment namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDeployment {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServerDeployment {
+    pub fn describe(&self) -> String {
+        format!("Deployment {}/{}", self.namespace, self.name)
+    }
+}
+
+/// The server's Deployment for a Kiali CR (the whole object, as the API server returns it).
+/// The operator records what it used in `status.deployment` (`instanceName`, `namespace`) and
+/// refuses to change either later, so the status is the truth once reconciled; before that, the
+/// spec's `deployment.instance_name` and `deployment.namespace`, which default to `kiali` and
+/// the CR's own namespace.
+pub fn server_deployment(cr: &Value) -> ServerDeployment {
+    let first = |paths: [&[&str]; 2], default: &str| {
+        paths.iter().map(|p| str_at(cr, p)).find(|v| !v.is_empty()).unwrap_or(default).to_string()
+    };
+    let cr_namespace = str_at(cr, &["metadata", "namespace"]);
+    ServerDeployment {
+        namespace: first([&["status", "deployment", "namespace"], &["spec", "deployment", "namespace"]], cr_namespace),
+        name: first(
+            [&["status", "deployment", "instanceName"], &["spec", "deployment", "instance_name"]],
+            DEFAULT_INSTANCE_NAME,
+        ),
+    }
+}
+
 /// One add-on file's text, and where it was read.
 #[derive(Debug, Clone)]
 pub struct AddonFile {
@@ -163,6 +213,19 @@ mod tests {
         assert_eq!(names, ["Service istio-system/prometheus", "ClusterRole prometheus"]);
         assert_eq!(manifests[0].body["metadata"]["namespace"], "istio-system");
         assert!(manifests[1].body["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn the_server_deployment_is_where_the_operator_says_else_where_the_spec_puts_it() {
+        let cr = json!({"metadata": {"name": "kiali", "namespace": "istio-system"}, "spec": {}});
+        assert_eq!(server_deployment(&cr), ServerDeployment { namespace: "istio-system".into(), name: "kiali".into() });
+        let cr = json!({"metadata": {"name": "kiali", "namespace": "kiali-operator"},
+                        "spec": {"deployment": {"namespace": "istio-system", "instance_name": "mesh-console"}}});
+        assert_eq!(server_deployment(&cr).describe(), "Deployment istio-system/mesh-console");
+        let cr = json!({"metadata": {"name": "kiali", "namespace": "istio-system"},
+                        "spec": {"deployment": {"instance_name": "renamed-after"}},
+                        "status": {"deployment": {"instanceName": "kiali", "namespace": "istio-system"}}});
+        assert_eq!(server_deployment(&cr).describe(), "Deployment istio-system/kiali");
     }
 
     #[test]

@@ -1,0 +1,237 @@
+//! `kiali install`, `kiali token` and `hpa` against an in-process mock API server that answers
+//! as a real one does: the Kiali operator's objects as its sources make them (the server's
+//! Deployment named after `deployment.instance_name`, its service account
+//! `<instance_name>-service-account`, the CR's `status.deployment`), and the AIS chart's
+//! StatefulSet with a Helm-rendered HPA.
+
+mod mock_api;
+
+use deployer::apply::kiali::{self, Outcome};
+use deployer::apply::{ApplyError, Options};
+use deployer::plan::kiali::{AddonFile, Spec};
+use mock_api::{apply, options, run, Step};
+use serde_json::{json, Value};
+
+const KIALI_CR: &str = "/apis/kiali.io/v1alpha1/namespaces/istio-system/kialis/kiali";
+const KIALI_DEPLOYMENT: &str = "/apis/apps/v1/namespaces/istio-system/deployments/kiali";
+const KIALI_GROUP_VERSION: &str = "/apis/kiali.io/v1alpha1";
+const PROMETHEUS_SA: &str = "/api/v1/namespaces/istio-system/serviceaccounts/prometheus";
+
+/// The Kiali CR once the operator has reconciled it: `Successful`, and where it put the server.
+fn reconciled_cr() -> Value {
+    json!({
+        "apiVersion": "kiali.io/v1alpha1", "kind": "Kiali",
+        "metadata": {"name": "kiali", "namespace": "istio-system"},
+        "spec": {"auth": {"strategy": "token"}},
+        "status": {
+            "deployment": {"instanceName": "kiali", "namespace": "istio-system"},
+            "conditions": [{"type": "Successful", "status": "True", "message": "Awaiting next reconciliation"}]
+        }
+    })
+}
+
+/// The server's Deployment as the operator renders it: the pod spec names the service account
+/// with the deprecated `serviceAccount` field, which the API server copies to `serviceAccountName`.
+fn kiali_deployment(available: bool) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "kiali", "namespace": "istio-system", "generation": 1},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "kiali"}},
+                 "template": {"metadata": {"labels": {"app.kubernetes.io/name": "kiali"}},
+                              "spec": {"serviceAccount": "kiali-service-account",
+                                       "serviceAccountName": "kiali-service-account",
+                                       "containers": [{"name": "kiali", "image": "quay.io/kiali/kiali:v2.17.0"}]}}},
+        "status": if available {
+            json!({"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                   "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                                   "message": "Deployment has minimum availability."}]})
+        } else {
+            json!({"observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1,
+                   "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                                   "message": "Deployment does not have minimum availability."}]})
+        }
+    })
+}
+
+fn token_reply() -> Value {
+    json!({"spec": {"audiences": []}, "status": {"token": "eyJhbGciOi.token", "expirationTimestamp": "2026-11-26T01:00:00Z"}})
+}
+
+#[tokio::test]
+async fn kiali_token_is_for_the_service_account_the_kiali_deployment_runs_as() {
+    let script = vec![
+        Step::get(KIALI_CR).reply(200, reconciled_cr()),
+        Step::get(KIALI_DEPLOYMENT).reply(200, kiali_deployment(true)),
+        Step::post("/api/v1/namespaces/istio-system/serviceaccounts/kiali-service-account/token")
+            .body(|b| assert_eq!(b["spec"]["expirationSeconds"], 600))
+            .reply(201, token_reply()),
+    ];
+    let token =
+        run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", None, 600).await }).await;
+    assert_eq!(token.unwrap(), "eyJhbGciOi.token");
+}
+
+#[tokio::test]
+async fn kiali_token_follows_the_cr_to_the_namespace_and_instance_it_deploys() {
+    let mut cr = reconciled_cr();
+    cr["status"]["deployment"] = json!({"instanceName": "kiali-prod", "namespace": "kiali"});
+    let mut deployment = kiali_deployment(true);
+    deployment["spec"]["template"]["spec"]["serviceAccountName"] = json!("kiali-prod-service-account");
+    let script = vec![
+        Step::get(KIALI_CR).reply(200, cr),
+        Step::get("/apis/apps/v1/namespaces/kiali/deployments/kiali-prod").reply(200, deployment),
+        Step::post("/api/v1/namespaces/kiali/serviceaccounts/kiali-prod-service-account/token")
+            .reply(201, token_reply()),
+    ];
+    let token =
+        run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", None, 600).await }).await;
+    assert_eq!(token.unwrap(), "eyJhbGciOi.token");
+}
+
+#[tokio::test]
+async fn kiali_token_with_a_named_service_account_asks_for_it_directly() {
+    let script =
+        vec![Step::post("/api/v1/namespaces/istio-system/serviceaccounts/kiali/token").reply(201, token_reply())];
+    let token =
+        run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", Some("kiali"), 600).await })
+            .await;
+    assert_eq!(token.unwrap(), "eyJhbGciOi.token");
+}
+
+#[tokio::test]
+async fn kiali_token_without_a_kiali_cr_says_how_to_install_or_name_the_account() {
+    let script = vec![Step::get(KIALI_CR).not_found()];
+    let err = run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", None, 600).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no Kiali CR istio-system/kiali"), "{err}");
+    assert!(err.contains("deployer kiali install") && err.contains("--service-account"), "{err}");
+}
+
+#[tokio::test]
+async fn kiali_token_when_the_operator_has_not_deployed_the_server_says_where_to_look() {
+    let script = vec![Step::get(KIALI_CR).reply(200, reconciled_cr()), Step::get(KIALI_DEPLOYMENT).not_found()];
+    let err = run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", None, 600).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Deployment istio-system/kiali does not exist"), "{err}");
+    assert!(err.contains("kubectl -n kiali-operator logs deploy/kiali-operator"), "{err}");
+}
+
+#[tokio::test]
+async fn kiali_token_refused_by_rbac_names_the_permission() {
+    let script = vec![
+        Step::get(KIALI_CR).reply(200, reconciled_cr()),
+        Step::get(KIALI_DEPLOYMENT).reply(200, kiali_deployment(true)),
+        Step::post("/api/v1/namespaces/istio-system/serviceaccounts/kiali-service-account/token").forbidden(
+            "create",
+            "serviceaccounts/token",
+            "",
+            "kiali-service-account",
+        ),
+    ];
+    let err = run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", None, 600).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("istio-system/kiali-service-account") && err.contains("forbidden"), "{err}");
+}
+
+fn small_plan() -> deployer::plan::kiali::Plan {
+    let addons = vec![AddonFile {
+        origin: "samples/addons/prometheus.yaml".into(),
+        text: "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: prometheus}\n".into(),
+    }];
+    let spec = Spec {
+        namespace: "istio-system".into(),
+        service_type: "LoadBalancer".into(),
+        operator_version: "2.17.0".into(),
+        timeout_secs: 300,
+        addons,
+    };
+    deployer::plan::kiali::plan(&spec).unwrap()
+}
+
+#[tokio::test]
+async fn kiali_install_dry_run_without_the_operator_crd_validates_the_add_ons_and_says_the_cr_waits_for_the_crd() {
+    let script = vec![
+        // The operator chart's crds/ is not installed by a helm dry run: kiali.io is not served.
+        Step::get(KIALI_GROUP_VERSION).not_found(),
+        Step::get(PROMETHEUS_SA).not_found(),
+        apply(PROMETHEUS_SA, "1").query("dryRun=All"),
+    ];
+    let plan = small_plan();
+    let outcomes = run(script, Options { dry_run: true, ..options() }, |c| async move {
+        kiali::apply_manifests(&c, &plan, |_, _| {}).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcomes[0].0, "ServiceAccount istio-system/prometheus");
+    assert_eq!(outcomes[0].1.to_string(), "valid (dry run, not applied)");
+    assert_eq!(outcomes[1].0, "Kiali istio-system/kiali");
+    let Outcome::NotValidated(why) = &outcomes[1].1 else { panic!("the CR is not validated: {outcomes:?}") };
+    assert!(why.contains("kialis.kiali.io") && why.contains("kiali-operator chart"), "{why}");
+    assert!(outcomes[1].1.to_string().starts_with("not validated (dry run)"), "{}", outcomes[1].1);
+}
+
+#[tokio::test]
+async fn kiali_install_dry_run_with_the_crd_installed_validates_the_cr_server_side() {
+    let script = vec![
+        Step::get(KIALI_GROUP_VERSION).reply(
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "kiali.io/v1alpha1",
+                   "resources": [{"name": "kialis", "singularName": "kiali", "namespaced": true, "kind": "Kiali", "verbs": ["get", "patch"]}]}),
+        ),
+        Step::get(PROMETHEUS_SA).not_found(),
+        apply(PROMETHEUS_SA, "1").query("dryRun=All"),
+        Step::get(KIALI_CR).not_found(),
+        apply(KIALI_CR, "1").query("dryRun=All"),
+    ];
+    let plan = small_plan();
+    let outcomes = run(script, Options { dry_run: true, ..options() }, |c| async move {
+        kiali::apply_manifests(&c, &plan, |_, _| {}).await
+    })
+    .await
+    .unwrap();
+    assert!(outcomes.iter().all(|(_, o)| o.to_string() == "valid (dry run, not applied)"), "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn kiali_install_waits_for_the_kiali_deployment_to_be_available_not_only_the_cr() {
+    let script = vec![
+        Step::get(KIALI_CR).reply(200, reconciled_cr()),
+        Step::get(KIALI_DEPLOYMENT).reply(200, kiali_deployment(false)),
+        Step::get(KIALI_CR).reply(200, reconciled_cr()),
+        Step::get(KIALI_DEPLOYMENT).reply(200, kiali_deployment(true)),
+    ];
+    let deployed = run(script, options(), |c| async move { kiali::wait_for_kiali(&c, "istio-system").await }).await;
+    assert_eq!(deployed.unwrap().describe(), "Deployment istio-system/kiali");
+}
+
+#[tokio::test]
+async fn kiali_that_never_becomes_available_is_a_timeout_naming_the_deployment() {
+    let script = never_available();
+    let err =
+        run(script, options(), |c| async move { kiali::wait_for_kiali(&c, "istio-system").await }).await.unwrap_err();
+    let ApplyError::Timeout(message) = &err else { panic!("expected a timeout, got {err}") };
+    assert!(message.contains("Deployment istio-system/kiali is not available"), "{message}");
+    assert!(message.contains("does not have minimum availability"), "{message}");
+    assert!(message.contains("kubectl -n istio-system describe deploy/kiali"), "{message}");
+}
+
+/// The CR reconciled and its Deployment unavailable, poll after poll: repeated steps, each
+/// skipped once the next one matches, so the two answer in turn.
+fn never_available() -> Vec<Step> {
+    (0..200)
+        .flat_map(|_| {
+            [
+                Step::get(KIALI_CR).reply(200, reconciled_cr()),
+                Step::get(KIALI_DEPLOYMENT).reply(200, kiali_deployment(false)),
+            ]
+        })
+        .map(Step::repeated)
+        .collect()
+}
