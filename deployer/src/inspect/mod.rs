@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod peer_authentication;
 pub mod pods;
+pub mod served;
 pub mod status;
 
 use serde_json::Value;
