@@ -527,3 +527,30 @@ async fn an_admission_webhook_denial_and_a_schema_refusal_reach_the_user_in_the_
     let err = roll_out(runbook_plan(), script, options()).await.unwrap_err().to_string();
     assert!(err.contains("spec.failStrategy: Unsupported value: \"FAIL_RELOAD\""), "{err}");
 }
+
+#[tokio::test]
+async fn rollout_refuses_a_service_that_is_not_there_and_says_how_to_list_them() {
+    let plan = plan::rollout::plan(&service_spec(vec![])).unwrap();
+    let mut script = reads_before_applying();
+    script.push(Step::get(&format!("{SERVICES}/xnat-xnat-web")).not_found());
+    let err = roll_out(plan, script, options()).await.unwrap_err().to_string();
+    assert!(err.contains("there is no Service xnat/xnat-xnat-web"), "{err}");
+    assert!(err.contains("kubectl -n xnat get services"), "{err}");
+}
+
+#[tokio::test]
+async fn a_named_target_port_is_refused_unless_service_port_numbers_it() {
+    let mut named = ais::web_service();
+    named["spec"]["ports"][0]["targetPort"] = json!("http");
+    let plan = plan::rollout::plan(&service_spec(vec![])).unwrap();
+    let mut script = reads_before_applying();
+    script.push(Step::get(&format!("{SERVICES}/xnat-xnat-web")).reply(200, named.clone()));
+    let err = roll_out(plan, script, options()).await.unwrap_err().to_string();
+    assert!(err.contains("forwards to the named container port \"http\""), "{err}");
+    assert!(err.contains("--service-port 80:PORT"), "{err}");
+
+    // Numbered by the flag: the DestinationRule exempts 80.
+    let plan = plan::rollout::plan(&service_spec(vec![ServicePort::new(80, 8080)])).unwrap();
+    let report = roll_out(plan, service_rollout_script(named), options()).await.unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
