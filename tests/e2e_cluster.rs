@@ -318,7 +318,10 @@ fn rollout_on_an_ais_like_release_serves_the_mesh_on_80_and_the_alb_on_8080_and_
     let (stdout, stderr) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
     assert!(first.status.success(), "rollout failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("2/2") && !stdout.contains("1/1"), "every pod runs the sidecar:\n{stdout}");
-    assert!(stdout.contains("StatefulSet xnat-postgresql (OnDelete"), "the OnDelete pod was replaced:\n{stdout}");
+    assert!(
+        stderr.contains("StatefulSet xnat-postgresql: updateStrategy OnDelete; deleting pod xnat-postgresql-0"),
+        "the OnDelete pod was replaced:\n{stderr}"
+    );
     assert!(
         stderr.contains("DestinationRule xnat/xnat-xnat-web") && stderr.contains("names port 8080"),
         "the runbook's DestinationRule on the container port is warned about:\n{stderr}"

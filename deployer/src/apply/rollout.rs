@@ -207,11 +207,8 @@ async fn restart_pods_without_sidecar<'a>(
             }
         }
         if cluster.opts.dry_run {
-            cluster.say(format!(
-                "{}: {} pod(s) without the sidecar; would restart (dry run)",
-                c.describe(),
-                lacking.len()
-            ));
+            let how = if c.updates_on_delete() { "would delete them one at a time" } else { "would restart" };
+            cluster.say(format!("{}: {} pod(s) without the sidecar; {how} (dry run)", c.describe(), lacking.len()));
             continue;
         }
         if c.updates_on_delete() {
