@@ -107,6 +107,23 @@ async fn push_twice_gives_one_digest_and_the_compat_layout_reads_back() {
     assert!(files[0].1 == module, "the layer holds the module byte for byte");
 }
 
+/// Before a rollout pins a digest, the registry is asked what the tag serves: the pushed digest,
+/// another one (the tag was pushed again), or nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn the_registry_is_asked_whether_it_serves_the_pinned_digest() {
+    let registry = start_registry();
+    let module = std::fs::read(support::module()).unwrap();
+    let image = oci::compat_image(&module).unwrap();
+    let reference = Reference::parse(&format!("oci://{}/xnat/xnat-guard:pinned", registry.addr)).unwrap();
+    let mut client = Registry::new(&registry.addr, true, None).unwrap();
+    let pushed = client.push(&reference, &image).await.unwrap();
+    assert_eq!(client.pinned(&reference, &pushed.manifest_sha256).await.unwrap(), oci::Pinned::Served);
+    let wrong = "ab".repeat(32);
+    assert_eq!(client.pinned(&reference, &wrong).await.unwrap(), oci::Pinned::Other(pushed.manifest_sha256.clone()));
+    let absent = Reference::parse(&format!("oci://{}/xnat/xnat-guard:never-pushed", registry.addr)).unwrap();
+    assert_eq!(client.pinned(&absent, &wrong).await.unwrap(), oci::Pinned::Missing);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_registry_that_is_not_there_gives_an_error_saying_what_to_check() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

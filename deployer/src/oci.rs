@@ -208,6 +208,17 @@ pub fn credentials_from_config(text: &str, registry: &str) -> std::result::Resul
     }
 }
 
+/// What a registry serves under a tag, against a pinned digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinned {
+    /// The tag's manifest has the pinned digest.
+    Served,
+    /// The tag now names a manifest of this digest (hex): pushed again since, or another image.
+    Other(String),
+    /// No such tag (or repository).
+    Missing,
+}
+
 /// What a push did.
 #[derive(Debug, Clone)]
 pub struct Pushed {
@@ -426,6 +437,21 @@ impl Registry {
         let media_type =
             r.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         Ok((media_type, r.body.to_vec()))
+    }
+
+    /// What the registry serves under the reference's tag, against the digest a WasmPlugin
+    /// pins: the sidecars' agents fetch the tag and refuse a manifest of another digest.
+    pub async fn pinned(&mut self, reference: &Reference, sha256: &str) -> Result<Pinned> {
+        let url = format!("{}/v2/{}/manifests/{}", self.base, reference.repository, reference.tag);
+        let r = self.send(Method::GET, &url, None, Bytes::new()).await?;
+        match r.status {
+            StatusCode::OK => {
+                let served = hex::encode(Sha256::digest(&r.body));
+                Ok(if served == sha256 { Pinned::Served } else { Pinned::Other(served) })
+            }
+            StatusCode::NOT_FOUND => Ok(Pinned::Missing),
+            _ => Err(Self::fail(&format!("getting {}", reference.url()), &r)),
+        }
     }
 
     /// Fetches a blob back (for verification).

@@ -101,6 +101,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     .map_err(anyhow::Error::msg)?;
     out.progress(&format!("mesh: {said}"));
     let plan = args.plan.plan_in(&mesh)?;
+    out.progress(&rt.block_on(apply::registry::check_module_served(&cluster, &plan))?);
     let report = rt.block_on(apply::rollout::rollout(&cluster, &plan, &namespace))?;
     let changed = report.applied.iter().filter(|(_, a)| !matches!(a, Applied::Unchanged)).count();
     let rolled_out = RolledOut {
