@@ -10,8 +10,12 @@ use super::{runtime, Global};
 /// Install Istio (base and istiod charts) with prechecks and verification.
 ///
 /// Installs Istio's base and istiod Helm charts (pinned version, --wait) into istio-system,
-/// after checking the Kubernetes version, your permissions and that helm is on PATH; then
-/// verify the CRDs, istiod's rollout and the injection webhook.
+/// after checking the Kubernetes version, your permissions, that helm is on PATH (3.13+ for
+/// --dry-run), and the Istio already installed: an upgrade of more than one minor version, or
+/// a downgrade, is refused with the path to take; CRDs a pre-1.24 base chart left without Helm
+/// ownership are adopted into istio-base first (printed, and server-dry-run, with --dry-run).
+/// Then verifies the CRDs, istiod's rollout (found by its labels), the injection webhook, and
+/// that a pod created as a server dry run where injection is on gets istio-proxy.
 #[derive(clap::Args)]
 pub struct Args {
     /// The Istio version to install (both charts pinned to it).
@@ -27,6 +31,10 @@ pub struct Args {
 struct Installed<'a> {
     istio_version: &'a str,
     dry_run: bool,
+    /// The Istio found before the install (version, and where it was read), if any.
+    previously_installed: Option<String>,
+    /// Istio's CRDs taken into the base chart's release (or, on a dry run, that would be).
+    adopted_crds: Vec<String>,
     /// What was checked after the charts (nothing on a dry run).
     verified: Vec<String>,
 }
@@ -39,19 +47,47 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     }
     let rt = runtime()?;
     let cluster = global.connect(&rt)?;
-    for warning in rt.block_on(apply::install::precheck(&cluster, &args.istio_version))? {
-        out.warning(&warning);
+    let precheck = rt.block_on(apply::install::precheck(&cluster, &args.istio_version, &args.istio_namespace))?;
+    for warning in &precheck.warnings {
+        out.warning(warning);
+    }
+    for note in &precheck.notes {
+        out.note(note);
+    }
+    let adopted = rt.block_on(apply::install::adopt_crds(&cluster, &precheck.adoption))?;
+    for line in &adopted {
+        out.progress(line);
     }
     for release in plan::install::releases(&args.istio_version, &args.istio_namespace, global.timeout) {
+        if global.dry_run && release.name == apply::install::BASE_RELEASE && !precheck.adoption.is_empty() {
+            // helm checks ownership even on a dry run, and the CRDs are adopted only for real.
+            out.note(&format!(
+                "helm's dry run of {} skipped: it would refuse the CRDs not adopted yet (they are adopted when you run without --dry-run)",
+                release.name
+            ));
+            continue;
+        }
         out.progress(&format!("helm: {} {} {}", release.name, release.chart, release.version));
         helm::run(&helm_bin, &release, global.kubeconfig.as_deref(), global.context.as_deref(), global.dry_run)?;
     }
-    let verified =
-        if global.dry_run { Vec::new() } else { rt.block_on(apply::install::verify(&cluster, &args.istio_namespace))? };
-    let installed = Installed { istio_version: &args.istio_version, dry_run: global.dry_run, verified };
+    let verified = if global.dry_run {
+        Vec::new()
+    } else {
+        rt.block_on(apply::install::verify(&cluster, &args.istio_namespace, DEFAULT_REVISION))?
+    };
+    let installed = Installed {
+        istio_version: &args.istio_version,
+        dry_run: global.dry_run,
+        previously_installed: precheck.installed.as_ref().map(|i| format!("{} ({})", i.version, i.evidence)),
+        adopted_crds: precheck.adoption.iter().map(|a| a.crd.clone()).collect(),
+        verified,
+    };
     out.data(&installed, || {
         if global.dry_run {
-            return "dry run: helm rendered the charts against the server; nothing was installed\n".into();
+            return format!(
+                "{}dry run: helm rendered the charts against the server; nothing was installed\n",
+                plan::install::adoption_text(&precheck.adoption, apply::install::BASE_RELEASE)
+            );
         }
         let mut text: String = installed.verified.iter().map(|line| format!("{line}\n")).collect();
         text.push_str(&format!(
@@ -61,3 +97,6 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         text
     })
 }
+
+/// The revision the charts install (`istiod` labelled `istio.io/rev=default`).
+const DEFAULT_REVISION: &str = "default";

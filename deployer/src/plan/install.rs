@@ -2,7 +2,11 @@
 //! before them (a Kubernetes the version supports, the permissions the charts need) and after
 //! (the CRDs the deployer relies on).
 
+use serde_json::{json, Value};
+
 use super::helm::{Release, ISTIO_REPO};
+use crate::inspect::served::{minor_of, InstalledIstio};
+use crate::inspect::str_at;
 use crate::kind::Kind;
 
 /// Kubernetes minor versions each Istio minor is supported on, as each release's announcement
@@ -30,11 +34,13 @@ pub fn check_version(istio: &str, k8s_minor: u32) -> Result<Option<String>, Stri
         Some((_, min, _)) if k8s_minor < *min => Err(format!(
             "Istio {istio} needs Kubernetes 1.{min} or newer and the cluster runs 1.{k8s_minor}; upgrade the cluster or pick an older --version"
         )),
-        Some((_, _, max)) if k8s_minor > *max => Ok(Some(format!(
-            "Istio {istio} is tested up to Kubernetes 1.{max}; the cluster runs 1.{k8s_minor}"
-        ))),
+        Some((_, _, max)) if k8s_minor > *max => {
+            Ok(Some(format!("Istio {istio} is tested up to Kubernetes 1.{max}; the cluster runs 1.{k8s_minor}")))
+        }
         Some(_) => Ok(None),
-        None => Ok(Some(format!("Istio {istio} is not in the deployer's support table; its Kubernetes range is not checked"))),
+        None => Ok(Some(format!(
+            "Istio {istio} is not in the deployer's support table; its Kubernetes range is not checked"
+        ))),
     }
 }
 
@@ -65,9 +71,118 @@ pub fn releases(version: &str, namespace: &str, timeout_secs: u64) -> Vec<Releas
     ]
 }
 
+/// Whether `target` may be installed over what is there: Istio upgrades (in place or canary)
+/// one minor version at a time, so a larger jump, or a downgrade, is refused with the path to
+/// take and the next command. `Ok(Some(note))` says what the upgrade starts from.
+pub fn check_upgrade(installed: Option<&InstalledIstio>, target: &str) -> Result<Option<String>, String> {
+    let Some(installed) = installed else { return Ok(None) };
+    let (Some((major, from)), Some((target_major, to))) = (installed.minor(), minor_of(target)) else {
+        return Ok(Some(format!(
+            "Istio {} is installed ({}); its version is not one the deployer can compare with {target}",
+            installed.version, installed.evidence
+        )));
+    };
+    let found = format!("Istio {} is installed ({})", installed.version, installed.evidence);
+    if (target_major, to) < (major, from) {
+        return Err(format!(
+            "{found}, and --version {target} would downgrade it: Istio does not support downgrades. \
+             Pass --version {} (or newer) to keep it, or roll back with `helm -n istio-system rollback istiod` if an upgrade went wrong",
+            installed.version
+        ));
+    }
+    if target_major != major || to > from + 1 {
+        let path: Vec<String> = (from..=to).map(|m| format!("{major}.{m}")).collect();
+        return Err(format!(
+            "{found}, and Istio upgrades one minor version at a time: {major}.{from} to {target} in one step is not supported. \
+             Take the path {}, one `deployer install` per step, checking the mesh between steps; \
+             next: `deployer install --version '~{major}.{}.0'` (the latest {major}.{} patch). \
+             Each step must support this cluster's Kubernetes (https://istio.io/latest/docs/releases/supported-releases/)",
+            path.join(" → "),
+            from + 1,
+            from + 1
+        ));
+    }
+    Ok(Some(format!("{found}; upgrading Istio {} to {target} in place", installed.version)))
+}
+
+/// The first base chart whose CRDs are templates, which Helm owns like any other object.
+/// Before it they were plain files under `crds/`, which Helm installs once and never owns, so
+/// upgrading such a release to 1.24 or later fails with "invalid ownership metadata".
+pub const TEMPLATED_CRDS_SINCE: (u32, u32) = (1, 24);
+
+/// The label and annotations Helm checks before it takes an existing object into a release.
+const HELM_MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "Helm");
+const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
+const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+
+/// One Istio CRD taken into the base chart's release: a JSON merge patch of its metadata only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrdAdoption {
+    pub crd: String,
+    pub patch: Value,
+}
+
+impl CrdAdoption {
+    /// The same change, as a user would make it by hand.
+    pub fn command_line(&self) -> String {
+        format!("kubectl patch crd {} --type merge -p '{}'", self.crd, self.patch)
+    }
+}
+
+/// The one-time migration that lets the base chart of `target` (1.24 or later) take over
+/// Istio's CRDs (those labelled `chart=istio` or `app.kubernetes.io/part-of=istio`, as
+/// Istio's upgrade notes select them): each CRD Helm does not own yet, by name. A CRD that
+/// another Helm release owns is refused: taking it would break that release.
+pub fn crd_adoption(target: &str, crds: &[Value], release: &str, namespace: &str) -> Result<Vec<CrdAdoption>, String> {
+    if minor_of(target).is_none_or(|m| m < TEMPLATED_CRDS_SINCE) {
+        return Ok(Vec::new());
+    }
+    let mut by_name: Vec<&Value> = crds.iter().collect();
+    by_name.sort_by_key(|c| str_at(c, &["metadata", "name"]));
+    by_name.dedup_by_key(|c| str_at(c, &["metadata", "name"]));
+    let mut adoptions = Vec::new();
+    for crd in by_name {
+        let name = str_at(crd, &["metadata", "name"]);
+        let owner = str_at(crd, &["metadata", "annotations", HELM_RELEASE_NAME]);
+        let owner_namespace = str_at(crd, &["metadata", "annotations", HELM_RELEASE_NAMESPACE]);
+        if !owner.is_empty() && (owner != release || (!owner_namespace.is_empty() && owner_namespace != namespace)) {
+            return Err(format!(
+                "CRD {name} belongs to helm release {owner} in {owner_namespace}, not {release} in {namespace}: \
+                 installing the base chart as {release} would fail on it. Upgrade Istio through that release, \
+                 or move the CRD to {release} (`kubectl annotate crd {name} --overwrite {HELM_RELEASE_NAME}={release} {HELM_RELEASE_NAMESPACE}={namespace}`)"
+            ));
+        }
+        let owned = str_at(crd, &["metadata", "labels", HELM_MANAGED_BY.0]) == HELM_MANAGED_BY.1
+            && owner == release
+            && owner_namespace == namespace;
+        if !owned {
+            let patch = json!({"metadata": {
+                "labels": {HELM_MANAGED_BY.0: HELM_MANAGED_BY.1},
+                "annotations": {HELM_RELEASE_NAME: release, HELM_RELEASE_NAMESPACE: namespace}}});
+            adoptions.push(CrdAdoption { crd: name.to_string(), patch });
+        }
+    }
+    Ok(adoptions)
+}
+
+/// What `install --dry-run` prints of the migration: why, then each patch as a command.
+pub fn adoption_text(adoptions: &[CrdAdoption], release: &str) -> String {
+    if adoptions.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "# {} Istio CRDs predate Istio 1.24's templated CRDs, so Helm does not own them: adopt them into {release} once\n",
+        adoptions.len()
+    );
+    text.extend(adoptions.iter().map(|a| format!("{}\n", a.command_line())));
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::served::Evidence;
+    use serde_json::json;
 
     #[test]
     fn istio_1_27_and_1_28_install_on_kubernetes_1_29_as_their_announcements_say() {
@@ -87,6 +202,74 @@ mod tests {
         assert_eq!(check_version("1.27.3", 31), Ok(None));
         assert!(check_version("1.27.3", 35).unwrap().unwrap().contains("tested up to"));
         assert!(check_version("1.99.0", 30).unwrap().unwrap().contains("not in the deployer's support table"));
+    }
+
+    fn installed(version: &str) -> InstalledIstio {
+        InstalledIstio {
+            version: version.into(),
+            evidence: Evidence::HelmRelease { release: "istio-base".into(), revision: 1 },
+        }
+    }
+
+    #[test]
+    fn the_runbooks_istio_1_11_is_not_upgraded_to_1_28_in_one_jump_and_the_path_is_named() {
+        let err = check_upgrade(Some(&installed("1.11.4")), "1.28.0").unwrap_err();
+        assert!(err.contains("Istio 1.11.4 is installed (helm release istio-base, revision 1)"), "{err}");
+        assert!(err.contains("one minor version at a time"), "{err}");
+        assert!(err.contains("1.11 → 1.12 → 1.13 → 1.14 → 1.15 → 1.16 → 1.17 → 1.18 → 1.19 → 1.20 → 1.21 → 1.22 → 1.23 → 1.24 → 1.25 → 1.26 → 1.27 → 1.28"), "{err}");
+        assert!(err.contains("next: `deployer install --version '~1.12.0'`"), "{err}");
+    }
+
+    #[test]
+    fn one_minor_up_or_the_same_minor_is_an_upgrade_in_place() {
+        let note = check_upgrade(Some(&installed("1.27.3")), "1.28.0").unwrap().unwrap();
+        assert!(note.contains("upgrading Istio 1.27.3") && note.contains("to 1.28.0"), "{note}");
+        assert!(check_upgrade(Some(&installed("1.28.0")), "1.28.1").unwrap().unwrap().contains("1.28.0"));
+        assert_eq!(check_upgrade(None, "1.28.0"), Ok(None), "nothing installed: a fresh install");
+    }
+
+    #[test]
+    fn an_older_version_than_installed_is_refused_as_a_downgrade() {
+        let err = check_upgrade(Some(&installed("1.28.0")), "1.27.3").unwrap_err();
+        assert!(err.contains("would downgrade") && err.contains("--version 1.28.0"), "{err}");
+    }
+
+    fn crd(name: &str, labels: Value, annotations: Value) -> Value {
+        json!({"metadata": {"name": name, "labels": labels, "annotations": annotations}})
+    }
+
+    #[test]
+    fn crds_of_a_pre_1_24_base_chart_are_adopted_for_helm_with_a_metadata_merge_patch() {
+        let plain = crd("wasmplugins.extensions.istio.io", json!({"chart": "istio", "release": "istio"}), json!({}));
+        let owned = crd(
+            "peerauthentications.security.istio.io",
+            json!({"app.kubernetes.io/managed-by": "Helm"}),
+            json!({"meta.helm.sh/release-name": "istio-base", "meta.helm.sh/release-namespace": "istio-system"}),
+        );
+        let adopt = crd_adoption("1.28.0", &[owned, plain.clone(), plain], "istio-base", "istio-system").unwrap();
+        assert_eq!(adopt.len(), 1, "each CRD once, only those Helm does not own yet: {adopt:?}");
+        assert_eq!(adopt[0].crd, "wasmplugins.extensions.istio.io");
+        assert_eq!(
+            adopt[0].patch,
+            json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"},
+                                "annotations": {"meta.helm.sh/release-name": "istio-base", "meta.helm.sh/release-namespace": "istio-system"}}})
+        );
+        assert!(adopt[0]
+            .command_line()
+            .starts_with("kubectl patch crd wasmplugins.extensions.istio.io --type merge -p '"));
+    }
+
+    #[test]
+    fn no_adoption_for_a_base_chart_before_1_24_and_a_crd_of_another_release_is_refused() {
+        let plain = crd("wasmplugins.extensions.istio.io", json!({"chart": "istio"}), json!({}));
+        assert_eq!(crd_adoption("1.23.6", std::slice::from_ref(&plain), "istio-base", "istio-system"), Ok(vec![]));
+        let other = crd(
+            "wasmplugins.extensions.istio.io",
+            json!({"app.kubernetes.io/managed-by": "Helm"}),
+            json!({"meta.helm.sh/release-name": "istio-crds", "meta.helm.sh/release-namespace": "istio-system"}),
+        );
+        let err = crd_adoption("1.28.0", &[other], "istio-base", "istio-system").unwrap_err();
+        assert!(err.contains("helm release istio-crds") && err.contains("istio-base"), "{err}");
     }
 
     #[test]
