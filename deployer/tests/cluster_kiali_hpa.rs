@@ -4,12 +4,15 @@
 //! `<instance_name>-service-account`, the CR's `status.deployment`), and the AIS chart's
 //! StatefulSet with a Helm-rendered HPA.
 
+mod ais;
 mod mock_api;
 
+use ais::Web;
+use deployer::apply::hpa::{self, HpaOptions};
 use deployer::apply::kiali::{self, Outcome};
 use deployer::apply::{ApplyError, Options};
 use deployer::plan::kiali::{AddonFile, Spec};
-use mock_api::{apply, options, run, Step};
+use mock_api::{apply, list, options, run, Step};
 use serde_json::{json, Value};
 
 const KIALI_CR: &str = "/apis/kiali.io/v1alpha1/namespaces/istio-system/kialis/kiali";
@@ -234,4 +237,129 @@ fn never_available() -> Vec<Step> {
         })
         .map(Step::repeated)
         .collect()
+}
+
+// HPA on the user's cluster: the AIS chart's StatefulSet xnat-xnat-web (app request 1 CPU),
+// pods with the sidecar (100m), and an HPA the chart renders from xnat-web.autoscaling.
+
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/xnat/horizontalpodautoscalers";
+
+/// The AIS chart's HPA for XNAT web, as the API server returns it through autoscaling/v2: CPU
+/// Utilization at 70% on the StatefulSet; with `helm`, the labels and annotations Helm sets.
+fn ais_hpa(helm: bool) -> Value {
+    let mut hpa = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "xnat-xnat-web", "namespace": "xnat"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "xnat-xnat-web"},
+                 "minReplicas": 1, "maxReplicas": 4,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}
+    });
+    if helm {
+        hpa["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": "xnat-web-1.1.19",
+                                           "app.kubernetes.io/name": "xnat-web", "app.kubernetes.io/instance": "xnat"});
+        hpa["metadata"]["annotations"] =
+            json!({"meta.helm.sh/release-name": "xnat", "meta.helm.sh/release-namespace": "xnat"});
+    }
+    hpa
+}
+
+fn version(minor: &str) -> Value {
+    json!({"major": "1", "minor": minor, "gitVersion": "", "gitCommit": "", "gitTreeState": "", "buildDate": "2024-01-01T00:00:00Z", "goVersion": "", "compiler": "", "platform": ""})
+}
+
+/// What `hpa` reads: the server's version, the HPAs, the controllers (no Deployment, the AIS
+/// StatefulSets) and the pods.
+fn ais_hpa_reads(hpa: Value, web: Value) -> Vec<Step> {
+    vec![
+        Step::get("/version").reply(200, version("31")),
+        Step::get(HPAS).reply(200, list(vec![hpa])),
+        Step::get(ais::DEPLOYMENTS).reply(200, list(vec![])),
+        Step::get(ais::STATEFULSETS).reply(200, list(vec![web, ais::postgresql_statefulset()])),
+        Step::get(ais::PODS).reply(200, list(vec![ais::web_pod(0, true, true, "uid-0"), ais::postgresql_pod(true)])),
+    ]
+}
+
+fn options_applying(patch_helm_managed: bool) -> HpaOptions {
+    HpaOptions { sidecar_usage_millis: 10, apply: true, patch_helm_managed }
+}
+
+#[tokio::test]
+async fn hpa_on_the_ais_statefulset_is_found_through_its_scale_target_ref_and_patched() {
+    let mut script = ais_hpa_reads(ais_hpa(false), ais::web_statefulset(Web::settled()));
+    script.push(
+        Step::patch(&format!("{HPAS}/xnat-xnat-web"))
+            .body(|b| {
+                assert_eq!(
+                    b["spec"]["metrics"][0],
+                    json!({"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "xnat-web",
+                           "target": {"type": "Utilization", "averageUtilization": 70}}})
+                )
+            })
+            .reply(200, ais_hpa(false)),
+    );
+    let findings =
+        run(script, options(), |c| async move { hpa::hpa_with(&c, "xnat", options_applying(false)).await }).await;
+    let findings = findings.unwrap();
+    assert_eq!(findings.len(), 1);
+    let f = &findings[0];
+    assert_eq!(f.workload, "StatefulSet xnat-xnat-web");
+    assert_eq!((f.app_request_millis, f.intended_millis, f.effective_millis), (1000, 700, 770));
+    assert!(f.patched);
+}
+
+#[tokio::test]
+async fn hpa_apply_never_patches_a_helm_rendered_hpa_and_names_the_values_to_change() {
+    // No PATCH in the script: the mock fails the test if one comes.
+    let script = ais_hpa_reads(ais_hpa(true), ais::web_statefulset(Web::settled()));
+    let findings =
+        run(script, options(), |c| async move { hpa::hpa_with(&c, "xnat", options_applying(false)).await }).await;
+    let f = &findings.unwrap()[0];
+    assert!(!f.patched);
+    // (700m intended + 10m the sidecar uses) over 1100m of requests: 65%.
+    assert!(
+        f.advice.contains(
+            "`helm upgrade xnat ais/xnat -n xnat --reuse-values --set xnat-web.autoscaling.targetCPUUtilizationPercentage=65`"
+        ),
+        "{}",
+        f.advice
+    );
+    let table = deployer::plan::hpa::findings_table(std::slice::from_ref(f));
+    assert!(table.contains("helm values: xnat-web.autoscaling.targetCPUUtilizationPercentage=65"), "{table}");
+}
+
+#[tokio::test]
+async fn hpa_apply_patches_a_helm_rendered_hpa_only_with_the_opt_in() {
+    let mut script = ais_hpa_reads(ais_hpa(true), ais::web_statefulset(Web::settled()));
+    script.push(Step::patch(&format!("{HPAS}/xnat-xnat-web")).reply(200, ais_hpa(true)));
+    let findings =
+        run(script, options(), |c| async move { hpa::hpa_with(&c, "xnat", options_applying(true)).await }).await;
+    assert!(findings.unwrap()[0].patched);
+}
+
+#[tokio::test]
+async fn hpa_apply_never_patches_an_hpa_whose_app_container_has_no_cpu_request() {
+    // The AIS chart's default: xnat-web.resources is {}.
+    let mut web = ais::web_statefulset(Web::settled());
+    web["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("resources");
+    let script = ais_hpa_reads(ais_hpa(false), web);
+    let findings =
+        run(script, options(), |c| async move { hpa::hpa_with(&c, "xnat", options_applying(true)).await }).await;
+    let f = &findings.unwrap()[0];
+    assert!(!f.patched && f.fix.is_none());
+    assert!(f.advice.contains("container xnat-web of StatefulSet xnat-xnat-web has no CPU request"), "{}", f.advice);
+    let table = deployer::plan::hpa::findings_table(std::slice::from_ref(f));
+    assert!(table.contains("none: no CPU request on xnat-web"), "{table}");
+}
+
+#[tokio::test]
+async fn hpa_refused_by_rbac_says_which_permission() {
+    let script = vec![
+        Step::get("/version").reply(200, version("31")),
+        Step::get(HPAS).forbidden("list", "horizontalpodautoscalers", "autoscaling", ""),
+    ];
+    let err = run(script, options(), |c| async move { hpa::hpa_with(&c, "xnat", options_applying(false)).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listing HorizontalPodAutoscalers in xnat") && err.contains("forbidden"), "{err}");
 }
