@@ -401,6 +401,9 @@ fn object_manifest(kind: Kind, o: &Object, rollout_namespace: &str) -> Manifest 
     }
 }
 
+/// Where the generated DestinationRule comes from, as its manifest says.
+const SERVICE_ORIGIN: &str = "--service";
+
 /// The Service `--service` names, as the generated DestinationRule needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceTarget {
@@ -529,11 +532,16 @@ fn destination_rule(spec: &Spec, service: &str, policy: &Engine) -> Result<(Mani
         plaintext_ports: plaintext,
         ports,
     };
+    let origin = if target.ports_assumed() {
+        format!("{SERVICE_ORIGIN}; its ports assumed equal to the container's, as no --service-port said otherwise")
+    } else {
+        SERVICE_ORIGIN.to_string()
+    };
     let manifest = generated_manifest(
         Kind::DESTINATION_RULE,
         &spec.namespace,
         json!({ "host": host, "trafficPolicy": traffic_policy(&target) }),
-        "--service",
+        &origin,
     );
     Ok((manifest, target))
 }
@@ -562,7 +570,8 @@ pub fn service_of_host<'a>(host: &'a str, namespace: &str) -> Option<&'a str> {
 pub fn destination_rule_port_warnings(plan: &Plan, service: &str, ports: &[(u16, u16)], complete: bool) -> Vec<String> {
     let namespace = plan.target.namespace.as_str();
     let mut out = Vec::new();
-    for m in plan.manifests.iter().filter(|m| m.kind == Kind::DESTINATION_RULE && m.origin != "--service") {
+    for m in plan.manifests.iter().filter(|m| m.kind == Kind::DESTINATION_RULE && !m.origin.starts_with(SERVICE_ORIGIN))
+    {
         let host = m.body["spec"]["host"].as_str().unwrap_or("");
         if !host_is_service(host, service, namespace) {
             continue;
@@ -624,8 +633,13 @@ impl Plan {
         }
         target.ports = Some(cluster_ports.to_vec());
         let target = target.clone();
-        for m in plan.manifests.iter_mut().filter(|m| m.kind == Kind::DESTINATION_RULE && m.origin == "--service") {
+        for m in plan
+            .manifests
+            .iter_mut()
+            .filter(|m| m.kind == Kind::DESTINATION_RULE && m.origin.starts_with(SERVICE_ORIGIN))
+        {
             m.body["spec"]["trafficPolicy"] = traffic_policy(&target);
+            m.origin = format!("{SERVICE_ORIGIN}, on the ports Service {} has in the cluster", target.name);
         }
         plan.warnings = destination_rule_port_warnings(&plan, &target.name, cluster_ports, true);
         if target.exempt_service_ports().is_empty() && !target.plaintext_ports.is_empty() {
