@@ -29,7 +29,8 @@ pub const PERMISSIONS: [(&str, &str, &str); 4] = [
 /// Whether this Kubernetes minor is supported by this Istio version: `Err` when it is too old
 /// (the charts would fail or misbehave), `Ok(Some(warning))` when newer than the table knows.
 pub fn check_version(istio: &str, k8s_minor: u32) -> Result<Option<String>, String> {
-    let istio_minor: String = istio.split('.').take(2).collect::<Vec<_>>().join(".");
+    // `~1.12.0` (a range helm resolves to the latest patch) is checked as its minor.
+    let istio_minor = minor_of(istio).map(|(major, minor)| format!("{major}.{minor}")).unwrap_or_default();
     match SUPPORT.iter().find(|(v, _, _)| *v == istio_minor) {
         Some((_, min, _)) if k8s_minor < *min => Err(format!(
             "Istio {istio} needs Kubernetes 1.{min} or newer and the cluster runs 1.{k8s_minor}; upgrade the cluster or pick an older --version"
@@ -101,6 +102,9 @@ pub fn check_upgrade(installed: Option<&InstalledIstio>, target: &str) -> Result
             from + 1,
             from + 1
         ));
+    }
+    if installed.version == target.trim_start_matches('v') {
+        return Ok(Some(format!("{found}; reinstalling the same version")));
     }
     Ok(Some(format!("{found}; upgrading Istio {} to {target} in place", installed.version)))
 }
@@ -197,6 +201,12 @@ mod tests {
     }
 
     #[test]
+    fn a_version_range_as_the_upgrade_path_suggests_is_checked_like_its_minor() {
+        assert_eq!(check_version("~1.28.0", 30), Ok(None));
+        assert!(check_version("~1.27.0", 28).unwrap_err().contains("needs Kubernetes 1.29"));
+    }
+
+    #[test]
     fn too_old_clusters_are_refused_and_newer_ones_warned() {
         assert!(check_version("1.27.3", 28).unwrap_err().contains("1.29 or newer"));
         assert_eq!(check_version("1.27.3", 31), Ok(None));
@@ -225,6 +235,10 @@ mod tests {
         let note = check_upgrade(Some(&installed("1.27.3")), "1.28.0").unwrap().unwrap();
         assert!(note.contains("upgrading Istio 1.27.3") && note.contains("to 1.28.0"), "{note}");
         assert!(check_upgrade(Some(&installed("1.28.0")), "1.28.1").unwrap().unwrap().contains("1.28.0"));
+        assert!(check_upgrade(Some(&installed("1.28.0")), "1.28.0")
+            .unwrap()
+            .unwrap()
+            .contains("reinstalling the same version"));
         assert_eq!(check_upgrade(None, "1.28.0"), Ok(None), "nothing installed: a fresh install");
     }
 
