@@ -554,3 +554,12 @@ async fn a_named_target_port_is_refused_unless_service_port_numbers_it() {
     let report = roll_out(plan, service_rollout_script(named), options()).await.unwrap();
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 }
+
+#[tokio::test]
+async fn a_user_who_may_not_read_the_namespace_is_told_so_before_anything_is_applied() {
+    let script = vec![Step::get(NAMESPACE).forbidden("get", "namespaces", "", "xnat")];
+    let err = roll_out(runbook_plan(), script, options()).await.unwrap_err().to_string();
+    assert!(err.contains("reading namespace xnat"), "{err}");
+    assert!(err.contains("cannot get resource \"namespaces\" in API group \"\" at the cluster scope"), "{err}");
+    assert!(err.contains("ask for a role that grants it"), "{err}");
+}

@@ -809,3 +809,39 @@ fn wasm_plugin(spec: &Spec, target: &PolicyTarget, plugin_config: serde_json::Va
     }
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{service_of_host, ServiceTarget};
+
+    #[test]
+    fn a_destination_rule_host_names_a_service_of_the_namespace_in_any_of_its_forms() {
+        for (host, service) in [
+            ("xnat-xnat-web", Some("xnat-xnat-web")),
+            ("xnat-xnat-web.xnat", Some("xnat-xnat-web")),
+            ("xnat-xnat-web.xnat.svc", Some("xnat-xnat-web")),
+            ("xnat-xnat-web.xnat.svc.cluster.local", Some("xnat-xnat-web")),
+            ("xnat-xnat-web.other.svc.cluster.local", None),
+            ("xnat.example.org", None),
+            ("*.xnat.svc.cluster.local", None),
+        ] {
+            assert_eq!(service_of_host(host, "xnat"), service, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_exempt_ports_are_the_service_ports_that_forward_to_a_plaintext_port() {
+        let target = |ports: Option<Vec<(u16, u16)>>| ServiceTarget {
+            name: "xnat-xnat-web".into(),
+            namespace: "xnat".into(),
+            plaintext_ports: vec![8080],
+            ports,
+        };
+        assert_eq!(target(Some(vec![(80, 8080), (8104, 8104)])).exempt_service_ports(), [80]);
+        assert_eq!(target(Some(vec![(80, 8080), (8080, 8080)])).exempt_service_ports(), [80, 8080]);
+        assert!(target(Some(vec![(8104, 8104)])).exempt_service_ports().is_empty());
+        let assumed = target(None);
+        assert!(assumed.ports_assumed());
+        assert_eq!(assumed.exempt_service_ports(), [8080]);
+    }
+}

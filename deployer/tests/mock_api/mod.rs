@@ -106,8 +106,13 @@ impl Step {
         let namespace = namespace_of(&self.path);
         let group_text = if group.is_empty() { "\"\"".to_string() } else { format!("\"{group}\"") };
         let qualified = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+        let scope = if namespace.is_empty() || resource == "namespaces" {
+            " at the cluster scope".to_string()
+        } else {
+            format!(" in the namespace \"{namespace}\"")
+        };
         let message = format!(
-            "{qualified} \"{name}\" is forbidden: User \"alice\" cannot {verb} resource \"{resource}\" in API group {group_text} in the namespace \"{namespace}\""
+            "{qualified} \"{name}\" is forbidden: User \"alice\" cannot {verb} resource \"{resource}\" in API group {group_text}{scope}"
         );
         self.reply(403, status(403, "Forbidden", &message, json!({"name": name, "group": group, "kind": resource})))
     }
