@@ -363,3 +363,168 @@ async fn hpa_refused_by_rbac_says_which_permission() {
         .to_string();
     assert!(err.contains("listing HorizontalPodAutoscalers in xnat") && err.contains("forbidden"), "{err}");
 }
+
+// The binary, as a user runs it: flags, help, what it prints and its exit status, against a
+// loopback API server that answers GETs from a table and records every request.
+
+mod loopback {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+
+    /// Serves `answers` (request path without the query, to JSON body, whatever the method;
+    /// any other path 404) on a
+    /// free loopback port until the test ends. Returns a kubeconfig for it, and the requests
+    /// seen, as `METHOD /path`.
+    pub fn serve(
+        answers: HashMap<String, Value>,
+        dir: &std::path::Path,
+    ) -> (std::path::PathBuf, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or(""));
+                let path = target.split('?').next().unwrap_or("").to_string();
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                log.lock().unwrap().push(format!("{method} {path}"));
+                let (status, body) = match answers.get(&path) {
+                    Some(v) => ("200 OK", v.to_string()),
+                    _ => ("404 Not Found", super::not_found_status().to_string()),
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: loopback\n\
+                 clusters: [{{name: loopback, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n\
+                 users: [{{name: alice, user: {{token: t}}}}]\n\
+                 contexts: [{{name: loopback, context: {{cluster: loopback, user: alice}}}}]\n"
+            ),
+        )
+        .unwrap();
+        (kubeconfig, seen)
+    }
+}
+
+fn not_found_status() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+/// `deployer ARGS`: exit status, stdout and stderr.
+fn deployer(args: &[&str]) -> (i32, String, String) {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_deployer")).args(args).output().expect("the deployer runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// The AIS cluster's reads for `hpa`, as a path-to-answer table.
+fn ais_answers(hpa: Value) -> std::collections::HashMap<String, Value> {
+    [
+        ("/version".to_string(), version("31")),
+        (HPAS.to_string(), list(vec![hpa])),
+        (ais::DEPLOYMENTS.to_string(), list(vec![])),
+        (ais::STATEFULSETS.to_string(), list(vec![ais::web_statefulset(Web::settled())])),
+        (ais::PODS.to_string(), list(vec![ais::web_pod(0, true, true, "uid-0")])),
+    ]
+    .into_iter()
+    .collect()
+}
+
+#[test]
+fn deployer_hpa_apply_on_a_helm_rendered_hpa_prints_the_helm_upgrade_patches_nothing_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, seen) = loopback::serve(ais_answers(ais_hpa(true)), dir.path());
+    let (code, stdout, stderr) = deployer(&["--kubeconfig", kubeconfig.to_str().unwrap(), "hpa", "xnat", "--apply"]);
+    assert_eq!(code, 2, "an HPA left as it is fails --apply: {stdout}{stderr}");
+    assert!(stdout.contains("helm values: xnat-web.autoscaling.targetCPUUtilizationPercentage=65"), "{stdout}");
+    assert!(stdout.contains("--reuse-values --set xnat-web.autoscaling.targetCPUUtilizationPercentage=65"), "{stdout}");
+    assert!(stderr.contains("1 HPA(s) at risk left as they are (xnat-xnat-web)"), "{stderr}");
+    let seen = seen.lock().unwrap();
+    assert!(!seen.iter().any(|r| r.starts_with("PATCH")), "no patch without --patch-helm-managed: {seen:?}");
+}
+
+#[test]
+fn deployer_hpa_without_apply_explains_a_missing_cpu_request_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers = ais_answers(ais_hpa(false));
+    let mut web = ais::web_statefulset(Web::settled());
+    web["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("resources");
+    answers.insert(ais::STATEFULSETS.to_string(), list(vec![web]));
+    let (kubeconfig, _) = loopback::serve(answers, dir.path());
+    let (code, stdout, stderr) = deployer(&["--kubeconfig", kubeconfig.to_str().unwrap(), "hpa", "xnat"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("none: no CPU request on xnat-web"), "{stdout}");
+    assert!(stdout.contains("cannot scale on CPU utilization at all"), "{stdout}");
+    assert!(!stdout.contains("--apply to patch"), "nothing here a patch fixes: {stdout}");
+}
+
+#[test]
+fn deployer_kiali_token_prints_the_token_of_the_deployments_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_path = "/api/v1/namespaces/istio-system/serviceaccounts/kiali-service-account/token";
+    let answers = [
+        (KIALI_CR.to_string(), reconciled_cr()),
+        (KIALI_DEPLOYMENT.to_string(), kiali_deployment(true)),
+        (token_path.to_string(), token_reply()),
+    ];
+    let (kubeconfig, seen) = loopback::serve(answers.into_iter().collect(), dir.path());
+    let (code, stdout, stderr) = deployer(&["--kubeconfig", kubeconfig.to_str().unwrap(), "kiali", "token"]);
+    assert_eq!((code, stdout.as_str()), (0, "eyJhbGciOi.token\n"), "{stderr}");
+    assert_eq!(seen.lock().unwrap().last(), Some(&format!("POST {token_path}")));
+}
+
+#[test]
+fn deployer_kiali_token_on_a_cluster_without_kiali_exits_non_zero_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, _) = loopback::serve(Default::default(), dir.path());
+    let (code, _, stderr) = deployer(&["--kubeconfig", kubeconfig.to_str().unwrap(), "kiali", "token"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no Kiali CR istio-system/kiali") && stderr.contains("deployer kiali install"), "{stderr}");
+}
+
+#[test]
+fn help_says_which_runbook_steps_kiali_and_hpa_replace() {
+    let (_, install, _) = deployer(&["kiali", "install", "--help"]);
+    assert!(install.contains("kubectl apply -f kiali_cr.yaml"), "{install}");
+    assert!(install.contains("not validated (dry run)") && install.contains("crds/"), "{install}");
+    assert!(install.contains("Available"), "{install}");
+    let (_, token, _) = deployer(&["kiali", "token", "--help"]);
+    assert!(token.contains("kiali-service-account") && token.contains("--service-account"), "{token}");
+    let (_, hpa, _) = deployer(&["hpa", "--help"]);
+    assert!(hpa.contains("Note about Cluster Autoscaler / Horizontal Pod Autoscaler"), "{hpa}");
+    assert!(hpa.contains("--patch-helm-managed") && hpa.contains("no CPU request"), "{hpa}");
+    let (code, _, stderr) = deployer(&["hpa", "xnat", "--patch-helm-managed"]);
+    assert_eq!(code, 2, "--patch-helm-managed needs --apply: {stderr}");
+}
