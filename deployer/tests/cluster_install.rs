@@ -370,3 +370,48 @@ async fn served_versions_for_a_user_who_may_not_read_crds_leave_fail_reload_to_t
     let apis = run(script, options(), |c| async move { served::served_apis(&c).await }).await.unwrap();
     assert_eq!(apis.fail_reload, None);
 }
+
+/// The runbook's rollout plan, as `rollout` would apply it.
+fn runbook_plan() -> deployer::plan::rollout::Plan {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let file = root.join("examples/runbook/istio-auth-policy-post.yaml");
+    let module =
+        deployer::plan::rollout::ModuleRef::new("oci://registry.example/xnat-guard:0.1.0", &"ab".repeat(32)).unwrap();
+    let spec = deployer::plan::rollout::Spec::new("xnat", deployer::resources::load_files(&[file]).unwrap(), module);
+    deployer::plan::rollout::plan(&deployer::plan::rollout::Spec { plaintext_ports: vec![8080], ..spec }).unwrap()
+}
+
+#[tokio::test]
+async fn a_plan_for_a_cluster_before_istio_1_22_is_applied_as_v1beta1() {
+    let script = vec![
+        api_group("security.istio.io", &["v1beta1"]),
+        api_group("networking.istio.io", &["v1beta1", "v1alpha3"]),
+        api_group("extensions.istio.io", &["v1alpha1"]),
+        Step::get(&format!("{CRDS}/wasmplugins.extensions.istio.io"))
+            .reply(200, wasm_plugin_crd(&["FAIL_CLOSE", "FAIL_OPEN"])),
+    ];
+    let plan = runbook_plan();
+    let manifests =
+        run(script, options(), |c| async move { served::for_cluster(&c, &plan.manifests).await }).await.unwrap();
+    let pa = manifests.iter().find(|m| m.kind.kind == "PeerAuthentication").unwrap();
+    assert_eq!(pa.kind.version, "v1beta1");
+    assert_eq!(pa.body["apiVersion"], "security.istio.io/v1beta1");
+    let wasm = manifests.iter().find(|m| m.kind.kind == "WasmPlugin").unwrap();
+    assert_eq!(wasm.body["apiVersion"], "extensions.istio.io/v1alpha1");
+}
+
+#[tokio::test]
+async fn a_plan_for_the_runbooks_istio_1_11_is_refused_before_anything_is_applied() {
+    let script = vec![
+        api_group("security.istio.io", &["v1beta1"]),
+        api_group("networking.istio.io", &["v1beta1", "v1alpha3"]),
+        Step::get("/apis/extensions.istio.io").not_found(),
+        Step::get(&format!("{CRDS}/wasmplugins.extensions.istio.io")).not_found(),
+    ];
+    let plan = runbook_plan();
+    let err = run(script, options(), |c| async move { served::for_cluster(&c, &plan.manifests).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("WasmPlugin xnat/xnat-guard") && err.contains("deployer install"), "{err}");
+}

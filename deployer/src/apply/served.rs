@@ -6,9 +6,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::Api;
 use serde_json::Value;
 
-use super::{api_error, Cluster, Result};
+use super::{api_error, ApplyError, Cluster, Result};
 use crate::inspect::served::ServedApis;
 use crate::kind::Kind;
+use crate::plan::Manifest;
 
 /// The Istio API groups the deployer writes to, in the order they are read.
 const ISTIO_GROUPS: [&str; 3] = ["security.istio.io", "networking.istio.io", "extensions.istio.io"];
@@ -33,4 +34,21 @@ pub async fn served_apis(cluster: &Cluster) -> Result<ServedApis> {
         Err(e) => return Err(api_error(format!("reading CRD {name}"))(e)),
     };
     Ok(ServedApis::from_discovery(groups[0].as_ref(), groups[1].as_ref(), groups[2].as_ref(), wasm_plugin_crd.as_ref()))
+}
+
+/// A plan's manifests as this cluster takes them: each Istio object at the newest API version
+/// the cluster serves (`v1beta1` before Istio 1.22), or the first the cluster cannot take
+/// refused, naming the object, before anything is applied.
+pub async fn for_cluster(cluster: &Cluster, manifests: &[Manifest]) -> Result<Vec<Manifest>> {
+    let served = served_apis(cluster).await?;
+    manifests
+        .iter()
+        .map(|m| {
+            let mut adapted = m.clone();
+            adapted.kind = served
+                .adapt(m.kind, &mut adapted.body)
+                .map_err(|e| ApplyError::Failed(format!("{}: {e}; nothing was applied", m.describe())))?;
+            Ok(adapted)
+        })
+        .collect()
 }
