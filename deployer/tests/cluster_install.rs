@@ -415,3 +415,38 @@ async fn a_plan_for_the_runbooks_istio_1_11_is_refused_before_anything_is_applie
         .to_string();
     assert!(err.contains("WasmPlugin xnat/xnat-guard") && err.contains("deployer install"), "{err}");
 }
+
+#[tokio::test]
+async fn install_verify_waits_through_an_api_server_restart_while_istiod_rolls_out() {
+    let mut script = crds_present();
+    let by_revision = "labelSelector=app%3Distiod%2Cistio.io%2Frev%3Ddefault";
+    script.extend([
+        Step::get(ISTIO_DEPLOYMENTS).query(by_revision).reply(200, list(vec![istiod("istiod", "default", 0)])),
+        Step::get(ISTIO_DEPLOYMENTS).query(by_revision).transient(503),
+        Step::get(ISTIO_DEPLOYMENTS).query(by_revision).connection_reset(),
+        Step::get(ISTIO_DEPLOYMENTS).query(by_revision).reply(200, list(vec![istiod("istiod", "default", 1)])),
+        webhook_present(),
+        labelled_namespaces(&["xnat"]),
+        Step::post("/api/v1/namespaces/xnat/pods").query("dryRun=All").reply(201, admitted_pod("xnat", true)),
+    ]);
+    let report =
+        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await }).await.unwrap();
+    assert!(report.contains(&"istiod rolled out (Deployment istio-system/istiod)".to_string()), "{report:?}");
+}
+
+#[tokio::test]
+async fn install_verify_without_any_istiod_of_the_revision_times_out_saying_where_to_look() {
+    let mut script = crds_present();
+    script.push(
+        Step::get(ISTIO_DEPLOYMENTS)
+            .query("labelSelector=app%3Distiod%2Cistio.io%2Frev%3Ddefault")
+            .reply(200, list(vec![]))
+            .repeated(),
+    );
+    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no istiod Deployment labelled app=istiod,istio.io/rev=default in istio-system"), "{err}");
+    assert!(err.contains("-L istio.io/rev"), "{err}");
+}
