@@ -1,56 +1,230 @@
 //! `status`: reads what the runbook's troubleshooting list looks at, for
-//! [`crate::inspect::status`] to judge.
+//! [`crate::inspect::status`] to judge. Every read stands alone: one the API server refuses
+//! (403 for a namespace-scoped user) becomes the reason its section is missing, never the end
+//! of the report. istiod's views (`/debug/syncz`, `/debug/config_dump`) come through the API
+//! server's pod proxy to istiod's monitoring port, as the sidecar's admin port listens on
+//! localhost only.
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject, ListParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DynamicObject, ListParams, LogParams};
+use serde_json::Value;
 
 use super::hpa::hpa;
-use super::list::list_pods;
 use super::verify::{module_state, ENVOY_METRICS_PORT};
-use super::{api_error, Cluster, Result};
+use super::{ApplyError, Cluster, Result};
 use crate::inspect::pods::is_terminated;
-use crate::inspect::status::{self, has_ready_sidecar, selected_by_a_wasm_plugin, Observed, ObservedPod, Status};
+use crate::inspect::status::{
+    self, has_ready_sidecar, istiod_for, istiod_pods, lacking, selected_by_a_wasm_plugin, Observed, ObservedPod, Read,
+    Status,
+};
+use crate::inspect::sync::proxy_id;
 use crate::kind::Kind;
 use crate::plan::hpa::DEFAULT_SIDECAR_USAGE_MILLIS;
 
+/// istiod's monitoring port, which serves its debug endpoints.
+pub const ISTIOD_DEBUG_PORT: u16 = 15014;
+/// Where istiod runs, and Istio's root namespace, unless told otherwise.
+pub const ISTIO_NAMESPACE: &str = "istio-system";
+/// How many lines of each sidecar's log are read.
+pub const LOG_TAIL_LINES: i64 = 500;
+
+/// The report for `namespace`, with istiod in [`ISTIO_NAMESPACE`].
 pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Status> {
+    status_in(cluster, namespace, ISTIO_NAMESPACE).await
+}
+
+/// The report for `namespace`, with istiod (and the root namespace) in `istio_namespace`. Fails
+/// only when the namespace does not exist; any other refusal leaves its section out, saying why.
+pub async fn status_in(cluster: &Cluster, namespace: &str, istio_namespace: &str) -> Result<Status> {
     let ns_api: Api<Namespace> = Api::all(cluster.client.clone());
-    let ns = ns_api.get(namespace).await.map_err(api_error(format!("reading namespace {namespace}")))?;
-    let injection_label = ns.metadata.labels.as_ref().and_then(|l| l.get("istio-injection")).cloned();
-    let peer_authentications = list(cluster, Kind::PEER_AUTHENTICATION, None).await?;
-    let destination_rules = list(cluster, Kind::DESTINATION_RULE, None).await?;
-    let wasm_plugins = list(cluster, Kind::WASM_PLUGIN, Some(namespace)).await?;
+    let injection_label = match ns_api.get(namespace).await {
+        Ok(ns) => Ok(ns.metadata.labels.as_ref().and_then(|l| l.get("istio-injection")).cloned()),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Err(ApplyError::Failed(format!(
+                "namespace {namespace} does not exist: check the namespace and --context (`kubectl get namespaces`)"
+            )))
+        }
+        Err(e) => Err(why(e, "get", "namespaces", None)),
+    };
+    let mut notes = Vec::new();
+    let peer_authentications =
+        list_everywhere_or_in(cluster, Kind::PEER_AUTHENTICATION, &[namespace, istio_namespace], &mut notes).await;
+    let destination_rules = list_everywhere_or_in(cluster, Kind::DESTINATION_RULE, &[namespace], &mut notes).await;
+    let wasm_plugins = list(cluster, Kind::WASM_PLUGIN, Some(namespace)).await;
+    let authorization_policies = match list(cluster, Kind::AUTHORIZATION_POLICY, Some(namespace)).await {
+        Ok(mut here) => match list(cluster, Kind::AUTHORIZATION_POLICY, Some(istio_namespace)).await {
+            Ok(root) => {
+                here.extend(root);
+                Ok(here)
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "AuthorizationPolicies of the root namespace {istio_namespace} not read ({e}): mesh-wide ones are not shown"
+                ));
+                Ok(here)
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let services: Read<Vec<Value>> = list(cluster, Kind::SERVICE, Some(namespace))
+        .await
+        .map(|v| v.iter().filter_map(|o| serde_json::to_value(o).ok()).collect());
+    let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let listed_pods = pods_api.list(&ListParams::default()).await.map_err(|e| why(e, "list", "pods", Some(namespace)));
+    let syncz = read_syncz(cluster, istio_namespace).await;
+
+    let plugins = wasm_plugins.as_ref().map(Vec::as_slice).unwrap_or_default();
     let mut pods = Vec::new();
-    for pod in list_pods(cluster, namespace).await?.into_iter().filter(|p| !is_terminated(p)) {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ready = has_ready_sidecar(&pod);
-        let metrics = if ready {
-            Some(cluster.pod_metrics(namespace, &name, ENVOY_METRICS_PORT).await.map_err(|e| e.to_string()))
-        } else {
-            None
-        };
-        let module = if ready && selected_by_a_wasm_plugin(&pod, &wasm_plugins) {
-            Some(module_state(cluster, namespace, &name).await)
-        } else {
-            None
-        };
-        pods.push(ObservedPod { pod, metrics, module });
+    for pod in listed_pods.as_ref().map(|l| l.items.as_slice()).unwrap_or_default().iter().filter(|p| !is_terminated(p))
+    {
+        pods.push(
+            observe_pod(cluster, namespace, istio_namespace, pod, plugins, syncz.as_deref().unwrap_or_default()).await,
+        );
     }
-    let hpas_at_risk = hpa(cluster, namespace, DEFAULT_SIDECAR_USAGE_MILLIS, false).await?;
+    let hpas_at_risk = hpa(cluster, namespace, DEFAULT_SIDECAR_USAGE_MILLIS, false).await.map_err(|e| match &e {
+        ApplyError::Api { source: kube::Error::Api(s), .. } if s.code == 403 => {
+            lacking("list", "horizontalpodautoscalers.autoscaling", Some(namespace))
+        }
+        _ => e.to_string(),
+    });
     let observed = Observed {
         namespace: namespace.to_string(),
+        root_namespace: istio_namespace.to_string(),
         injection_label,
         peer_authentications,
         destination_rules,
         wasm_plugins,
-        pods,
+        authorization_policies,
+        services,
+        pods: listed_pods.map(|_| pods),
+        syncz,
         hpas_at_risk,
+        notes,
     };
     Ok(status::report(&observed))
 }
 
-/// Every object of an Istio kind, in one namespace or all of them.
-async fn list(cluster: &Cluster, kind: Kind, namespace: Option<&str>) -> Result<Vec<DynamicObject>> {
-    let what = format!("listing {}s ({})", kind.kind, kind.group);
-    Ok(cluster.dynamic_api(&kind, namespace).list(&ListParams::default()).await.map_err(api_error(what))?.items)
+/// One pod: the sidecar's metrics, the agent's fetch counts, istiod's configuration for it and
+/// the sidecar's log; each only when the pod has a ready sidecar to ask.
+async fn observe_pod(
+    cluster: &Cluster,
+    namespace: &str,
+    istio_namespace: &str,
+    pod: &Pod,
+    wasm_plugins: &[DynamicObject],
+    syncz: &[(String, Read<String>)],
+) -> ObservedPod {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if !has_ready_sidecar(pod) {
+        return ObservedPod { pod: pod.clone(), metrics: None, module: None, config_dump: None, log: None };
+    }
+    let metrics = Some(
+        cluster
+            .pod_metrics(namespace, &name, ENVOY_METRICS_PORT)
+            .await
+            .map_err(|e| why(e, "get", "pods/proxy", Some(namespace))),
+    );
+    let module = if selected_by_a_wasm_plugin(pod, wasm_plugins) {
+        Some(module_state(cluster, namespace, &name).await)
+    } else {
+        None
+    };
+    let config_dump = match istiod_for(&name, namespace, syncz) {
+        Some(istiod) => {
+            let path = format!(
+                "/api/v1/namespaces/{istio_namespace}/pods/{istiod}:{ISTIOD_DEBUG_PORT}/proxy/debug/config_dump?proxyID={}",
+                proxy_id(&name, namespace)
+            );
+            let answer = cluster.get_text(&path).await.map_err(|e| why(e, "get", "pods/proxy", Some(istio_namespace)));
+            Some((istiod, answer))
+        }
+        None => None,
+    };
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let params =
+        LogParams { container: Some("istio-proxy".into()), tail_lines: Some(LOG_TAIL_LINES), ..LogParams::default() };
+    let log = Some(api.logs(&name, &params).await.map_err(|e| why(e, "get", "pods/log", Some(namespace))));
+    ObservedPod { pod: pod.clone(), metrics, module, config_dump, log }
+}
+
+/// The istiod pods (any revision: each carries `app=istiod`) and each one's `/debug/syncz`.
+async fn read_syncz(cluster: &Cluster, istio_namespace: &str) -> Read<Vec<(String, Read<String>)>> {
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), istio_namespace);
+    let listed = api
+        .list(&ListParams::default().labels("app=istiod"))
+        .await
+        .map_err(|e| why(e, "list", "pods", Some(istio_namespace)))?;
+    let mut out = Vec::new();
+    for istiod in istiod_pods(&listed.items) {
+        let path = format!("/api/v1/namespaces/{istio_namespace}/pods/{istiod}:{ISTIOD_DEBUG_PORT}/proxy/debug/syncz");
+        let answer = cluster.get_text(&path).await.map_err(|e| why(e, "get", "pods/proxy", Some(istio_namespace)));
+        out.push((istiod, answer));
+    }
+    Ok(out)
+}
+
+/// A refusal in words: for a 403 the permission lacking, else the error.
+fn why(e: kube::Error, verb: &str, resource: &str, namespace: Option<&str>) -> String {
+    match &e {
+        kube::Error::Api(s) if s.code == 403 => lacking(verb, resource, namespace),
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        _ => e.to_string(),
+    }
+}
+
+fn resource_name(kind: &Kind) -> String {
+    if kind.group.is_empty() {
+        kind.plural.to_string()
+    } else {
+        format!("{}.{}", kind.plural, kind.group)
+    }
+}
+
+/// Every object of a kind, in one namespace or all of them.
+async fn list(cluster: &Cluster, kind: Kind, namespace: Option<&str>) -> Read<Vec<DynamicObject>> {
+    match cluster.dynamic_api(&kind, namespace).list(&ListParams::default()).await {
+        Ok(l) => Ok(l.items),
+        Err(kube::Error::Api(s)) if s.code == 404 && kind.group.ends_with("istio.io") => Err(format!(
+            "{} are not served ({}): are Istio's CRDs installed? (`deployer install`)",
+            resource_name(&kind),
+            s.message
+        )),
+        Err(e) => Err(why(e, "list", &resource_name(&kind), namespace)),
+    }
+}
+
+/// A kind in all namespaces; when that is forbidden (a namespace-scoped user), in each of
+/// `namespaces` that may be read, saying which were left out.
+async fn list_everywhere_or_in(
+    cluster: &Cluster,
+    kind: Kind,
+    namespaces: &[&str],
+    notes: &mut Vec<String>,
+) -> Read<Vec<DynamicObject>> {
+    let everywhere = list(cluster, kind, None).await;
+    let Err(refused) = everywhere else { return everywhere };
+    if !refused.starts_with("forbidden") {
+        return Err(refused);
+    }
+    let mut found = Vec::new();
+    let mut read = Vec::new();
+    let mut left_out = Vec::new();
+    for ns in namespaces {
+        match list(cluster, kind, Some(ns)).await {
+            Ok(items) => {
+                found.extend(items);
+                read.push(*ns);
+            }
+            Err(e) => left_out.push(format!("{ns}: {e}")),
+        }
+    }
+    if read.is_empty() {
+        return Err(format!("{refused}; nor in {}", left_out.join("; ")));
+    }
+    let mut note = format!("{}s listed in {} only ({refused})", kind.kind, read.join(" and "));
+    if !left_out.is_empty() {
+        note.push_str(&format!("; not in {}", left_out.join("; ")));
+    }
+    notes.push(note);
+    Ok(found)
 }

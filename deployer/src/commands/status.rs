@@ -6,21 +6,36 @@ use deployer::inspect::status::status_table;
 
 use super::{runtime, Global, NamespaceArg};
 
-/// The runbook's troubleshooting list in one report.
+/// The runbook's "Troubleshooting Istio" list in one report, read-only.
 ///
-/// Injection label, pods and sidecars,
-/// PeerAuthentications and DestinationRules in all namespaces, WasmPlugins and whether their
-/// module loaded, HPAs the sidecar skews, and each pod's allowed/denied counters.
+/// Each section replaces a runbook command:
+///
+///   Pods, filter counters, CONFIGURATION ENFORCED   kubectl get pods; the filter's xnat_guard_config_digest against the WasmPlugin's configDigest
+///   Proxy status (with ECDS, the WasmPlugin's)      istioctl proxy-status
+///   Pod POD: the policies that apply, which wins    istioctl x describe pod POD.NS
+///   Inbound listener: ports, TLS mode               istioctl proxy-config listeners POD.NS
+///   ... authz filters in order                      istioctl x authz check POD.NS
+///   istio-proxy log, warnings and errors            kubectl logs pod/POD -c istio-proxy -n NS
+///   PeerAuthentications, DestinationRules           kubectl get peerauthentication|destinationrule --all-namespaces
+///
+/// Proxy status and the inbound listener are istiod's view (its /debug/syncz and
+/// /debug/config_dump, through the API server's pod proxy): the configuration istiod sends,
+/// since a sidecar's own admin port listens on localhost only. A section the API server
+/// refuses (403) says which permission it lacks; the rest still prints.
 #[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     #[command(flatten)]
     namespace: NamespaceArg,
+    /// Where istiod runs (pods labelled app=istiod, any revision), also Istio's root namespace.
+    #[arg(long, default_value = apply::status::ISTIO_NAMESPACE)]
+    istio_namespace: String,
 }
 
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let namespace = args.namespace.get()?;
     let rt = runtime()?;
     let cluster = global.connect(&rt)?;
-    let status = rt.block_on(apply::status::status(&cluster, &namespace))?;
+    let status = rt.block_on(apply::status::status_in(&cluster, &namespace, &args.istio_namespace))?;
     global.printer().data(&status, || status_table(&status))
 }

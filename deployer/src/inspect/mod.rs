@@ -5,14 +5,18 @@
 //! tests feed them JSON and text.
 
 pub mod controllers;
+pub mod describe;
 pub mod enforcement;
+pub mod listeners;
 pub mod mesh;
 pub mod metrics;
 pub mod ownership;
 pub mod peer_authentication;
 pub mod pods;
+pub mod proxy_log;
 pub mod served;
 pub mod status;
+pub mod sync;
 
 use serde_json::Value;
 

@@ -1,42 +1,104 @@
-//! `status`: the runbook's troubleshooting list in one report, judged from what
-//! [`crate::apply::status`] read.
+//! `status`: the runbook's troubleshooting list ("Troubleshooting Istio") in one report, judged
+//! from what [`crate::apply::status`] read. Each section stands alone: one the user may not read
+//! (a namespace-scoped user gets 403 on istiod's pods or on other namespaces) says which
+//! permission it lacks, and the rest still prints.
+//!
+//! | section | replaces |
+//! |---|---|
+//! | proxy status, with the extension config (the WasmPlugin's) | `istioctl proxy-status` |
+//! | per pod: the policies that apply and which one wins | `istioctl x describe pod` |
+//! | per pod: inbound filter chains, TLS mode, authz filters | `istioctl proxy-config listeners`, `istioctl x authz check` |
+//! | per pod: the sidecar's warnings and errors, wasm first | `kubectl logs -c istio-proxy` |
+//! | PeerAuthentications, DestinationRules, counters, enforced configuration | `kubectl get peerauthentication/destinationrule -A` |
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DynamicObject;
 use serde::Serialize;
+use serde_json::Value;
 
+use super::describe::{self, PodDescription};
+use super::enforcement::{digest_value, Enforcement};
+use super::listeners::{self, InboundListener};
 use super::metrics::{filter_counters, ModuleState};
 use super::pods::{self, Sidecar};
+use super::proxy_log::{self, ProxyLog};
 use super::str_at;
+use super::sync::{self, ProxySync};
 use crate::plan::hpa::{findings_table, Finding};
+
+/// A read, or why it could not be made (for a 403, the permission lacking, from [`lacking`]).
+pub type Read<T> = Result<T, String>;
+
+/// The report's sections, as [`Status::unavailable`] and [`PodStatus::unavailable`] name them.
+pub mod section {
+    pub const NAMESPACE: &str = "namespace";
+    pub const PODS: &str = "pods";
+    pub const PROXY_STATUS: &str = "proxy-status";
+    pub const PEER_AUTHENTICATIONS: &str = "peerauthentications";
+    pub const DESTINATION_RULES: &str = "destinationrules";
+    pub const AUTHORIZATION_POLICIES: &str = "authorizationpolicies";
+    pub const WASM_PLUGINS: &str = "wasmplugins";
+    pub const SERVICES: &str = "services";
+    pub const HPAS: &str = "hpas";
+    pub const COUNTERS: &str = "counters";
+    pub const LISTENERS: &str = "listeners";
+    pub const LOG: &str = "log";
+}
+
+/// What a 403 means, in words a user can act on: the verb and resource RBAC refused, where,
+/// and the `kubectl auth can-i` that checks it.
+pub fn lacking(verb: &str, resource: &str, namespace: Option<&str>) -> String {
+    let (where_, flag) = match namespace {
+        Some(ns) => (format!("in namespace {ns}"), format!("-n {ns}")),
+        None => ("in all namespaces".to_string(), "-A".to_string()),
+    };
+    format!(
+        "forbidden: needs `{verb} {resource}` {where_} (`kubectl auth can-i {verb} {resource} {flag}`); ask for a role \
+         that grants it"
+    )
+}
 
 /// What `status` read from the cluster, before it is judged.
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub namespace: String,
-    pub injection_label: Option<String>,
-    /// In all namespaces.
-    pub peer_authentications: Vec<DynamicObject>,
-    /// In all namespaces.
-    pub destination_rules: Vec<DynamicObject>,
+    /// Istio's root namespace, where istiod runs.
+    pub root_namespace: String,
+    pub injection_label: Read<Option<String>>,
+    /// In all namespaces (or, when that is forbidden, the namespace's and the root's).
+    pub peer_authentications: Read<Vec<DynamicObject>>,
+    /// In all namespaces (or the namespace's).
+    pub destination_rules: Read<Vec<DynamicObject>>,
     /// In the namespace.
-    pub wasm_plugins: Vec<DynamicObject>,
+    pub wasm_plugins: Read<Vec<DynamicObject>>,
+    /// In the namespace and the root namespace.
+    pub authorization_policies: Read<Vec<DynamicObject>>,
+    /// The namespace's Services.
+    pub services: Read<Vec<Value>>,
     /// The namespace's live pods, in the order listed.
-    pub pods: Vec<ObservedPod>,
-    pub hpas_at_risk: Vec<Finding>,
+    pub pods: Read<Vec<ObservedPod>>,
+    /// Each istiod pod, and its `/debug/syncz` answer.
+    pub syncz: Read<Vec<(String, Read<String>)>>,
+    pub hpas_at_risk: Read<Vec<Finding>>,
+    /// What the reads noted (a list read in fewer namespaces than asked).
+    pub notes: Vec<String>,
 }
 
-/// One pod, and what its sidecar's and agent's metrics said.
+/// One pod, and what its sidecar, its agent and istiod said about it.
 #[derive(Debug, Clone)]
 pub struct ObservedPod {
     pub pod: Pod,
     /// The sidecar's Prometheus text, or why it could not be read; `None` when the pod has no
     /// ready sidecar to ask.
-    pub metrics: Option<Result<String, String>>,
+    pub metrics: Option<Read<String>>,
     /// The module check, for pods a WasmPlugin selects that have a ready sidecar.
     pub module: Option<ModuleState>,
+    /// istiod's config dump for the pod's proxy: which istiod pod, and its answer.
+    pub config_dump: Option<(String, Read<String>)>,
+    /// The last lines of the istio-proxy container's log.
+    pub log: Option<Read<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +115,20 @@ pub struct PodStatus {
     pub counters_unavailable: Option<String>,
     /// Whether the module loaded, for pods a WasmPlugin selects.
     pub module: Option<String>,
+    /// The configuration the filter enforces (its `xnat_guard_config_digest` gauge) against the
+    /// WasmPlugin's `configDigest`, for pods a WasmPlugin with a digest selects.
+    pub enforced_config: Option<String>,
+    /// Its row of `istioctl proxy-status`, when istiod lists it.
+    pub sync: Option<ProxySync>,
+    /// `istioctl x describe pod`.
+    pub describe: PodDescription,
+    /// The inbound listener istiod sends the pod's sidecar.
+    pub inbound: Option<InboundListener>,
+    /// The istiod pod whose configuration `inbound` is.
+    pub inbound_from: Option<String>,
+    pub proxy_log: Option<ProxyLog>,
+    /// This pod's sections that could not be read, and why.
+    pub unavailable: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,11 +142,16 @@ pub struct PolicyRow {
 pub struct Status {
     pub namespace: String,
     pub injection_label: Option<String>,
+    /// `istioctl proxy-status` for the namespace's proxies.
+    pub proxies: Vec<ProxySync>,
     pub pods: Vec<PodStatus>,
     pub peer_authentications: Vec<PolicyRow>,
     pub destination_rules: Vec<PolicyRow>,
     pub wasm_plugins: Vec<PolicyRow>,
     pub hpas_at_risk: Vec<Finding>,
+    /// The sections that could not be read, and why (a permission lacking, istiod unreachable).
+    pub unavailable: BTreeMap<String, String>,
+    pub notes: Vec<String>,
     pub problems: Vec<String>,
 }
 
@@ -88,63 +169,226 @@ pub fn selected_by_a_wasm_plugin(pod: &Pod, wasm_plugins: &[DynamicObject]) -> b
     })
 }
 
+/// The istiod pods worth asking: running, listed in order.
+pub fn istiod_pods(listed: &[Pod]) -> Vec<String> {
+    listed
+        .iter()
+        .filter(|p| pods::phase(p) == "Running" && !pods::is_terminated(p))
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
+/// The istiod pod a proxy is connected to, by the syncz answers; else the first that answered,
+/// else the first listed (each istiod can render any proxy's configuration).
+pub fn istiod_for(pod: &str, namespace: &str, syncz: &[(String, Read<String>)]) -> Option<String> {
+    let id = sync::proxy_id(pod, namespace);
+    syncz
+        .iter()
+        .find(|(istiod, text)| {
+            text.as_ref()
+                .ok()
+                .and_then(|t| sync::parse_syncz(t, istiod, namespace).ok())
+                .is_some_and(|rows| rows.iter().any(|r| r.proxy == id))
+        })
+        .or_else(|| syncz.iter().find(|(_, t)| t.is_ok()))
+        .or_else(|| syncz.first())
+        .map(|(istiod, _)| istiod.clone())
+}
+
+fn to_values(objects: &[DynamicObject]) -> Vec<Value> {
+    objects.iter().filter_map(|o| serde_json::to_value(o).ok()).collect()
+}
+
 /// The report: a row per object and pod, and the problems in the order the runbook checks
 /// them (injection label, sidecars and modules pod by pod, HPAs, the WasmPlugin).
 pub fn report(observed: &Observed) -> Status {
     let namespace = &observed.namespace;
     let mut problems = Vec::new();
-    if observed.injection_label.as_deref() != Some("enabled") {
+    let mut unavailable = BTreeMap::new();
+    let mut note_unavailable = |section: &str, r: &Read<_>| {
+        if let Err(why) = r {
+            unavailable.insert(section.to_string(), why.clone());
+        }
+    };
+    note_unavailable(section::NAMESPACE, &observed.injection_label.clone().map(|_| ()));
+    note_unavailable(section::PEER_AUTHENTICATIONS, &observed.peer_authentications.clone().map(|_| ()));
+    note_unavailable(section::DESTINATION_RULES, &observed.destination_rules.clone().map(|_| ()));
+    note_unavailable(section::WASM_PLUGINS, &observed.wasm_plugins.clone().map(|_| ()));
+    note_unavailable(section::AUTHORIZATION_POLICIES, &observed.authorization_policies.clone().map(|_| ()));
+    note_unavailable(section::SERVICES, &observed.services.clone().map(|_| ()));
+    note_unavailable(section::PODS, &observed.pods.clone().map(|_| ()));
+    note_unavailable(section::HPAS, &observed.hpas_at_risk.clone().map(|_| ()));
+    let injection_label = observed.injection_label.clone().unwrap_or(None);
+    if observed.injection_label.is_ok() && injection_label.as_deref() != Some("enabled") {
         problems.push(format!(
             "namespace {namespace} lacks istio-injection=enabled: new pods get no sidecar (`deployer rollout {namespace}` sets it)"
         ));
     }
+    let empty = Vec::new();
+    let wasm_plugins = observed.wasm_plugins.as_ref().unwrap_or(&empty);
+
+    // istioctl proxy-status: every istiod's proxies of the namespace.
+    let mut proxies: Vec<ProxySync> = Vec::new();
+    match &observed.syncz {
+        Err(why) => {
+            unavailable.insert(section::PROXY_STATUS.into(), why.clone());
+        }
+        Ok(istiods) if istiods.is_empty() => {
+            unavailable.insert(
+                section::PROXY_STATUS.into(),
+                format!(
+                    "no running istiod pod (label app=istiod) in {}: is Istio installed? (`deployer install`)",
+                    observed.root_namespace
+                ),
+            );
+        }
+        Ok(istiods) => {
+            let mut failed = Vec::new();
+            for (istiod, text) in istiods {
+                match text.as_ref().map_err(String::clone).and_then(|t| sync::parse_syncz(t, istiod, namespace)) {
+                    Ok(rows) => proxies.extend(rows),
+                    Err(why) => failed.push(format!("istiod {istiod}: {why}")),
+                }
+            }
+            if !failed.is_empty() {
+                unavailable.insert(section::PROXY_STATUS.into(), failed.join("; "));
+            }
+        }
+    }
+    let syncz_read = matches!(&observed.syncz, Ok(v) if !v.is_empty() && v.iter().all(|(_, t)| t.is_ok()));
+
+    let (services, pas, drs, aps, plugins) = (
+        observed.services.as_ref().cloned().unwrap_or_default(),
+        to_values(observed.peer_authentications.as_ref().unwrap_or(&empty)),
+        to_values(observed.destination_rules.as_ref().unwrap_or(&empty)),
+        to_values(observed.authorization_policies.as_ref().unwrap_or(&empty)),
+        to_values(wasm_plugins),
+    );
+    let objects = describe::Objects {
+        root_namespace: &observed.root_namespace,
+        services: &services,
+        peer_authentications: &pas,
+        destination_rules: &drs,
+        authorization_policies: &aps,
+        wasm_plugins: &plugins,
+    };
     let mut pods_out = Vec::new();
-    for p in &observed.pods {
-        let status = pod_status(p);
+    for p in observed.pods.as_ref().map(Vec::as_slice).unwrap_or_default() {
+        let mut status = pod_status(p, &objects, wasm_plugins);
+        let name = status.name.clone();
         if pods::sidecar(&p.pod) == Sidecar::Missing {
-            problems.push(format!(
-                "pod {} has no istio-proxy: restart it (`deployer rollout {namespace}` does)",
-                status.name
-            ));
+            problems.push(format!("pod {name} has no istio-proxy: restart it (`deployer rollout {namespace}` does)"));
         }
         if let Some(state @ ModuleState::FetchFailed(_)) = &p.module {
-            problems.push(format!("pod {}: the module failed to fetch ({state})", status.name));
+            problems.push(format!("pod {name}: the module failed to fetch ({state})"));
         }
+        if let Some(e) = status.enforced_config.as_deref().filter(|e| !e.starts_with("enforcing the WasmPlugin")) {
+            problems.push(format!("pod {name}: the filter is {e}"));
+        }
+        if has_ready_sidecar(&p.pod) {
+            let id = sync::proxy_id(&name, namespace);
+            status.sync = proxies.iter().find(|r| r.proxy == id).cloned();
+            // Only a complete syncz says a proxy is missing from it.
+            if syncz_read || status.sync.is_some() {
+                let selected = selected_by_a_wasm_plugin(&p.pod, wasm_plugins);
+                if let Some(problem) = sync::pod_sync_problem(&name, status.sync.as_ref(), selected) {
+                    problems.push(problem);
+                }
+            }
+        }
+        problems.extend(status.describe.notes.iter().map(|n| format!("pod {name}: {n}")));
         pods_out.push(status);
     }
-    for f in &observed.hpas_at_risk {
+    for f in observed.hpas_at_risk.as_ref().unwrap_or(&Vec::new()) {
         problems.push(format!(
             "HPA {} scales at {}m per pod instead of {}m: the sidecar's request skews it (`deployer hpa {namespace} --apply`)",
             f.hpa, f.effective_millis, f.intended_millis
         ));
     }
-    if observed.wasm_plugins.is_empty() {
+    if observed.wasm_plugins.as_ref().is_ok_and(Vec::is_empty) {
         problems
             .push(format!("no WasmPlugin in {namespace}: the filter is not deployed (`deployer rollout {namespace}`)"));
     }
+    let rows = |r: &Read<Vec<DynamicObject>>, f: fn(&DynamicObject) -> PolicyRow| {
+        r.as_ref().map(|v| v.iter().map(f).collect()).unwrap_or_default()
+    };
     Status {
         namespace: namespace.clone(),
-        injection_label: observed.injection_label.clone(),
+        injection_label,
+        proxies,
         pods: pods_out,
-        peer_authentications: observed.peer_authentications.iter().map(peer_authentication_row).collect(),
-        destination_rules: observed.destination_rules.iter().map(destination_rule_row).collect(),
-        wasm_plugins: observed.wasm_plugins.iter().map(wasm_plugin_row).collect(),
-        hpas_at_risk: observed.hpas_at_risk.clone(),
+        peer_authentications: rows(&observed.peer_authentications, peer_authentication_row),
+        destination_rules: rows(&observed.destination_rules, destination_rule_row),
+        wasm_plugins: rows(&observed.wasm_plugins, wasm_plugin_row),
+        hpas_at_risk: observed.hpas_at_risk.clone().unwrap_or_default(),
+        unavailable,
+        notes: observed.notes.clone(),
         problems,
     }
 }
 
-fn pod_status(p: &ObservedPod) -> PodStatus {
+/// The configuration the filter enforces against what the WasmPlugins selecting the pod carry:
+/// `None` when no such WasmPlugin has a `configDigest`, or the metrics were not read.
+fn enforced_config(pod: &Pod, metrics: Option<&Read<String>>, wasm_plugins: &[DynamicObject]) -> Option<String> {
+    let digests: Vec<(String, u64)> = wasm_plugins
+        .iter()
+        .filter(|w| selected_by_a_wasm_plugin(pod, std::slice::from_ref(w)))
+        .filter_map(|w| {
+            let hex = w.data.pointer("/spec/pluginConfig/configDigest").and_then(Value::as_str)?;
+            Some((w.metadata.name.clone().unwrap_or_default(), digest_value(hex)?))
+        })
+        .collect();
+    let (name, wanted) = digests.first()?.clone();
+    let text = metrics?.as_ref().ok()?;
+    if let Some((name, d)) = digests.iter().find(|(_, d)| Enforcement::judge(text, *d) == Enforcement::Enforcing) {
+        return Some(format!("enforcing the WasmPlugin {name}'s configuration ({d:x})"));
+    }
+    Some(match Enforcement::judge(text, wanted) {
+        Enforcement::Other(d) => format!(
+            "enforcing another configuration ({d:x}) than WasmPlugin {name}'s ({wanted:x}): the new one was refused or not \
+             fetched yet (see its istio-proxy log below)"
+        ),
+        other => format!("not enforcing WasmPlugin {name}'s configuration ({wanted:x}): {other}"),
+    })
+}
+
+fn pod_status(p: &ObservedPod, objects: &describe::Objects, wasm_plugins: &[DynamicObject]) -> PodStatus {
     let sidecar = match pods::sidecar(&p.pod) {
         Sidecar::Missing => "missing",
         Sidecar::Container { ready: true } => "ready",
         Sidecar::NativeInit { ready: true } => "ready (native sidecar)",
         _ => "not ready",
     };
+    let mut unavailable = BTreeMap::new();
     let (counters, counters_unavailable) = match &p.metrics {
         Some(Ok(text)) => (filter_counters(text), None),
-        Some(Err(e)) => (BTreeMap::new(), Some(format!("sidecar metrics unreadable: {e}"))),
+        Some(Err(e)) => {
+            unavailable.insert(section::COUNTERS.to_string(), e.clone());
+            (BTreeMap::new(), Some(format!("sidecar metrics unreadable: {e}")))
+        }
         None => (BTreeMap::new(), Some("no ready sidecar".into())),
+    };
+    let (inbound, inbound_from) = match &p.config_dump {
+        Some((istiod, Ok(text))) => match listeners::inbound(text) {
+            Ok(l) => (Some(l), Some(istiod.clone())),
+            Err(why) => {
+                unavailable.insert(section::LISTENERS.to_string(), format!("istiod {istiod}: {why}"));
+                (None, None)
+            }
+        },
+        Some((istiod, Err(why))) => {
+            unavailable.insert(section::LISTENERS.to_string(), format!("istiod {istiod}: {why}"));
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let proxy_log = match &p.log {
+        Some(Ok(text)) => Some(proxy_log::judge(text)),
+        Some(Err(why)) => {
+            unavailable.insert(section::LOG.to_string(), why.clone());
+            None
+        }
+        None => None,
     };
     PodStatus {
         name: p.pod.metadata.name.clone().unwrap_or_default(),
@@ -155,6 +399,13 @@ fn pod_status(p: &ObservedPod) -> PodStatus {
         counters,
         counters_unavailable,
         module: p.module.as_ref().map(ModuleState::to_string),
+        enforced_config: enforced_config(&p.pod, p.metrics.as_ref(), wasm_plugins),
+        sync: None,
+        describe: describe::describe(&p.pod, objects),
+        inbound,
+        inbound_from,
+        proxy_log,
+        unavailable,
     }
 }
 
@@ -196,37 +447,106 @@ fn row(o: &DynamicObject, mode: String) -> PolicyRow {
     }
 }
 
+/// The runbook command each section of the report replaces, in the report's order.
+pub const SECTIONS: [(&str, &str); 7] = [
+    ("Proxy status", "istioctl proxy-status"),
+    ("Policies that apply", "istioctl x describe pod POD.NS"),
+    ("Inbound listener", "istioctl proxy-config listeners POD.NS"),
+    ("Authorization filters", "istioctl x authz check POD.NS"),
+    ("istio-proxy log", "kubectl logs pod/POD -c istio-proxy -n NS"),
+    ("PeerAuthentications", "kubectl get peerauthentication --all-namespaces"),
+    ("DestinationRules", "kubectl get destinationrule --all-namespaces"),
+];
+
+fn unavailable_line(out: &mut String, indent: &str, map: &BTreeMap<String, String>, key: &str) -> bool {
+    match map.get(key) {
+        Some(why) => {
+            out.push_str(&format!("{indent}(unavailable: {why})\n"));
+            true
+        }
+        None => false,
+    }
+}
+
 pub fn status_table(s: &Status) -> String {
     let mut out = format!(
-        "Namespace {}: istio-injection={}\n\nPods\n",
+        "Namespace {}: istio-injection={}\n",
         s.namespace,
-        s.injection_label.as_deref().unwrap_or("(unset)")
+        match s.unavailable.get(section::NAMESPACE) {
+            Some(_) => "(unreadable)",
+            None => s.injection_label.as_deref().unwrap_or("(unset)"),
+        }
     );
-    out.push_str(&format!(
-        "  {:<40} {:<6} {:<9} {:<24} {:<44} MODULE\n",
-        "NAME", "READY", "STATUS", "SIDECAR", "FILTER COUNTERS"
-    ));
-    for p in &s.pods {
-        let counters = match &p.counters_unavailable {
-            None => p.counters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-            Some(why) => why.clone(),
-        };
+    unavailable_line(&mut out, "  ", &s.unavailable, section::NAMESPACE);
+    out.push_str("\nPods\n");
+    if !unavailable_line(&mut out, "  ", &s.unavailable, section::PODS) {
         out.push_str(&format!(
-            "  {:<40} {:<6} {:<9} {:<24} {:<44} {}\n",
-            p.name,
-            p.ready,
-            p.phase,
-            p.sidecar,
-            counters,
-            p.module.as_deref().unwrap_or("-")
+            "  {:<28} {:<6} {:<9} {:<12} {:<44} {:<10} CONFIGURATION ENFORCED\n",
+            "NAME", "READY", "STATUS", "SIDECAR", "FILTER COUNTERS", "MODULE"
         ));
+        for p in &s.pods {
+            let counters = match &p.counters_unavailable {
+                None => p.counters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                Some(why) => why.clone(),
+            };
+            out.push_str(&format!(
+                "  {:<28} {:<6} {:<9} {:<12} {:<44} {:<10} {}\n",
+                p.name,
+                p.ready,
+                p.phase,
+                p.sidecar,
+                counters,
+                p.module.as_deref().unwrap_or("-"),
+                p.enforced_config.as_deref().unwrap_or("-")
+            ));
+        }
     }
-    for (title, rows) in [
-        ("PeerAuthentications (all namespaces)", &s.peer_authentications),
-        ("DestinationRules (all namespaces)", &s.destination_rules),
-        ("WasmPlugins", &s.wasm_plugins),
+
+    out.push_str("\nProxy status (istioctl proxy-status; istiod's /debug/syncz)\n");
+    if !unavailable_line(&mut out, "  ", &s.unavailable, section::PROXY_STATUS) || !s.proxies.is_empty() {
+        out.push_str(&format!(
+            "  {:<34} {:<24} {:<8} {:<8} {:<8} {:<8} {:<8} ECDS (WasmPlugin)\n",
+            "PROXY", "ISTIOD", "VERSION", "CDS", "LDS", "EDS", "RDS"
+        ));
+        for r in &s.proxies {
+            out.push_str(&format!(
+                "  {:<34} {:<24} {:<8} {:<8} {:<8} {:<8} {:<8} {}\n",
+                r.proxy,
+                r.istiod,
+                r.istio_version,
+                r.cds.to_string(),
+                r.lds.to_string(),
+                r.eds.to_string(),
+                r.rds.to_string(),
+                r.ecds
+            ));
+        }
+        if s.proxies.is_empty() {
+            out.push_str("  (no proxy of this namespace is connected)\n");
+        }
+    }
+
+    for p in &s.pods {
+        pod_sections(&mut out, s, p);
+    }
+
+    for (title, key, rows) in [
+        (
+            "PeerAuthentications (kubectl get peerauthentication --all-namespaces)",
+            section::PEER_AUTHENTICATIONS,
+            &s.peer_authentications,
+        ),
+        (
+            "DestinationRules (kubectl get destinationrule --all-namespaces)",
+            section::DESTINATION_RULES,
+            &s.destination_rules,
+        ),
+        ("WasmPlugins", section::WASM_PLUGINS, &s.wasm_plugins),
     ] {
         out.push_str(&format!("\n{title}\n"));
+        if unavailable_line(&mut out, "  ", &s.unavailable, key) {
+            continue;
+        }
         if rows.is_empty() {
             out.push_str("  (none)\n");
         }
@@ -235,11 +555,19 @@ pub fn status_table(s: &Status) -> String {
         }
     }
     out.push_str("\nHPAs at risk\n");
-    if s.hpas_at_risk.is_empty() {
-        out.push_str("  (none)\n");
-    } else {
-        for line in findings_table(&s.hpas_at_risk).lines() {
-            out.push_str(&format!("  {line}\n"));
+    if !unavailable_line(&mut out, "  ", &s.unavailable, section::HPAS) {
+        if s.hpas_at_risk.is_empty() {
+            out.push_str("  (none)\n");
+        } else {
+            for line in findings_table(&s.hpas_at_risk).lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    if !s.notes.is_empty() {
+        out.push_str("\nNotes\n");
+        for n in &s.notes {
+            out.push_str(&format!("  - {n}\n"));
         }
     }
     out.push_str(&format!("\nProblems: {}\n", if s.problems.is_empty() { "none" } else { "" }));
@@ -247,6 +575,95 @@ pub fn status_table(s: &Status) -> String {
         out.push_str(&format!("  - {p}\n"));
     }
     out
+}
+
+/// One pod's `describe`, inbound listener and log.
+fn pod_sections(out: &mut String, s: &Status, p: &PodStatus) {
+    let d = &p.describe;
+    out.push_str(&format!("\nPod {} (istioctl x describe pod {}.{})\n", p.name, p.name, s.namespace));
+    out.push_str(&format!(
+        "  container ports: {}; Services: {}\n",
+        if d.container_ports.is_empty() { "(none declared)".to_string() } else { d.container_ports.join(", ") },
+        if d.services.is_empty() { "(none select it)".to_string() } else { d.services.join("; ") }
+    ));
+    out.push_str(&format!("  mTLS the sidecar accepts: {}\n", d.effective_mtls));
+    for (kind, key, rows) in [
+        ("PeerAuthentication", section::PEER_AUTHENTICATIONS, &d.peer_authentications),
+        ("DestinationRule", section::DESTINATION_RULES, &d.destination_rules),
+        ("AuthorizationPolicy", section::AUTHORIZATION_POLICIES, &d.authorization_policies),
+        ("WasmPlugin", section::WASM_PLUGINS, &d.wasm_plugins),
+    ] {
+        if let Some(why) = s.unavailable.get(key) {
+            out.push_str(&format!("  {kind:<20} (unavailable: {why})\n"));
+            continue;
+        }
+        if rows.is_empty() {
+            out.push_str(&format!("  {kind:<20} (none applies)\n"));
+        }
+        for a in rows {
+            out.push_str(&format!(
+                "  {kind:<20} {:<28} {:<5} {} [{}]: {}\n",
+                a.name,
+                if a.wins { "WINS" } else { "-" },
+                a.sets,
+                a.scope,
+                a.why
+            ));
+        }
+    }
+    if p.sidecar == "missing" {
+        return;
+    }
+    match (&p.inbound, p.unavailable.get(section::LISTENERS)) {
+        (Some(l), _) => {
+            out.push_str(&format!(
+                "  Inbound listener (istioctl proxy-config listeners, x authz check): the configuration istiod {} sends\n",
+                p.inbound_from.as_deref().unwrap_or("")
+            ));
+            for port in &l.ports {
+                out.push_str(&format!(
+                    "    port {:<6} accepts {:<18} authz filters in order: {}\n",
+                    port.port,
+                    port.accepts,
+                    if port.authz_filters.is_empty() { "(none)".to_string() } else { port.authz_filters.join(" -> ") }
+                ));
+            }
+            for c in l.chains.iter().filter(|c| c.port.is_none()) {
+                out.push_str(&format!(
+                    "    other ports ({}, {}): {}; authz filters: {}\n",
+                    c.name,
+                    if c.transport.is_empty() { "any transport" } else { &c.transport },
+                    c.tls,
+                    if c.authz_filters.is_empty() { "(none)".to_string() } else { c.authz_filters.join(" -> ") }
+                ));
+            }
+        }
+        (None, Some(why)) => out.push_str(&format!("  Inbound listener (unavailable: {why})\n")),
+        (None, None) if s.unavailable.contains_key(section::PROXY_STATUS) => out.push_str(&format!(
+            "  Inbound listener (unavailable: istiod could not be asked: {})\n",
+            s.unavailable[section::PROXY_STATUS]
+        )),
+        (None, None) => {}
+    }
+    match (&p.proxy_log, p.unavailable.get(section::LOG)) {
+        (Some(log), _) => {
+            out.push_str(&format!(
+                "  istio-proxy log (kubectl logs -c istio-proxy): {} warnings and errors, wasm first\n",
+                log.lines.len() + log.omitted
+            ));
+            for l in &log.lines {
+                out.push_str(&format!("    {}\n", l.line));
+            }
+            if log.omitted > 0 {
+                out.push_str(&format!(
+                    "    ... {} more (`kubectl logs {} -c istio-proxy -n {}`)\n",
+                    log.omitted, p.name, s.namespace
+                ));
+            }
+        }
+        (None, Some(why)) => out.push_str(&format!("  istio-proxy log (unavailable: {why})\n")),
+        (None, None) => {}
+    }
 }
 
 #[cfg(test)]
@@ -278,19 +695,24 @@ mod tests {
     fn observed(pods: Vec<ObservedPod>, wasm_plugins: Vec<DynamicObject>) -> Observed {
         Observed {
             namespace: "xnat".into(),
-            injection_label: Some("enabled".into()),
-            peer_authentications: vec![object(json!({
+            root_namespace: "istio-system".into(),
+            injection_label: Ok(Some("enabled".into())),
+            peer_authentications: Ok(vec![object(json!({
                 "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
                 "metadata": {"name": "xnat-guard", "namespace": "xnat"},
                 "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}
-            }))],
-            destination_rules: vec![object(json!({
+            }))]),
+            destination_rules: Ok(vec![object(json!({
                 "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                 "metadata": {"name": "xnat-guard", "namespace": "xnat"}, "spec": {"host": "web.xnat.svc.cluster.local"}
-            }))],
-            wasm_plugins,
-            pods,
-            hpas_at_risk: Vec::new(),
+            }))]),
+            wasm_plugins: Ok(wasm_plugins),
+            authorization_policies: Ok(Vec::new()),
+            services: Ok(Vec::new()),
+            pods: Ok(pods),
+            syncz: Ok(Vec::new()),
+            hpas_at_risk: Ok(Vec::new()),
+            notes: Vec::new(),
         }
     }
 
@@ -319,8 +741,10 @@ mod tests {
                 pod: pod("a", Some(true)),
                 metrics: Some(Ok("xnat_guard_allowed 3\n".into())),
                 module: Some(failed),
+                config_dump: None,
+                log: None,
             },
-            ObservedPod { pod: pod("b", None), metrics: None, module: None },
+            ObservedPod { pod: pod("b", None), metrics: None, module: None, config_dump: None, log: None },
         ];
         let s = report(&observed(pods, Vec::new()));
         assert_eq!(
