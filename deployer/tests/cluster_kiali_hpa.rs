@@ -203,6 +203,25 @@ async fn kiali_install_dry_run_with_the_crd_installed_validates_the_cr_server_si
 }
 
 #[tokio::test]
+async fn kiali_install_on_a_cluster_whose_operator_release_lacks_the_crd_says_how_to_install_it() {
+    // A real run: helm installs a chart's crds/ only when it first installs the release, so a
+    // release that existed without them (or `--skip-crds`) leaves kialis.kiali.io missing.
+    let script = vec![
+        Step::get(PROMETHEUS_SA).not_found(),
+        apply(PROMETHEUS_SA, "1"),
+        Step::get(KIALI_CR).not_found(),
+        Step::patch(KIALI_CR).not_found(),
+    ];
+    let plan = small_plan();
+    let err = run(script, options(), |c| async move { kiali::apply_manifests(&c, &plan, |_, _| {}).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the API server does not serve kialis.kiali.io"), "{err}");
+    assert!(err.contains("helm show crds kiali-operator --repo https://kiali.org/helm-charts"), "{err}");
+}
+
+#[tokio::test]
 async fn kiali_install_waits_for_the_kiali_deployment_to_be_available_not_only_the_cr() {
     let script = vec![
         Step::get(KIALI_CR).reply(200, reconciled_cr()),

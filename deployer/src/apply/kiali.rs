@@ -9,7 +9,7 @@ use kube::api::{Api, PostParams};
 use super::{api_error, Applied, ApplyError, Cluster, Result};
 use crate::inspect::str_at;
 use crate::kind::Kind;
-use crate::plan::kiali::{not_validated_without_crd, server_deployment, Plan, ServerDeployment};
+use crate::plan::kiali::{not_validated_without_crd, server_deployment, Plan, ServerDeployment, CRD_NAME};
 
 /// What `kiali install` did with one manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +54,33 @@ pub async fn apply_manifests(
         let outcome = if crd_missing && m.kind == Kind::KIALI {
             Outcome::NotValidated(not_validated_without_crd())
         } else {
-            Outcome::Applied(cluster.apply(m).await?)
+            match cluster.apply(m).await {
+                Ok(applied) => Outcome::Applied(applied),
+                Err(e) if m.kind == Kind::KIALI && is_not_found(&e) => return Err(crd_not_served(plan)),
+                Err(e) => return Err(e),
+            }
         };
         progress(&m.describe(), &outcome);
         outcomes.push((m.describe(), outcome));
     }
     Ok(outcomes)
+}
+
+fn is_not_found(e: &ApplyError) -> bool {
+    matches!(e, ApplyError::Api { source: kube::Error::Api(s), .. } if s.code == 404)
+}
+
+/// The CR's kind is not served after the operator's chart was installed: helm installs a
+/// chart's `crds/` only when it first installs the release (and not with `--skip-crds`), so a
+/// release that existed without them leaves the CRD missing.
+fn crd_not_served(plan: &Plan) -> ApplyError {
+    let release = &plan.operator;
+    ApplyError::Failed(format!(
+        "applying the Kiali CR: the API server does not serve {CRD_NAME}: the {} release in {} is there, but its \
+         CRD is not (helm installs a chart's crds/ only on the release's first install); install it with \
+         `helm show crds {} --repo {} --version {} | kubectl apply --server-side -f -` and re-run `deployer kiali install`",
+        release.name, release.namespace, release.chart, release.repo, release.version
+    ))
 }
 
 /// Whether a Deployment serves: the controller has seen its spec, its `Available` condition is
