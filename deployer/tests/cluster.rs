@@ -258,13 +258,19 @@ async fn status_reports_sidecars_policies_modules_and_filter_counters() {
             list(vec![json!({"metadata": {"name": "xnat-guard", "namespace": "xnat"},
                               "spec": {"url": "oci://r/x:1", "selector": {"matchLabels": {"app": "xnat-web"}}}})]),
         ),
+        Step::get("/apis/security.istio.io/v1/namespaces/xnat/authorizationpolicies").reply(200, list(vec![])),
+        Step::get("/apis/security.istio.io/v1/namespaces/istio-system/authorizationpolicies").reply(200, list(vec![])),
+        Step::get("/api/v1/namespaces/xnat/services").reply(200, list(vec![])),
         list_pods(vec![pod("xnat-web-0", true), pod("xnat-postgresql-0", false)]),
+        // No istiod to ask: proxy status and listeners are left out, saying so (tests/cluster_status.rs).
+        Step::get("/api/v1/namespaces/istio-system/pods").query("labelSelector=app%3Distiod").reply(200, list(vec![])),
         pod_metrics(
             "xnat-web-0",
             15090,
             "# TYPE xnat_guard_allowed counter\nxnat_guard_allowed 41\nxnat_guard_denied_policy 3\nxnat_guard_denied_mtls 2\n",
         ),
         pod_metrics("xnat-web-0", 15020, FETCHED),
+        Step::get(&format!("{PODS}/xnat-web-0/log")).query("container=istio-proxy").reply_text(""),
         server_version("31"),
         Step::get(HPAS).reply(200, list(vec![])),
     ];
@@ -280,6 +286,7 @@ async fn status_reports_sidecars_policies_modules_and_filter_counters() {
     assert!(s.problems[0].contains("xnat-postgresql-0 has no istio-proxy"));
     let table = deployer::inspect::status::status_table(&s);
     assert!(table.contains("allowed=41"), "{table}");
+    assert!(s.unavailable["proxy-status"].contains("no running istiod pod"), "{:?}", s.unavailable);
 }
 
 #[tokio::test]
