@@ -288,7 +288,9 @@ async fn throttling_server_errors_and_a_dropped_connection_during_the_wait_are_r
         Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "new-0")])),
         agent_metrics("xnat-xnat-web-0"),
     ]);
-    let report = roll_out(runbook_plan(), script, options()).await.unwrap();
+    // The 429 asks for a second's pause (Retry-After), within the timeout.
+    let opts = Options { timeout: Duration::from_secs(3), ..options() };
+    let report = roll_out(runbook_plan(), script, opts).await.unwrap();
     assert_eq!(report.restarted, ["StatefulSet xnat-xnat-web"]);
 }
 
@@ -562,4 +564,26 @@ async fn a_user_who_may_not_read_the_namespace_is_told_so_before_anything_is_app
     assert!(err.contains("reading namespace xnat"), "{err}");
     assert!(err.contains("cannot get resource \"namespaces\" in API group \"\" at the cluster scope"), "{err}");
     assert!(err.contains("ask for a role that grants it"), "{err}");
+}
+
+#[tokio::test]
+async fn a_throttled_wait_waits_as_long_as_the_api_server_asks_before_asking_again() {
+    let mut script = reads_before_applying();
+    script.extend(applies_unchanged(&[NAMESPACE, PA, WASM]));
+    script.extend(lists(
+        vec![],
+        vec![ais::web_statefulset(Web::settled())],
+        vec![ais::web_pod(0, false, true, "old-0")],
+    ));
+    script.extend([
+        restart_web(Web::settled().rolling(2, 1, 0)),
+        // Priority and fairness: 429 with Retry-After 1 s.
+        Step::get(WEB).transient(429),
+        read_web(Web::settled().rolling(2, 1, 1)),
+        Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "new-0")])),
+        agent_metrics("xnat-xnat-web-0"),
+    ]);
+    let started = std::time::Instant::now();
+    roll_out(runbook_plan(), script, Options { timeout: Duration::from_secs(10), ..options() }).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(950), "asked again after {:?}", started.elapsed());
 }

@@ -5,7 +5,8 @@
 //! progress marks (pods updated, pods ready), and one passing its earlier best starts the
 //! timeout again, so a StatefulSet whose pods start slowly one after another is not a hang.
 //! An API server that throttles (429), fails (500, 502, 503, 504) or drops the connection
-//! mid-wait is asked again after a backoff; only the timeout ends that.
+//! mid-wait is asked again after a backoff (at least the Retry-After a 429 asks for); only the
+//! timeout ends that.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,17 @@ pub fn is_transient(e: &ApplyError) -> bool {
         ApplyError::Api { source: kube::Error::Api(s), .. } => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         ApplyError::Api { source: kube::Error::HyperError(_) | kube::Error::Service(_), .. } => true,
         _ => false,
+    }
+}
+
+/// How long the API server asked to be left alone (429's `details.retryAfterSeconds`, what
+/// priority and fairness sends as Retry-After); zero when it did not say.
+fn retry_after(e: &ApplyError) -> Duration {
+    match e {
+        ApplyError::Api { source: kube::Error::Api(s), .. } => {
+            Duration::from_secs(s.details.as_ref().map_or(0, |d| u64::from(d.retry_after_seconds)))
+        }
+        _ => Duration::ZERO,
     }
 }
 
@@ -132,7 +144,9 @@ impl Cluster {
                     if let Some(s) = &spinner {
                         s.set_message(format!("{what}: retrying after {e}"));
                     }
-                    self.opts.poll.saturating_mul(1 << failures.min(10)).min(MAX_BACKOFF)
+                    let backoff = self.opts.poll.saturating_mul(1 << failures.min(10)).max(retry_after(&e));
+                    // Never past the deadline: the last try comes before giving up.
+                    backoff.min(MAX_BACKOFF).min(self.opts.timeout.saturating_sub(moved.elapsed())).max(self.opts.poll)
                 }
                 Err(e) => break Err(e),
             };
