@@ -66,7 +66,7 @@ fn prechecks_passing(crds: Vec<Value>) -> Vec<Step> {
 }
 
 fn helm_records(secrets: Vec<Value>) -> Step {
-    Step::get(SECRETS).query("labelSelector=owner%3Dhelm").reply(200, list(secrets))
+    Step::get(SECRETS).query("labelSelector=owner%3Dhelm%2Cstatus%3Ddeployed").reply(200, list(secrets))
 }
 
 #[tokio::test]

@@ -107,7 +107,8 @@ async fn installed_istio(
     notes: &mut Vec<String>,
 ) -> Result<Option<InstalledIstio>> {
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
-    match secrets.list(&ListParams::default().labels("owner=helm")).await {
+    // Only the deployed record of each release: the superseded ones hold whole old manifests.
+    match secrets.list(&ListParams::default().labels("owner=helm,status=deployed")).await {
         Ok(found) => {
             let values: Vec<Value> = found.items.iter().filter_map(|s| serde_json::to_value(s).ok()).collect();
             if let Some(installed) = served::from_helm_release_secrets(&values) {
@@ -119,7 +120,9 @@ async fn installed_istio(
              the installed Istio is judged by istiod's image instead"
         )),
         Err(e) => {
-            return Err(api_error(format!("listing Helm's release records (Secrets owner=helm in {namespace})"))(e));
+            return Err(api_error(format!(
+                "listing Helm's release records (Secrets owner=helm,status=deployed in {namespace})"
+            ))(e));
         }
     }
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
