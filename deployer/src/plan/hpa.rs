@@ -57,6 +57,8 @@ pub struct HelmValue {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub hpa: String,
+    /// The HPA's namespace ("" when the object names none).
+    pub namespace: String,
     pub workload: String,
     pub app_container: String,
     pub target_percent: i32,
@@ -82,6 +84,33 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// One line for a report (`status`): what is wrong, and the command that says more.
+    pub fn summary(&self) -> String {
+        let hpa_command = if self.namespace.is_empty() {
+            "deployer hpa".to_string()
+        } else {
+            format!("deployer hpa {}", self.namespace)
+        };
+        if self.fix.is_none() {
+            return format!(
+                "HPA {} cannot scale on CPU utilization: {} (`{hpa_command}` says what to set)",
+                self.hpa,
+                missing_requests(&self.containers_without_cpu_request, &self.workload)
+            );
+        }
+        let skew = format!(
+            "HPA {} scales at {}m per pod instead of {}m: the sidecar's request skews it",
+            self.hpa, self.effective_millis, self.intended_millis
+        );
+        match &self.helm_release {
+            None => format!("{skew} (`{hpa_command} --apply`)"),
+            Some(release) => format!(
+                "{skew}; Helm release {} renders it, so its values are the fix (`{hpa_command}` prints them)",
+                release.name
+            ),
+        }
+    }
+
     /// Whether `hpa --apply` patches it: there is a metric that works, and either no Helm
     /// release renders the HPA or the user opted in to patching one anyway.
     pub fn patchable(&self, patch_helm_managed: bool) -> bool {
@@ -92,6 +121,15 @@ impl Finding {
 /// The metric the sidecar skews: CPU against a utilization target.
 fn is_skewed(m: &MetricSpec) -> bool {
     m.type_ == "Resource" && m.resource.as_ref().is_some_and(|r| r.name == "cpu" && r.target.type_ == "Utilization")
+}
+
+/// "container X of W has no CPU request", or the plural.
+fn missing_requests(containers: &[String], workload: &str) -> String {
+    if containers.len() == 1 {
+        format!("container {} of {workload} has no CPU request", containers[0])
+    } else {
+        format!("containers {} of {workload} have no CPU request", containers.join(", "))
+    }
 }
 
 fn has_cpu_request(c: &Container) -> bool {
@@ -192,6 +230,9 @@ pub fn analyse(
         return None;
     }
     let name = hpa.metadata.name.clone().unwrap_or_default();
+    let namespace = hpa.metadata.namespace.clone().unwrap_or_default();
+    let hpa_command =
+        if namespace.is_empty() { "deployer hpa".to_string() } else { format!("deployer hpa {namespace}") };
     let workload = format!("{} {}", spec.scale_target_ref.kind, spec.scale_target_ref.name);
     let helm = helm_release(&hpa.metadata);
     let chart = chart_values(helm.as_ref().and_then(|h| h.chart.as_deref()));
@@ -201,6 +242,7 @@ pub fn analyse(
         app_containers(template).filter(|c| !has_cpu_request(c)).map(|c| c.name.clone()).collect();
     let mut finding = Finding {
         hpa: name.clone(),
+        namespace: namespace.clone(),
         workload: workload.clone(),
         app_container: app_container.clone(),
         target_percent: target,
@@ -217,15 +259,11 @@ pub fn analyse(
         patched: false,
     };
     if !missing.is_empty() {
-        let which = if missing.len() == 1 {
-            format!("container {} of {workload} has no CPU request", missing[0])
-        } else {
-            format!("containers {} of {workload} have no CPU request", missing.join(", "))
-        };
+        let which = missing_requests(&missing, &workload);
         let mut advice = format!(
             "cannot scale on CPU utilization at all: {which}, and utilization is usage over requests \
              (the HPA's events say `missing request for cpu`). It is not the sidecar, and no metric change fixes \
-             it: set resources.requests.cpu on {}, then run `deployer hpa` again to see whether the sidecar skews it",
+             it: set resources.requests.cpu on {}, then run `{hpa_command}` again to see whether the sidecar skews it",
             missing.join(", ")
         );
         if let Some(release) = &helm {
@@ -262,7 +300,7 @@ pub fn analyse(
     finding.intended_millis = intended;
     finding.effective_millis = effective;
     finding.advice = match &helm {
-        None => format!("`deployer hpa --apply` replaces its CPU metric with {}", describe_fix(&fix, fix_kind)),
+        None => format!("`{hpa_command} --apply` replaces its CPU metric with {}", describe_fix(&fix, fix_kind)),
         Some(release) => {
             // The chart's HPA template renders a Utilization target over the whole pod: the
             // value that scales where the author meant is the intended point plus what the
@@ -273,7 +311,7 @@ pub fn analyse(
             format!(
                 "Helm release {} renders it: a patch would be reverted by the next `helm upgrade`, so change \
                  the release's values: `{}` ({percent}% of the pod's {pod_requests}m of requests is {}m: the intended \
-                 {intended}m plus the sidecar's {sidecar_usage_millis}m){}. `deployer hpa --apply --patch-helm-managed` \
+                 {intended}m plus the sidecar's {sidecar_usage_millis}m){}. `{hpa_command} --apply --patch-helm-managed` \
                  patches it anyway, until the next upgrade",
                 release.name,
                 helm_upgrade(release, &chart, &finding.helm_values),
@@ -464,6 +502,31 @@ mod tests {
         let f = analyse(&hpa, &bare, 100, 10, true).unwrap();
         assert_eq!(f.helm_values, [HelmValue { key: "xnat-web.resources.requests.cpu".into(), value: "CPU".into() }]);
         assert!(f.advice.contains("--set xnat-web.resources.requests.cpu=CPU"), "{}", f.advice);
+    }
+
+    #[test]
+    fn each_finding_sums_itself_up_in_one_line_with_the_command_that_helps() {
+        let mut plain = runbook_hpa();
+        plain.metadata.namespace = Some("xnat".into());
+        let f = analyse(&plain, &template(), 100, 10, true).unwrap();
+        assert!(f.advice.starts_with("`deployer hpa xnat --apply` replaces"), "{}", f.advice);
+        assert_eq!(
+            f.summary(),
+            "HPA xnat-web scales at 140m per pod instead of 70m: the sidecar's request skews it (`deployer hpa xnat --apply`)"
+        );
+        let helm = analyse(&helm_rendered(runbook_hpa(), "xnat-web-1.1.19"), &template(), 100, 10, true).unwrap();
+        assert_eq!(
+            helm.summary(),
+            "HPA xnat-web scales at 140m per pod instead of 70m: the sidecar's request skews it; Helm release xnat \
+             renders it, so its values are the fix (`deployer hpa xnat` prints them)"
+        );
+        let bare: PodSpec = serde_json::from_value(json!({"containers": [{"name": "xnat-web"}]})).unwrap();
+        let broken = analyse(&plain, &bare, 100, 10, true).unwrap();
+        assert_eq!(
+            broken.summary(),
+            "HPA xnat-web cannot scale on CPU utilization: container xnat-web of StatefulSet xnat-xnat-web has no \
+             CPU request (`deployer hpa xnat` says what to set)"
+        );
     }
 
     #[test]
