@@ -485,8 +485,16 @@ pub fn status_table(s: &Status) -> String {
             "NAME", "READY", "STATUS", "SIDECAR", "FILTER COUNTERS", "MODULE"
         ));
         for p in &s.pods {
+            // Only what counted: `-o json` has every counter.
             let counters = match &p.counters_unavailable {
-                None => p.counters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                None if p.counters.values().all(|v| *v == 0) => "(nothing counted)".to_string(),
+                None => p
+                    .counters
+                    .iter()
+                    .filter(|(_, v)| **v != 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 Some(why) => why.clone(),
             };
             out.push_str(&format!(
@@ -602,9 +610,14 @@ fn pod_sections(out: &mut String, s: &Status, p: &PodStatus) {
         }
         for a in rows {
             out.push_str(&format!(
-                "  {kind:<20} {:<28} {:<5} {} [{}]: {}\n",
+                "  {kind:<20} {:<28} {:<7} {} [{}]: {}\n",
                 a.name,
-                if a.wins { "WINS" } else { "-" },
+                match (a.wins, kind) {
+                    // Every AuthorizationPolicy and WasmPlugin listed takes part.
+                    (true, "AuthorizationPolicy" | "WasmPlugin") => "APPLIES",
+                    (true, _) => "WINS",
+                    (false, _) => "-",
+                },
                 a.sets,
                 a.scope,
                 a.why
@@ -651,8 +664,11 @@ fn pod_sections(out: &mut String, s: &Status, p: &PodStatus) {
                 "  istio-proxy log (kubectl logs -c istio-proxy): {} warnings and errors, wasm first\n",
                 log.lines.len() + log.omitted
             ));
+            if log.lines.is_empty() {
+                out.push_str("    (none)\n");
+            }
             for l in &log.lines {
-                out.push_str(&format!("    {}\n", l.line));
+                out.push_str(&format!("    {}\n", l.line.replace('\t', "  ")));
             }
             if log.omitted > 0 {
                 out.push_str(&format!(
@@ -685,7 +701,7 @@ mod tests {
                 .push(json!({"name": "istio-proxy", "ready": ready, "restartCount": 0, "image": "", "imageID": ""}));
         }
         serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {"app": "xnat-web"}},
+            "metadata": {"name": name, "namespace": "xnat", "labels": {"app": "xnat-web"}},
             "spec": {"containers": containers},
             "status": {"phase": "Running", "containerStatuses": statuses}
         }))
@@ -758,6 +774,29 @@ mod tests {
         assert_eq!(s.pods[0].counters["allowed"], 3);
         assert_eq!(s.pods[1].counters_unavailable.as_deref(), Some("no ready sidecar"));
         assert!(status_table(&s).contains("\nProblems: \n  - pod a: the module failed to fetch"));
+    }
+
+    #[test]
+    fn the_table_shows_counted_counters_policies_that_all_apply_and_log_lines_without_tabs() {
+        let aps = vec![object(json!({
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "xnat-all", "namespace": "xnat"},
+            "spec": {"selector": {"matchLabels": {"app": "xnat-web"}}, "rules": [{}]}
+        }))];
+        let log = "2026-12-01T10:00:00Z\terror\twasm\tfailed to fetch Wasm module\n";
+        let pods = vec![ObservedPod {
+            pod: pod("a", Some(true)),
+            metrics: Some(Ok("xnat_guard_allowed 3\n".into())),
+            module: None,
+            config_dump: None,
+            log: Some(Ok(log.into())),
+        }];
+        let s = report(&Observed { authorization_policies: Ok(aps), ..observed(pods, vec![plugin()]) });
+        let table = status_table(&s);
+        assert!(table.contains(" allowed=3 "), "only the counters that counted: {table}");
+        assert!(!table.contains("denied_mtls=0"), "{table}");
+        assert!(table.contains("AuthorizationPolicy  xnat/xnat-all                APPLIES"), "{table}");
+        assert!(table.contains("    2026-12-01T10:00:00Z  error  wasm  failed to fetch Wasm module\n"), "{table}");
     }
 
     #[test]
