@@ -365,3 +365,23 @@ async fn a_namespace_scoped_user_gets_every_section_it_may_read_and_the_permissi
         assert!(table.contains(part), "{part:?} missing from:\n{table}");
     }
 }
+
+#[test]
+fn status_help_names_the_runbook_command_each_section_replaces() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(["status", "--help"])
+        .output()
+        .expect("the deployer runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in [
+        "istioctl proxy-status",
+        "istioctl x describe pod POD.NS",
+        "istioctl proxy-config listeners POD.NS",
+        "istioctl x authz check POD.NS",
+        "kubectl logs pod/POD -c istio-proxy -n NS",
+        "kubectl get peerauthentication|destinationrule --all-namespaces",
+        "xnat_guard_config_digest",
+    ] {
+        assert!(help.contains(command), "{command:?} missing from:\n{help}");
+    }
+}

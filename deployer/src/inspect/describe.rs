@@ -492,6 +492,50 @@ mod tests {
         assert_eq!(d.services, ["xnat-xnat-web 80->8080"]);
     }
 
+    /// The rollout's judge ([`super::super::peer_authentication::judge`]) and `describe` apply
+    /// the same precedence: for the cluster's policies alone, the judge's note names the mTLS
+    /// Istio applies, which must be `describe`'s.
+    #[test]
+    fn describe_and_the_rollouts_peer_authentication_judge_agree_on_the_mtls_istio_applies() {
+        use super::super::peer_authentication::{judge, Workload};
+        let workload_labels = BTreeMap::from([("app".to_string(), "xnat-web".to_string())]);
+        let selector = json!({"matchLabels": {"app": "xnat-web"}});
+        let cases = vec![
+            runbook_pas(),
+            vec![
+                pa("istio-system", "default", "2021-09-01T00:00:00Z", json!({"mtls": {"mode": "STRICT"}})),
+                pa("xnat", "ns", "2021-09-01T00:00:00Z", json!({"mtls": {"mode": "PERMISSIVE"}})),
+            ],
+            vec![
+                pa("xnat", "newer", "2024-01-01T00:00:00Z", json!({"selector": selector, "mtls": {"mode": "DISABLE"}})),
+                pa(
+                    "xnat",
+                    "older",
+                    "2023-01-01T00:00:00Z",
+                    json!({"selector": selector, "portLevelMtls": {"8443": {"mode": "STRICT"}}}),
+                ),
+                pa("istio-system", "default", "2021-09-01T00:00:00Z", json!({"mtls": {"mode": "PERMISSIVE"}})),
+            ],
+            vec![
+                pa(
+                    "istio-system",
+                    "selected",
+                    "2021-09-01T00:00:00Z",
+                    json!({"selector": selector, "mtls": {"mode": "DISABLE"}}),
+                ),
+                pa("istio-system", "default", "2021-09-02T00:00:00Z", json!({"mtls": {"mode": "STRICT"}})),
+            ],
+        ];
+        let svcs = services();
+        for pas in cases {
+            let w = Workload { namespace: "xnat", labels: &workload_labels, root_namespace: "istio-system" };
+            let note = judge(&pas, &[], &w).notes.join(" ");
+            let judged = note.rsplit_once(": ").map(|(_, m)| m.trim_end_matches(')')).unwrap_or_default().to_string();
+            let described = describe(&web_pod(), &objects(&svcs, &pas, &[], &[], &[])).effective_mtls;
+            assert_eq!(described, judged, "{pas:#?}");
+        }
+    }
+
     #[test]
     fn an_unset_workload_mode_inherits_and_no_policy_is_permissive() {
         let svcs = services();
