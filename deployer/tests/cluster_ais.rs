@@ -587,3 +587,25 @@ async fn a_throttled_wait_waits_as_long_as_the_api_server_asks_before_asking_aga
     roll_out(runbook_plan(), script, Options { timeout: Duration::from_secs(10), ..options() }).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(950), "asked again after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_partitioned_statefulset_whose_held_back_pods_lack_the_sidecar_is_refused_with_the_command() {
+    let mut web = ais::web_statefulset(Web::settled().replicas(2));
+    web["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = json!(1);
+    let mut script = reads_before_applying();
+    script.extend(applies_unchanged(&[NAMESPACE, PA, WASM]));
+    script.extend(lists(
+        vec![],
+        vec![web],
+        vec![ais::web_pod(0, false, true, "old-0"), ais::web_pod(1, false, true, "old-1")],
+    ));
+    // Nothing restarted: a restart would replace pod 1 only, and pod 0 would never get its sidecar.
+    let err = roll_out(runbook_plan(), script, options()).await.unwrap_err();
+    let ApplyError::Failed(message) = &err else { panic!("expected a refusal, got {err}") };
+    assert!(message.contains("rollingUpdate.partition 1"), "{message}");
+    assert!(message.contains("xnat-xnat-web-0"), "{message}");
+    assert!(
+        message.contains(r#"kubectl -n xnat patch statefulset xnat-xnat-web -p '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}'"#),
+        "{message}"
+    );
+}

@@ -180,6 +180,7 @@ async fn restart_pods_without_sidecar<'a>(
     controllers: &'a [Controller],
     pods: &[Pod],
 ) -> Result<Restarts<'a>> {
+    refuse_held_back_pods(namespace, controllers, pods)?;
     let mut out = Restarts { restarted: Vec::new(), skipped: Vec::new(), touched: Vec::new() };
     for c in controllers {
         if c.opted_out_of_injection() {
@@ -226,6 +227,34 @@ async fn restart_pods_without_sidecar<'a>(
         out.touched.push(c);
     }
     Ok(out)
+}
+
+/// Refuses, before any restart, a RollingUpdate StatefulSet whose `partition` holds back pods
+/// lacking the sidecar: a restart would replace only the pods from the partition up, and the
+/// wait for the others' sidecars could only time out.
+fn refuse_held_back_pods(namespace: &str, controllers: &[Controller], pods: &[Pod]) -> Result<()> {
+    for c in controllers.iter().filter(|c| !c.updates_on_delete() && !c.opted_out_of_injection() && c.partition() > 0) {
+        let partition = c.partition();
+        let held_back: Vec<String> = pods
+            .iter()
+            .filter(|p| c.owns(p) && !pods::is_terminated(p) && pods::sidecar(p) == Sidecar::Missing)
+            .filter(|p| pods::ordinal(p).is_some_and(|o| i64::from(o) < i64::from(partition)))
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        if held_back.is_empty() {
+            continue;
+        }
+        return Err(ApplyError::Failed(format!(
+            "{} has rollingUpdate.partition {partition}: a restart replaces only its pods from ordinal {partition} up, \
+             so {} would never get the sidecar. Nothing was restarted. Lower the partition \
+             (`kubectl -n {namespace} patch statefulset {} -p '{{\"spec\":{{\"updateStrategy\":{{\"rollingUpdate\":{{\"partition\":0}}}}}}}}'`) \
+             and rerun, or replace those pods yourself",
+            c.describe(),
+            held_back.join(", "),
+            c.name()
+        )));
+    }
+    Ok(())
 }
 
 /// An OnDelete StatefulSet takes a new pod only when one is deleted: deletes the pods lacking

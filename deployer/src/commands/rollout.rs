@@ -27,7 +27,9 @@ use super::{runtime, Change, Global};
 /// 8080 on the AIS chart), and a DestinationRule of yours naming a port the Service lacks is
 /// warned about. A StatefulSet with updateStrategy OnDelete has its pods without the sidecar
 /// deleted one at a time, highest ordinal first, each recreated and Ready before the next; a
-/// pod that comes back without the sidecar stops it there. Only what was restarted, and the
+/// pod that comes back without the sidecar stops it there. A StatefulSet whose
+/// rollingUpdate.partition holds back pods without the sidecar is refused, with the command
+/// that lowers it. Only what was restarted, and the
 /// pods the WasmPlugin selects, are waited for: a workload that is not the filter's and was
 /// not ready before is left alone, with a note. A Deployment past its progress deadline fails
 /// at once; the --timeout counts from the last progress (a pod updated or ready), and a

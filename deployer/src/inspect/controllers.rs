@@ -107,6 +107,21 @@ impl Controller {
         }
     }
 
+    /// A RollingUpdate StatefulSet's `partition`: only pods from this ordinal up take a new
+    /// revision (0 for everything else).
+    pub fn partition(&self) -> i32 {
+        match self {
+            Controller::StatefulSet(s) => s
+                .spec
+                .as_ref()
+                .and_then(|s| s.update_strategy.as_ref())
+                .and_then(|u| u.rolling_update.as_ref())
+                .and_then(|r| r.partition)
+                .unwrap_or(0),
+            Controller::Deployment(_) => 0,
+        }
+    }
+
     /// Counters a rollout in progress raises (observed generation, pods at the new revision,
     /// those plus ready or available pods). A wait that sees one pass its earlier best has
     /// seen progress; a crash-looping pod, ready and unready by turns, passes none.
