@@ -80,7 +80,10 @@ async fn install_precheck_refuses_the_runbooks_istio_1_11_jump_to_1_28_and_names
     assert!(err.contains("Istio 1.11.4 is installed (helm release istio-base, revision 1)"), "{err}");
     assert!(err.contains("one minor version at a time") && err.contains("1.11 → 1.12 → 1.13"), "{err}");
     assert!(err.contains("1.27 → 1.28"), "{err}");
-    assert!(err.contains("next: `deployer install --version '~1.12.0'`"), "{err}");
+    // EKS on 1.31 never ran Istio 1.12 to 1.23: the way out is a fresh install, step by step.
+    assert!(err.contains("Istio 1.12 to 1.23 were never supported on Kubernetes 1.31"), "{err}");
+    assert!(err.contains("next: `helm -n istio-system uninstall istiod`"), "{err}");
+    assert!(err.contains("`deployer install --version 1.28.0`"), "{err}");
 }
 
 #[tokio::test]

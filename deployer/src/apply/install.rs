@@ -76,7 +76,7 @@ pub async fn precheck(cluster: &Cluster, istio_version: &str, namespace: &str) -
     let mut notes = Vec::new();
     let crds = istio_crds(cluster).await?;
     let installed = installed_istio(cluster, namespace, &crds, &mut notes).await?;
-    if let Some(note) = check_upgrade(installed.as_ref(), istio_version).map_err(ApplyError::Failed)? {
+    if let Some(note) = check_upgrade(installed.as_ref(), istio_version, minor).map_err(ApplyError::Failed)? {
         notes.push(note);
     }
     let adoption = crd_adoption(istio_version, &crds, BASE_RELEASE, namespace).map_err(ApplyError::Failed)?;

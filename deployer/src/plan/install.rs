@@ -10,9 +10,34 @@ use crate::inspect::str_at;
 use crate::kind::Kind;
 
 /// Kubernetes minor versions each Istio minor is supported on, as each release's announcement
-/// states it ("Istio 1.27.0 is officially supported on Kubernetes versions 1.29 to 1.33").
-const SUPPORT: [(&str, u32, u32); 5] =
-    [("1.24", 28, 31), ("1.25", 29, 32), ("1.26", 29, 33), ("1.27", 29, 33), ("1.28", 29, 34)];
+/// states it ("Istio 1.27.0 is officially supported on Kubernetes versions 1.29 to 1.33"). The
+/// old releases are here for the upgrade path, whose every step must run on the cluster.
+const SUPPORT: [(&str, u32, u32); 18] = [
+    ("1.11", 18, 22),
+    ("1.12", 19, 22),
+    ("1.13", 20, 23),
+    ("1.14", 21, 24),
+    ("1.15", 22, 25),
+    ("1.16", 22, 25),
+    ("1.17", 23, 26),
+    ("1.18", 24, 27),
+    ("1.19", 25, 28),
+    ("1.20", 25, 28),
+    ("1.21", 26, 29),
+    ("1.22", 27, 30),
+    ("1.23", 27, 30),
+    ("1.24", 28, 31),
+    ("1.25", 29, 32),
+    ("1.26", 29, 33),
+    ("1.27", 29, 33),
+    ("1.28", 29, 34),
+];
+
+/// The Kubernetes range of an Istio minor, if the table knows it.
+fn supported_kubernetes(major: u32, minor: u32) -> Option<(u32, u32)> {
+    let key = format!("{major}.{minor}");
+    SUPPORT.iter().find(|(v, _, _)| *v == key).map(|(_, min, max)| (*min, *max))
+}
 
 /// The kinds whose CRDs the deployer relies on, checked after the base chart.
 pub const REQUIRED_CRDS: [Kind; 4] =
@@ -75,7 +100,11 @@ pub fn releases(version: &str, namespace: &str, timeout_secs: u64) -> Vec<Releas
 /// Whether `target` may be installed over what is there: Istio upgrades (in place or canary)
 /// one minor version at a time, so a larger jump, or a downgrade, is refused with the path to
 /// take and the next command. `Ok(Some(note))` says what the upgrade starts from.
-pub fn check_upgrade(installed: Option<&InstalledIstio>, target: &str) -> Result<Option<String>, String> {
+pub fn check_upgrade(
+    installed: Option<&InstalledIstio>,
+    target: &str,
+    k8s_minor: u32,
+) -> Result<Option<String>, String> {
     let Some(installed) = installed else { return Ok(None) };
     let (Some((major, from)), Some((target_major, to))) = (installed.minor(), minor_of(target)) else {
         return Ok(Some(format!(
@@ -93,14 +122,46 @@ pub fn check_upgrade(installed: Option<&InstalledIstio>, target: &str) -> Result
     }
     if target_major != major || to > from + 1 {
         let path: Vec<String> = (from..=to).map(|m| format!("{major}.{m}")).collect();
+        let path = path.join(" → ");
+        let found = format!(
+            "{found}, and Istio upgrades one minor version at a time: {major}.{from} to {target} in one step is not supported"
+        );
+        // A step that never ran on this cluster's Kubernetes makes the path moot.
+        let unsupported: Vec<u32> = (from + 1..to)
+            .filter(|m| supported_kubernetes(major, *m).is_some_and(|(min, max)| k8s_minor < min || k8s_minor > max))
+            .collect();
+        // Only a base chart before 1.24 leaves its CRDs behind on uninstall, which the way out
+        // below relies on; a later one is stepped through even past its tested range.
+        let (Some(first), Some(last), true) =
+            (unsupported.first(), unsupported.last(), (major, from) < TEMPLATED_CRDS_SINCE)
+        else {
+            let range = if unsupported.is_empty() {
+                format!("each supports this cluster's Kubernetes 1.{k8s_minor}")
+            } else {
+                format!(
+                    "some are tested only up to an older Kubernetes than 1.{k8s_minor}: \
+                     https://istio.io/latest/docs/releases/supported-releases/"
+                )
+            };
+            return Err(format!(
+                "{found}. Take the path {path}, one `deployer install` per step, checking the mesh between steps \
+                 ({range}); next: `deployer install --version '~{major}.{}.0'` (the latest {major}.{} patch)",
+                from + 1,
+                from + 1
+            ));
+        };
+        let steps = if first == last {
+            format!("Istio {major}.{first} was")
+        } else {
+            format!("Istio {major}.{first} to {major}.{last} were")
+        };
         return Err(format!(
-            "{found}, and Istio upgrades one minor version at a time: {major}.{from} to {target} in one step is not supported. \
-             Take the path {}, one `deployer install` per step, checking the mesh between steps; \
-             next: `deployer install --version '~{major}.{}.0'` (the latest {major}.{} patch). \
-             Each step must support this cluster's Kubernetes (https://istio.io/latest/docs/releases/supported-releases/)",
-            path.join(" → "),
-            from + 1,
-            from + 1
+            "{found}. The supported path is {path}, but {steps} never supported on Kubernetes 1.{k8s_minor}, \
+             so it cannot run on this cluster. The way out is a fresh install, with a gap in which no new pod gets a sidecar: \
+             next: `helm -n istio-system uninstall istiod`, then `helm -n istio-system uninstall istio-base` \
+             (the CRDs and your policies stay: a base chart before 1.24 never owned its CRDs), \
+             then `deployer install --version {target}` (which adopts the CRDs), then restart the meshed workloads \
+             so their sidecars match the new istiod"
         ));
     }
     if installed.version == target.trim_start_matches('v') {
@@ -223,28 +284,50 @@ mod tests {
 
     #[test]
     fn the_runbooks_istio_1_11_is_not_upgraded_to_1_28_in_one_jump_and_the_path_is_named() {
-        let err = check_upgrade(Some(&installed("1.11.4")), "1.28.0").unwrap_err();
+        let err = check_upgrade(Some(&installed("1.11.4")), "1.28.0", 31).unwrap_err();
         assert!(err.contains("Istio 1.11.4 is installed (helm release istio-base, revision 1)"), "{err}");
         assert!(err.contains("one minor version at a time"), "{err}");
         assert!(err.contains("1.11 → 1.12 → 1.13 → 1.14 → 1.15 → 1.16 → 1.17 → 1.18 → 1.19 → 1.20 → 1.21 → 1.22 → 1.23 → 1.24 → 1.25 → 1.26 → 1.27 → 1.28"), "{err}");
-        assert!(err.contains("next: `deployer install --version '~1.12.0'`"), "{err}");
+        assert!(err.contains("next: `helm -n istio-system uninstall istiod`"), "{err}");
+        assert!(!err.contains("~1.12.0"), "no step to take that cannot run here: {err}");
+    }
+
+    #[test]
+    fn a_path_through_releases_this_kubernetes_never_supported_is_called_so_with_the_way_out() {
+        // EKS on 1.31 under the runbook's 1.11: Istio 1.12 to 1.23 never supported Kubernetes 1.31.
+        let err = check_upgrade(Some(&installed("1.11.4")), "1.28.0", 31).unwrap_err();
+        assert!(err.contains("Istio 1.12 to 1.23 were never supported on Kubernetes 1.31"), "{err}");
+        assert!(
+            err.contains("helm -n istio-system uninstall istiod")
+                && err.contains("helm -n istio-system uninstall istio-base"),
+            "{err}"
+        );
+        assert!(err.contains("the CRDs and your policies stay"), "{err}");
+        assert!(err.contains("deployer install --version 1.28.0"), "{err}");
+        // A path every step of which runs here says nothing of the kind.
+        let err = check_upgrade(Some(&installed("1.26.1")), "1.28.0", 31).unwrap_err();
+        assert!(err.contains("1.26 → 1.27 → 1.28") && !err.contains("never supported"), "{err}");
+        assert!(err.contains("next: `deployer install --version '~1.27.0'` (the latest 1.27 patch)"), "{err}");
+        // Templated CRDs (1.24 and later) would go with an uninstalled istio-base: step through.
+        let err = check_upgrade(Some(&installed("1.24.6")), "1.28.0", 34).unwrap_err();
+        assert!(!err.contains("uninstall") && err.contains("tested only up to an older Kubernetes than 1.34"), "{err}");
     }
 
     #[test]
     fn one_minor_up_or_the_same_minor_is_an_upgrade_in_place() {
-        let note = check_upgrade(Some(&installed("1.27.3")), "1.28.0").unwrap().unwrap();
+        let note = check_upgrade(Some(&installed("1.27.3")), "1.28.0", 31).unwrap().unwrap();
         assert!(note.contains("upgrading Istio 1.27.3") && note.contains("to 1.28.0"), "{note}");
-        assert!(check_upgrade(Some(&installed("1.28.0")), "1.28.1").unwrap().unwrap().contains("1.28.0"));
-        assert!(check_upgrade(Some(&installed("1.28.0")), "1.28.0")
+        assert!(check_upgrade(Some(&installed("1.28.0")), "1.28.1", 31).unwrap().unwrap().contains("1.28.0"));
+        assert!(check_upgrade(Some(&installed("1.28.0")), "1.28.0", 31)
             .unwrap()
             .unwrap()
             .contains("reinstalling the same version"));
-        assert_eq!(check_upgrade(None, "1.28.0"), Ok(None), "nothing installed: a fresh install");
+        assert_eq!(check_upgrade(None, "1.28.0", 31), Ok(None), "nothing installed: a fresh install");
     }
 
     #[test]
     fn an_older_version_than_installed_is_refused_as_a_downgrade() {
-        let err = check_upgrade(Some(&installed("1.28.0")), "1.27.3").unwrap_err();
+        let err = check_upgrade(Some(&installed("1.28.0")), "1.27.3", 31).unwrap_err();
         assert!(err.contains("would downgrade") && err.contains("--version 1.28.0"), "{err}");
     }
 
