@@ -385,3 +385,114 @@ fn status_help_names_the_runbook_command_each_section_replaces() {
         assert!(help.contains(command), "{command:?} missing from:\n{help}");
     }
 }
+
+/// istiod answers its debug endpoints only to localhost or an authenticated client; through the
+/// API server's pod proxy it is neither (the API server keeps the user's token), so istiod
+/// answers 401 with an empty body.
+fn istiod_refuses(step: Step) -> Step {
+    step.reply(401, json!(null)).reply_text("")
+}
+
+#[tokio::test]
+async fn istiod_refusing_the_pod_proxy_leaves_out_its_views_saying_how_to_reach_it() {
+    let mut script = reads_before_the_pods("x7");
+    script.pop();
+    script.push(istiod_refuses(Step::get(&istiod_debug("syncz"))));
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15090)).reply_text(&filter_metrics(DIGEST_VALUE)),
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15020))
+            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n"),
+        // No config_dump request: the istiod that refused syncz would refuse it too.
+        proxy_log("xnat-xnat-web-0").reply_text(WEB_LOG),
+        Step::get(&pod_proxy("xnat-postgresql-0", 15090)).reply_text("# no filter here\n"),
+        proxy_log("xnat-postgresql-0").reply_text(""),
+    ]);
+    script.extend(hpa_reads());
+    let s = status_of(script).await;
+    let why = &s.unavailable[section::PROXY_STATUS];
+    assert!(
+        why.contains("answers its debug endpoints only to localhost or an authenticated client")
+            && why.contains("kubectl -n istio-system port-forward pod/istiod-7f9c8d6b5-k2x8p 15014")
+            && why.contains("--istiod-url http://127.0.0.1:15014"),
+        "{why}"
+    );
+    assert!(!s.problems.iter().any(|p| p.contains("not connected to istiod")), "{:?}", s.problems);
+    let web = s.pods.iter().find(|p| p.name == "xnat-xnat-web-0").unwrap();
+    assert!(web.inbound.is_none());
+    assert!(status_table(&s).contains("Inbound listener (unavailable: istiod could not be asked"));
+    assert_eq!(web.counters["allowed"], 41, "the rest of the report is there");
+}
+
+/// A stand-in for istiod behind `kubectl port-forward`: answers each request on a loopback
+/// port with the text for its path (query included), 404 otherwise; returns the base URL and
+/// the requests it served.
+fn forwarded_istiod(answers: Vec<(String, String)>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = vec![0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let target = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            log.lock().unwrap().push(target.clone());
+            let response = match answers.iter().find(|(path, _)| *path == target) {
+                Some((_, body)) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+            };
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (url, served)
+}
+
+#[tokio::test]
+async fn with_istiod_url_istiods_views_come_over_the_forwarded_port_and_only_from_that_istiod() {
+    let (url, served) = forwarded_istiod(vec![
+        ("/debug/syncz".into(), syncz("x7")),
+        ("/debug/config_dump?proxyID=xnat-xnat-web-0.xnat".into(), web_config_dump()),
+        ("/debug/config_dump?proxyID=xnat-postgresql-0.xnat".into(), web_config_dump()),
+    ]);
+    let mut script = reads_before_the_pods("x7");
+    // Neither istiod's pods nor the pod proxy are asked.
+    script.truncate(script.len() - 2);
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15090)).reply_text(&filter_metrics(DIGEST_VALUE)),
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15020))
+            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n"),
+        proxy_log("xnat-xnat-web-0").reply_text(WEB_LOG),
+        Step::get(&pod_proxy("xnat-postgresql-0", 15090)).reply_text("# no filter here\n"),
+        proxy_log("xnat-postgresql-0").reply_text(""),
+    ]);
+    script.extend(hpa_reads());
+    let access = status::IstiodAccess::Url(url.clone());
+    let s =
+        run(
+            script,
+            options(),
+            |cluster| async move { status::status_in(&cluster, "xnat", "istio-system", &access).await },
+        )
+        .await
+        .unwrap();
+    assert!(s.unavailable.is_empty(), "{:?}", s.unavailable);
+    assert_eq!(s.proxies.len(), 2);
+    assert_eq!(s.proxies[0].istiod, url);
+    let web = s.pods.iter().find(|p| p.name == "xnat-xnat-web-0").unwrap();
+    assert_eq!(web.inbound.as_ref().unwrap().ports[0].accepts, "plaintext only");
+    assert_eq!(
+        served.lock().unwrap().as_slice(),
+        [
+            "/debug/syncz",
+            "/debug/config_dump?proxyID=xnat-xnat-web-0.xnat",
+            "/debug/config_dump?proxyID=xnat-postgresql-0.xnat"
+        ]
+    );
+    assert!(s.notes.iter().any(|n| n.contains("one istiod")), "{:?}", s.notes);
+}

@@ -14,8 +14,8 @@ use super::verify::{module_state, ENVOY_METRICS_PORT};
 use super::{ApplyError, Cluster, Result};
 use crate::inspect::pods::is_terminated;
 use crate::inspect::status::{
-    self, has_ready_sidecar, istiod_for, istiod_pods, lacking, selected_by_a_wasm_plugin, Observed, ObservedPod, Read,
-    Status,
+    self, has_ready_sidecar, istiod_for, istiod_pods, istiod_refused, lacking, selected_by_a_wasm_plugin, Observed,
+    ObservedPod, Read, Status,
 };
 use crate::inspect::sync::proxy_id;
 use crate::kind::Kind;
@@ -28,14 +28,34 @@ pub const ISTIO_NAMESPACE: &str = "istio-system";
 /// How many lines of each sidecar's log are read.
 pub const LOG_TAIL_LINES: i64 = 500;
 
-/// The report for `namespace`, with istiod in [`ISTIO_NAMESPACE`].
-pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Status> {
-    status_in(cluster, namespace, ISTIO_NAMESPACE).await
+/// How istiod's debug endpoints (`/debug/syncz`, `/debug/config_dump`, port 15014) are reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IstiodAccess {
+    /// Through the API server's pod proxy, to every istiod pod. istiod answers these endpoints
+    /// only to localhost or an authenticated client (Istio 1.11 on; 1.27 and later also check
+    /// the caller's namespace), and the pod proxy is neither, as the API server keeps the
+    /// user's token: on such an istiod the sections say how to use [`IstiodAccess::Url`].
+    PodProxy,
+    /// A forwarded port (`kubectl -n istio-system port-forward pod/ISTIOD 15014`), as
+    /// `http://127.0.0.1:15014`: the connection reaches istiod from its own localhost. One
+    /// istiod only, so a proxy connected to another replica is not listed.
+    Url(String),
 }
 
-/// The report for `namespace`, with istiod (and the root namespace) in `istio_namespace`. Fails
-/// only when the namespace does not exist; any other refusal leaves its section out, saying why.
-pub async fn status_in(cluster: &Cluster, namespace: &str, istio_namespace: &str) -> Result<Status> {
+/// The report for `namespace`, with istiod in [`ISTIO_NAMESPACE`] behind the pod proxy.
+pub async fn status(cluster: &Cluster, namespace: &str) -> Result<Status> {
+    status_in(cluster, namespace, ISTIO_NAMESPACE, &IstiodAccess::PodProxy).await
+}
+
+/// The report for `namespace`, with istiod (and the root namespace) in `istio_namespace`,
+/// reached as `access` says. Fails only when the namespace does not exist; any other refusal
+/// leaves its section out, saying why.
+pub async fn status_in(
+    cluster: &Cluster,
+    namespace: &str,
+    istio_namespace: &str,
+    access: &IstiodAccess,
+) -> Result<Status> {
     let ns_api: Api<Namespace> = Api::all(cluster.client.clone());
     let injection_label = match ns_api.get(namespace).await {
         Ok(ns) => Ok(ns.metadata.labels.as_ref().and_then(|l| l.get("istio-injection")).cloned()),
@@ -71,15 +91,20 @@ pub async fn status_in(cluster: &Cluster, namespace: &str, istio_namespace: &str
         .map(|v| v.iter().filter_map(|o| serde_json::to_value(o).ok()).collect());
     let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let listed_pods = pods_api.list(&ListParams::default()).await.map_err(|e| why(e, "list", "pods", Some(namespace)));
-    let syncz = read_syncz(cluster, istio_namespace).await;
+    let syncz = read_syncz(cluster, istio_namespace, access).await;
+    if let IstiodAccess::Url(url) = access {
+        notes.push(format!(
+            "proxy status and inbound listeners are from one istiod, at {url} (--istiod-url): a proxy connected to \
+             another istiod replica is not listed"
+        ));
+    }
 
     let plugins = wasm_plugins.as_ref().map(Vec::as_slice).unwrap_or_default();
     let mut pods = Vec::new();
     for pod in listed_pods.as_ref().map(|l| l.items.as_slice()).unwrap_or_default().iter().filter(|p| !is_terminated(p))
     {
-        pods.push(
-            observe_pod(cluster, namespace, istio_namespace, pod, plugins, syncz.as_deref().unwrap_or_default()).await,
-        );
+        let syncz = syncz.as_deref().unwrap_or_default();
+        pods.push(observe_pod(cluster, namespace, istio_namespace, access, pod, plugins, syncz).await);
     }
     let hpas_at_risk = hpa(cluster, namespace, DEFAULT_SIDECAR_USAGE_MILLIS, false).await.map_err(|e| match &e {
         ApplyError::Api { source: kube::Error::Api(s), .. } if s.code == 403 => {
@@ -98,6 +123,7 @@ pub async fn status_in(cluster: &Cluster, namespace: &str, istio_namespace: &str
         services,
         pods: listed_pods.map(|_| pods),
         syncz,
+        syncz_from_every_istiod: *access == IstiodAccess::PodProxy,
         hpas_at_risk,
         notes,
     };
@@ -110,6 +136,7 @@ async fn observe_pod(
     cluster: &Cluster,
     namespace: &str,
     istio_namespace: &str,
+    access: &IstiodAccess,
     pod: &Pod,
     wasm_plugins: &[DynamicObject],
     syncz: &[(String, Read<String>)],
@@ -129,13 +156,13 @@ async fn observe_pod(
     } else {
         None
     };
-    let config_dump = match istiod_for(&name, namespace, syncz) {
+    // An istiod that did not answer syncz would not answer this either.
+    let istiod = istiod_for(&name, namespace, syncz)
+        .filter(|i| syncz.iter().any(|(answered, text)| answered == i && text.is_ok()));
+    let config_dump = match istiod {
         Some(istiod) => {
-            let path = format!(
-                "/api/v1/namespaces/{istio_namespace}/pods/{istiod}:{ISTIOD_DEBUG_PORT}/proxy/debug/config_dump?proxyID={}",
-                proxy_id(&name, namespace)
-            );
-            let answer = cluster.get_text(&path).await.map_err(|e| why(e, "get", "pods/proxy", Some(istio_namespace)));
+            let endpoint = format!("config_dump?proxyID={}", proxy_id(&name, namespace));
+            let answer = istiod_get(cluster, istio_namespace, access, &istiod, &endpoint).await;
             Some((istiod, answer))
         }
         None => None,
@@ -147,8 +174,16 @@ async fn observe_pod(
     ObservedPod { pod: pod.clone(), metrics, module, config_dump, log }
 }
 
-/// The istiod pods (any revision: each carries `app=istiod`) and each one's `/debug/syncz`.
-async fn read_syncz(cluster: &Cluster, istio_namespace: &str) -> Read<Vec<(String, Read<String>)>> {
+/// The istiod pods (any revision: each carries `app=istiod`) and each one's `/debug/syncz`; with
+/// a URL, that one istiod's.
+async fn read_syncz(
+    cluster: &Cluster,
+    istio_namespace: &str,
+    access: &IstiodAccess,
+) -> Read<Vec<(String, Read<String>)>> {
+    if let IstiodAccess::Url(url) = access {
+        return Ok(vec![(url.clone(), istiod_get(cluster, istio_namespace, access, url, "syncz").await)]);
+    }
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), istio_namespace);
     let listed = api
         .list(&ListParams::default().labels("app=istiod"))
@@ -156,11 +191,66 @@ async fn read_syncz(cluster: &Cluster, istio_namespace: &str) -> Read<Vec<(Strin
         .map_err(|e| why(e, "list", "pods", Some(istio_namespace)))?;
     let mut out = Vec::new();
     for istiod in istiod_pods(&listed.items) {
-        let path = format!("/api/v1/namespaces/{istio_namespace}/pods/{istiod}:{ISTIOD_DEBUG_PORT}/proxy/debug/syncz");
-        let answer = cluster.get_text(&path).await.map_err(|e| why(e, "get", "pods/proxy", Some(istio_namespace)));
+        let answer = istiod_get(cluster, istio_namespace, access, &istiod, "syncz").await;
         out.push((istiod, answer));
     }
     Ok(out)
+}
+
+/// GET of istiod's `/debug/{endpoint}` on `istiod` (a pod name, or with a URL, the URL).
+async fn istiod_get(
+    cluster: &Cluster,
+    istio_namespace: &str,
+    access: &IstiodAccess,
+    istiod: &str,
+    endpoint: &str,
+) -> Read<String> {
+    match access {
+        IstiodAccess::PodProxy => {
+            let path = format!(
+                "/api/v1/namespaces/{istio_namespace}/pods/{istiod}:{ISTIOD_DEBUG_PORT}/proxy/debug/{endpoint}"
+            );
+            cluster.get_text(&path).await.map_err(|e| match &e {
+                kube::Error::Api(s) if s.code == 401 => istiod_refused(istiod, istio_namespace),
+                _ => why(e, "get", "pods/proxy", Some(istio_namespace)),
+            })
+        }
+        IstiodAccess::Url(url) => forwarded_get(url, &format!("/debug/{endpoint}")).await,
+    }
+}
+
+/// A plain HTTP GET to a forwarded istiod port.
+async fn forwarded_get(base: &str, path: &str) -> Read<String> {
+    let parsed =
+        url::Url::parse(base).map_err(|e| format!("--istiod-url {base}: {e}; give it as http://127.0.0.1:15014"))?;
+    if parsed.scheme() != "http" {
+        return Err(format!(
+            "--istiod-url {base}: istiod's debug port speaks plain HTTP; give it as http://127.0.0.1:15014"
+        ));
+    }
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = parsed.port().unwrap_or(ISTIOD_DEBUG_PORT);
+    let prefix = parsed.path().trim_end_matches('/').to_string();
+    let request = crate::local::client::RawRequest::get(&format!("{prefix}{path}")).host(&host);
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::net::ToSocketAddrs;
+        let target = (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} does not resolve")))?;
+        crate::local::client::send_plain(target, &request)
+    })
+    .await
+    .map_err(|e| format!("reading istiod at {base}: {e}"))?;
+    match answer {
+        Ok(r) if (200..300).contains(&r.status) => Ok(r.body_text()),
+        Ok(r) => Err(format!("istiod at {base} answered {path} with {}: {}", r.status, r.body_text().trim())),
+        Err(e) => Err(format!(
+            "istiod at {base} did not answer ({e}): is its port still forwarded \
+             (`kubectl -n istio-system port-forward pod/ISTIOD 15014`)?"
+        )),
+    }
 }
 
 /// A refusal in words: for a 403 the permission lacking, else the error.

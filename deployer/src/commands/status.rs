@@ -30,12 +30,21 @@ pub struct Args {
     /// Where istiod runs (pods labelled app=istiod, any revision), also Istio's root namespace.
     #[arg(long, default_value = apply::status::ISTIO_NAMESPACE)]
     istio_namespace: String,
+    /// Read istiod's debug endpoints at this forwarded port instead of through the pod proxy,
+    /// which istiod refuses (401) unless it trusts the caller: run
+    /// `kubectl -n istio-system port-forward pod/ISTIOD 15014` and give http://127.0.0.1:15014.
+    #[arg(long, value_name = "URL")]
+    istiod_url: Option<String>,
 }
 
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let namespace = args.namespace.get()?;
     let rt = runtime()?;
     let cluster = global.connect(&rt)?;
-    let status = rt.block_on(apply::status::status_in(&cluster, &namespace, &args.istio_namespace))?;
+    let access = match args.istiod_url {
+        Some(url) => apply::status::IstiodAccess::Url(url),
+        None => apply::status::IstiodAccess::PodProxy,
+    };
+    let status = rt.block_on(apply::status::status_in(&cluster, &namespace, &args.istio_namespace, &access))?;
     global.printer().data(&status, || status_table(&status))
 }

@@ -60,6 +60,15 @@ pub fn lacking(verb: &str, resource: &str, namespace: Option<&str>) -> String {
     )
 }
 
+/// Why an istiod answered the pod proxy 401, and how to read it instead.
+pub fn istiod_refused(istiod: &str, istio_namespace: &str) -> String {
+    format!(
+        "istiod {istiod} answers its debug endpoints only to localhost or an authenticated client, and the API server's \
+         pod proxy is neither (401): forward its port (`kubectl -n {istio_namespace} port-forward pod/{istiod} 15014`) \
+         and re-run with --istiod-url http://127.0.0.1:15014"
+    )
+}
+
 /// What `status` read from the cluster, before it is judged.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -81,6 +90,8 @@ pub struct Observed {
     pub pods: Read<Vec<ObservedPod>>,
     /// Each istiod pod, and its `/debug/syncz` answer.
     pub syncz: Read<Vec<(String, Read<String>)>>,
+    /// Whether `syncz` is every istiod's, so that a proxy missing from it is not connected.
+    pub syncz_from_every_istiod: bool,
     pub hpas_at_risk: Read<Vec<Finding>>,
     /// What the reads noted (a list read in fewer namespaces than asked).
     pub notes: Vec<String>,
@@ -255,7 +266,8 @@ pub fn report(observed: &Observed) -> Status {
             }
         }
     }
-    let syncz_read = matches!(&observed.syncz, Ok(v) if !v.is_empty() && v.iter().all(|(_, t)| t.is_ok()));
+    let syncz_read = observed.syncz_from_every_istiod
+        && matches!(&observed.syncz, Ok(v) if !v.is_empty() && v.iter().all(|(_, t)| t.is_ok()));
 
     let (services, pas, drs, aps, plugins) = (
         observed.services.as_ref().cloned().unwrap_or_default(),
@@ -727,6 +739,7 @@ mod tests {
             services: Ok(Vec::new()),
             pods: Ok(pods),
             syncz: Ok(Vec::new()),
+            syncz_from_every_istiod: true,
             hpas_at_risk: Ok(Vec::new()),
             notes: Vec::new(),
         }
