@@ -310,6 +310,8 @@ async fn install_verify_reports_a_failing_injection_webhook_with_where_to_look()
         .unwrap_err()
         .to_string();
     assert!(err.contains("failed calling webhook") && err.contains("logs deploy/istiod"), "{err}");
+    // The runbook's EKS: the API server reaches istiod's webhook on the nodes' port 15017.
+    assert!(err.contains("port 15017") && err.contains("security group"), "{err}");
 }
 
 fn api_group(group: &str, versions: &[&str]) -> Step {

@@ -247,7 +247,8 @@ async fn injection_works(cluster: &Cluster) -> Result<String> {
     let params = PostParams { dry_run: true, ..Default::default() };
     let created = pods.create(&params, &pod).await.map_err(api_error(format!(
         "creating a pod in {namespace} as a server dry run to check sidecar injection \
-         (a webhook failure here means pods would not start: check `kubectl -n istio-system logs deploy/istiod`)"
+         (a webhook failure here means pods would not start: check `kubectl -n istio-system logs deploy/istiod`; \
+         on EKS the API server reaches istiod's webhook on the nodes' port 15017, which the node security group must allow)"
     )))?;
     let spec = created.spec.unwrap_or_default();
     let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
