@@ -42,9 +42,10 @@ struct Installed<'a> {
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let out = global.printer();
     let helm_bin = helm::find_helm(std::env::var_os("PATH"))?;
-    if global.dry_run {
-        helm::require_server_dry_run(&helm_bin)?;
-    }
+    // Helm 3 always (Helm 2 takes other flags), 3.13+ for --dry-run=server.
+    let helm_version =
+        if global.dry_run { helm::require_server_dry_run(&helm_bin)? } else { helm::version(&helm_bin)? };
+    out.progress(&format!("helm v{helm_version} ({})", helm_bin.display()));
     let rt = runtime()?;
     let cluster = global.connect(&rt)?;
     let precheck = rt.block_on(apply::install::precheck(&cluster, &args.istio_version, &args.istio_namespace))?;
