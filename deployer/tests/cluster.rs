@@ -10,7 +10,6 @@ use std::path::Path;
 
 use deployer::apply::rollout::RolloutReport;
 use deployer::apply::{hpa, install, kiali, rollout, status, undo, Applied, ApplyError, Options};
-use deployer::inspect::metrics::ModuleState;
 use deployer::plan::rollout::{ModuleRef, Plan, Spec};
 use deployer::plan::{self, hpa::FixKind};
 use deployer::resources;
@@ -56,15 +55,74 @@ fn pod(name: &str, with_sidecar: bool) -> Value {
     })
 }
 
+/// The agent's metrics after one successful module fetch (status reads them).
 const FETCHED: &str = "istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n";
+
+const CANARY: &str = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins/xnat-guard-canary";
+
+/// The filter's gauge showing configuration `hex`, as the sidecar's Prometheus text has it.
+fn gauge(hex: &str) -> String {
+    format!("xnat_guard_config_digest {}\n", u64::from_str_radix(hex, 16).unwrap())
+}
+
+fn plan_digest() -> String {
+    runbook_plan().config.config_digest.unwrap()
+}
+
+/// The WasmPlugin in the cluster carrying configuration `hex`.
+fn wasm_in_cluster(hex: &str, rv: &str) -> Value {
+    json!({"metadata": {"name": "xnat-guard", "resourceVersion": rv}, "spec": {"pluginConfig": {"configDigest": hex}}})
+}
+
+/// The filter's first rollout to `pod`, a Deployment's: no WasmPlugin before, so the canary
+/// on the pod first (labelled as the canary, since a Deployment's pod has no label of its
+/// own), then the main WasmPlugin (its body checked by `check`), then the canary removed.
+fn filter_first(pod: &str, check: impl Fn(&Value) + Send + 'static) -> Vec<Step> {
+    let hex = plan_digest();
+    let label = |on: bool| {
+        Step::patch(&format!("{PODS}/{pod}"))
+            .body(move |b| {
+                assert_eq!(
+                    b["metadata"]["labels"]["xnat-guard.io/canary"],
+                    if on { json!("true") } else { Value::Null }
+                )
+            })
+            .reply(200, json!({"metadata": {"name": "pod"}}))
+    };
+    vec![
+        Step::get(WASM).not_found(),
+        label(true),
+        Step::get(CANARY).not_found(),
+        apply(CANARY, "1").body(|b| assert_eq!(b["spec"]["failStrategy"], "FAIL_OPEN")),
+        pod_metrics(pod, 15090, &gauge(&hex)),
+        Step::get(WASM).not_found(),
+        apply(WASM, "1").body(check),
+        pod_metrics(pod, 15090, &gauge(&hex)),
+        Step::delete(CANARY).reply(200, json!({"kind": "Status", "status": "Success"})),
+        label(false),
+    ]
+}
+
+/// A re-run's filter: the WasmPlugin already carries this configuration, so no canary; it is
+/// applied (unchanged) and `pod` shows `shows`.
+fn filter_in_force(pod: &str, shows: &str) -> Vec<Step> {
+    let hex = plan_digest();
+    vec![
+        Step::get(WASM).reply(200, wasm_in_cluster(&hex, "7")),
+        Step::get(WASM).reply(200, wasm_in_cluster(&hex, "7")),
+        apply(WASM, "7"),
+        pod_metrics(pod, 15090, shows).repeated(),
+    ]
+}
 
 // Script builders: each names one request the code makes and the answer it gets.
 
-/// The applies of the runbook plan: a GET then a server-side apply per object, each object new
-/// (`existing_rv` `None`) or already there.
+/// The applies of the runbook plan before the filter: a GET then a server-side apply per
+/// object, each object new (`existing_rv` `None`) or already there. The WasmPlugin comes after
+/// the pods have their sidecars ([`filter_first`], [`filter_in_force`]).
 fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
     let mut steps = reads_before_applying();
-    for path in [NS, PA, WASM] {
+    for path in [NS, PA] {
         steps.push(match existing_rv {
             None => Step::get(path).not_found(),
             Some(rv) => Step::get(path).reply(200, json!({"metadata": {"name": "x", "resourceVersion": rv}})),
@@ -136,9 +194,6 @@ async fn first_rollout_applies_restarts_the_pod_without_sidecar_waits_and_checks
     let mut wasm_body = runbook_plan().manifests.last().unwrap().body.clone();
     wasm_body["metadata"]["annotations"]["xnat-guard.io/created"] = json!("true");
     let mut script = applies(None, "1");
-    // The WasmPlugin is applied as rendered, with the record that rollout created it.
-    let wasm_apply = script.len() - 1;
-    script[wasm_apply] = apply(WASM, "1").body(move |b| assert_eq!(b, &wasm_body));
     script.extend(lists(deployment(1, 1), vec![pod("xnat-web-old", false)]));
     script.extend([
         Step::patch(&format!("{DEPLOYMENTS}/xnat-web"))
@@ -151,32 +206,36 @@ async fn first_rollout_applies_restarts_the_pod_without_sidecar_waits_and_checks
         read_deployment(deployment(2, 1)),
         list_pods(vec![pod("xnat-web-old", false), pod("xnat-web-new", true)]).times(2),
         list_pods(vec![pod("xnat-web-new", true)]),
-        pod_metrics("xnat-web-new", 15020, FETCHED),
     ]);
+    // The WasmPlugin is applied as rendered, with the record that rollout created it, once
+    // the canary on the new pod shows the configuration.
+    script.extend(filter_first("xnat-web-new", move |b| assert_eq!(b, &wasm_body)));
     let report = roll_out(script, options()).await.unwrap();
     assert!(report.applied.iter().all(|(_, a)| *a == Applied::Created), "{:?}", report.applied);
+    assert_eq!(report.applied.last().unwrap().0, "WasmPlugin xnat/xnat-guard");
     assert_eq!(report.restarted, ["Deployment xnat-web"]);
-    assert_eq!(report.modules, [("xnat-web-new".to_string(), ModuleState::Loaded(1))]);
+    assert_eq!(report.enforcing, ["xnat-web-new"]);
+    assert_eq!(report.canary.as_deref(), Some("xnat-web-new"));
     assert_eq!(report.pods.len(), 1);
 }
 
-/// A re-run on a cluster that already matches the plan, whose pod's agent reports `agent_metrics`.
-fn rerun(agent_metrics: &str) -> Vec<Step> {
+/// A re-run on a cluster that already matches the plan, whose pod's sidecar shows `sidecar_metrics`.
+fn rerun(sidecar_metrics: &str) -> Vec<Step> {
     let mut script = applies(Some("7"), "7");
     script.extend(lists(deployment(2, 1), vec![pod("xnat-web-new", true)]));
-    script.extend([
-        // Nothing restarted, so nothing to wait for: straight to the verification.
-        list_pods(vec![pod("xnat-web-new", true)]),
-        pod_metrics("xnat-web-new", 15020, agent_metrics),
-    ]);
+    // Nothing restarted, so nothing to wait for: straight to the verification.
+    script.push(list_pods(vec![pod("xnat-web-new", true)]));
+    script.extend(filter_in_force("xnat-web-new", sidecar_metrics));
     script
 }
 
 #[tokio::test]
 async fn rerunning_rollout_changes_nothing() {
-    let report = roll_out(rerun(FETCHED), options()).await.unwrap();
+    let report = roll_out(rerun(&gauge(&plan_digest())), options()).await.unwrap();
     assert!(report.applied.iter().all(|(_, a)| *a == Applied::Unchanged), "{:?}", report.applied);
     assert!(report.restarted.is_empty());
+    assert_eq!(report.enforcing, ["xnat-web-new"]);
+    assert_eq!(report.canary, None, "the configuration was already in force");
 }
 
 #[tokio::test]
@@ -197,20 +256,31 @@ async fn a_pod_that_never_gets_its_sidecar_is_a_clear_timeout() {
 
 #[tokio::test]
 async fn a_module_that_failed_to_fetch_fails_the_rollout() {
-    let failed = "istio_agent_wasm_remote_fetch_count{result=\"checksum_mismatched\"} 3\n";
-    let err = roll_out(rerun(failed), options()).await.unwrap_err().to_string();
-    assert!(err.contains("could not fetch the module") && err.contains("checksum_mismatched"), "{err}");
+    // The pod's filter never reports the configuration; its agent says why.
+    let mut script = rerun("xnat_guard_allowed 0\n");
+    script.extend([
+        pod_metrics("xnat-web-new", 15020, "istio_agent_wasm_remote_fetch_count{result=\"checksum_mismatched\"} 3\n"),
+        Step::get(&format!("{PODS}/xnat-web-new/log")).reply_text(""),
+        // Put back as it was: the previous WasmPlugin (the same configuration, here).
+        Step::get(WASM).reply(200, wasm_in_cluster(&plan_digest(), "7")),
+        apply(WASM, "7"),
+    ]);
+    let err = roll_out(script, options()).await.unwrap_err().to_string();
+    assert!(err.contains("pod xnat-web-new does not enforce") && err.contains("checksum_mismatched=3"), "{err}");
     assert!(err.contains("--sha256"), "{err}");
 }
 
 #[tokio::test]
 async fn dry_run_rollout_validates_without_restarting() {
     let mut script = reads_before_applying();
-    for path in [NS, PA, WASM] {
+    for path in [NS, PA] {
         script.push(Step::get(path).not_found());
         script.push(apply(path, "1").query("dryRun=All"));
     }
     script.extend(lists(deployment(1, 1), vec![pod("xnat-web-old", false)]));
+    // The WasmPlugin is validated too, with no canary and nothing waited for.
+    script.push(Step::get(WASM).not_found());
+    script.push(apply(WASM, "1").query("dryRun=All"));
     let report = roll_out(script, Options { dry_run: true, ..options() }).await.unwrap();
     assert!(report.applied.iter().all(|(_, a)| *a == Applied::DryRun));
     assert!(report.restarted.is_empty());
@@ -295,14 +365,17 @@ async fn kiali_token_comes_from_the_token_request_api() {
         .body(|b| assert_eq!(b["spec"]["expirationSeconds"], 600))
         .reply(201, json!({"spec": {"audiences": []}, "status": {"token": "eyJhbGciOi.token", "expirationTimestamp": "2026-11-26T01:00:00Z"}}))];
     let token =
-        run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", 600).await }).await.unwrap();
+        run(script, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", Some("kiali"), 600).await })
+            .await
+            .unwrap();
     assert_eq!(token, "eyJhbGciOi.token");
 
     let missing = vec![Step::post("/api/v1/namespaces/istio-system/serviceaccounts/kiali/token").not_found()];
-    let err = run(missing, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", 600).await })
-        .await
-        .unwrap_err()
-        .to_string();
+    let err =
+        run(missing, options(), |c| async move { kiali::token(&c, "istio-system", "kiali", Some("kiali"), 600).await })
+            .await
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("deployer kiali install"), "{err}");
 }
 
@@ -347,8 +420,8 @@ async fn hpa_apply_patches_the_runbook_average_value_on_an_older_cluster() {
 async fn hpa_recommends_a_container_resource_metric_on_1_30_and_later_and_changes_nothing_without_apply() {
     let findings =
         run(hpa_reads("31"), options(), |c| async move { hpa::hpa(&c, "xnat", 10, false).await }).await.unwrap();
-    assert_eq!(findings[0].fix_kind, FixKind::ContainerResource);
-    assert_eq!(findings[0].fix["containerResource"]["container"], "xnat-web");
+    assert_eq!(findings[0].fix_kind, Some(FixKind::ContainerResource));
+    assert_eq!(findings[0].fix.as_ref().unwrap()["containerResource"]["container"], "xnat-web");
 }
 
 #[tokio::test]
@@ -364,16 +437,20 @@ async fn install_precheck_refuses_without_cluster_admin_rights() {
         Step::post(ssar).reply(201, review(true)),
         Step::post(ssar).reply(201, review(true)),
     ];
-    let err =
-        run(script, options(), |c| async move { install::precheck(&c, "1.27.3").await }).await.unwrap_err().to_string();
+    let err = run(script, options(), |c| async move { install::precheck(&c, "1.27.3", "istio-system").await })
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("create mutatingwebhookconfigurations") && err.contains("cluster-admin"), "{err}");
 }
 
 #[tokio::test]
 async fn install_precheck_refuses_a_cluster_too_old_for_the_istio_version() {
     let script = vec![server_version("28")];
-    let err =
-        run(script, options(), |c| async move { install::precheck(&c, "1.27.3").await }).await.unwrap_err().to_string();
+    let err = run(script, options(), |c| async move { install::precheck(&c, "1.27.3", "istio-system").await })
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs Kubernetes 1.29"), "{err}");
 }
 
@@ -391,15 +468,32 @@ async fn install_verify_finds_crds_istiod_and_the_webhook() {
         json!({"metadata": {"name": "istiod", "generation": 1}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "istiod"}}, "template": {}},
                "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": updated, "availableReplicas": updated}})
     };
+    // istiod is found by its labels (app=istiod, istio.io/rev), not by name.
+    let istiods = "/apis/apps/v1/namespaces/istio-system/deployments";
     script.extend([
-        Step::get("/apis/apps/v1/namespaces/istio-system/deployments/istiod").reply(200, istiod(0)),
-        Step::get("/apis/apps/v1/namespaces/istio-system/deployments/istiod").reply(200, istiod(1)),
+        Step::get(istiods)
+            .query("labelSelector=app%3Distiod%2Cistio.io%2Frev%3Ddefault")
+            .reply(200, list(vec![istiod(0)])),
+        Step::get(istiods)
+            .query("labelSelector=app%3Distiod%2Cistio.io%2Frev%3Ddefault")
+            .reply(200, list(vec![istiod(1)])),
         Step::get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations")
             .query("labelSelector=app%3Dsidecar-injector")
             .reply(200, list(vec![json!({"metadata": {"name": "istio-sidecar-injector"}})])),
+        // Then a pod created as a server dry run in a labelled namespace gets its sidecar.
+        Step::get("/api/v1/namespaces")
+            .query("labelSelector=istio-injection%3Denabled")
+            .reply(200, list(vec![json!({"metadata": {"name": "xnat", "labels": {"istio-injection": "enabled"}}})])),
+        Step::post("/api/v1/namespaces/xnat/pods").query("dryRun=All").reply(
+            201,
+            json!({"metadata": {"name": "xnat-guard-injection-check"},
+                   "spec": {"containers": [{"name": "check"}, {"name": "istio-proxy"}]}}),
+        ),
     ]);
-    let report = run(script, options(), |c| async move { install::verify(&c, "istio-system").await }).await.unwrap();
-    assert!(report.last().unwrap().contains("istio-sidecar-injector"));
+    let report =
+        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await }).await.unwrap();
+    assert!(report.iter().any(|line| line.contains("istio-sidecar-injector")), "{report:?}");
+    assert!(report.last().unwrap().contains("got istio-proxy"), "{report:?}");
 }
 
 #[test]

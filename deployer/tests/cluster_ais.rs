@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 const PA: &str = "/apis/security.istio.io/v1/namespaces/xnat/peerauthentications/xnat-guard";
 const DR: &str = "/apis/networking.istio.io/v1/namespaces/xnat/destinationrules/xnat-guard";
 const WASM: &str = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins/xnat-guard";
+const CANARY: &str = "/apis/extensions.istio.io/v1alpha1/namespaces/xnat/wasmplugins/xnat-guard-canary";
 const SHA: &str = "abababababababababababababababababababababababababababababababab";
-const FETCHED: &str = "istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n";
 
 fn runbook_spec() -> Spec {
     let file = support::project_root().join("examples/runbook/istio-auth-policy-post.yaml");
@@ -59,10 +59,11 @@ fn reads_before_applying() -> Vec<Step> {
 }
 
 /// The runbook plan's applies on a cluster where the deployer already ran once: each object
-/// read, then applied unchanged.
+/// read, then applied unchanged. The WasmPlugin, if listed, is left out here: rollout applies
+/// it last, once the pods have their sidecars ([`filter_in_force`]).
 fn applies_unchanged(paths: &[&str]) -> Vec<Step> {
     let mut steps = Vec::new();
-    for path in paths {
+    for path in paths.iter().filter(|p| **p != WASM) {
         steps.push(Step::get(path).reply(200, json!({"metadata": {"name": "x", "resourceVersion": "7"}})));
         steps.push(apply(path, "7"));
     }
@@ -91,8 +92,24 @@ fn restart_web(w: Web) -> Step {
         .reply(200, ais::web_statefulset(w))
 }
 
-fn agent_metrics(pod: &str) -> Step {
-    Step::get(&format!("{PODS}/{pod}:15020/proxy/stats/prometheus")).reply_text(FETCHED)
+/// The configuration the runbook plan ships, as its WasmPlugin names it.
+fn runbook_digest() -> String {
+    runbook_plan().config.config_digest.unwrap()
+}
+
+/// The filter on a cluster where the deployer already ran once: the WasmPlugin in the cluster
+/// carries this configuration, so no canary; it is applied unchanged, and each pod's filter
+/// shows the configuration.
+fn filter_in_force(pods: &[&str]) -> Vec<Step> {
+    let hex = runbook_digest();
+    let in_cluster = json!({"metadata": {"name": "xnat-guard", "resourceVersion": "7"}, "spec": {"pluginConfig": {"configDigest": hex}}});
+    let mut steps =
+        vec![Step::get(WASM).reply(200, in_cluster.clone()), Step::get(WASM).reply(200, in_cluster), apply(WASM, "7")];
+    let gauge = format!("xnat_guard_config_digest {}\n", u64::from_str_radix(&hex, 16).unwrap());
+    for pod in pods {
+        steps.push(Step::get(&format!("{PODS}/{pod}:15090/proxy/stats/prometheus")).reply_text(&gauge));
+    }
+    steps
 }
 
 async fn roll_out(plan: Plan, script: Vec<Step>, opts: Options) -> Result<RolloutReport, ApplyError> {
@@ -152,11 +169,7 @@ async fn an_on_delete_statefulset_has_its_pods_replaced_one_at_a_time_highest_or
     let replaced =
         vec![ais::web_pod(0, true, true, "n0"), ais::web_pod(1, true, true, "n1"), ais::web_pod(2, true, true, "n2")];
     script.push(Step::get(PODS).reply(200, list([replaced, vec![ais::postgresql_pod(true)]].concat())));
-    script.extend([
-        agent_metrics("xnat-xnat-web-0"),
-        agent_metrics("xnat-xnat-web-1"),
-        agent_metrics("xnat-xnat-web-2"),
-    ]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0", "xnat-xnat-web-1", "xnat-xnat-web-2"]));
     let report = roll_out(runbook_plan(), script, options()).await.unwrap();
     assert_eq!(report.restarted, ["StatefulSet xnat-xnat-web (OnDelete: pods xnat-xnat-web-2, xnat-xnat-web-1, xnat-xnat-web-0 replaced one at a time)"]);
 }
@@ -202,8 +215,8 @@ async fn a_crash_looping_neighbour_and_a_pending_pod_of_another_workload_do_not_
             200,
             list([vec![ais::web_pod(0, true, true, "new-0"), ais::postgresql_pod(true)], neighbours].concat()),
         ),
-        agent_metrics("xnat-xnat-web-0"),
     ]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0"]));
     let report = roll_out(runbook_plan(), script, options()).await.unwrap();
     assert_eq!(report.restarted, ["StatefulSet xnat-xnat-web"]);
 }
@@ -220,10 +233,8 @@ async fn an_unready_neighbour_without_its_sidecar_is_not_restarted_and_the_user_
         vec![ais::web_statefulset(Web::settled())],
         vec![ais::web_pod(0, true, true, "w0"), broken.clone()],
     ));
-    script.extend([
-        Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "w0"), broken])),
-        agent_metrics("xnat-xnat-web-0"),
-    ]);
+    script.extend([Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "w0"), broken]))]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0"]));
     let report = roll_out(runbook_plan(), script, options()).await.unwrap();
     assert!(report.restarted.is_empty(), "{:?}", report.restarted);
     let note = report.skipped.iter().find(|n| n.contains("ohif-viewer")).expect("a note on the neighbour");
@@ -286,8 +297,8 @@ async fn throttling_server_errors_and_a_dropped_connection_during_the_wait_are_r
         read_web(Web::settled().rolling(2, 1, 1)),
         Step::get(PODS).transient(503),
         Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "new-0")])),
-        agent_metrics("xnat-xnat-web-0"),
     ]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0"]));
     // The 429 asks for a second's pause (Retry-After), within the timeout.
     let opts = Options { timeout: Duration::from_secs(3), ..options() };
     let report = roll_out(runbook_plan(), script, opts).await.unwrap();
@@ -339,11 +350,7 @@ async fn a_three_replica_statefulset_with_a_slow_startup_is_progress_not_a_hang(
     // Each pod takes 30 polls to start: about 150 ms of a 600 ms timeout, 900 ms in all.
     script.extend(slow_ordered_restart(30, 3));
     script.push(Step::get(PODS).reply(200, list(new)));
-    script.extend([
-        agent_metrics("xnat-xnat-web-0"),
-        agent_metrics("xnat-xnat-web-1"),
-        agent_metrics("xnat-xnat-web-2"),
-    ]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0", "xnat-xnat-web-1", "xnat-xnat-web-2"]));
     let opts = Options { timeout: Duration::from_millis(600), ..options() };
     let report = roll_out(runbook_plan(), script, opts).await.unwrap();
     assert_eq!(report.restarted, ["StatefulSet xnat-xnat-web"]);
@@ -455,10 +462,8 @@ fn service_rollout_script(service: Value) -> Vec<Step> {
     }));
     script.extend(applies_unchanged(&[WASM]));
     script.extend(lists(vec![], vec![ais::web_statefulset(Web::settled())], vec![ais::web_pod(0, true, true, "w0")]));
-    script.extend([
-        Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "w0")])),
-        agent_metrics("xnat-xnat-web-0"),
-    ]);
+    script.extend([Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "w0")]))]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0"]));
     script
 }
 
@@ -491,10 +496,8 @@ async fn rollout_warns_when_the_runbooks_destination_rule_names_a_port_the_servi
     script.push(Step::get(&format!("{SERVICES}/xnat-xnat-web")).reply(200, ais::web_service()));
     script.extend(applies_unchanged(&[NAMESPACE, PA, user_dr, WASM]));
     script.extend(lists(vec![], vec![ais::web_statefulset(Web::settled())], vec![ais::web_pod(0, true, true, "w0")]));
-    script.extend([
-        Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "w0")])),
-        agent_metrics("xnat-xnat-web-0"),
-    ]);
+    script.extend([Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "w0")]))]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0"]));
     let report = roll_out(plan, script, options()).await.unwrap();
     let warning = report.warnings.iter().find(|w| w.contains("xnat-xnat-web")).expect("a warning");
     assert!(warning.contains("names port 8080"), "{warning}");
@@ -506,26 +509,40 @@ async fn rollout_warns_when_the_runbooks_destination_rule_names_a_port_the_servi
 #[tokio::test]
 async fn an_admission_webhook_denial_and_a_schema_refusal_reach_the_user_in_the_servers_words() {
     let denied = "configuration is invalid: wasm plugin: url is required";
-    let mut script = reads_before_applying();
-    script.extend(applies_unchanged(&[NAMESPACE, PA]));
-    script.push(Step::get(WASM).not_found());
-    script.push(Step::patch(WASM).webhook_denied("validation.istio.io", denied));
+    // The WasmPlugin goes last, through the canary: the first of them the API server refuses.
+    let first_filter = || {
+        let mut script = reads_before_applying();
+        script.extend(applies_unchanged(&[NAMESPACE, PA]));
+        script.extend(lists(
+            vec![],
+            vec![ais::web_statefulset(Web::settled())],
+            vec![ais::web_pod(0, true, true, "w0")],
+        ));
+        script.push(Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "w0")])));
+        script.push(Step::get(WASM).not_found());
+        script.push(Step::get(CANARY).not_found());
+        script
+    };
+    let removed = || Step::delete(CANARY).not_found();
+    let mut script = first_filter();
+    script.push(Step::patch(CANARY).webhook_denied("validation.istio.io", denied));
+    script.push(removed());
     let err = roll_out(runbook_plan(), script, options()).await.unwrap_err().to_string();
-    assert!(err.contains("applying WasmPlugin xnat/xnat-guard"), "{err}");
+    assert!(err.contains("applying WasmPlugin xnat/xnat-guard-canary"), "{err}");
+    assert!(err.contains("nothing else was changed: WasmPlugin xnat/xnat-guard was not created"), "{err}");
     assert!(
         err.contains("admission webhook \"validation.istio.io\" denied the request: configuration is invalid"),
         "{err}"
     );
 
-    let mut script = reads_before_applying();
-    script.extend(applies_unchanged(&[NAMESPACE, PA]));
-    script.push(Step::get(WASM).not_found());
-    script.push(Step::patch(WASM).invalid(
+    let mut script = first_filter();
+    script.push(Step::patch(CANARY).invalid(
         "WasmPlugin",
         "extensions.istio.io",
         "xnat-guard",
         &[("spec.failStrategy", "Unsupported value: \"FAIL_RELOAD\": supported values: \"FAIL_CLOSE\", \"FAIL_OPEN\"")],
     ));
+    script.push(removed());
     let err = roll_out(runbook_plan(), script, options()).await.unwrap_err().to_string();
     assert!(err.contains("spec.failStrategy: Unsupported value: \"FAIL_RELOAD\""), "{err}");
 }
@@ -581,8 +598,8 @@ async fn a_throttled_wait_waits_as_long_as_the_api_server_asks_before_asking_aga
         Step::get(WEB).transient(429),
         read_web(Web::settled().rolling(2, 1, 1)),
         Step::get(PODS).reply(200, list(vec![ais::web_pod(0, true, true, "new-0")])),
-        agent_metrics("xnat-xnat-web-0"),
     ]);
+    script.extend(filter_in_force(&["xnat-xnat-web-0"]));
     let started = std::time::Instant::now();
     roll_out(runbook_plan(), script, Options { timeout: Duration::from_secs(10), ..options() }).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(950), "asked again after {:?}", started.elapsed());

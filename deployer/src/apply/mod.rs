@@ -121,6 +121,9 @@ pub struct Options {
     /// Server-side apply takes fields another field manager owns (`--force-conflicts`, as
     /// kubectl's): without it, such a conflict stops the command and names the manager.
     pub force_conflicts: bool,
+    /// Prove each change of the filter's configuration on one pod, then on every selected pod
+    /// (off with `--no-verify`).
+    pub verify: bool,
 }
 
 impl Default for Options {
@@ -131,6 +134,7 @@ impl Default for Options {
             poll: Duration::from_secs(2),
             verbose: true,
             force_conflicts: false,
+            verify: true,
         }
     }
 }

@@ -9,12 +9,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
+use super::canary::roll_out_filter;
 use super::list::{list_controllers, list_pods};
-use super::verify::{module_state, wait_for_sidecars};
+use super::verify::wait_for_sidecars;
 use super::wait::{wait_rollout, Look};
 use super::{api_error, Applied, ApplyError, Cluster, Result};
 use crate::inspect::controllers::Controller;
-use crate::inspect::metrics::ModuleState;
 use crate::inspect::pods::{self, Sidecar};
 use crate::kind::Kind;
 use crate::plan::rollout::{destination_rule_port_warnings, service_of_host, Plan, ServiceTarget};
@@ -26,7 +26,10 @@ pub struct RolloutReport {
     pub restarted: Vec<String>,
     pub skipped: Vec<String>,
     pub pods: Vec<Pod>,
-    pub modules: Vec<(String, ModuleState)>,
+    /// The pods whose filter reports this rollout's configuration.
+    pub enforcing: Vec<String>,
+    /// The pod the new configuration was proven on first, if it was new.
+    pub canary: Option<String>,
     /// What is probably a mistake in the user's objects or flags, found in the cluster.
     pub warnings: Vec<String>,
 }
@@ -37,8 +40,10 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
     super::existing::refuse_overridden_peer_authentications(cluster, plan).await?;
     super::existing::require_pull_secret(cluster, plan).await?;
     let plan = &with_services_read(cluster, plan, namespace).await?;
+    // The filter's WasmPlugin goes last, after the pods have their sidecars, through a canary
+    // (apply::canary): everything else first.
     let mut applied = Vec::new();
-    for m in &plan.manifests {
+    for m in plan.manifests.iter().filter(|m| m.kind != Kind::WASM_PLUGIN) {
         let outcome = cluster.apply(m).await?;
         cluster.say(format!("{}: {outcome}", m.describe()));
         applied.push((m.describe(), outcome));
@@ -50,8 +55,10 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
     let Restarts { restarted, mut skipped, touched } =
         restart_pods_without_sidecar(cluster, namespace, selector, &controllers, &pods).await?;
     if cluster.opts.dry_run {
+        let filter = roll_out_filter(cluster, plan, namespace, &pods, cluster.opts.verify).await?;
+        applied.extend(wasm_plugin_outcome(plan, filter.applied));
         let warnings = plan.warnings.clone();
-        return Ok(RolloutReport { applied, restarted, skipped, pods, modules: Vec::new(), warnings });
+        return Ok(RolloutReport { applied, restarted, skipped, pods, enforcing: Vec::new(), canary: None, warnings });
     }
 
     // Only what this rollout restarted is waited for: a neighbour that was broken before, or
@@ -60,29 +67,30 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
         wait_rollout(cluster, namespace, c).await?;
     }
     let pods = wait_for_sidecars(cluster, namespace, &touched, selector).await?;
-    let mut modules = Vec::new();
-    for p in pods.iter().filter(|p| pods::labels_match(selector, p.metadata.labels.as_ref())) {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let state = module_state(cluster, namespace, &name).await;
-        cluster.say(format!("pod {name}: module {state}"));
-        modules.push((name, state));
+    let filter = roll_out_filter(cluster, plan, namespace, &pods, cluster.opts.verify).await?;
+    let outcome = wasm_plugin_outcome(plan, filter.applied);
+    if let Some((what, applied)) = &outcome {
+        cluster.say(format!("{what}: {applied}"));
     }
-    if modules.is_empty() {
-        skipped.push(format!(
-            "no running pod matches the WasmPlugin's selector {}: the filter protects nothing yet",
-            selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-        ));
+    applied.extend(outcome);
+    for pod in &filter.enforcing {
+        cluster.say(format!("pod {pod}: enforcing this configuration"));
     }
-    if let Some((pod, ModuleState::FetchFailed(results))) =
-        modules.iter().find(|(_, s)| matches!(s, ModuleState::FetchFailed(_)))
-    {
-        return Err(ApplyError::Failed(format!(
-            "the sidecar of pod {pod} could not fetch the module ({results:?}); with FAIL_CLOSE its listener refuses traffic. \
-             Check that the registry is reachable from the pod, that --sha256 is the digest `deployer push` printed, \
-             and the pod's istio-proxy log (kubectl logs {pod} -c istio-proxy)"
-        )));
-    }
-    Ok(RolloutReport { applied, restarted, skipped, pods, modules, warnings: plan.warnings.clone() })
+    skipped.extend(filter.notes);
+    Ok(RolloutReport {
+        applied,
+        restarted,
+        skipped,
+        pods,
+        enforcing: filter.enforcing,
+        canary: filter.canary,
+        warnings: plan.warnings.clone(),
+    })
+}
+
+/// The WasmPlugin's line in the report of what was applied.
+fn wasm_plugin_outcome(plan: &Plan, applied: Applied) -> Option<(String, Applied)> {
+    plan.manifests.iter().find(|m| m.kind == Kind::WASM_PLUGIN).map(|m| (m.describe(), applied))
 }
 
 /// The plan with what only the cluster knows: the ports of the Service `--service` names (a

@@ -17,9 +17,13 @@ use super::{runtime, Change, Global};
 /// applies the narrowest, then the oldest), server-side apply (field manager
 /// xnat-guard-deployer, without force: a field another manager owns stops it, see
 /// --force-conflicts), restart Deployments and StatefulSets whose pods lack the sidecar,
-/// wait for each rollout by kubectl's rules, verify every pod runs a ready istio-proxy, and
-/// check each sidecar actually fetched the module (a WasmPlugin that failed to fetch still
-/// shows as synced). Re-running changes nothing. --undo removes what rollout applied.
+/// wait for each rollout by kubectl's rules, and verify every pod runs a ready istio-proxy.
+/// Then the filter, without an outage: the registry must serve the pinned digest; a new
+/// configuration goes first to one pod (a second WasmPlugin, FAIL_OPEN, on the StatefulSet's
+/// highest ordinal) and must show there, in the filter's own gauge xnat_guard_config_digest,
+/// before the main WasmPlugin changes; then every selected pod must show it. On any failure
+/// the WasmPlugin is put back as it was and the error names the pod and why (a failed fetch,
+/// the sidecar's log line). Re-running changes nothing. --undo removes what rollout applied.
 ///
 /// The namespace must exist: rollout and --undo never create one, and stop before changing
 /// anything if it is missing. With --service, the Service's ports are read from the cluster
@@ -50,6 +54,11 @@ pub struct Args {
     /// manager and fields.
     #[arg(long)]
     force_conflicts: bool,
+    /// Apply the filter's WasmPlugin without the canary and without checking that any pod
+    /// enforces its configuration. Loud on purpose: with FAIL_CLOSE, a module the sidecars
+    /// cannot fetch then denies every request, the load balancer's health checks included.
+    #[arg(long)]
+    no_verify: bool,
 }
 
 /// What a rollout did, for `-o yaml|json`.
@@ -62,14 +71,10 @@ struct RolledOut {
     /// What is probably a mistake in your objects (a DestinationRule port the Service lacks).
     warnings: Vec<String>,
     pods: Vec<PodRow>,
-    modules: Vec<Module>,
-}
-
-/// One pod the WasmPlugin selects, and whether its sidecar fetched the module.
-#[derive(Serialize)]
-struct Module {
-    pod: String,
-    module: String,
+    /// The pods whose filter reports this rollout's configuration (its configDigest).
+    enforcing: Vec<String>,
+    /// The pod the new configuration was proven on first.
+    canary: Option<String>,
 }
 
 pub fn run(args: Args, global: &Global) -> Result<()> {
@@ -92,6 +97,10 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     let namespace = args.plan.namespace.get()?;
     let mut cluster = global.connect(&rt)?;
     cluster.opts.force_conflicts = args.force_conflicts;
+    cluster.opts.verify = !args.no_verify;
+    if args.no_verify {
+        out.warning("--no-verify: the filter's WasmPlugin is applied without a canary, and nothing checks that any pod enforces it");
+    }
     let mesh_args = &args.plan.mesh;
     let in_cluster = rt.block_on(apply::mesh::read(&cluster, &mesh_args.root_namespace))?;
     let (mesh, said) = mesh::resolve(
@@ -113,7 +122,8 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         notes: report.skipped.clone(),
         warnings: report.warnings.clone(),
         pods: report.pods.iter().map(pod_row).collect(),
-        modules: report.modules.iter().map(|(p, m)| Module { pod: p.clone(), module: m.to_string() }).collect(),
+        enforcing: report.enforcing.clone(),
+        canary: report.canary.clone(),
     };
     out.data(&rolled_out, || {
         let mut text = format!("\n{}\n", pod_table(&report.pods));
@@ -122,6 +132,15 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         }
         for line in &report.warnings {
             text.push_str(&format!("warning: {line}\n"));
+        }
+        if !report.enforcing.is_empty() {
+            let canary = report.canary.as_ref().map(|c| format!(", proven on {c} first")).unwrap_or_default();
+            text.push_str(&format!(
+                "the filter enforces configuration {} in {} pod(s){canary}: {}\n",
+                plan.config.config_digest.as_deref().unwrap_or("?"),
+                report.enforcing.len(),
+                report.enforcing.join(", ")
+            ));
         }
         text.push_str(&if global.dry_run {
             format!("dry run: the API server accepted all {} object(s); nothing was changed\n", report.applied.len())

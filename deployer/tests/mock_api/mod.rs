@@ -236,6 +236,7 @@ pub fn options() -> Options {
         poll: Duration::from_millis(5),
         verbose: false,
         force_conflicts: false,
+        verify: true,
     }
 }
 
