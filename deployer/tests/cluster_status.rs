@@ -496,3 +496,99 @@ async fn with_istiod_url_istiods_views_come_over_the_forwarded_port_and_only_fro
     );
     assert!(s.notes.iter().any(|n| n.contains("one istiod")), "{:?}", s.notes);
 }
+
+/// A stand-in for `kubectl`: records its arguments, then, as `kubectl port-forward` does,
+/// prints the local port it forwards (the stand-in istiod's) and stays until killed; or, with
+/// `refuse`, prints RBAC's refusal and exits 1.
+fn fake_kubectl(dir: &std::path::Path, forwarded_port: &str, refuse: bool) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("kubectl");
+    let args = dir.join("args");
+    let body = if refuse {
+        "echo 'error: error upgrading connection: pods \"istiod-7f9c8d6b5-k2x8p\" is forbidden: User \"alice\" cannot create resource \"pods/portforward\" in API group \"\" in the namespace \"istio-system\"' >&2\nexit 1".to_string()
+    } else {
+        format!("echo 'Forwarding from 127.0.0.1:{forwarded_port} -> 15014'\necho 'Forwarding from [::1]:{forwarded_port} -> 15014'\nexec sleep 30")
+    };
+    std::fs::write(&path, format!("#!/bin/sh\necho \"$@\" >> '{}'\n{body}\n", args.display())).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn with_port_forward_each_istiod_pod_is_forwarded_by_kubectl_and_read_over_localhost() {
+    let (url, served) = forwarded_istiod(vec![
+        ("/debug/syncz".into(), syncz("x7")),
+        ("/debug/config_dump?proxyID=xnat-xnat-web-0.xnat".into(), web_config_dump()),
+        ("/debug/config_dump?proxyID=xnat-postgresql-0.xnat".into(), web_config_dump()),
+    ]);
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = fake_kubectl(dir.path(), &port, false);
+    let mut script = reads_before_the_pods("x7");
+    // istiod's pods are listed; their debug port is not asked through the pod proxy.
+    script.pop();
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15090)).reply_text(&filter_metrics(DIGEST_VALUE)),
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15020))
+            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n"),
+        proxy_log("xnat-xnat-web-0").reply_text(WEB_LOG),
+        Step::get(&pod_proxy("xnat-postgresql-0", 15090)).reply_text("# no filter here\n"),
+        proxy_log("xnat-postgresql-0").reply_text(""),
+    ]);
+    script.extend(hpa_reads());
+    let access = status::IstiodAccess::PortForward {
+        kubectl,
+        kubeconfig: Some("/home/alice/.kube/eks".into()),
+        context: Some("xnat-prod".into()),
+    };
+    let s =
+        run(
+            script,
+            options(),
+            |cluster| async move { status::status_in(&cluster, "xnat", "istio-system", &access).await },
+        )
+        .await
+        .unwrap();
+    assert!(s.unavailable.is_empty(), "{:?}", s.unavailable);
+    assert_eq!(s.proxies[0].istiod, ISTIOD, "named by its pod");
+    assert_eq!(s.pods[0].inbound_from.as_deref(), Some(ISTIOD));
+    assert_eq!(served.lock().unwrap().len(), 3);
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    assert_eq!(
+        args.trim(),
+        format!(
+            "--kubeconfig /home/alice/.kube/eks --context xnat-prod -n istio-system port-forward pod/{ISTIOD} :15014"
+        )
+    );
+    assert!(s.notes.is_empty(), "every istiod was read: {:?}", s.notes);
+}
+
+#[tokio::test]
+async fn a_port_forward_rbac_refuses_leaves_out_istiods_views_naming_the_permission() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = fake_kubectl(dir.path(), "0", true);
+    let mut script = reads_before_the_pods("x7");
+    script.pop();
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15090)).reply_text(&filter_metrics(DIGEST_VALUE)),
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15020))
+            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n"),
+        proxy_log("xnat-xnat-web-0").reply_text(WEB_LOG),
+        Step::get(&pod_proxy("xnat-postgresql-0", 15090)).reply_text("# no filter here\n"),
+        proxy_log("xnat-postgresql-0").reply_text(""),
+    ]);
+    script.extend(hpa_reads());
+    let access = status::IstiodAccess::PortForward { kubectl, kubeconfig: None, context: None };
+    let s =
+        run(
+            script,
+            options(),
+            |cluster| async move { status::status_in(&cluster, "xnat", "istio-system", &access).await },
+        )
+        .await
+        .unwrap();
+    let why = &s.unavailable[section::PROXY_STATUS];
+    assert!(why.contains("needs `create pods/portforward` in namespace istio-system"), "{why}");
+    assert!(why.contains("cannot create resource \"pods/portforward\""), "kubectl's own words: {why}");
+    assert_eq!(s.pods[0].counters["allowed"], 41);
+}

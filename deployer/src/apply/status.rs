@@ -5,6 +5,12 @@
 //! server's pod proxy to istiod's monitoring port, as the sidecar's admin port listens on
 //! localhost only.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DynamicObject, ListParams, LogParams};
 use serde_json::Value;
@@ -40,6 +46,10 @@ pub enum IstiodAccess {
     /// `http://127.0.0.1:15014`: the connection reaches istiod from its own localhost. One
     /// istiod only, so a proxy connected to another replica is not listed.
     Url(String),
+    /// `kubectl port-forward` to each istiod pod, for the run: what `--istiod-url` asks the
+    /// user to do by hand, for every replica. Needs `create pods/portforward` in istiod's
+    /// namespace.
+    PortForward { kubectl: PathBuf, kubeconfig: Option<PathBuf>, context: Option<String> },
 }
 
 /// The report for `namespace`, with istiod in [`ISTIO_NAMESPACE`] behind the pod proxy.
@@ -91,7 +101,8 @@ pub async fn status_in(
         .map(|v| v.iter().filter_map(|o| serde_json::to_value(o).ok()).collect());
     let pods_api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let listed_pods = pods_api.list(&ListParams::default()).await.map_err(|e| why(e, "list", "pods", Some(namespace)));
-    let syncz = read_syncz(cluster, istio_namespace, access).await;
+    // The forwards, if any, live until the report is read.
+    let (syncz, reach) = read_syncz(cluster, istio_namespace, access).await;
     if let IstiodAccess::Url(url) = access {
         notes.push(format!(
             "proxy status and inbound listeners are from one istiod, at {url} (--istiod-url): a proxy connected to \
@@ -104,7 +115,8 @@ pub async fn status_in(
     for pod in listed_pods.as_ref().map(|l| l.items.as_slice()).unwrap_or_default().iter().filter(|p| !is_terminated(p))
     {
         let syncz = syncz.as_deref().unwrap_or_default();
-        pods.push(observe_pod(cluster, namespace, istio_namespace, access, pod, plugins, syncz).await);
+        let istiods = Istiods { namespace: istio_namespace, access, reach: &reach, syncz };
+        pods.push(observe_pod(cluster, namespace, &istiods, pod, plugins).await);
     }
     let hpas_at_risk = hpa(cluster, namespace, DEFAULT_SIDECAR_USAGE_MILLIS, false).await.map_err(|e| match &e {
         ApplyError::Api { source: kube::Error::Api(s), .. } if s.code == 403 => {
@@ -123,7 +135,7 @@ pub async fn status_in(
         services,
         pods: listed_pods.map(|_| pods),
         syncz,
-        syncz_from_every_istiod: *access == IstiodAccess::PodProxy,
+        syncz_from_every_istiod: !matches!(access, IstiodAccess::Url(_)),
         hpas_at_risk,
         notes,
     };
@@ -135,12 +147,11 @@ pub async fn status_in(
 async fn observe_pod(
     cluster: &Cluster,
     namespace: &str,
-    istio_namespace: &str,
-    access: &IstiodAccess,
+    istiods: &Istiods<'_>,
     pod: &Pod,
     wasm_plugins: &[DynamicObject],
-    syncz: &[(String, Read<String>)],
 ) -> ObservedPod {
+    let syncz = istiods.syncz;
     let name = pod.metadata.name.clone().unwrap_or_default();
     if !has_ready_sidecar(pod) {
         return ObservedPod { pod: pod.clone(), metrics: None, module: None, config_dump: None, log: None };
@@ -162,7 +173,8 @@ async fn observe_pod(
     let config_dump = match istiod {
         Some(istiod) => {
             let endpoint = format!("config_dump?proxyID={}", proxy_id(&name, namespace));
-            let answer = istiod_get(cluster, istio_namespace, access, &istiod, &endpoint).await;
+            let answer =
+                istiod_get(cluster, istiods.namespace, istiods.access, istiods.reach, &istiod, &endpoint).await;
             Some((istiod, answer))
         }
         None => None,
@@ -174,27 +186,137 @@ async fn observe_pod(
     ObservedPod { pod: pod.clone(), metrics, module, config_dump, log }
 }
 
+/// What the pods' reads need of istiod: how it is reached, and what syncz said.
+struct Istiods<'a> {
+    namespace: &'a str,
+    access: &'a IstiodAccess,
+    reach: &'a Reach,
+    syncz: &'a [(String, Read<String>)],
+}
+
+/// Each forwarded istiod pod's local URL; dropping it stops the forwards.
+#[derive(Default)]
+struct Reach {
+    urls: BTreeMap<String, String>,
+    _forwards: Vec<ForwardedPort>,
+}
+
+/// A `kubectl port-forward` this run started, stopped when dropped.
+struct ForwardedPort {
+    child: Child,
+}
+
+impl Drop for ForwardedPort {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long `kubectl port-forward` may take to say which local port it forwards.
+const FORWARD_START: Duration = Duration::from_secs(15);
+
+/// Starts `kubectl port-forward pod/POD :15014` and waits for its local port; an error says why
+/// not, with kubectl's own words.
+async fn start_forward(
+    kubectl: &std::path::Path,
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+    istio_namespace: &str,
+    pod: &str,
+) -> Read<(String, ForwardedPort)> {
+    let mut command = Command::new(kubectl);
+    if let Some(k) = kubeconfig {
+        command.arg("--kubeconfig").arg(k);
+    }
+    if let Some(c) = context {
+        command.args(["--context", c]);
+    }
+    command
+        .args(["-n", istio_namespace, "port-forward", &format!("pod/{pod}"), &format!(":{ISTIOD_DEBUG_PORT}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| {
+        format!(
+            "running {} to forward istiod's port: {e}; install kubectl, or forward the port yourself and give --istiod-url",
+            kubectl.display()
+        )
+    })?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        // Reads every line, so that kubectl's "Handling connection" lines never fill the pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = forwarded_port(&line) {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+    }
+    let port = tokio::task::spawn_blocking(move || rx.recv_timeout(FORWARD_START)).await.ok().and_then(Result::ok);
+    let mut forward = ForwardedPort { child };
+    match port {
+        Some(port) => Ok((format!("http://127.0.0.1:{port}"), forward)),
+        None => {
+            let _ = forward.child.kill();
+            let _ = forward.child.wait();
+            let mut said = String::new();
+            if let Some(mut err) = forward.child.stderr.take() {
+                let _ = err.read_to_string(&mut said);
+            }
+            let said = said.trim();
+            let what = if said.contains("forbidden") {
+                lacking("create", "pods/portforward", Some(istio_namespace))
+            } else {
+                format!("kubectl port-forward to istiod {pod} did not start")
+            };
+            Err(if said.is_empty() { what } else { format!("{what}; kubectl said: {said}") })
+        }
+    }
+}
+
+/// The local port in kubectl's `Forwarding from 127.0.0.1:41234 -> 15014`.
+fn forwarded_port(line: &str) -> Option<u16> {
+    line.strip_prefix("Forwarding from 127.0.0.1:")?.split_whitespace().next()?.parse().ok()
+}
+
 /// The istiod pods (any revision: each carries `app=istiod`) and each one's `/debug/syncz`; with
-/// a URL, that one istiod's.
+/// a URL, that one istiod's. With port-forward, the forwards are kept for the pods' reads.
 async fn read_syncz(
     cluster: &Cluster,
     istio_namespace: &str,
     access: &IstiodAccess,
-) -> Read<Vec<(String, Read<String>)>> {
+) -> (Read<Vec<(String, Read<String>)>>, Reach) {
+    let mut reach = Reach::default();
     if let IstiodAccess::Url(url) = access {
-        return Ok(vec![(url.clone(), istiod_get(cluster, istio_namespace, access, url, "syncz").await)]);
+        let answer = istiod_get(cluster, istio_namespace, access, &reach, url, "syncz").await;
+        return (Ok(vec![(url.clone(), answer)]), reach);
     }
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), istio_namespace);
-    let listed = api
-        .list(&ListParams::default().labels("app=istiod"))
-        .await
-        .map_err(|e| why(e, "list", "pods", Some(istio_namespace)))?;
+    let listed = match api.list(&ListParams::default().labels("app=istiod")).await {
+        Ok(l) => l,
+        Err(e) => return (Err(why(e, "list", "pods", Some(istio_namespace))), reach),
+    };
     let mut out = Vec::new();
     for istiod in istiod_pods(&listed.items) {
-        let answer = istiod_get(cluster, istio_namespace, access, &istiod, "syncz").await;
+        if let IstiodAccess::PortForward { kubectl, kubeconfig, context } = access {
+            match start_forward(kubectl, kubeconfig.as_deref(), context.as_deref(), istio_namespace, &istiod).await {
+                Ok((url, forward)) => {
+                    reach.urls.insert(istiod.clone(), url);
+                    reach._forwards.push(forward);
+                }
+                Err(why) => {
+                    out.push((istiod, Err(why)));
+                    continue;
+                }
+            }
+        }
+        let answer = istiod_get(cluster, istio_namespace, access, &reach, &istiod, "syncz").await;
         out.push((istiod, answer));
     }
-    Ok(out)
+    (Ok(out), reach)
 }
 
 /// GET of istiod's `/debug/{endpoint}` on `istiod` (a pod name, or with a URL, the URL).
@@ -202,10 +324,15 @@ async fn istiod_get(
     cluster: &Cluster,
     istio_namespace: &str,
     access: &IstiodAccess,
+    reach: &Reach,
     istiod: &str,
     endpoint: &str,
 ) -> Read<String> {
     match access {
+        IstiodAccess::PortForward { .. } => match reach.urls.get(istiod) {
+            Some(url) => forwarded_get(url, &format!("/debug/{endpoint}")).await,
+            None => Err(format!("istiod {istiod}'s port is not forwarded")),
+        },
         IstiodAccess::PodProxy => {
             let path = format!(
                 "/api/v1/namespaces/{istio_namespace}/pods/{istiod}:{ISTIOD_DEBUG_PORT}/proxy/debug/{endpoint}"

@@ -64,8 +64,9 @@ pub fn lacking(verb: &str, resource: &str, namespace: Option<&str>) -> String {
 pub fn istiod_refused(istiod: &str, istio_namespace: &str) -> String {
     format!(
         "istiod {istiod} answers its debug endpoints only to localhost or an authenticated client, and the API server's \
-         pod proxy is neither (401): forward its port (`kubectl -n {istio_namespace} port-forward pod/{istiod} 15014`) \
-         and re-run with --istiod-url http://127.0.0.1:15014"
+         pod proxy is neither (401): re-run without --istiod-pod-proxy (status then forwards each istiod's port with \
+         kubectl), or forward it yourself (`kubectl -n {istio_namespace} port-forward pod/{istiod} 15014`) and re-run \
+         with --istiod-url http://127.0.0.1:15014"
     )
 }
 
