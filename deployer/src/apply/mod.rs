@@ -5,7 +5,9 @@
 //!
 //! - this module: the connection, server-side apply, raw GETs;
 //! - `wait`: polling with a timeout and a spinner, and kubectl's rollout wait;
-//! - `verify`: every pod runs a ready sidecar, each sidecar fetched the module;
+//! - `verify`: every pod runs a ready sidecar (and, for `status`, what the agent fetched);
+//! - [`enforced`], [`canary`]: every selected pod's filter enforces this configuration, proven
+//!   on one pod first; [`registry`]: the registry serves the pinned digest;
 //! - `list`: the pods and controllers of a namespace;
 //! - `existing`: what the cluster already holds that decides whether the plan takes effect;
 //! - [`rollout`], [`undo`], [`install`], [`kiali`], [`hpa`], [`status`]: one per subcommand;

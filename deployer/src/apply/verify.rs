@@ -1,5 +1,6 @@
-//! Verifying a rollout took: every pod of the injected controllers runs a ready sidecar, and
-//! each sidecar's agent really fetched the module.
+//! Verifying a rollout took: every pod of the injected controllers runs a ready sidecar; and
+//! what a sidecar's agent fetched, which `status` shows (whether the filter enforces the
+//! rollout's configuration is [`super::enforced`]'s).
 
 use std::collections::BTreeMap;
 
