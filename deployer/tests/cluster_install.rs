@@ -455,3 +455,18 @@ async fn install_verify_without_any_istiod_of_the_revision_times_out_saying_wher
     assert!(err.contains("no istiod Deployment labelled app=istiod,istio.io/rev=default in istio-system"), "{err}");
     assert!(err.contains("-L istio.io/rev"), "{err}");
 }
+
+#[test]
+fn one_manifest_is_adapted_at_the_apply_call_leaving_the_plan_as_rendered() {
+    let served = deployer::inspect::served::ServedApis {
+        security: vec!["v1beta1".into()],
+        networking: vec!["v1beta1".into()],
+        extensions: vec!["v1alpha1".into()],
+        fail_reload: Some(false),
+    };
+    let plan = runbook_plan();
+    let pa = plan.manifests.iter().find(|m| m.kind == Kind::PEER_AUTHENTICATION).unwrap();
+    let adapted = served::adapted(&served, pa).unwrap();
+    assert_eq!(adapted.body["apiVersion"], "security.istio.io/v1beta1");
+    assert_eq!(pa.body["apiVersion"], "security.istio.io/v1", "the plan itself keeps Kind::PEER_AUTHENTICATION");
+}

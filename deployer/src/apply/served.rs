@@ -36,19 +36,20 @@ pub async fn served_apis(cluster: &Cluster) -> Result<ServedApis> {
     Ok(ServedApis::from_discovery(groups[0].as_ref(), groups[1].as_ref(), groups[2].as_ref(), wasm_plugin_crd.as_ref()))
 }
 
-/// A plan's manifests as this cluster takes them: each Istio object at the newest API version
-/// the cluster serves (`v1beta1` before Istio 1.22), or the first the cluster cannot take
-/// refused, naming the object, before anything is applied.
+/// One planned manifest as this cluster takes it: Istio's kinds at the newest API version it
+/// serves (`v1beta1` before Istio 1.22), or refused naming the object. Meant for the apply call
+/// itself, so the plan keeps its `Kind` constants (which compare by version too).
+pub fn adapted(served: &ServedApis, m: &Manifest) -> Result<Manifest> {
+    let mut adapted = m.clone();
+    adapted.kind = served
+        .adapt(m.kind, &mut adapted.body)
+        .map_err(|e| ApplyError::Failed(format!("{}: {e}; nothing was applied", m.describe())))?;
+    Ok(adapted)
+}
+
+/// A plan's manifests as this cluster takes them ([`adapted`], each), read once: the first the
+/// cluster cannot take is refused before anything is applied.
 pub async fn for_cluster(cluster: &Cluster, manifests: &[Manifest]) -> Result<Vec<Manifest>> {
     let served = served_apis(cluster).await?;
-    manifests
-        .iter()
-        .map(|m| {
-            let mut adapted = m.clone();
-            adapted.kind = served
-                .adapt(m.kind, &mut adapted.body)
-                .map_err(|e| ApplyError::Failed(format!("{}: {e}; nothing was applied", m.describe())))?;
-            Ok(adapted)
-        })
-        .collect()
+    manifests.iter().map(|m| adapted(&served, m)).collect()
 }
