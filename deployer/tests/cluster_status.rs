@@ -592,3 +592,30 @@ async fn a_port_forward_rbac_refuses_leaves_out_istiods_views_naming_the_permiss
     assert!(why.contains("cannot create resource \"pods/portforward\""), "kubectl's own words: {why}");
     assert_eq!(s.pods[0].counters["allowed"], 41);
 }
+
+#[tokio::test]
+async fn a_read_the_api_server_fails_for_a_moment_leaves_its_section_out_saying_to_re_run() {
+    let mut script = reads_before_the_pods("x7");
+    // The Services' list, after the namespace, three lists of policies and two of AuthorizationPolicies.
+    script[6] = Step::get(SERVICES).transient(503);
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15090)).reply_text(&filter_metrics(DIGEST_VALUE)),
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15020))
+            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n"),
+        Step::get(&istiod_debug("config_dump")).query("proxyID=xnat-xnat-web-0.xnat").reply_text(&web_config_dump()),
+        proxy_log("xnat-xnat-web-0").transient(429),
+    ]);
+    script.extend(postgresql_reads());
+    script.extend(hpa_reads());
+    let s = status_of(script).await;
+    let why = &s.unavailable[section::SERVICES];
+    assert!(
+        why.contains("the server is currently unable to handle the request (503)") && why.contains("re-run"),
+        "{why}"
+    );
+    let web = s.pods.iter().find(|p| p.name == "xnat-xnat-web-0").unwrap();
+    assert!(
+        web.unavailable[section::LOG].contains("Too many requests") && web.unavailable[section::LOG].contains("re-run")
+    );
+    assert_eq!(web.describe.effective_mtls, "STRICT, port 8080 DISABLE", "the rest is there");
+}

@@ -384,6 +384,10 @@ async fn forwarded_get(base: &str, path: &str) -> Read<String> {
 fn why(e: kube::Error, verb: &str, resource: &str, namespace: Option<&str>) -> String {
     match &e {
         kube::Error::Api(s) if s.code == 403 => lacking(verb, resource, namespace),
+        // Throttled, or an API server restarting behind its load balancer.
+        kube::Error::Api(s) if matches!(s.code, 429 | 500 | 502 | 503 | 504) => {
+            format!("{} ({}): the API server failed for a moment; re-run", s.message, s.code)
+        }
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
         _ => e.to_string(),
     }
