@@ -321,21 +321,54 @@ fn api_group(group: &str, versions: &[&str]) -> Step {
         .reply(200, json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs}))
 }
 
+/// One of the shared reference CRDs (a recent Istio's), by kind.
+fn shared_crd(kind: &str) -> Value {
+    let shared = std::env::var_os("XNAT_GUARD_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let path = shared.join("istio/crd-all.gen.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("FAILED, not skipped: Istio's CRDs at {}: {e}", path.display()));
+    let found = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|crd| crd["spec"]["names"]["kind"] == kind);
+    found.unwrap()
+}
+
+/// The shared WasmPlugin CRD as an Istio whose failStrategy takes only `strategies` has it.
 fn wasm_plugin_crd(strategies: &[&str]) -> Value {
-    json!({"metadata": {"name": "wasmplugins.extensions.istio.io"},
-           "spec": {"group": "extensions.istio.io", "names": {"kind": "WasmPlugin", "plural": "wasmplugins"}, "scope": "Namespaced",
-                    "versions": [{"name": "v1alpha1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
-                        "failStrategy": {"type": "string", "enum": strategies}}}}}}}]}})
+    let mut crd = shared_crd("WasmPlugin");
+    for v in crd["spec"]["versions"].as_array_mut().unwrap() {
+        v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["failStrategy"]["enum"] = json!(strategies);
+    }
+    crd
+}
+
+/// Reading the CRDs of the four kinds the deployer writes, WasmPlugin first, each answered so.
+fn crd_reads(answer: impl Fn(Step, &str) -> Step) -> Vec<Step> {
+    deployer::plan::install::REQUIRED_CRDS
+        .iter()
+        .map(|kind| {
+            let name = kind.crd_name();
+            answer(Step::get(&format!("{CRDS}/{name}")), &name)
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn served_versions_of_the_runbooks_istio_1_11_are_v1beta1_and_it_has_no_wasm_plugin() {
-    let script = vec![
+    let mut script = vec![
         api_group("security.istio.io", &["v1beta1"]),
         api_group("networking.istio.io", &["v1beta1", "v1alpha3"]),
         Step::get("/apis/extensions.istio.io").not_found(),
-        Step::get(&format!("{CRDS}/wasmplugins.extensions.istio.io")).not_found(),
     ];
+    script.extend(crd_reads(|step, name| {
+        if name.starts_with("wasmplugins") {
+            step.not_found()
+        } else {
+            step.reply(200, plain_crd(name))
+        }
+    }));
     let apis = run(script, options(), |c| async move { served::served_apis(&c).await }).await.unwrap();
     assert_eq!(apis.kind(Kind::PEER_AUTHENTICATION).unwrap().api_version(), "security.istio.io/v1beta1");
     assert_eq!(apis.kind(Kind::DESTINATION_RULE).unwrap().api_version(), "networking.istio.io/v1beta1");
@@ -345,13 +378,18 @@ async fn served_versions_of_the_runbooks_istio_1_11_are_v1beta1_and_it_has_no_wa
 
 #[tokio::test]
 async fn served_versions_of_istio_1_26_are_v1_without_fail_reload() {
-    let script = vec![
+    let mut script = vec![
         api_group("security.istio.io", &["v1", "v1beta1"]),
         api_group("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]),
         api_group("extensions.istio.io", &["v1alpha1"]),
-        Step::get(&format!("{CRDS}/wasmplugins.extensions.istio.io"))
-            .reply(200, wasm_plugin_crd(&["FAIL_CLOSE", "FAIL_OPEN"])),
     ];
+    script.extend(crd_reads(|step, name| {
+        if name.starts_with("wasmplugins") {
+            step.reply(200, wasm_plugin_crd(&["FAIL_CLOSE", "FAIL_OPEN"]))
+        } else {
+            step.not_found()
+        }
+    }));
     let apis = run(script, options(), |c| async move { served::served_apis(&c).await }).await.unwrap();
     assert_eq!(apis.kind(Kind::AUTHORIZATION_POLICY).unwrap(), Kind::AUTHORIZATION_POLICY);
     let mut plugin = json!({"apiVersion": "extensions.istio.io/v1alpha1", "spec": {"failStrategy": "FAIL_RELOAD"}});
@@ -361,17 +399,14 @@ async fn served_versions_of_istio_1_26_are_v1_without_fail_reload() {
 
 #[tokio::test]
 async fn served_versions_for_a_user_who_may_not_read_crds_leave_fail_reload_to_the_server() {
-    let script = vec![
+    let mut script = vec![
         api_group("security.istio.io", &["v1", "v1beta1"]),
         api_group("networking.istio.io", &["v1"]),
         api_group("extensions.istio.io", &["v1alpha1"]),
-        Step::get(&format!("{CRDS}/wasmplugins.extensions.istio.io")).forbidden(
-            "get",
-            "customresourcedefinitions",
-            "apiextensions.k8s.io",
-            "wasmplugins.extensions.istio.io",
-        ),
     ];
+    script.extend(crd_reads(|step, name| {
+        step.forbidden("get", "customresourcedefinitions", "apiextensions.k8s.io", name)
+    }));
     let apis = run(script, options(), |c| async move { served::served_apis(&c).await }).await.unwrap();
     assert_eq!(apis.fail_reload, None);
 }
@@ -388,13 +423,18 @@ fn runbook_plan() -> deployer::plan::rollout::Plan {
 
 #[tokio::test]
 async fn a_plan_for_a_cluster_before_istio_1_22_is_applied_as_v1beta1() {
-    let script = vec![
+    let mut script = vec![
         api_group("security.istio.io", &["v1beta1"]),
         api_group("networking.istio.io", &["v1beta1", "v1alpha3"]),
         api_group("extensions.istio.io", &["v1alpha1"]),
-        Step::get(&format!("{CRDS}/wasmplugins.extensions.istio.io"))
-            .reply(200, wasm_plugin_crd(&["FAIL_CLOSE", "FAIL_OPEN"])),
     ];
+    script.extend(crd_reads(|step, name| {
+        if name.starts_with("wasmplugins") {
+            step.reply(200, wasm_plugin_crd(&["FAIL_CLOSE", "FAIL_OPEN"]))
+        } else {
+            step.reply(200, plain_crd(name))
+        }
+    }));
     let plan = runbook_plan();
     let manifests =
         run(script, options(), |c| async move { served::for_cluster(&c, &plan.manifests).await }).await.unwrap();
@@ -407,12 +447,18 @@ async fn a_plan_for_a_cluster_before_istio_1_22_is_applied_as_v1beta1() {
 
 #[tokio::test]
 async fn a_plan_for_the_runbooks_istio_1_11_is_refused_before_anything_is_applied() {
-    let script = vec![
+    let mut script = vec![
         api_group("security.istio.io", &["v1beta1"]),
         api_group("networking.istio.io", &["v1beta1", "v1alpha3"]),
         Step::get("/apis/extensions.istio.io").not_found(),
-        Step::get(&format!("{CRDS}/wasmplugins.extensions.istio.io")).not_found(),
     ];
+    script.extend(crd_reads(|step, name| {
+        if name.starts_with("wasmplugins") {
+            step.not_found()
+        } else {
+            step.reply(200, plain_crd(name))
+        }
+    }));
     let plan = runbook_plan();
     let err = run(script, options(), |c| async move { served::for_cluster(&c, &plan.manifests).await })
         .await
@@ -463,10 +509,55 @@ fn one_manifest_is_adapted_at_the_apply_call_leaving_the_plan_as_rendered() {
         networking: vec!["v1beta1".into()],
         extensions: vec!["v1alpha1".into()],
         fail_reload: Some(false),
+        crds: vec![],
     };
     let plan = runbook_plan();
     let pa = plan.manifests.iter().find(|m| m.kind == Kind::PEER_AUTHENTICATION).unwrap();
     let adapted = served::adapted(&served, pa).unwrap();
     assert_eq!(adapted.body["apiVersion"], "security.istio.io/v1beta1");
     assert_eq!(pa.body["apiVersion"], "security.istio.io/v1", "the plan itself keeps Kind::PEER_AUTHENTICATION");
+}
+
+#[tokio::test]
+async fn the_runbook_plan_fits_the_schemas_of_the_crds_a_recent_istio_serves() {
+    let mut script = vec![
+        api_group("security.istio.io", &["v1", "v1beta1"]),
+        api_group("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]),
+        api_group("extensions.istio.io", &["v1alpha1"]),
+    ];
+    script.extend(crd_reads(|step, name| {
+        let kind = deployer::plan::install::REQUIRED_CRDS.iter().find(|k| k.crd_name() == name).unwrap().kind;
+        step.reply(200, shared_crd(kind))
+    }));
+    let plan = runbook_plan();
+    let manifests =
+        run(script, options(), |c| async move { served::for_cluster(&c, &plan.manifests).await }).await.unwrap();
+    assert_eq!(manifests.len(), runbook_plan().manifests.len());
+}
+
+#[tokio::test]
+async fn a_plan_field_the_clusters_crd_lacks_is_refused_naming_the_object_and_the_field() {
+    let mut older = shared_crd("WasmPlugin");
+    for v in older["spec"]["versions"].as_array_mut().unwrap() {
+        v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"].as_object_mut().unwrap().remove("phase");
+    }
+    let mut script = vec![
+        api_group("security.istio.io", &["v1"]),
+        api_group("networking.istio.io", &["v1"]),
+        api_group("extensions.istio.io", &["v1alpha1"]),
+    ];
+    script.extend(crd_reads(move |step, name| {
+        if name.starts_with("wasmplugins") {
+            step.reply(200, older.clone())
+        } else {
+            step.not_found()
+        }
+    }));
+    let plan = runbook_plan();
+    let err = run(script, options(), |c| async move { served::for_cluster(&c, &plan.manifests).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("WasmPlugin xnat/xnat-guard: the cluster's WasmPlugin CRD"), "{err}");
+    assert!(err.contains("has no field .spec.phase") && err.contains("nothing was applied"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! Reads which Istio APIs the cluster serves: the API discovery documents of Istio's groups
-//! (`GET /apis/security.istio.io`, ...) and the WasmPlugin CRD's schema, for FAIL_RELOAD.
+//! (`GET /apis/security.istio.io`, ...) and the CRDs of the kinds the deployer writes, whose
+//! schemas say which fields the cluster keeps (and whether FAIL_RELOAD exists).
 //! [`crate::inspect::served::ServedApis`] judges what they say.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -9,14 +10,15 @@ use serde_json::Value;
 use super::{api_error, ApplyError, Cluster, Result};
 use crate::inspect::served::ServedApis;
 use crate::kind::Kind;
+use crate::plan::install::REQUIRED_CRDS;
 use crate::plan::Manifest;
 
 /// The Istio API groups the deployer writes to, in the order they are read.
 const ISTIO_GROUPS: [&str; 3] = ["security.istio.io", "networking.istio.io", "extensions.istio.io"];
 
 /// What the cluster serves of Istio's APIs. A group the server does not serve (404) is simply
-/// absent; a WasmPlugin CRD the caller may not read (403, a namespace-scoped user) leaves
-/// FAIL_RELOAD undecided, for the API server to judge on apply.
+/// absent; a CRD the caller may not read (403, a namespace-scoped user) leaves its schema,
+/// and FAIL_RELOAD, to the API server to judge on apply.
 pub async fn served_apis(cluster: &Cluster) -> Result<ServedApis> {
     let mut groups = Vec::new();
     for group in ISTIO_GROUPS {
@@ -26,14 +28,25 @@ pub async fn served_apis(cluster: &Cluster) -> Result<ServedApis> {
             Err(e) => return Err(api_error(format!("asking the API server which {group} versions it serves"))(e)),
         });
     }
-    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    let name = Kind::WASM_PLUGIN.crd_name();
-    let wasm_plugin_crd = match crds.get_opt(&name).await {
-        Ok(crd) => crd.and_then(|c| serde_json::to_value(c).ok()),
-        Err(kube::Error::Api(s)) if s.code == 403 => None,
-        Err(e) => return Err(api_error(format!("reading CRD {name}"))(e)),
-    };
-    Ok(ServedApis::from_discovery(groups[0].as_ref(), groups[1].as_ref(), groups[2].as_ref(), wasm_plugin_crd.as_ref()))
+    // The CRDs of the kinds the deployer writes: their schemas judge what it sends.
+    let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let mut crds = Vec::new();
+    for kind in REQUIRED_CRDS {
+        let name = kind.crd_name();
+        match api.get_opt(&name).await {
+            Ok(crd) => crds.extend(crd.and_then(|c| serde_json::to_value(c).ok())),
+            Err(kube::Error::Api(s)) if s.code == 403 => {}
+            Err(e) => return Err(api_error(format!("reading CRD {name}"))(e)),
+        }
+    }
+    let wasm_plugin_crd = crds.iter().find(|c| c["metadata"]["name"] == Kind::WASM_PLUGIN.crd_name().as_str()).cloned();
+    let served = ServedApis::from_discovery(
+        groups[0].as_ref(),
+        groups[1].as_ref(),
+        groups[2].as_ref(),
+        wasm_plugin_crd.as_ref(),
+    );
+    Ok(ServedApis { crds, ..served })
 }
 
 /// One planned manifest as this cluster takes it: Istio's kinds at the newest API version it

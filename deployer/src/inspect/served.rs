@@ -32,6 +32,9 @@ pub struct ServedApis {
     /// Whether the WasmPlugin CRD's schema takes `failStrategy: FAIL_RELOAD`; `None` when the
     /// CRD could not be read (the API server then judges the object itself).
     pub fail_reload: Option<bool>,
+    /// The CRDs of the kinds the deployer writes, as the cluster has them (those it could
+    /// read): a planned object is checked against the schema of the version it is sent as.
+    pub crds: Vec<Value>,
 }
 
 /// A manifest the cluster cannot take as planned.
@@ -42,6 +45,13 @@ pub enum Unserved {
          Istio's CRDs are missing or too old; run `deployer install` (or check `kubectl api-versions | grep istio.io`)"
     )]
     Kind { kind: &'static str, group: &'static str, served: String },
+    #[error(
+        "the cluster's {kind} CRD ({api_version}) has no field {}: the API server would drop it silently \
+         (CRDs prune unknown fields), and the object would not do what the plan says. Upgrade Istio \
+         (`deployer install`) or leave out the option that sets it",
+        fields.join(", ")
+    )]
+    UnknownFields { kind: &'static str, api_version: String, fields: Vec<String> },
     #[error(
         "the cluster's WasmPlugin CRD does not take failStrategy FAIL_RELOAD (Istio 1.27 added it): \
          choose FAIL_CLOSE or FAIL_OPEN, or upgrade Istio first (`deployer install`)"
@@ -63,6 +73,7 @@ impl ServedApis {
             networking: networking.map(group_versions).unwrap_or_default(),
             extensions: extensions.map(group_versions).unwrap_or_default(),
             fail_reload: wasm_plugin_crd.map(crd_accepts_fail_reload),
+            crds: wasm_plugin_crd.into_iter().cloned().collect(),
         }
     }
 
@@ -103,10 +114,63 @@ impl ServedApis {
         {
             return Err(Unserved::FailReload);
         }
+        if let Some(schema) = self.schema(served) {
+            let mut unknown = Vec::new();
+            if let (Some(spec), Some(spec_schema)) = (body.get("spec"), schema["properties"].get("spec")) {
+                unknown_fields(spec_schema, spec, ".spec", &mut unknown);
+            }
+            if !unknown.is_empty() {
+                return Err(Unserved::UnknownFields {
+                    kind: kind.kind,
+                    api_version: served.api_version(),
+                    fields: unknown,
+                });
+            }
+        }
         if served != kind {
             body["apiVersion"] = Value::String(served.api_version());
         }
         Ok(served)
+    }
+
+    /// The OpenAPI schema the cluster's CRD has for this kind at this version, if it was read.
+    fn schema(&self, kind: Kind) -> Option<&Value> {
+        let crd = self.crds.iter().find(|c| {
+            str_at(c, &["spec", "group"]) == kind.group && str_at(c, &["spec", "names", "kind"]) == kind.kind
+        })?;
+        let version = crd["spec"]["versions"].as_array()?.iter().find(|v| v["name"] == kind.version)?;
+        version["schema"].get("openAPIV3Schema")
+    }
+}
+
+/// The paths in `value` that `schema` has no place for, as structural pruning would drop them.
+/// Where the schema keeps unknown fields, or maps any key to one schema, nothing is unknown.
+fn unknown_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true) {
+        return;
+    }
+    match value {
+        Value::Object(fields) => {
+            let properties = schema["properties"].as_object();
+            let any_key = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, field) in fields {
+                let child = format!("{path}.{key}");
+                match (properties.and_then(|p| p.get(key)), any_key) {
+                    (Some(s), _) | (None, Some(s)) => unknown_fields(s, field, &child, out),
+                    (None, None) if properties.is_some() => out.push(child),
+                    // No properties named at all: an untyped object, not ours to judge.
+                    (None, None) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_fields(item_schema, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -352,6 +416,59 @@ mod tests {
             .unwrap();
         assert!(crd_accepts_fail_reload(&wasm));
         assert!(!crd_accepts_fail_reload(&wasm_crd(&["FAIL_CLOSE", "FAIL_OPEN"])));
+    }
+
+    /// The shared reference CRDs (a recent Istio's), one by its kind.
+    fn shared_crd(kind: &str) -> Value {
+        let shared = std::env::var_os("XNAT_GUARD_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+        let path = shared.join("istio/crd-all.gen.yaml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("FAILED, not skipped: Istio's CRDs at {}: {e}", path.display()));
+        let found = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+            .find(|crd| crd["spec"]["names"]["kind"] == kind);
+        found.unwrap()
+    }
+
+    #[test]
+    fn a_field_the_clusters_crd_lacks_is_refused_since_the_api_server_would_drop_it() {
+        let mut older = shared_crd("WasmPlugin");
+        // An Istio whose WasmPlugin schema has no failStrategy (it came in 1.20).
+        for v in older["spec"]["versions"].as_array_mut().unwrap() {
+            v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+                .as_object_mut()
+                .unwrap()
+                .remove("failStrategy");
+        }
+        let served = ServedApis { crds: vec![older], ..istio_1_28() };
+        let mut plugin = json!({"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+                                "spec": {"url": "oci://r/x:1", "failStrategy": "FAIL_CLOSE", "phase": "AUTHZ"}});
+        let err = served.adapt(Kind::WASM_PLUGIN, &mut plugin).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("WasmPlugin CRD (extensions.istio.io/v1alpha1) has no field .spec.failStrategy"),
+            "{text}"
+        );
+        assert!(text.contains("drop it silently") && text.contains("deployer install"), "{text}");
+    }
+
+    #[test]
+    fn what_the_plan_renders_fits_the_schemas_of_a_recent_istio() {
+        let kinds = ["WasmPlugin", "PeerAuthentication", "DestinationRule", "AuthorizationPolicy"];
+        let served = ServedApis { crds: kinds.iter().map(|k| shared_crd(k)).collect(), ..istio_1_28() };
+        let mut pa = json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                            "spec": {"selector": {"matchLabels": {"app": "xnat-web"}}, "mtls": {"mode": "STRICT"},
+                                     "portLevelMtls": {"8080": {"mode": "DISABLE"}}}});
+        assert!(served.adapt(Kind::PEER_AUTHENTICATION, &mut pa).is_ok());
+        let mut dr = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                            "spec": {"host": "xnat-xnat-web", "trafficPolicy": {"portLevelSettings": [{"port": {"number": 80}, "tls": {"mode": "DISABLE"}}]}}});
+        assert!(served.adapt(Kind::DESTINATION_RULE, &mut dr).is_ok());
+        let mut bogus = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                               "spec": {"host": "x", "trafficPolicy": {"portLevelSettings": [{"port": {"numbr": 80}}]}}});
+        let err = served.adapt(Kind::DESTINATION_RULE, &mut bogus).unwrap_err().to_string();
+        assert!(err.contains(".spec.trafficPolicy.portLevelSettings[0].port.numbr"), "{err}");
     }
 
     #[test]
