@@ -619,3 +619,28 @@ async fn a_read_the_api_server_fails_for_a_moment_leaves_its_section_out_saying_
     );
     assert_eq!(web.describe.effective_mtls, "STRICT, port 8080 DISABLE", "the rest is there");
 }
+
+#[tokio::test]
+async fn a_sidecar_that_is_not_ready_still_gets_its_log_and_istiods_configuration_read() {
+    let mut script = reads_before_the_pods("x7");
+    let mut not_ready = ais::web_pod(0, true, false, "web-0");
+    not_ready["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+    script[7] = Step::get(PODS).reply(200, list(vec![not_ready]));
+    script.extend([
+        // No metrics: a sidecar that is not ready may not serve them; but it is connected to istiod.
+        Step::get(&istiod_debug("config_dump")).query("proxyID=xnat-xnat-web-0.xnat").reply_text(&web_config_dump()),
+        proxy_log("xnat-xnat-web-0").reply_text(WEB_LOG),
+    ]);
+    script.extend(hpa_reads());
+    let s = status_of(script).await;
+    let web = &s.pods[0];
+    assert_eq!(web.sidecar, "not ready");
+    assert!(web.proxy_log.as_ref().unwrap().lines[0].line.contains("configuration refused"));
+    assert!(web.inbound.is_some());
+    assert_eq!(web.counters_unavailable.as_deref(), Some("no ready sidecar"));
+    assert!(
+        s.problems.iter().any(|p| p.starts_with("pod xnat-xnat-web-0's istio-proxy is not ready")),
+        "{:?}",
+        s.problems
+    );
+}

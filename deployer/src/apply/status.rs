@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::hpa::hpa;
 use super::verify::{module_state, ENVOY_METRICS_PORT};
 use super::{ApplyError, Cluster, Result};
-use crate::inspect::pods::is_terminated;
+use crate::inspect::pods::{self, is_terminated, Sidecar};
 use crate::inspect::status::{
-    self, has_ready_sidecar, istiod_for, istiod_pods, istiod_refused, lacking, selected_by_a_wasm_plugin, Observed,
-    ObservedPod, Read, Status,
+    self, has_ready_sidecar, istiod_for, istiod_listing, istiod_pods, istiod_refused, lacking,
+    selected_by_a_wasm_plugin, Observed, ObservedPod, Read, Status,
 };
 use crate::inspect::sync::proxy_id;
 use crate::kind::Kind;
@@ -153,22 +153,28 @@ async fn observe_pod(
 ) -> ObservedPod {
     let syncz = istiods.syncz;
     let name = pod.metadata.name.clone().unwrap_or_default();
-    if !has_ready_sidecar(pod) {
+    let sidecar = pods::sidecar(pod);
+    if sidecar == Sidecar::Missing {
         return ObservedPod { pod: pod.clone(), metrics: None, module: None, config_dump: None, log: None };
     }
-    let metrics = Some(
-        cluster
+    let ready = has_ready_sidecar(pod);
+    let (metrics, module) = if ready {
+        let metrics = cluster
             .pod_metrics(namespace, &name, ENVOY_METRICS_PORT)
             .await
-            .map_err(|e| why(e, "get", "pods/proxy", Some(namespace))),
-    );
-    let module = if selected_by_a_wasm_plugin(pod, wasm_plugins) {
-        Some(module_state(cluster, namespace, &name).await)
+            .map_err(|e| why(e, "get", "pods/proxy", Some(namespace)));
+        let module = if selected_by_a_wasm_plugin(pod, wasm_plugins) {
+            Some(module_state(cluster, namespace, &name).await)
+        } else {
+            None
+        };
+        (Some(metrics), module)
     } else {
-        None
+        (None, None)
     };
-    // An istiod that did not answer syncz would not answer this either.
-    let istiod = istiod_for(&name, namespace, syncz)
+    // A sidecar that is not ready is asked about only if istiod lists it; an istiod that did not
+    // answer syncz would not answer this either.
+    let istiod = if ready { istiod_for(&name, namespace, syncz) } else { istiod_listing(&name, namespace, syncz) }
         .filter(|i| syncz.iter().any(|(answered, text)| answered == i && text.is_ok()));
     let config_dump = match istiod {
         Some(istiod) => {
@@ -179,10 +185,18 @@ async fn observe_pod(
         }
         None => None,
     };
-    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-    let params =
-        LogParams { container: Some("istio-proxy".into()), tail_lines: Some(LOG_TAIL_LINES), ..LogParams::default() };
-    let log = Some(api.logs(&name, &params).await.map_err(|e| why(e, "get", "pods/log", Some(namespace))));
+    // Its log says why a sidecar is not ready; a Pending pod has none yet.
+    let log = if pods::phase(pod) == "Pending" {
+        None
+    } else {
+        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+        let params = LogParams {
+            container: Some("istio-proxy".into()),
+            tail_lines: Some(LOG_TAIL_LINES),
+            ..LogParams::default()
+        };
+        Some(api.logs(&name, &params).await.map_err(|e| why(e, "get", "pods/log", Some(namespace))))
+    };
     ObservedPod { pod: pod.clone(), metrics, module, config_dump, log }
 }
 

@@ -193,6 +193,12 @@ pub fn istiod_pods(listed: &[Pod]) -> Vec<String> {
 /// The istiod pod a proxy is connected to, by the syncz answers; else the first that answered,
 /// else the first listed (each istiod can render any proxy's configuration).
 pub fn istiod_for(pod: &str, namespace: &str, syncz: &[(String, Read<String>)]) -> Option<String> {
+    istiod_listing(pod, namespace, syncz)
+        .or_else(|| syncz.iter().find(|(_, t)| t.is_ok()).or_else(|| syncz.first()).map(|(istiod, _)| istiod.clone()))
+}
+
+/// The istiod pod whose syncz lists the pod's proxy, if any.
+pub fn istiod_listing(pod: &str, namespace: &str, syncz: &[(String, Read<String>)]) -> Option<String> {
     let id = sync::proxy_id(pod, namespace);
     syncz
         .iter()
@@ -202,8 +208,6 @@ pub fn istiod_for(pod: &str, namespace: &str, syncz: &[(String, Read<String>)]) 
                 .and_then(|t| sync::parse_syncz(t, istiod, namespace).ok())
                 .is_some_and(|rows| rows.iter().any(|r| r.proxy == id))
         })
-        .or_else(|| syncz.iter().find(|(_, t)| t.is_ok()))
-        .or_else(|| syncz.first())
         .map(|(istiod, _)| istiod.clone())
 }
 
@@ -289,8 +293,14 @@ pub fn report(observed: &Observed) -> Status {
     for p in observed.pods.as_ref().map(Vec::as_slice).unwrap_or_default() {
         let mut status = pod_status(p, &objects, wasm_plugins);
         let name = status.name.clone();
-        if pods::sidecar(&p.pod) == Sidecar::Missing {
-            problems.push(format!("pod {name} has no istio-proxy: restart it (`deployer rollout {namespace}` does)"));
+        match pods::sidecar(&p.pod) {
+            Sidecar::Missing => problems
+                .push(format!("pod {name} has no istio-proxy: restart it (`deployer rollout {namespace}` does)")),
+            s if !s.ready() && pods::phase(&p.pod) != "Pending" => problems.push(format!(
+                "pod {name}'s istio-proxy is not ready: its log (below) says why; \
+                 `kubectl -n {namespace} describe pod {name}` shows its probes"
+            )),
+            _ => {}
         }
         if let Some(state @ ModuleState::FetchFailed(_)) = &p.module {
             problems.push(format!("pod {name}: the module failed to fetch ({state})"));
