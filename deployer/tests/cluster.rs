@@ -456,14 +456,29 @@ async fn install_precheck_refuses_a_cluster_too_old_for_the_istio_version() {
 
 #[tokio::test]
 async fn install_verify_finds_crds_istiod_and_the_webhook() {
-    let mut script: Vec<Step> = plan::install::REQUIRED_CRDS
-        .iter()
-        .map(|kind| {
-            let name = kind.crd_name();
-            Step::get(&format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"))
-                .reply(200, json!({"metadata": {"name": name}, "spec": {"group": "g", "names": {"kind": "K", "plural": "p"}, "scope": "Namespaced", "versions": []}}))
-        })
-        .collect();
+    // The served Istio APIs first (1.27's: v1 policies), then the CRDs (WasmPlugin's takes FAIL_RELOAD).
+    let group = |group: &str, version: &str| {
+        Step::get(&format!("/apis/{group}")).reply(
+            200,
+            json!({"kind": "APIGroup", "name": group, "versions": [{"groupVersion": format!("{group}/{version}"), "version": version}]}),
+        )
+    };
+    let mut script = vec![
+        group("security.istio.io", "v1"),
+        group("networking.istio.io", "v1"),
+        group("extensions.istio.io", "v1alpha1"),
+    ];
+    script.extend(plan::install::REQUIRED_CRDS.iter().map(|kind| {
+        let name = kind.crd_name();
+        let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true,
+                            "properties": {"failStrategy": {"type": "string", "enum": ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"]}}}}}});
+        Step::get(&format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")).reply(
+            200,
+            json!({"metadata": {"name": name}, "spec": {"group": kind.group, "names": {"kind": kind.kind, "plural": kind.plural}, "scope": "Namespaced",
+                   "versions": [{"name": kind.version, "served": true, "storage": true, "schema": schema}]}}),
+        )
+    }));
     let istiod = |updated: i32| {
         json!({"metadata": {"name": "istiod", "generation": 1}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "istiod"}}, "template": {}},
                "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": updated, "availableReplicas": updated}})
@@ -491,7 +506,9 @@ async fn install_verify_finds_crds_istiod_and_the_webhook() {
         ),
     ]);
     let report =
-        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await }).await.unwrap();
+        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.27.3").await })
+            .await
+            .unwrap();
     assert!(report.iter().any(|line| line.contains("istio-sidecar-injector")), "{report:?}");
     assert!(report.last().unwrap().contains("got istio-proxy"), "{report:?}");
 }

@@ -182,14 +182,20 @@ async fn install_dry_run_adoption_is_a_server_dry_run_and_a_refusal_says_how_to_
 }
 
 /// The reads of verify before istiod: the four CRDs.
+/// What verify reads first: the served Istio APIs of 1.28 and the four CRDs, as 1.28 has them.
 fn crds_present() -> Vec<Step> {
-    deployer::plan::install::REQUIRED_CRDS
-        .iter()
-        .map(|kind| {
-            let name = kind.crd_name();
-            Step::get(&format!("{CRDS}/{name}")).reply(200, plain_crd(&name))
-        })
-        .collect()
+    let mut steps = vec![
+        api_group("security.istio.io", &["v1", "v1beta1"]),
+        api_group("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]),
+        api_group("extensions.istio.io", &["v1alpha1"]),
+    ];
+    steps.extend(crd_reads(|step, name| {
+        step.reply(
+            200,
+            shared_crd(deployer::plan::install::REQUIRED_CRDS.iter().find(|k| k.crd_name() == name).unwrap().kind),
+        )
+    }));
+    steps
 }
 
 fn istiod(name: &str, revision: &str, updated: i32) -> Value {
@@ -238,7 +244,9 @@ async fn install_verify_finds_a_revisioned_istiod_by_its_labels_and_proves_injec
             .reply(201, admitted_pod("xnat", true)),
     ]);
     let report =
-        run(script, options(), |c| async move { install::verify(&c, "istio-system", "canary").await }).await.unwrap();
+        run(script, options(), |c| async move { install::verify(&c, "istio-system", "canary", "1.28.0").await })
+            .await
+            .unwrap();
     assert!(report.contains(&"istiod rolled out (Deployment istio-system/istiod-canary)".to_string()), "{report:?}");
     assert_eq!(
         report.last().unwrap(),
@@ -264,7 +272,7 @@ async fn install_verify_fails_when_the_dry_run_pod_comes_back_without_a_sidecar(
         labelled_namespaces(&["xnat"]),
         Step::post("/api/v1/namespaces/xnat/pods").query("dryRun=All").reply(201, admitted_pod("xnat", false)),
     ]);
-    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await })
+    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
         .await
         .unwrap_err()
         .to_string();
@@ -283,7 +291,9 @@ async fn install_verify_without_a_labelled_namespace_asks_the_webhook_with_a_lab
             .reply(201, admitted_pod("default", true)),
     ]);
     let report =
-        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await }).await.unwrap();
+        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
+            .await
+            .unwrap();
     assert!(
         report.last().unwrap().contains("in default (as a pod labelled sidecar.istio.io/inject=true"),
         "{report:?}"
@@ -305,7 +315,7 @@ async fn install_verify_reports_a_failing_injection_webhook_with_where_to_look()
             ),
         ),
     ]);
-    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await })
+    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
         .await
         .unwrap_err()
         .to_string();
@@ -481,7 +491,9 @@ async fn install_verify_waits_through_an_api_server_restart_while_istiod_rolls_o
         Step::post("/api/v1/namespaces/xnat/pods").query("dryRun=All").reply(201, admitted_pod("xnat", true)),
     ]);
     let report =
-        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await }).await.unwrap();
+        run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
+            .await
+            .unwrap();
     assert!(report.contains(&"istiod rolled out (Deployment istio-system/istiod)".to_string()), "{report:?}");
 }
 
@@ -494,7 +506,7 @@ async fn install_verify_without_any_istiod_of_the_revision_times_out_saying_wher
             .reply(200, list(vec![]))
             .repeated(),
     );
-    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default").await })
+    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
         .await
         .unwrap_err()
         .to_string();
@@ -560,4 +572,53 @@ async fn a_plan_field_the_clusters_crd_lacks_is_refused_naming_the_object_and_th
         .to_string();
     assert!(err.starts_with("WasmPlugin xnat/xnat-guard: the cluster's WasmPlugin CRD"), "{err}");
     assert!(err.contains("has no field .spec.phase") && err.contains("nothing was applied"), "{err}");
+}
+
+#[tokio::test]
+async fn install_verify_finds_crds_still_at_the_old_istio_and_says_why_and_what_to_run() {
+    // A pre-1.24 istio-base upgraded by hand never updates its CRDs: no v1, no FAIL_RELOAD.
+    let mut script = vec![
+        api_group("security.istio.io", &["v1beta1"]),
+        api_group("networking.istio.io", &["v1beta1", "v1alpha3"]),
+        api_group("extensions.istio.io", &["v1alpha1"]),
+    ];
+    script.extend(crd_reads(|step, name| {
+        if name.starts_with("wasmplugins") {
+            step.reply(200, wasm_plugin_crd(&["FAIL_CLOSE", "FAIL_OPEN"]))
+        } else {
+            step.reply(200, plain_crd(name))
+        }
+    }));
+    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Istio's CRDs are older than 1.28.0"), "{err}");
+    assert!(err.contains("security.istio.io/v1 is not served") && err.contains("FAIL_RELOAD"), "{err}");
+    assert!(err.contains("re-run `deployer install --version 1.28.0`"), "{err}");
+}
+
+#[tokio::test]
+async fn install_verify_names_a_crd_missing_after_the_base_chart() {
+    let mut script = vec![
+        api_group("security.istio.io", &["v1", "v1beta1"]),
+        api_group("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]),
+        api_group("extensions.istio.io", &["v1alpha1"]),
+    ];
+    script.extend(crd_reads(|step, name| {
+        if name.starts_with("destinationrules") {
+            step.not_found()
+        } else {
+            step.reply(
+                200,
+                shared_crd(deployer::plan::install::REQUIRED_CRDS.iter().find(|k| k.crd_name() == name).unwrap().kind),
+            )
+        }
+    }));
+    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CRD destinationrules.networking.istio.io is missing after the base chart"), "{err}");
+    assert!(err.contains("helm -n istio-system status istio-base"), "{err}");
 }

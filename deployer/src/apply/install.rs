@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use super::{api_error, ApplyError, Cluster, Result};
 use crate::inspect::controllers::Controller;
 use crate::inspect::served::{self, InstalledIstio};
-use crate::plan::install::{check_upgrade, check_version, crd_adoption, CrdAdoption, PERMISSIONS, REQUIRED_CRDS};
+use crate::plan::install::{
+    check_crds_current, check_upgrade, check_version, crd_adoption, CrdAdoption, PERMISSIONS, REQUIRED_CRDS,
+};
 
 /// The base chart's release name, as the runbook and Istio's docs name it.
 pub const BASE_RELEASE: &str = "istio-base";
@@ -155,21 +157,23 @@ pub async fn adopt_crds(cluster: &Cluster, adoptions: &[CrdAdoption]) -> Result<
     Ok(report)
 }
 
-/// After the charts: the CRDs exist, istiod of `revision` has rolled out, the injection webhook
-/// is there, and a pod created (as a server dry run) where injection is on gets `istio-proxy`.
-pub async fn verify(cluster: &Cluster, namespace: &str, revision: &str) -> Result<Vec<String>> {
+/// After the charts: the CRDs exist and are `istio_version`'s, istiod of `revision` has rolled
+/// out, the injection webhook is there, and a pod created (as a server dry run) where
+/// injection is on gets `istio-proxy`.
+pub async fn verify(cluster: &Cluster, namespace: &str, revision: &str, istio_version: &str) -> Result<Vec<String>> {
     let mut report = Vec::new();
-    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let served = super::served::served_apis(cluster).await?;
     let names: Vec<String> = REQUIRED_CRDS.iter().map(|k| k.crd_name()).collect();
     for name in &names {
-        crds.get(name).await.map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 404 => ApplyError::Failed(format!(
-                "CRD {name} is missing after the base chart: check `helm -n {namespace} status istio-base`"
-            )),
-            e => api_error(format!("reading CRD {name}"))(e),
-        })?;
+        if !served.crds.iter().any(|c| c["metadata"]["name"] == name.as_str()) {
+            return Err(ApplyError::Failed(format!(
+                "CRD {name} is missing after the base chart (or your credentials may not read it): \
+                 check `helm -n {namespace} status istio-base` and `kubectl get crd {name}`"
+            )));
+        }
     }
     report.push(format!("CRDs present: {}", names.join(", ")));
+    report.push(check_crds_current(istio_version, &served).map_err(ApplyError::Failed)?);
     let istiod = wait_for_istiod(cluster, namespace, revision).await?;
     report.push(format!("istiod rolled out (Deployment {namespace}/{istiod})"));
     let hooks: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());

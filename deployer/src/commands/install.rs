@@ -74,7 +74,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     let verified = if global.dry_run {
         Vec::new()
     } else {
-        rt.block_on(apply::install::verify(&cluster, &args.istio_namespace, DEFAULT_REVISION))?
+        rt.block_on(apply::install::verify(&cluster, &args.istio_namespace, DEFAULT_REVISION, &args.istio_version))?
     };
     let installed = Installed {
         istio_version: &args.istio_version,

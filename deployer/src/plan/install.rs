@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::helm::{Release, ISTIO_REPO};
-use crate::inspect::served::{minor_of, InstalledIstio};
+use crate::inspect::served::{minor_of, InstalledIstio, ServedApis};
 use crate::inspect::str_at;
 use crate::kind::Kind;
 
@@ -243,6 +243,29 @@ pub fn adoption_text(adoptions: &[CrdAdoption], release: &str) -> String {
     text
 }
 
+/// Whether the CRDs the cluster serves are those of `target` (checked after the base chart):
+/// `security.istio.io/v1` from Istio 1.22, FAIL_RELOAD from 1.27. A base chart before 1.24
+/// never updates its CRDs on `helm upgrade`, so an Istio upgraded by hand can run a new istiod
+/// over old CRDs. Returns the report line, or what is old and what to run.
+pub fn check_crds_current(target: &str, served: &ServedApis) -> Result<String, String> {
+    let Some(version) = minor_of(target) else { return Ok(format!("CRDs not compared with {target}")) };
+    let mut old = Vec::new();
+    if version >= (1, 22) && !served.security.iter().any(|v| v == "v1") {
+        old.push("security.istio.io/v1 is not served (Istio 1.22 added it)");
+    }
+    if version >= (1, 27) && served.fail_reload == Some(false) {
+        old.push("WasmPlugin's failStrategy lacks FAIL_RELOAD (Istio 1.27 added it)");
+    }
+    if old.is_empty() {
+        return Ok(format!("CRDs are current for Istio {target}"));
+    }
+    Err(format!(
+        "Istio's CRDs are older than {target}: {}. The base chart did not update them (one before 1.24 never does on \
+         `helm upgrade`); re-run `deployer install --version {target}`, which adopts them for Helm so the chart updates them",
+        old.join("; ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +390,20 @@ mod tests {
         );
         let err = crd_adoption("1.28.0", &[other], "istio-base", "istio-system").unwrap_err();
         assert!(err.contains("helm release istio-crds") && err.contains("istio-base"), "{err}");
+    }
+
+    #[test]
+    fn crds_left_at_an_old_istio_after_the_base_chart_are_called_out() {
+        let served = |security: &[&str], fail_reload| ServedApis {
+            security: security.iter().map(|v| v.to_string()).collect(),
+            fail_reload,
+            ..Default::default()
+        };
+        assert!(check_crds_current("1.28.0", &served(&["v1", "v1beta1"], Some(true))).is_ok());
+        assert!(check_crds_current("1.26.1", &served(&["v1"], Some(false))).is_ok(), "FAIL_RELOAD is 1.27's");
+        let err = check_crds_current("1.28.0", &served(&["v1beta1"], Some(false))).unwrap_err();
+        assert!(err.contains("security.istio.io/v1 is not served") && err.contains("lacks FAIL_RELOAD"), "{err}");
+        assert!(check_crds_current("1.21.6", &served(&["v1beta1"], None)).is_ok());
     }
 
     #[test]
