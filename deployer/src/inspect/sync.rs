@@ -5,7 +5,11 @@
 //! `listener_*`, `route_*`, `endpoint_*` and `extensionconfig_sent`/`extensionconfig_acked`
 //! (ECDS: how a WasmPlugin's filter reaches Envoy). istioctl's judgement: nothing sent is NOT
 //! SENT, acked equal to sent is SYNCED, anything else STALE: Envoy rejected the last push
-//! (a NACK keeps the previous nonce acked) or has not answered yet.
+//! (a NACK keeps the previous nonce acked) or has not answered yet. Newer istiod also lists,
+//! per type URL, `resources.*.lastError`: the error of the proxy's last NACK, which tells a
+//! rejection (NACK, quoted) from a push not answered yet.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +22,8 @@ pub enum XdsState {
     StaleNeverAcked,
     /// The proxy acknowledged an earlier push, not the last one.
     Stale,
+    /// Not acknowledged, and istiod recorded the proxy's rejection.
+    Nacked,
     NotSent,
 }
 
@@ -32,7 +38,7 @@ impl XdsState {
     }
 
     pub fn is_stale(self) -> bool {
-        matches!(self, XdsState::Stale | XdsState::StaleNeverAcked)
+        matches!(self, XdsState::Stale | XdsState::StaleNeverAcked | XdsState::Nacked)
     }
 }
 
@@ -42,6 +48,7 @@ impl std::fmt::Display for XdsState {
             XdsState::Synced => "SYNCED",
             XdsState::StaleNeverAcked => "STALE (never acknowledged)",
             XdsState::Stale => "STALE",
+            XdsState::Nacked => "NACK",
             XdsState::NotSent => "NOT SENT",
         })
     }
@@ -61,6 +68,9 @@ pub struct ProxySync {
     pub eds: XdsState,
     /// The extension configs: the WasmPlugin's filter.
     pub ecds: XdsState,
+    /// For each type rejected (`ECDS`...), the error istiod recorded.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nacks: BTreeMap<String, String>,
 }
 
 impl ProxySync {
@@ -101,7 +111,29 @@ struct SyncStatus {
     extensionconfig_sent: String,
     #[serde(default)]
     extensionconfig_acked: String,
+    /// Newer istiod: per type URL.
+    #[serde(default)]
+    resources: BTreeMap<String, ResourceStatus>,
 }
+
+#[derive(Deserialize)]
+struct ResourceStatus {
+    #[serde(default)]
+    sent: String,
+    #[serde(default)]
+    acked: String,
+    #[serde(default, rename = "lastError")]
+    last_error: String,
+}
+
+/// The xDS types judged, by istiod's type URL.
+const TYPES: [(&str, &str); 5] = [
+    ("CDS", "type.googleapis.com/envoy.config.cluster.v3.Cluster"),
+    ("LDS", "type.googleapis.com/envoy.config.listener.v3.Listener"),
+    ("RDS", "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"),
+    ("EDS", "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"),
+    ("ECDS", "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"),
+];
 
 /// The proxies of `namespace` in the `/debug/syncz` answer of the istiod pod `istiod`, in
 /// istiod's order; an error says what the answer was instead.
@@ -114,15 +146,30 @@ pub fn parse_syncz(text: &str, istiod: &str, namespace: &str) -> Result<Vec<Prox
     Ok(all
         .into_iter()
         .filter(|s| s.proxy.ends_with(&suffix))
-        .map(|s| ProxySync {
-            istiod: istiod.to_string(),
-            istio_version: s.istio_version,
-            cds: XdsState::of(&s.cluster_sent, &s.cluster_acked),
-            lds: XdsState::of(&s.listener_sent, &s.listener_acked),
-            rds: XdsState::of(&s.route_sent, &s.route_acked),
-            eds: XdsState::of(&s.endpoint_sent, &s.endpoint_acked),
-            ecds: XdsState::of(&s.extensionconfig_sent, &s.extensionconfig_acked),
-            proxy: s.proxy,
+        .map(|s| {
+            // A recorded error counts only while the last push is unacknowledged.
+            let nacks: BTreeMap<String, String> = TYPES
+                .iter()
+                .filter_map(|(name, url)| {
+                    let r = s.resources.get(*url)?;
+                    (!r.last_error.is_empty() && r.sent != r.acked).then(|| (name.to_string(), r.last_error.clone()))
+                })
+                .collect();
+            let state = |name: &str, sent: &str, acked: &str| match XdsState::of(sent, acked) {
+                st if st.is_stale() && nacks.contains_key(name) => XdsState::Nacked,
+                st => st,
+            };
+            ProxySync {
+                istiod: istiod.to_string(),
+                istio_version: s.istio_version.clone(),
+                cds: state("CDS", &s.cluster_sent, &s.cluster_acked),
+                lds: state("LDS", &s.listener_sent, &s.listener_acked),
+                rds: state("RDS", &s.route_sent, &s.route_acked),
+                eds: state("EDS", &s.endpoint_sent, &s.endpoint_acked),
+                ecds: state("ECDS", &s.extensionconfig_sent, &s.extensionconfig_acked),
+                proxy: s.proxy.clone(),
+                nacks,
+            }
         })
         .collect())
 }
@@ -141,6 +188,14 @@ pub fn pod_sync_problem(pod: &str, sync: Option<&ProxySync>, selected_by_a_wasm_
              not being updated; check the istio-proxy log for xDS connection errors"
         ));
     };
+    if !sync.nacks.is_empty() {
+        let nacks: Vec<String> = sync.nacks.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+        return Some(format!(
+            "pod {pod}: Envoy rejected (NACK) {} from istiod {}; it keeps the configuration it had before",
+            nacks.join("; "),
+            sync.istiod
+        ));
+    }
     let stale = sync.stale();
     if !stale.is_empty() {
         return Some(format!(
@@ -203,6 +258,26 @@ mod tests {
         assert_eq!(pod_sync_problem("xnat-postgresql-0", Some(&rows[1]), false), None);
         assert!(pod_sync_problem("xnat-postgresql-0", Some(&rows[1]), true).unwrap().contains("ECDS NOT SENT"));
         assert!(pod_sync_problem("xnat-xnat-web-1", None, true).unwrap().contains("not connected to istiod"));
+    }
+
+    /// Newer istiod adds, per type URL, the last NACK's error (`resources.*.lastError`).
+    #[test]
+    fn a_nack_with_istiods_last_error_is_named_and_quoted_and_an_old_error_after_an_ack_is_not() {
+        let text = r#"[{"proxy":"xnat-xnat-web-0.xnat","istio_version":"1.28.1",
+          "listener_sent":"l2","listener_acked":"l2","extensionconfig_sent":"x2","extensionconfig_acked":"x1",
+          "resources":{
+            "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig":{"sent":"x2","acked":"x1",
+              "lastError":"Unable to create Wasm HTTP filter xnat.xnat-guard"},
+            "type.googleapis.com/envoy.config.listener.v3.Listener":{"sent":"l2","acked":"l2","lastError":"old"}}}]"#;
+        let rows = parse_syncz(text, "istiod-1", "xnat").unwrap();
+        assert_eq!((rows[0].ecds, rows[0].lds), (XdsState::Nacked, XdsState::Synced));
+        assert_eq!(rows[0].nacks["ECDS"], "Unable to create Wasm HTTP filter xnat.xnat-guard");
+        assert!(!rows[0].nacks.contains_key("LDS"));
+        let problem = pod_sync_problem("xnat-xnat-web-0", Some(&rows[0]), true).unwrap();
+        assert!(
+            problem.contains("Envoy rejected (NACK) ECDS: Unable to create Wasm HTTP filter xnat.xnat-guard"),
+            "{problem}"
+        );
     }
 
     #[test]
