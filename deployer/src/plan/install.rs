@@ -259,9 +259,18 @@ pub fn check_crds_current(target: &str, served: &ServedApis) -> Result<String, S
     if old.is_empty() {
         return Ok(format!("CRDs are current for Istio {target}"));
     }
+    let fix = if version >= TEMPLATED_CRDS_SINCE {
+        format!("re-run `deployer install --version {target}`, which adopts them for Helm so the chart updates them")
+    } else {
+        // Before 1.24 the chart's CRDs are plain files Helm installs once: apply them by hand.
+        format!(
+            "apply that release's CRDs yourself: `helm pull base --repo {ISTIO_REPO} --version {target} --untar` \
+             then `kubectl apply --server-side --force-conflicts -f base/crds/` (they are Istio's own)"
+        )
+    };
     Err(format!(
         "Istio's CRDs are older than {target}: {}. The base chart did not update them (one before 1.24 never does on \
-         `helm upgrade`); re-run `deployer install --version {target}`, which adopts them for Helm so the chart updates them",
+         `helm upgrade`); {fix}",
         old.join("; ")
     ))
 }
@@ -404,6 +413,18 @@ mod tests {
         let err = check_crds_current("1.28.0", &served(&["v1beta1"], Some(false))).unwrap_err();
         assert!(err.contains("security.istio.io/v1 is not served") && err.contains("lacks FAIL_RELOAD"), "{err}");
         assert!(check_crds_current("1.21.6", &served(&["v1beta1"], None)).is_ok());
+        // A step before 1.24 cannot adopt them: its chart's CRD files are applied by hand.
+        let err = check_crds_current("1.22.8", &served(&["v1beta1"], None)).unwrap_err();
+        assert!(
+            err.contains(
+                "helm pull base --repo https://istio-release.storage.googleapis.com/charts --version 1.22.8 --untar"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("kubectl apply --server-side --force-conflicts -f base/crds/") && !err.contains("adopts"),
+            "{err}"
+        );
     }
 
     #[test]
