@@ -319,6 +319,11 @@ pub fn report(observed: &Observed) -> Status {
                 }
             }
         }
+        if let Some(line) =
+            status.proxy_log.as_ref().and_then(|l| l.lines.iter().find(|l| l.wasm && l.level != "warning"))
+        {
+            problems.push(format!("pod {name}'s sidecar logged a wasm error: {}", line.line.replace('\t', "  ")));
+        }
         problems.extend(status.describe.notes.iter().map(|n| format!("pod {name}: {n}")));
         pods_out.push(status);
     }
@@ -504,7 +509,7 @@ pub fn status_table(s: &Status) -> String {
     out.push_str("\nPods\n");
     if !unavailable_line(&mut out, "  ", &s.unavailable, section::PODS) {
         out.push_str(&format!(
-            "  {:<28} {:<6} {:<9} {:<12} {:<44} {:<10} CONFIGURATION ENFORCED\n",
+            "  {:<28} {:<6} {:<9} {:<12} {:<44} {:<32} CONFIGURATION ENFORCED\n",
             "NAME", "READY", "STATUS", "SIDECAR", "FILTER COUNTERS", "MODULE"
         ));
         for p in &s.pods {
@@ -521,7 +526,7 @@ pub fn status_table(s: &Status) -> String {
                 Some(why) => why.clone(),
             };
             out.push_str(&format!(
-                "  {:<28} {:<6} {:<9} {:<12} {:<44} {:<10} {}\n",
+                "  {:<28} {:<6} {:<9} {:<12} {:<44} {:<32} {}\n",
                 p.name,
                 p.ready,
                 p.phase,
@@ -821,6 +826,24 @@ mod tests {
         assert!(!table.contains("denied_mtls=0"), "{table}");
         assert!(table.contains("AuthorizationPolicy  xnat/xnat-all                APPLIES"), "{table}");
         assert!(table.contains("    2026-12-01T10:00:00Z  error  wasm  failed to fetch Wasm module\n"), "{table}");
+    }
+
+    #[test]
+    fn a_wasm_error_in_the_sidecars_log_is_a_problem_quoting_it_and_a_warning_is_not() {
+        let log = "2026-12-01T10:00:00Z\twarning\tenvoy wasm\twasm log: slow\n\
+                   2026-12-01T10:00:01Z\terror\twasm\tfailed to fetch Wasm module oci://r/x:1: 401 Unauthorized\n";
+        let pods = vec![ObservedPod {
+            pod: pod("a", Some(true)),
+            metrics: Some(Ok(String::new())),
+            module: None,
+            config_dump: None,
+            log: Some(Ok(log.into())),
+        }];
+        let s = report(&observed(pods, vec![plugin()]));
+        assert_eq!(
+            s.problems,
+            ["pod a's sidecar logged a wasm error: 2026-12-01T10:00:01Z  error  wasm  failed to fetch Wasm module oci://r/x:1: 401 Unauthorized"]
+        );
     }
 
     #[test]
