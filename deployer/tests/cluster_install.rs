@@ -622,3 +622,24 @@ async fn install_verify_names_a_crd_missing_after_the_base_chart() {
     assert!(err.contains("CRD destinationrules.networking.istio.io is missing after the base chart"), "{err}");
     assert!(err.contains("helm -n istio-system status istio-base"), "{err}");
 }
+
+#[tokio::test]
+async fn install_verify_says_when_pod_security_would_refuse_the_injected_pods() {
+    let mut script = verify_up_to_injection();
+    let refusal = "pods \"xnat-guard-injection-check\" is forbidden: violates PodSecurity \"baseline:latest\": \
+                   non-default capabilities (container \"istio-init\" must not include \"NET_ADMIN\", \"NET_RAW\" in securityContext.capabilities.add)";
+    script.extend([
+        labelled_namespaces(&["xnat"]),
+        Step::post("/api/v1/namespaces/xnat/pods").query("dryRun=All").reply(
+            403,
+            mock_api::status(403, "Forbidden", refusal, json!({"name": "xnat-guard-injection-check", "kind": "pods"})),
+        ),
+    ]);
+    let err = run(script, options(), |c| async move { install::verify(&c, "istio-system", "default", "1.28.0").await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Pod Security admission in xnat would refuse every injected pod"), "{err}");
+    assert!(err.contains("istio-init") && err.contains("NET_ADMIN"), "the API server's words are quoted: {err}");
+    assert!(err.contains("Istio CNI") && !err.contains("your credentials lack"), "{err}");
+}

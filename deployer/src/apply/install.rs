@@ -249,11 +249,26 @@ async fn injection_works(cluster: &Cluster) -> Result<String> {
     .map_err(|e| ApplyError::Failed(format!("building the injection check pod: {e}")))?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &namespace);
     let params = PostParams { dry_run: true, ..Default::default() };
-    let created = pods.create(&params, &pod).await.map_err(api_error(format!(
-        "creating a pod in {namespace} as a server dry run to check sidecar injection \
-         (a webhook failure here means pods would not start: check `kubectl -n istio-system logs deploy/istiod`; \
-         on EKS the API server reaches istiod's webhook on the nodes' port 15017, which the node security group must allow)"
-    )))?;
+    let created = match pods.create(&params, &pod).await {
+        Ok(created) => created,
+        // Pod Security admission judges the pod after injection: istio-init's capabilities.
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("violates PodSecurity") => {
+            return Err(ApplyError::Failed(format!(
+                "Pod Security admission in {namespace} would refuse every injected pod: {}. Injection works, but \
+                 istio-init needs NET_ADMIN and NET_RAW: install Istio CNI (the istio-cni chart) so pods need no such \
+                 capabilities, or relax the namespace's level \
+                 (`kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=privileged --overwrite`)",
+                s.message
+            )));
+        }
+        Err(e) => {
+            return Err(api_error(format!(
+                "creating a pod in {namespace} as a server dry run to check sidecar injection \
+                 (a webhook failure here means pods would not start: check `kubectl -n istio-system logs deploy/istiod`; \
+                 on EKS the API server reaches istiod's webhook on the nodes' port 15017, which the node security group must allow)"
+            ))(e));
+        }
+    };
     let spec = created.spec.unwrap_or_default();
     let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
     if containers.into_iter().any(|c| c.name == "istio-proxy") {
