@@ -90,7 +90,7 @@ impl fmt::Display for Report {
         let verdict = if self.allowed { "ALLOW" } else { "DENY" };
         writeln!(f, "{} {} on port {} ({caller}): {verdict}", r.method, r.path, r.port)?;
         writeln!(f, "  why: {}", self.why)?;
-        writeln!(f, "  mTLS on port {}: {}, from {}", r.port, self.mtls.mode, self.mtls.from)?;
+        writeln!(f, "  mTLS on port {}: {}, {}", r.port, self.mtls.mode, self.mtls.from)?;
         for note in &self.notes {
             writeln!(f, "  {note}")?;
         }

@@ -276,20 +276,21 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// The mTLS mode on `port`, and the PeerAuthentication it comes from, as the filter
-    /// resolves it (a port-level mode other than UNSET wins; else the workload's mode).
+    /// The mTLS mode on `port`, and where it comes from (`from PeerAuthentication ns/name`, or
+    /// why none decides), as the filter resolves it (a port-level mode other than UNSET wins;
+    /// else the workload's mode).
     pub fn mtls_on_port(&self, port: u16) -> (MtlsMode, String) {
         let Some(pa) = &self.config.peer_authentication else {
-            return (MtlsMode::Permissive, "no PeerAuthentication applies".into());
+            return (MtlsMode::Permissive, "no PeerAuthentication applies (Istio's default)".into());
         };
         if let Some(level) = pa.port_level_mtls.get(&port.to_string()).filter(|l| l.mode != MtlsMode::Unset) {
             let from = self.mtls_origin.ports_from.clone().unwrap_or_default();
-            return (level.mode, format!("{from}, portLevelMtls {port}"));
+            return (level.mode, format!("from {from}, portLevelMtls {port}"));
         }
         let mode = pa.mtls.map(|m| m.mode).unwrap_or(MtlsMode::Permissive);
         let from = match &self.mtls_origin.mode_from {
-            Some(from) => from.clone(),
-            None => "every PeerAuthentication that applies is UNSET: PERMISSIVE".into(),
+            Some(from) => format!("from {from}"),
+            None => "every PeerAuthentication that applies is UNSET (Istio's default)".into(),
         };
         (mode, from)
     }

@@ -144,7 +144,7 @@ fn json_output_names_the_verdict_the_policy_the_rule_and_the_peer_authentication
     assert_eq!(value["policy"], "xnat/xnat-all");
     assert_eq!(value["rule"], 0);
     assert_eq!(value["mtls"]["mode"], "STRICT");
-    assert_eq!(value["mtls"]["from"], "PeerAuthentication xnat/default");
+    assert_eq!(value["mtls"]["from"], "from PeerAuthentication xnat/default");
     assert_eq!(value["request"]["method"], "POST");
     assert_eq!(value["request"]["principal"], "spiffe://cluster.local/ns/xnat/sa/default");
     assert_eq!(value["workload"]["namespace"], "xnat");
@@ -153,7 +153,7 @@ fn json_output_names_the_verdict_the_policy_the_rule_and_the_peer_authentication
     let (status, value) = check_json(&["--policy", &mtls, "--policy", &post, "--plaintext", "--port", "8080"]);
     assert_eq!(status, 0, "{value:#}");
     assert_eq!(value["mtls"]["mode"], "DISABLE");
-    assert_eq!(value["mtls"]["from"], "PeerAuthentication xnat/default, portLevelMtls 8080");
+    assert_eq!(value["mtls"]["from"], "from PeerAuthentication xnat/default, portLevelMtls 8080");
 
     // An identity on a DISABLE port never reaches the filter: the sidecar terminates no mTLS
     // there. It is judged as the request arrives, plaintext, and said so.
