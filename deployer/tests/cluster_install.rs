@@ -5,6 +5,7 @@
 //! labels and proves injection with a server-dry-run pod; the served API versions are read.
 
 mod mock_api;
+mod support;
 
 use std::io::Write;
 
@@ -642,4 +643,32 @@ async fn install_verify_says_when_pod_security_would_refuse_the_injected_pods() 
     assert!(err.contains("Pod Security admission in xnat would refuse every injected pod"), "{err}");
     assert!(err.contains("istio-init") && err.contains("NET_ADMIN"), "the API server's words are quoted: {err}");
     assert!(err.contains("Istio CNI") && !err.contains("your credentials lack"), "{err}");
+}
+
+// The plan of the one-time CRD adoption, golden: what `install --dry-run` prints of it.
+
+/// Istio's CRDs as a pre-1.24 base chart left them: the plain files of `crds/`, labelled
+/// `chart=istio` and owned by no Helm release. The shared reference data is such a file.
+fn plain_istio_crds() -> Vec<serde_json::Value> {
+    let path = support::shared_dir().join("istio/crd-all.gen.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "FAILED, not skipped: Istio's CRDs at {}: {e}; put the shared reference data beside the checkout",
+            path.display()
+        )
+    });
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap())
+        .filter(|doc| doc["kind"] == "CustomResourceDefinition")
+        .collect()
+}
+
+#[test]
+fn install_over_a_pre_1_24_istio_base_adopts_each_istio_crd_into_the_release_once() {
+    let adoption =
+        deployer::plan::install::crd_adoption("1.28.0", &plain_istio_crds(), "istio-base", "istio-system").unwrap();
+    support::assert_golden(
+        "install-crd-adoption.txt",
+        &deployer::plan::install::adoption_text(&adoption, "istio-base"),
+    );
 }
