@@ -4,7 +4,7 @@
 
 mod support;
 
-use deployer::plan::hpa::{analyse, findings_table, fixed_metrics};
+use deployer::plan::hpa::{advice, analyse, findings_table, fixed_metrics};
 use deployer::plan::kiali::{self, AddonFile, ADDON_FILES};
 use deployer::plan::{helm::Release, install};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -72,8 +72,40 @@ fn hpa_fix_for_the_runbook_hpa_on_new_and_old_clusters() {
         for line in findings_table(std::slice::from_ref(&finding)).lines() {
             out.push_str(&format!("# {line}\n"));
         }
-        let doc = json!({ "finding": finding, "patch": fixed_metrics(&runbook_hpa(), &finding) });
+        let doc = json!({ "finding": finding, "patch": fixed_metrics(&runbook_hpa(), &finding).unwrap() });
         out.push_str(&serde_yaml::to_string(&doc).unwrap());
     }
     assert_golden("hpa-fix.yaml", &out);
+}
+
+/// What `deployer hpa` prints for the three kinds of HPA at risk on the AIS chart's XNAT web:
+/// a plain one (patched with --apply), one Helm renders (the values to change), and one whose
+/// app container requests no CPU (an explanation: no metric fixes it).
+#[test]
+fn hpa_advice_for_a_plain_a_helm_rendered_and_a_request_less_hpa() {
+    let template = |resources: serde_json::Value| -> PodSpec {
+        serde_json::from_value(json!({"containers": [{"name": "xnat-web", "resources": resources}]})).unwrap()
+    };
+    let mut helm = runbook_hpa();
+    helm.metadata.labels = Some(
+        [("app.kubernetes.io/managed-by", "Helm"), ("helm.sh/chart", "xnat-web-1.1.19")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+    );
+    helm.metadata.annotations = Some(
+        [("meta.helm.sh/release-name", "xnat"), ("meta.helm.sh/release-namespace", "xnat")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+    );
+    let with_request = template(json!({"requests": {"cpu": "100m"}}));
+    let findings: Vec<_> = [
+        analyse(&runbook_hpa(), &with_request, 100, 10, true),
+        analyse(&helm, &with_request, 100, 10, true),
+        analyse(&helm, &template(json!({})), 100, 10, true),
+    ]
+    .into_iter()
+    .map(|f| f.expect("each is at risk"))
+    .collect();
+    let out = format!("{}\n{}", findings_table(&findings), advice(&findings));
+    assert_golden("hpa-advice.txt", &out);
 }
