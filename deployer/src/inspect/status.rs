@@ -327,11 +327,9 @@ pub fn report(observed: &Observed) -> Status {
         problems.extend(status.describe.notes.iter().map(|n| format!("pod {name}: {n}")));
         pods_out.push(status);
     }
+    // Each in its own words: a Helm-rendered HPA's fix is its values, a request-less one has none.
     for f in observed.hpas_at_risk.as_ref().unwrap_or(&Vec::new()) {
-        problems.push(format!(
-            "HPA {} scales at {}m per pod instead of {}m: the sidecar's request skews it (`deployer hpa {namespace} --apply`)",
-            f.hpa, f.effective_millis, f.intended_millis
-        ));
+        problems.push(f.summary());
     }
     if observed.wasm_plugins.as_ref().is_ok_and(Vec::is_empty) {
         problems
@@ -776,6 +774,41 @@ mod tests {
         assert_eq!(s.destination_rules[0].mode, "web.xnat.svc.cluster.local tls=unset");
         assert_eq!(s.wasm_plugins[0].mode, "oci://r/x:1 FAIL_CLOSE");
         assert!(s.problems.is_empty(), "{:?}", s.problems);
+    }
+
+    #[test]
+    fn an_hpa_at_risk_is_a_problem_in_its_own_words_never_apply_for_a_helm_rendered_or_request_less_one() {
+        let finding = |helm: bool, request: bool| crate::plan::hpa::Finding {
+            hpa: "xnat-xnat-web".into(),
+            namespace: "xnat".into(),
+            workload: "StatefulSet xnat-xnat-web".into(),
+            app_container: "xnat-web".into(),
+            target_percent: 70,
+            app_request_millis: if request { 1000 } else { 0 },
+            sidecar_request_millis: 100,
+            intended_millis: if request { 700 } else { 0 },
+            effective_millis: if request { 770 } else { 0 },
+            containers_without_cpu_request: if request { vec![] } else { vec!["xnat-web".into()] },
+            fix: request.then(|| json!({"type": "ContainerResource"})),
+            fix_kind: None,
+            helm_release: helm.then(|| crate::plan::hpa::HelmRelease {
+                name: "xnat".into(),
+                namespace: "xnat".into(),
+                chart: None,
+            }),
+            helm_values: Vec::new(),
+            advice: String::new(),
+            patched: false,
+        };
+        let mut o = observed(Vec::new(), vec![plugin()]);
+        o.hpas_at_risk = Ok(vec![finding(false, true), finding(true, true), finding(false, false)]);
+        let problems = report(&o).problems;
+        assert!(problems[0].ends_with("(`deployer hpa xnat --apply`)"), "{problems:?}");
+        assert!(
+            problems[1].contains("Helm release xnat renders it") && !problems[1].contains("--apply"),
+            "{problems:?}"
+        );
+        assert!(problems[2].contains("cannot scale on CPU utilization") && !problems[2].contains("0m"), "{problems:?}");
     }
 
     #[test]
