@@ -51,11 +51,13 @@ fn namespace_exists() -> Step {
 /// What rollout reads before changing anything: the namespace, then the PeerAuthentications
 /// in it and in the root namespace (none here: which one wins is `tests/cluster.rs`'s business).
 fn reads_before_applying() -> Vec<Step> {
-    vec![
-        namespace_exists(),
+    let mut steps = vec![namespace_exists()];
+    steps.extend(mock_api::served_recent_istio());
+    steps.extend([
         Step::get("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications").reply(200, list(vec![])),
         Step::get("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications").reply(200, list(vec![])),
-    ]
+    ]);
+    steps
 }
 
 /// The runbook plan's applies on a cluster where the deployer already ran once: each object
@@ -625,4 +627,29 @@ async fn a_partitioned_statefulset_whose_held_back_pods_lack_the_sidecar_is_refu
         message.contains(r#"kubectl -n xnat patch statefulset xnat-xnat-web -p '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}'"#),
         "{message}"
     );
+}
+
+// Point 9: what the cluster serves decides the API versions, before anything is applied.
+
+#[tokio::test]
+async fn rollout_on_the_runbooks_istio_1_11_is_refused_before_anything_is_applied() {
+    let mut script = vec![namespace_exists()];
+    let group = |name: &str, versions: &[&str]| {
+        let vs: Vec<Value> =
+            versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+        Step::get(&format!("/apis/{name}")).reply(200, json!({"kind": "APIGroup", "name": name, "versions": vs}))
+    };
+    // Istio 1.11: security.istio.io at v1beta1 only, and no WasmPlugin at all (1.12 added it).
+    script.push(group("security.istio.io", &["v1beta1"]));
+    script.push(group("networking.istio.io", &["v1beta1", "v1alpha3"]));
+    script.push(Step::get("/apis/extensions.istio.io").not_found());
+    for kind in deployer::plan::install::REQUIRED_CRDS {
+        script.push(
+            Step::get(&format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{}", kind.crd_name()))
+                .not_found(),
+        );
+    }
+    let err = roll_out(runbook_plan(), script, options()).await.unwrap_err().to_string();
+    assert!(err.contains("WasmPlugin xnat/xnat-guard") && err.contains("nothing was applied"), "{err}");
+    assert!(err.contains("deployer install"), "says what to do: {err}");
 }

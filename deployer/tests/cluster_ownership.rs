@@ -74,11 +74,13 @@ fn namespace() -> Value {
 /// Rollout's first reads: the namespace exists, then the PeerAuthentications already in the
 /// workload's and the root namespace.
 fn rollout_reads(in_xnat: Vec<Value>, in_root: Vec<Value>) -> Vec<Step> {
-    vec![
-        Step::get(NS).reply(200, namespace()),
+    let mut steps = vec![Step::get(NS).reply(200, namespace())];
+    steps.extend(mock_api::served_recent_istio());
+    steps.extend([
         Step::get(&format!("{ISTIO}/xnat/peerauthentications")).reply(200, list(in_xnat)),
         Step::get(&format!("{ISTIO}/istio-system/peerauthentications")).reply(200, list(in_root)),
-    ]
+    ]);
+    steps
 }
 
 /// The pods the WasmPlugin selects, read for their labels: the AIS chart's web pod.

@@ -37,6 +37,12 @@ pub struct RolloutReport {
 /// Applies the plan, restarts the controllers whose pods lack the sidecar, waits, and verifies.
 pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<RolloutReport> {
     cluster.require_namespace(namespace).await?;
+    // What the cluster serves decides each object's API version and which fields it keeps: a
+    // manifest it cannot take is refused here, before anything is applied.
+    let served = super::served::served_apis(cluster).await?;
+    for m in &plan.manifests {
+        super::served::adapted(&served, m)?;
+    }
     super::existing::refuse_overridden_peer_authentications(cluster, plan).await?;
     super::existing::require_pull_secret(cluster, plan).await?;
     let plan = &with_services_read(cluster, plan, namespace).await?;
@@ -44,7 +50,7 @@ pub async fn rollout(cluster: &Cluster, plan: &Plan, namespace: &str) -> Result<
     // (apply::canary): everything else first.
     let mut applied = Vec::new();
     for m in plan.manifests.iter().filter(|m| m.kind != Kind::WASM_PLUGIN) {
-        let outcome = cluster.apply(m).await?;
+        let outcome = cluster.apply(&super::served::adapted(&served, m)?).await?;
         cluster.say(format!("{}: {outcome}", m.describe()));
         applied.push((m.describe(), outcome));
     }
