@@ -112,3 +112,30 @@ fn a_helm_whose_version_cannot_be_read_is_reported_with_what_it_printed() {
     let err = helm::require_server_dry_run(&helm_bin).unwrap_err().to_string();
     assert!(err.contains("SemVer") && err.contains("Helm 3"), "{err}");
 }
+
+/// `kiali install --dry-run` renders the operator chart with `--dry-run=server` too: an older
+/// helm is refused before the cluster is asked anything, saying what to do.
+#[test]
+fn kiali_install_dry_run_with_a_helm_older_than_3_13_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    stand_in_printing_version(dir.path(), "v3.12.3+g3a31588");
+    let istio = dir.path().join("istio-1.28.0");
+    std::fs::create_dir_all(istio.join("samples/addons")).unwrap();
+    let shared = std::env::var_os("XNAT_GUARD_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    for file in kiali::ADDON_FILES {
+        std::fs::copy(shared.join("istio/addons").join(file), istio.join("samples/addons").join(file))
+            .unwrap_or_else(|e| panic!("FAILED, not skipped: the shared add-on {file}: {e}"));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(["kiali", "install", "--dry-run", "--istio-dir", &istio.display().to_string()])
+        .env("PATH", dir.path())
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--dry-run=server needs helm 3.13"), "{stderr}");
+    assert!(!dir.path().join("calls").exists(), "nothing but `helm version` ran");
+}

@@ -121,6 +121,12 @@ pub fn run(cmd: Command, global: &Global) -> Result<()> {
             };
             let plan = kiali::plan(&spec)?;
             let helm_bin = helm::find_helm(std::env::var_os("PATH"))?;
+            // --dry-run=server needs helm 3.13: an older one refuses the flag after the reads.
+            if global.dry_run {
+                helm::require_server_dry_run(&helm_bin)?;
+            } else {
+                helm::version(&helm_bin)?;
+            }
             let mut cluster = global.connect(&rt)?;
             cluster.opts.force_conflicts = args.force_conflicts;
             helm::run(
