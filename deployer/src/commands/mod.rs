@@ -39,7 +39,8 @@ pub struct Global {
     /// Ask the API server to validate every change without persisting it (server-side dry run).
     #[arg(long, global = true)]
     pub dry_run: bool,
-    /// How long to wait for each rollout, CR or check before giving up, in seconds.
+    /// How long each wait (a rollout, a pod, a CR, a check) may go without progress before it
+    /// gives up, in seconds.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
 }
