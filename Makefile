@@ -74,7 +74,7 @@ demo: rust-target $(ENVOY_STAMP) wasm deployer
 	@$(DEPLOYER) check $(DEMO_CHECK); status=$$?; \
 	  if [ $$status -eq 1 ]; then echo "(exit status 1: denied, as expected)"; else echo "expected exit status 1 (denied), got $$status"; exit 1; fi
 	@echo; echo "=== 5. What rollout would apply to a cluster (the digest is the module's own)"
-	$(DEPLOYER) render xnat --policy $(RUNBOOK)/per-source.yaml --mesh-strict --plaintext-port 8080 --service xnat-xnat-web \
+	$(DEPLOYER) render xnat --policy $(RUNBOOK)/per-source.yaml --mesh-strict --plaintext-port 8080 --service xnat-xnat-web --service-port 80 \
 	  $$($(DEPLOYER) push 127.0.0.1:5000/xnat-guard:demo --module $(WASM) --dry-run | tail -1)
 
 ## soak: mixed traffic at concurrency through Envoy with the filter, config reloads, memory curve (SOAK_SECONDS, CLIENTS)
