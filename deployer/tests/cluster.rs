@@ -135,7 +135,7 @@ fn applies(existing_rv: Option<&str>, after_rv: &str) -> Vec<Step> {
 /// What rollout reads before it applies anything, once it knows the namespace exists: no
 /// PeerAuthentication of the cluster's in the namespace or the root namespace overrides the plan's.
 fn reads_before_applying() -> Vec<Step> {
-    let mut steps = mock_api::served_recent_istio();
+    let mut steps = mock_api::served_recent_istio(&support::istio_crds());
     steps.extend([
         Step::get("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications").reply(200, list(vec![])),
         Step::get("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications").reply(200, list(vec![])),

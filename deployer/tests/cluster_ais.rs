@@ -52,7 +52,7 @@ fn namespace_exists() -> Step {
 /// in it and in the root namespace (none here: which one wins is `tests/cluster.rs`'s business).
 fn reads_before_applying() -> Vec<Step> {
     let mut steps = vec![namespace_exists()];
-    steps.extend(mock_api::served_recent_istio());
+    steps.extend(mock_api::served_recent_istio(&support::istio_crds()));
     steps.extend([
         Step::get("/apis/security.istio.io/v1/namespaces/xnat/peerauthentications").reply(200, list(vec![])),
         Step::get("/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications").reply(200, list(vec![])),
@@ -634,11 +634,7 @@ async fn a_partitioned_statefulset_whose_held_back_pods_lack_the_sidecar_is_refu
 #[tokio::test]
 async fn rollout_on_the_runbooks_istio_1_11_is_refused_before_anything_is_applied() {
     let mut script = vec![namespace_exists()];
-    let group = |name: &str, versions: &[&str]| {
-        let vs: Vec<Value> =
-            versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
-        Step::get(&format!("/apis/{name}")).reply(200, json!({"kind": "APIGroup", "name": name, "versions": vs}))
-    };
+    let group = mock_api::api_group;
     // Istio 1.11: security.istio.io at v1beta1 only, and no WasmPlugin at all (1.12 added it).
     script.push(group("security.istio.io", &["v1beta1"]));
     script.push(group("networking.istio.io", &["v1beta1", "v1alpha3"]));

@@ -12,7 +12,7 @@ use std::io::Write;
 use base64::Engine;
 use deployer::apply::{install, served, Options};
 use deployer::kind::Kind;
-use mock_api::{list, options, run, Step};
+use mock_api::{api_group, list, options, run, Step};
 use serde_json::{json, Value};
 
 const SSAR: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
@@ -325,25 +325,9 @@ async fn install_verify_reports_a_failing_injection_webhook_with_where_to_look()
     assert!(err.contains("port 15017") && err.contains("security group"), "{err}");
 }
 
-fn api_group(group: &str, versions: &[&str]) -> Step {
-    let vs: Vec<Value> =
-        versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
-    Step::get(&format!("/apis/{group}"))
-        .reply(200, json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs}))
-}
-
 /// One of the shared reference CRDs (a recent Istio's), by kind.
 fn shared_crd(kind: &str) -> Value {
-    let shared = std::env::var_os("XNAT_GUARD_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let path = shared.join("istio/crd-all.gen.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("FAILED, not skipped: Istio's CRDs at {}: {e}", path.display()));
-    let found = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .find(|crd| crd["spec"]["names"]["kind"] == kind);
-    found.unwrap()
+    support::istio_crds().into_iter().find(|crd| crd["spec"]["names"]["kind"] == kind).unwrap()
 }
 
 /// The shared WasmPlugin CRD as an Istio whose failStrategy takes only `strategies` has it.
@@ -650,17 +634,7 @@ async fn install_verify_says_when_pod_security_would_refuse_the_injected_pods() 
 /// Istio's CRDs as a pre-1.24 base chart left them: the plain files of `crds/`, labelled
 /// `chart=istio` and owned by no Helm release. The shared reference data is such a file.
 fn plain_istio_crds() -> Vec<serde_json::Value> {
-    let path = support::shared_dir().join("istio/crd-all.gen.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "FAILED, not skipped: Istio's CRDs at {}: {e}; put the shared reference data beside the checkout",
-            path.display()
-        )
-    });
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap())
-        .filter(|doc| doc["kind"] == "CustomResourceDefinition")
-        .collect()
+    support::istio_crds()
 }
 
 #[test]

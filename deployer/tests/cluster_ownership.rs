@@ -75,7 +75,7 @@ fn namespace() -> Value {
 /// workload's and the root namespace.
 fn rollout_reads(in_xnat: Vec<Value>, in_root: Vec<Value>) -> Vec<Step> {
     let mut steps = vec![Step::get(NS).reply(200, namespace())];
-    steps.extend(mock_api::served_recent_istio());
+    steps.extend(mock_api::served_recent_istio(&support::istio_crds()));
     steps.extend([
         Step::get(&format!("{ISTIO}/xnat/peerauthentications")).reply(200, list(in_xnat)),
         Step::get(&format!("{ISTIO}/istio-system/peerauthentications")).reply(200, list(in_root)),

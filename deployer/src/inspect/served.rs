@@ -403,17 +403,7 @@ mod tests {
 
     #[test]
     fn the_shared_crds_of_a_recent_istio_take_fail_reload() {
-        // The shared reference data: $XNAT_GUARD_SHARED, else ../shared beside the checkout.
-        let shared = std::env::var_os("XNAT_GUARD_SHARED")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-        let path = shared.join("istio/crd-all.gen.yaml");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("FAILED, not skipped: Istio's CRDs at {}: {e}", path.display()));
-        let wasm = serde_yaml::Deserializer::from_str(&text)
-            .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-            .find(|crd| crd["metadata"]["name"] == "wasmplugins.extensions.istio.io")
-            .unwrap();
+        let wasm = shared_crd("WasmPlugin");
         assert!(crd_accepts_fail_reload(&wasm));
         assert!(!crd_accepts_fail_reload(&wasm_crd(&["FAIL_CLOSE", "FAIL_OPEN"])));
     }

@@ -320,30 +320,23 @@ where
     out
 }
 
+/// An API group's discovery document (`GET /apis/GROUP`) serving `versions`.
+pub fn api_group(group: &str, versions: &[&str]) -> Step {
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    Step::get(&format!("/apis/{group}"))
+        .reply(200, json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs}))
+}
+
 /// What a recent Istio's cluster answers when a rollout asks which Istio APIs it serves: the
 /// discovery documents of Istio's three groups, then the CRDs of the four kinds the deployer
-/// writes (Istio's own, from the shared reference data), in the order rollout reads them.
-pub fn served_recent_istio() -> Vec<Step> {
-    let group = |name: &str, versions: &[&str]| {
-        let vs: Vec<Value> =
-            versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
-        Step::get(&format!("/apis/{name}"))
-            .reply(200, json!({"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": vs}))
-    };
+/// writes, taken from `crds` (Istio's own: `support::istio_crds()`), in the order rollout reads them.
+pub fn served_recent_istio(crds: &[Value]) -> Vec<Step> {
     let mut steps = vec![
-        group("security.istio.io", &["v1", "v1beta1"]),
-        group("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]),
-        group("extensions.istio.io", &["v1alpha1"]),
+        api_group("security.istio.io", &["v1", "v1beta1"]),
+        api_group("networking.istio.io", &["v1", "v1beta1", "v1alpha3"]),
+        api_group("extensions.istio.io", &["v1alpha1"]),
     ];
-    let shared = std::env::var_os("XNAT_GUARD_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let path = shared.join("istio/crd-all.gen.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("FAILED, not skipped: Istio's CRDs at {}: {e}", path.display()));
-    let crds: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .collect();
     for kind in deployer::plan::install::REQUIRED_CRDS {
         let name = kind.crd_name();
         let crd = crds.iter().find(|c| c["metadata"]["name"] == name.as_str()).cloned().expect("a shared CRD");

@@ -14,6 +14,22 @@ pub fn shared_dir() -> PathBuf {
     std::env::var_os("XNAT_GUARD_SHARED").map(PathBuf::from).unwrap_or_else(|| project_root().join("../shared"))
 }
 
+/// Istio's CRDs from the shared reference data (a recent Istio's `crd-all.gen.yaml`); fails,
+/// never skips, when the data is not there.
+pub fn istio_crds() -> Vec<serde_json::Value> {
+    let path = shared_dir().join("istio/crd-all.gen.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "FAILED, not skipped: Istio's CRDs at {}: {e}; put the shared reference data beside the checkout (../shared) or set XNAT_GUARD_SHARED",
+            path.display()
+        )
+    });
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap())
+        .filter(|doc| doc["kind"] == "CustomResourceDefinition")
+        .collect()
+}
+
 /// Compares `rendered` with `tests/golden/NAME`, failing on any difference with the first line
 /// that differs; `UPDATE_GOLDEN=1` rewrites the file first (then review the diff with git).
 pub fn assert_golden(name: &str, rendered: &str) {
