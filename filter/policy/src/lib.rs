@@ -6,7 +6,7 @@
 //! here too, so it is tested natively.
 //!
 //! Modules, each depending only on modules before it in this list (a DAG):
-//! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize` (none of the crate's);
+//! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize`, `route` (none of the crate's);
 //! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
 //! reads a model's rule index); `engine` (evaluation only); `compile` (config to model);
 //! `decode` (JSON to config); `headers` and `connection` (the glue's host-independent part).
@@ -27,6 +27,7 @@ mod model;
 mod normalize;
 mod pattern;
 mod request;
+mod route;
 mod spiffe;
 
 pub use compile::compile;
@@ -42,6 +43,7 @@ pub use request::{
     Decision, DecisionCounts, HeaderValues, Needs, PolicyName, Request, Verdict, CONFIG_DIGEST_METRIC, COUNTERS,
     COUNTER_NAMES, METRIC_NAMES, METRIC_PREFIX,
 };
+pub use route::{route_template, MAX_ROUTE};
 
 /// Parses the plugin configuration JSON and compiles it. Errors carry the path of the field at
 /// fault, for syntax and unknown fields as much as for values.
