@@ -13,6 +13,16 @@
 //! directory), the xapi controllers' `@XapiRequestMapping`s, Turbine's `/app/template/` and
 //! `/app/action/` and the webapp's static folders.
 //!
+//! Families: `/data/projects`, `/data/subjects`, `/data/experiments` and their nested
+//! collections (subjects, experiments, scans, reconstructions, assessors and their `in`/`out`,
+//! resources, files, users, config, pars, searches, groups, pipelines, accessibility,
+//! `prearchive_code`, `quarantine_code`, `current_arc`, ...); `/data/prearchive/projects/{*}/{*}/{*}`
+//! (project, timestamp, session); `/data/services/<service>`; `/data/user`, `/data/users`,
+//! `/data/search`, `/data/config`, `/data/JSESSION`, `/data/version`; `/xapi` (and Spring's other
+//! prefixes `/admin`, `/pages`, `/schemas`); Turbine's `/app/template/<Screen>.vm` and
+//! `/app/action/<Action>`, the pairs after them `{**}`; static folders (`/scripts`, `/style`,
+//! `/images`, `/themes`, `/page`) as `<folder>/{**}`; `/favicon.ico`; `/`.
+//!
 //! Istio's `{*}` is one segment of at least one character and `{**}` any run of segments,
 //! possibly empty; `{**}` appears at most once and here always last, where Istio's validation
 //! requires it. Both operators match the characters Envoy's URI templates accept (RFC 3986
@@ -78,6 +88,21 @@ static DATA: Node = Node::names(&[
     (b"JSESSION", &END),
     (b"version", &END),
     (b"auth", &END),
+    (b"investigators", &END),
+    (b"scan_types", &END),
+    (b"scanners", &END),
+    (b"archive", &ARCHIVE),
+]);
+
+/// `attachArchiveURI` serves the archive's routes under `/archive` too (the default aliases
+/// rewrite `/data/archive/` before this grammar sees it; a caller without them still gets the
+/// route).
+static ARCHIVE: Node = Node::names(&[
+    (b"projects", &PROJECTS),
+    (b"subjects", &SUBJECTS),
+    (b"experiments", &EXPERIMENTS),
+    (b"config", &CONFIG),
+    (b"doi", &DOI),
     (b"investigators", &END),
     (b"scan_types", &END),
     (b"scanners", &END),
@@ -200,8 +225,31 @@ static DOI_PROJECT: Node = Node::names(&[(b"subjects", &ID), (b"experiments", &I
 
 // ---- Spring, under /xapi (and the dispatcher's other prefixes) ----
 
-/// Controllers by their `@RequestMapping`; below one not detailed here, `{**}`.
-static XAPI: Node = Node::names(&[(b"users", &XAPI_USERS), (b"siteConfig", &END)]);
+/// Controllers by their `@RequestMapping`; below one not detailed here, `{**}`. XNAT's
+/// `org.nrg.xapi.rest.data` and `projects` controllers serve Restlet's shapes again
+/// (`/projects/{projectId}/accessibility/{accessLevel}`, `/prearchive/projects/{projectId}/...`,
+/// `/services/tokens/{operation}/...`), so those share Restlet's nodes.
+static XAPI: Node = Node::names(&[
+    (b"users", &XAPI_USERS),
+    (b"siteConfig", &SITE_CONFIG),
+    (b"plugins", &END),
+    (b"projects", &PROJECTS),
+    (b"subjects", &SUBJECTS),
+    (b"experiments", &EXPERIMENTS),
+    (b"prearchive", &PREARCHIVE),
+    (b"services", &SERVICES),
+    (b"config", &CONFIG),
+    (b"pars", &ID),
+    (b"investigators", &END),
+]);
+/// `SiteConfigApi`: `{property}` and the fixed names beside it.
+static SITE_CONFIG: Node = Node::id(
+    &[(b"values", &ID), (b"buildInfo", &BUILD_INFO), (b"uptime", &UPTIME), (b"orphaned-projects", &ORPHANED_PROJECTS)],
+    &END,
+);
+static BUILD_INFO: Node = Node::id(&[(b"attributes", &END)], &END);
+static UPTIME: Node = Node::names(&[(b"display", &END)]);
+static ORPHANED_PROJECTS: Node = Node::names(&[(b"disable", &END)]);
 /// `UsersApi`: the fixed names first (Spring prefers a literal to a variable), then
 /// `{username}` and what hangs below it.
 static XAPI_USERS: Node = Node::id(
@@ -249,6 +297,8 @@ fn is_action(segment: &[u8]) -> bool {
 
 static ROOT: Node = Node::names(&[
     (b"data", &DATA),
+    // Restlet's legacy prefix, for a caller that does not alias it to /data/.
+    (b"REST", &DATA),
     (b"xapi", &XAPI),
     // Spring's dispatcher serves the same controllers under these prefixes.
     (b"admin", &XAPI),
@@ -307,7 +357,9 @@ impl Writer<'_> {
 /// start with `/` has no route: it gets `/{**}`, like any path this grammar does not know.
 /// Below a known prefix, an unknown shape is `{**}` whatever its length (`/data/whatever/x/y`
 /// is `/data/{**}`): its first segment may be a plugin's collection or a user's label, and one
-/// template per known prefix keeps the set of routes recorded small.
+/// template per known prefix keeps the set of routes recorded small. A wildcarded segment
+/// holding a byte Envoy's templates do not match (see the module doc) is wildcarded all the
+/// same, and then the template does not match `path`. Time is linear in the path.
 pub fn route_template(path: &[u8], out: &mut [u8; MAX_ROUTE]) -> usize {
     let mut w = Writer { out, len: 0, cut_at: 0 };
     let Some(rest) = path.strip_prefix(b"/") else {
