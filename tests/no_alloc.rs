@@ -2,6 +2,7 @@
 //! every kind of test.
 
 use harness::alloc::{allocations_in, CountingAllocator};
+use xnat_guard_policy::observe::ObservationTable;
 use xnat_guard_policy::{from_json, Request};
 
 #[global_allocator]
@@ -87,4 +88,48 @@ fn evaluate_allocates_nothing() {
         }
     });
     assert_eq!(allocations, 0, "evaluate allocated {allocations} times in 500 evaluations");
+}
+
+#[test]
+fn recording_a_request_seen_before_allocates_nothing() {
+    let config = br#"{
+      "observe": "ROUTES",
+      "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
+      "policies": [
+        {"name": "xnat-all", "namespace": "xnat", "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "POST"]}}]}]}},
+        {"name": "suggested", "namespace": "xnat", "dryRun": true, "spec": {"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}
+      ]}"#;
+    let policy = from_json(config).expect("valid config");
+    let requests = [
+        Request {
+            method: b"GET",
+            path: b"/data/projects/P1/subjects/S1?format=json",
+            port: Some(8080),
+            ..Default::default()
+        },
+        Request {
+            method: b"POST",
+            path: b"/REST/archive/projects/P1/subjects/S1/experiments/E1/scans/1/resources/DICOM/files/a/b.dcm",
+            port: Some(8443),
+            peer: Some(b"spiffe://cluster.local/ns/xnat/sa/uploader"),
+            ..Default::default()
+        },
+    ];
+    let mut table = ObservationTable::default();
+    // The first sight of each tuple allocates its record; after that, nothing.
+    for r in &requests {
+        policy.observe(r, &policy.evaluate(r), &mut table);
+    }
+    let ((), allocations) = allocations_in(|| {
+        for _ in 0..100 {
+            for r in &requests {
+                let decision = policy.evaluate(std::hint::black_box(r));
+                policy.observe(r, &decision, &mut table);
+            }
+        }
+    });
+    assert_eq!(allocations, 0, "recording allocated {allocations} times in 200 requests");
+    let mut records = 0;
+    table.flush(|_, _| records += 1);
+    assert_eq!(records, 3, "two observed, one would-deny (the POST)");
 }

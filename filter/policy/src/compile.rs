@@ -140,6 +140,7 @@ fn compile_with(config: &PluginConfig, no_index: bool) -> Result<Engine> {
         trust_domains: trust_domains.iter().map(|t| t.as_bytes().into()).collect(),
         mesh_scoped: compiler.mesh_scoped,
         config_digest: config_digest(config.config_digest.as_deref())?,
+        observe: config.observe,
     })
 }
 

@@ -61,6 +61,9 @@ pub struct PluginConfig {
     /// so a rollout can see that each sidecar enforces this configuration and not an older one.
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub config_digest: Option<String>,
+    /// Whether the filter records what it lets through, for `deployer learn`.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "ObserveMode::is_default"))]
+    pub observe: ObserveMode,
 }
 
 impl Default for PluginConfig {
@@ -81,6 +84,7 @@ impl Default for PluginConfig {
             spring_suffixes: SpringSuffixes::default(),
             peer_trust_domains: PeerTrustDomains::default(),
             config_digest: None,
+            observe: ObserveMode::default(),
         }
     }
 }
@@ -98,6 +102,25 @@ impl PluginConfig {
         self.restlet_routing = RestletRouting::Exact;
         self.spring_prefixes = SpringPrefixes::Exact;
         self.spring_suffixes = SpringSuffixes::Exact;
+    }
+}
+
+/// What the filter records of the requests it allows (see `observe`). A dry-run policy's
+/// would-be denials are recorded whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "UPPERCASE"))]
+pub enum ObserveMode {
+    /// Nothing beyond the decision counters.
+    #[default]
+    Off,
+    /// Each (caller, port, method, XNAT route) allowed, with a count.
+    Routes,
+}
+
+impl ObserveMode {
+    pub fn is_default(&self) -> bool {
+        *self == ObserveMode::default()
     }
 }
 

@@ -7,10 +7,10 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::config::{
-    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, Operation,
-    OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PeerTrustDomains, PluginConfig,
-    PolicyEntry, RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding, Unsupported,
-    WorkloadSelector,
+    Action, AuthorizationPolicySpec, Condition, From, HeadMethod, MethodOverride, Mtls, MtlsMode, ObserveMode,
+    Operation, OverrideHeaderNames, PathAlias, PathNormalization, PeerAuthenticationSpec, PeerTrustDomains,
+    PluginConfig, PolicyEntry, RestletRouting, Rule, Source, SpringPrefixes, SpringSuffixes, To, TunnelDecoding,
+    Unsupported, WorkloadSelector,
 };
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
@@ -236,6 +236,8 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
             variant(v, p, &[("MESH", PeerTrustDomains::Mesh), ("ANY", PeerTrustDomains::Any)])
         }),
         config_digest: m.present("configDigest", string),
+        observe: m
+            .or_default("observe", |v, p| variant(v, p, &[("OFF", ObserveMode::Off), ("ROUTES", ObserveMode::Routes)])),
     };
     m.finish(config)
 }

@@ -8,7 +8,8 @@
 //! Modules, each depending only on modules before it in this list (a DAG):
 //! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize`, `route` (none of the crate's);
 //! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
-//! reads a model's rule index); `engine` (evaluation only); `compile` (config to model);
+//! reads a model's rule index); `engine` (evaluation only); `observe` (what is recorded of
+//! allowed requests, and its metric names); `compile` (config to model);
 //! `decode` (JSON to config); `headers` and `connection` (the glue's host-independent part).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -25,6 +26,7 @@ mod index;
 mod json;
 mod model;
 mod normalize;
+pub mod observe;
 mod pattern;
 mod request;
 mod route;
@@ -33,7 +35,7 @@ mod spiffe;
 pub use compile::compile;
 #[cfg(feature = "testing")]
 pub use compile::compile_unindexed;
-pub use config::{MtlsMode, PluginConfig};
+pub use config::{MtlsMode, ObserveMode, PluginConfig};
 pub use connection::{Connection, ConnectionCache, ConnectionSource};
 pub use error::ConfigError;
 pub use headers::HeaderMap;
@@ -41,7 +43,7 @@ pub use model::Engine;
 pub use normalize::{apply_aliases, is_normal_path, tomcat_path, CompiledAlias, PathRefusal, MAX_PATH};
 pub use request::{
     Decision, DecisionCounts, HeaderValues, Needs, PolicyName, Request, Verdict, CONFIG_DIGEST_METRIC, COUNTERS,
-    COUNTER_NAMES, METRIC_NAMES, METRIC_PREFIX,
+    COUNTER_NAMES, METRIC_NAMES, METRIC_PREFIX, OBSERVED_METRIC, OBSERVE_OVERFLOW_METRIC, WOULD_DENY_METRIC,
 };
 pub use route::{route_template, MAX_ROUTE};
 

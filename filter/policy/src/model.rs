@@ -1,7 +1,7 @@
 //! The compiled configuration: what `compile` builds and `evaluate` reads. Everything is
 //! validated and laid out for matching here, so that evaluation cannot fail.
 
-use crate::config::{MethodOverride, MtlsMode, PathNormalization, TunnelDecoding};
+use crate::config::{MethodOverride, MtlsMode, ObserveMode, PathNormalization, TunnelDecoding};
 use crate::normalize::CompiledAlias;
 use crate::pattern::{Cidr, PathPattern, Pattern};
 use crate::request::{Needs, PolicyName};
@@ -38,6 +38,8 @@ pub struct Engine {
     pub(crate) mesh_scoped: bool,
     /// `configDigest`, as the number the filter publishes.
     pub(crate) config_digest: Option<u64>,
+    /// `observe`: whether allowed requests are recorded (see `observe`).
+    pub(crate) observe: ObserveMode,
 }
 
 impl Engine {
@@ -47,9 +49,25 @@ impl Engine {
         self.config_digest
     }
 
-    /// The request facts this configuration reads; the glue should fetch only these.
+    /// Whether paths are read as Tomcat routes them (`pathNormalization: TOMCAT`).
+    pub(crate) fn normalises_paths(&self) -> bool {
+        self.path_mode == PathNormalization::Tomcat
+    }
+
+    /// The request facts this configuration's policies read.
     pub fn needs(&self) -> Needs {
         self.needs
+    }
+
+    /// The request facts the glue should fetch: [`needs`](Engine::needs), and when the
+    /// configuration [`records`](Engine::records) also the caller, port, method and path that
+    /// name a record. Only `needs` is matched: recording changes no decision.
+    pub fn reads(&self) -> Needs {
+        let mut reads = self.needs;
+        if self.records() {
+            (reads.method, reads.path, reads.port, reads.peer, reads.identity) = (true, true, true, true, true);
+        }
+        reads
     }
 
     /// Lower-case names of the request headers the configuration reads, in the order

@@ -145,6 +145,13 @@ pub const METRIC_PREFIX: &str = metric_prefix!();
 /// The gauge the filter sets, once a configuration is in force, to its `configDigest`.
 pub const CONFIG_DIGEST_METRIC: &str = concat!(metric_prefix!(), "config_digest");
 
+/// The base of each observed record's counter (see `observe::metric_name`).
+pub const OBSERVED_METRIC: &str = concat!(metric_prefix!(), "observed");
+/// The base of each would-deny record's counter, and with `_at` its last-seen gauge.
+pub const WOULD_DENY_METRIC: &str = concat!(metric_prefix!(), "would_deny");
+/// Requests the filter could not record: its table was full, or a field too long.
+pub const OBSERVE_OVERFLOW_METRIC: &str = concat!(metric_prefix!(), "observe_overflow");
+
 // Positions in COUNTER_NAMES.
 const ALLOWED: usize = 0;
 const DENIED_POLICY: usize = 1;

@@ -22,9 +22,10 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
+use xnat_guard_policy::observe::{self, ObservationTable, RecordKind};
 use xnat_guard_policy::{
     Connection, ConnectionCache, ConnectionSource, Decision, DecisionCounts, Engine, HeaderMap, MtlsMode, Request,
-    Verdict, CONFIG_DIGEST_METRIC, COUNTERS, METRIC_NAMES,
+    Verdict, CONFIG_DIGEST_METRIC, COUNTERS, METRIC_NAMES, OBSERVE_OVERFLOW_METRIC,
 };
 
 proxy_wasm::main! {{
@@ -51,6 +52,7 @@ const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 struct Metrics {
     counters: [Option<u32>; COUNTERS],
     config_digest: Option<u32>,
+    observe_overflow: Option<u32>,
 }
 
 impl Metrics {
@@ -58,6 +60,7 @@ impl Metrics {
         Metrics {
             counters: METRIC_NAMES.map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()),
             config_digest: hostcalls::define_metric(MetricType::Gauge, CONFIG_DIGEST_METRIC).ok(),
+            observe_overflow: hostcalls::define_metric(MetricType::Counter, OBSERVE_OVERFLOW_METRIC).ok(),
         }
     }
 
@@ -76,6 +79,33 @@ impl Metrics {
             }
         }
     }
+
+    /// Exports what was recorded since the last flush: each record's counter (defined when the
+    /// record is first flushed), a would-deny record's last-seen gauge, and the overflow.
+    fn flush_records(&self, table: &mut ObservationTable) {
+        let now = hostcalls::get_current_time().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let overflow = table.flush(|record, n| {
+            if record.metric.is_none() {
+                let name = observe::metric_name(record.kind, &record.tuple());
+                record.metric = hostcalls::define_metric(MetricType::Counter, &name).ok();
+            }
+            if let Some(id) = record.metric {
+                let _ = hostcalls::increment_metric(id, n as i64);
+            }
+            if record.kind == RecordKind::WouldDeny {
+                if record.time_metric.is_none() {
+                    let name = observe::time_metric_name(record.kind, &record.tuple());
+                    record.time_metric = hostcalls::define_metric(MetricType::Gauge, &name).ok();
+                }
+                if let (Some(id), Some(now)) = (record.time_metric, now) {
+                    let _ = hostcalls::record_metric(id, now.as_secs());
+                }
+            }
+        });
+        if let (Some(id), true) = (self.observe_overflow, overflow > 0) {
+            let _ = hostcalls::increment_metric(id, overflow as i64);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -84,6 +114,8 @@ struct GuardRoot {
     metrics: Metrics,
     counts: Rc<DecisionCounts>,
     connections: Rc<RefCell<ConnectionCache>>,
+    /// Kept across configurations: its records' metrics stay defined in Envoy.
+    records: Rc<RefCell<ObservationTable>>,
 }
 
 impl Context for GuardRoot {}
@@ -119,6 +151,7 @@ impl RootContext for GuardRoot {
 
     fn on_tick(&mut self) {
         self.metrics.flush(&self.counts);
+        self.metrics.flush_records(&mut self.records.borrow_mut());
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -126,6 +159,7 @@ impl RootContext for GuardRoot {
             engine: self.engine.clone(),
             counts: self.counts.clone(),
             connections: self.connections.clone(),
+            records: self.records.clone(),
         }))
     }
 
@@ -138,6 +172,7 @@ struct GuardHttp {
     engine: Option<Rc<Engine>>,
     counts: Rc<DecisionCounts>,
     connections: Rc<RefCell<ConnectionCache>>,
+    records: Rc<RefCell<ObservationTable>>,
 }
 
 impl Context for GuardHttp {}
@@ -148,7 +183,7 @@ impl HttpContext for GuardHttp {
             log::error!("xnat-guard: no valid configuration; denying");
             return deny();
         };
-        let decision = decide(engine, &self.connections);
+        let decision = decide(engine, &self.connections, &self.records);
         self.counts.record(&decision);
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("xnat-guard: {:?}", decision);
@@ -172,10 +207,17 @@ fn deny() -> Action {
 }
 
 /// Reads from the host only what the configuration needs, cheapest decisive fact first, then
-/// evaluates. Connection facts come from the per-connection cache when the configuration reads
-/// two or more of them.
-fn decide(engine: &Engine, cache: &RefCell<ConnectionCache>) -> Decision {
-    let needs = engine.needs();
+/// evaluates, and records the request if the configuration records. Connection facts come from
+/// the per-connection cache when the configuration reads two or more of them.
+fn decide(engine: &Engine, cache: &RefCell<ConnectionCache>, records: &RefCell<ObservationTable>) -> Decision {
+    let needs = engine.reads();
+    let judge = |request: &Request<'_>| {
+        let decision = engine.evaluate(request);
+        if engine.records() {
+            engine.observe(request, &decision, &mut records.borrow_mut());
+        }
+        decision
+    };
     let live = host::Live;
     let mut fresh = Connection::default();
     let mut cache = cache.borrow_mut();
@@ -198,7 +240,7 @@ fn decide(engine: &Engine, cache: &RefCell<ConnectionCache>) -> Decision {
         let method = if needs.method { host::request_header(b":method") } else { None };
         let path = if read_path { host::request_header(b":path") } else { None };
         let authority = if needs.host { host::request_header(b":authority") } else { None };
-        return engine.evaluate(&Request {
+        return judge(&Request {
             method: method.as_deref().unwrap_or_default(),
             path: path.as_deref().unwrap_or_default(),
             host: authority.as_deref(),
@@ -213,7 +255,7 @@ fn decide(engine: &Engine, cache: &RefCell<ConnectionCache>) -> Decision {
     let path = if read_path { map.first(b":path") } else { None };
     let authority = if needs.host { map.first(b":authority") } else { None };
     map.with_values_for(engine, |headers| {
-        engine.evaluate(&Request {
+        judge(&Request {
             method: method.unwrap_or_default(),
             path: path.unwrap_or_default(),
             host: authority,
