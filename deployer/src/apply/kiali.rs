@@ -1,15 +1,18 @@
 //! `kiali install` (applying what [`crate::plan::kiali`] plans, then waiting until the operator
-//! has reconciled the CR and the server's Deployment is available) and `kiali token`.
+//! has reconciled the CR, the server's Deployment is available and, for a LoadBalancer Service,
+//! the load balancer has an address) and `kiali token`.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use kube::api::{Api, PostParams};
 
 use super::{api_error, Applied, ApplyError, Cluster, Result};
 use crate::inspect::str_at;
 use crate::kind::Kind;
-use crate::plan::kiali::{not_validated_without_crd, server_deployment, Plan, ServerDeployment, CRD_NAME};
+use crate::plan::kiali::{
+    not_validated_without_crd, reached, server_deployment, LbAddress, Plan, Reached, ServerDeployment, CRD_NAME,
+};
 
 /// What `kiali install` did with one manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +153,58 @@ pub async fn wait_for_kiali(cluster: &Cluster, namespace: &str) -> Result<Server
                     }
                     Some(d) => availability(&d, &server).map(|()| server.clone()),
                 })
+            }
+        })
+        .await
+}
+
+/// Waits until Kiali is up ([`wait_for_kiali`]) and, for a LoadBalancer Service, until its
+/// load balancer has an address; then what to tell the user: the URL to open, the DNS record
+/// to create, the login command.
+pub async fn wait_until_reachable(cluster: &Cluster, plan: &Plan) -> Result<Reached> {
+    let server = wait_for_kiali(cluster, &plan.namespace).await?;
+    let address = match plan.access.load_balancer {
+        Some(_) => Some(wait_for_load_balancer(cluster, &server).await?),
+        None => None,
+    };
+    Ok(reached(plan, &server, address.as_ref()))
+}
+
+/// Waits for the load balancer's address on the Service the operator made for the server
+/// (named after the instance, in its namespace): `status.loadBalancer.ingress[0]`, a DNS name
+/// on AWS. The cloud controller (or the AWS Load Balancer Controller for an NLB) sets it once
+/// the load balancer exists; a certificate it cannot use, or no controller at all, leaves it
+/// empty, with the reason in the Service's events.
+pub async fn wait_for_load_balancer(cluster: &Cluster, server: &ServerDeployment) -> Result<LbAddress> {
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &server.namespace);
+    let what = format!("Service {}/{}", server.namespace, server.name);
+    cluster
+        .wait_for("waiting for Kiali's load balancer to get an address", || {
+            let services = services.clone();
+            let what = what.clone();
+            let server = server.clone();
+            async move {
+                let service =
+                    services.get_opt(&server.name).await.map_err(api_error(format!("reading Kiali's {what}")))?;
+                let ingress = service
+                    .and_then(|s| s.status)
+                    .and_then(|s| s.load_balancer)
+                    .and_then(|lb| lb.ingress)
+                    .and_then(|i| i.into_iter().next());
+                let address = ingress.and_then(|i| {
+                    i.hostname
+                        .filter(|h| !h.is_empty())
+                        .map(LbAddress::Hostname)
+                        .or_else(|| i.ip.filter(|ip| !ip.is_empty()).map(LbAddress::Ip))
+                });
+                Ok(address.ok_or_else(|| {
+                    format!(
+                        "{what} has no load-balancer address yet; its events say why (a certificate in another \
+                         region or account, no AWS Load Balancer Controller for an NLB): \
+                         `kubectl -n {} describe service {}`",
+                        server.namespace, server.name
+                    )
+                }))
             }
         })
         .await
