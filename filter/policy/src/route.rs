@@ -353,7 +353,9 @@ impl Writer<'_> {
 /// (`/REST/` and `/data/archive/` already rewritten to `/data/`), starting with `/`, no query.
 /// Never allocates. The result is a valid Istio path template and matches `path`.
 ///
-/// An empty segment (a trailing `/`) stays empty: `{*}` needs a character. A path that does not
+/// An empty last segment (a trailing `/`) stays empty: `{*}` needs a character. An empty segment
+/// inside the path (`//`, in no normal path) ends the template in `{**}`: Envoy's templates have
+/// no empty segment but the last. A path that does not
 /// start with `/` has no route: it gets `/{**}`, like any path this grammar does not know.
 /// Below a known prefix, an unknown shape is `{**}` whatever its length (`/data/whatever/x/y`
 /// is `/data/{**}`): its first segment may be a plugin's collection or a user's label, and one
@@ -367,9 +369,16 @@ pub fn route_template(path: &[u8], out: &mut [u8; MAX_ROUTE]) -> usize {
         return w.len;
     };
     let mut node = &ROOT;
-    for segment in rest.split(|&b| b == b'/') {
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(segment) = segments.next() {
         let (written, next): (&[u8], _) = if segment.is_empty() {
-            (segment, Some(node))
+            // Envoy's templates allow an empty segment only as a trailing `/`; `//` (in no
+            // normal path) ends the template.
+            if segments.peek().is_some() {
+                (ANY, None)
+            } else {
+                (segment, None)
+            }
         } else if let Some((_, next)) = node.names.iter().find(|(name, _)| *name == segment) {
             (segment, Some(*next))
         } else if let Some((_, next)) = node.named.filter(|(shape, _)| shape(segment)) {
@@ -424,17 +433,32 @@ mod tests {
 
     #[test]
     fn a_long_template_is_cut_at_a_segment_and_ends_in_any() {
-        let mut path = String::from("/data/projects/P/subjects/S/experiments/E/resources/R/files");
-        while path.len() < 400 {
-            path.push_str("/directory");
+        // XNAT's names never make a template this long (the longest is about 150 bytes, a
+        // Turbine screen's); the writer cuts whatever it is given.
+        let mut out = [0u8; MAX_ROUTE];
+        let mut w = Writer { out: &mut out, len: 0, cut_at: 0 };
+        let mut pushed = 0;
+        while w.push(b"segment") {
+            pushed += 1;
         }
-        let t = template(&path);
-        assert!(t.len() <= MAX_ROUTE, "{t}");
-        assert!(t.ends_with("/files/{**}"), "{t}");
-        // Only empty segments (a path not in normal form) make a template that long.
-        let t = template(&format!("/data{}", "/".repeat(300)));
-        assert_eq!(t.len(), MAX_ROUTE, "{t}");
-        assert!(t.starts_with("/data//") && t.ends_with("//{**}"), "{t}");
+        let len = w.len;
+        let t = String::from_utf8_lossy(&out[..len]).into_owned();
+        assert_eq!(pushed, MAX_ROUTE / "/segment".len(), "{t}");
+        assert!(len <= MAX_ROUTE && t.ends_with("/segment/{**}"), "{t}");
+        assert_eq!(t.matches("/segment").count(), (MAX_ROUTE - CUT.len()) / "/segment".len(), "{t}");
+
+        let mut out = [0u8; MAX_ROUTE];
+        let mut w = Writer { out: &mut out, len: 0, cut_at: 0 };
+        assert!(!w.push(&[b'x'; MAX_ROUTE]), "one segment too long for the buffer");
+        let len = w.len;
+        assert_eq!(&out[..len], CUT);
+    }
+
+    #[test]
+    fn an_empty_segment_is_a_trailing_slash_or_ends_the_template() {
+        assert_eq!(template("/data/projects/P/"), "/data/projects/{*}/");
+        assert_eq!(template("/data//projects"), "/data/{**}");
+        assert_eq!(template("//"), "/{**}");
         assert_eq!(template("/data/projects/P/files/f"), "/data/projects/{*}/files/{**}");
     }
 
