@@ -14,6 +14,7 @@ pub mod check;
 pub mod inspect;
 pub mod kind;
 pub mod local;
+pub mod observations;
 pub mod oci;
 pub mod plan;
 pub mod resources;

@@ -20,6 +20,7 @@ pub mod helm;
 pub mod hpa;
 pub mod install;
 pub mod kiali;
+pub mod learn;
 mod list;
 pub mod mesh;
 pub mod registry;

@@ -1,10 +1,12 @@
 //! `deployer local`: the filter in a real Envoy on this machine.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use deployer::local::{self, LocalOptions, LocalSidecar};
+use deployer::observations::{self, Merged, Observations, Sample};
+use xnat_guard_policy::ObserveMode;
 
 use super::{Global, WorkloadArgs};
 
@@ -43,13 +45,35 @@ pub struct Args {
     /// Send the tour of requests, print the results and exit.
     #[arg(long)]
     tour: bool,
+    /// Record what the filter allows (caller, port, method, XNAT route; identifiers
+    /// wildcarded) and merge it into FILE, as `deployer learn` does from a cluster's sidecars:
+    /// after the tour, or every few seconds and on Ctrl-C. Then `deployer suggest
+    /// --observations FILE`.
+    #[arg(long, value_name = "FILE")]
+    observe: Option<PathBuf>,
+}
+
+/// How often a live session with --observe writes what it saw.
+const OBSERVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Merges what the local Envoy recorded into `file`, as a source named `local`; `session`
+/// tells this Envoy's counters from an earlier session's, which started again from zero.
+fn save_observations(sidecar: &LocalSidecar, file: &Path, namespace: &str, session: &str) -> Result<Merged> {
+    let mut observations = Observations::load_or_new(file, namespace)?;
+    let sample = Sample::from_prometheus(&sidecar.prometheus()?);
+    let merged = observations.merge("local", session, &sample, observations::now());
+    observations.save(file)?;
+    Ok(merged)
 }
 
 /// A live session, not data: what it prints goes out as text whatever `-o` says.
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let out = global.printer();
-    let (target, selection, policy) =
+    let (target, mut selection, policy) =
         args.workload.load(&args.policies).context("the policies were refused; nothing was started")?;
+    if args.observe.is_some() {
+        selection.config.observe = ObserveMode::Routes;
+    }
     let mut preamble = format!("Workload: {target}\n");
     for origin in &selection.origins {
         preamble.push_str(&format!("  enforcing {origin}\n"));
@@ -76,6 +100,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         server_spiffe_id: format!("spiffe://{}/ns/{}/sa/xnat-web", args.workload.mesh.trust_domain(), target.namespace),
     };
     let sidecar = LocalSidecar::start(&opts, &serde_json::to_string(&selection.config)?)?;
+    let session = format!("envoy started {}", observations::now());
     if args.tour {
         let results = local::run_tour(&sidecar, &policy, &local::tour_steps(&args.ports))?;
         out.text(&format!("\n{}\n", local::format_tour(&results, &policy)));
@@ -89,12 +114,48 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
             );
         }
         out.text("Every request was handled as the policy says; denied requests never reached XNAT.\n");
+        if let Some(file) = &args.observe {
+            let merged = save_observations(&sidecar, file, &target.namespace, &session)?;
+            out.text(&observed_line(file, &merged));
+        }
         return Ok(());
     }
     out.text(&format!("\n{}\nPress Ctrl-C to stop.\n", sidecar.instructions()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(tokio::signal::ctrl_c())?;
-    Ok(())
+    let Some(file) = &args.observe else {
+        runtime.block_on(tokio::signal::ctrl_c())?;
+        return Ok(());
+    };
+    out.text(&format!(
+        "Recording what the filter allows into {} every {}s.\n",
+        file.display(),
+        OBSERVE_PERIOD.as_secs()
+    ));
+    loop {
+        let stop = runtime.block_on(async {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r.map(|()| true),
+                () = tokio::time::sleep(OBSERVE_PERIOD) => Ok(false),
+            }
+        })?;
+        let merged = save_observations(&sidecar, file, &target.namespace, &session)?;
+        if merged.requests > 0 || stop {
+            out.progress(&observed_line(file, &merged));
+        }
+        if stop {
+            return Ok(());
+        }
+    }
+}
+
+fn observed_line(file: &Path, merged: &Merged) -> String {
+    format!(
+        "Recorded {} request(s), {} new (caller, port, method, route) in {}; next: deployer suggest --observations {}\n",
+        merged.requests,
+        merged.new_entries,
+        file.display(),
+        file.display()
+    )
 }
 
 fn parse_upstream(url: &str) -> Result<SocketAddr> {

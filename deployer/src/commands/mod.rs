@@ -8,6 +8,7 @@ pub mod check;
 pub mod hpa;
 pub mod install;
 pub mod kiali;
+pub mod learn;
 pub mod local;
 pub mod push;
 pub mod render;
@@ -26,6 +27,22 @@ use xnat_guard_policy::Engine;
 
 /// Flags every subcommand takes.
 #[derive(Args, Clone)]
+/// A duration as `90s`, `10m`, `2h`, `1d` (or plain seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("'{text}' is not a duration: write it as 90s, 10m, 2h or 1d");
+    let (number, unit) =
+        text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
 pub struct Global {
     /// The kubeconfig file [default: $KUBECONFIG, then ~/.kube/config, then in-cluster].
     #[arg(long, global = true, value_name = "FILE")]

@@ -37,6 +37,26 @@ pub fn prometheus_values(text: &str, metric: &str, label: &str) -> Vec<(String, 
     out.into_iter().collect()
 }
 
+/// Every sample in Prometheus text, by metric name, summed over labels (values below zero or
+/// not numbers are left out).
+pub fn prometheus_samples(text: &str) -> Vec<(String, u64)> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        let (name, rest) = line.split_at(end);
+        let value = match rest.strip_prefix('{') {
+            Some(r) => r.split_once('}').map(|(_, v)| v),
+            None => Some(rest),
+        };
+        // A sample may end with a timestamp: the value is the first field.
+        let value = value.and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = value.filter(|v| *v >= 0.0) {
+            *out.entry(name.to_string()).or_default() += v as u64;
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Each of [`FILTER_COUNTERS`] in the sidecar's Prometheus text (0 when absent).
 pub fn filter_counters(text: &str) -> BTreeMap<String, u64> {
     FILTER_COUNTERS

@@ -7,6 +7,7 @@
 pub mod controllers;
 pub mod describe;
 pub mod enforcement;
+pub mod learn;
 pub mod listeners;
 pub mod mesh;
 pub mod metrics;

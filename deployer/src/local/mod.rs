@@ -129,6 +129,16 @@ impl LocalSidecar {
             .collect()
     }
 
+    /// Envoy's Prometheus text (`/stats/prometheus`), as a sidecar's port 15090 serves it,
+    /// after the filter's next flush.
+    pub fn prometheus(&self) -> std::io::Result<String> {
+        std::thread::sleep(Duration::from_millis(1200));
+        match self.envoy.admin_get("/stats/prometheus")? {
+            (200, body) => Ok(body),
+            (status, body) => Err(std::io::Error::other(format!("/stats/prometheus answered {status}: {body}"))),
+        }
+    }
+
     /// How to talk to the running sidecar with curl.
     pub fn instructions(&self) -> String {
         let mut s = String::new();

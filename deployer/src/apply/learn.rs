@@ -1,0 +1,108 @@
+//! `deployer learn`'s reads: the pods the filter runs in, and each one's records from its
+//! sidecar's Prometheus endpoint (pod port 15090) through the API server's pod proxy, as
+//! `status` reads the filter's counters. Nothing in the cluster is changed, and the proxy's
+//! log level is left alone.
+
+use std::collections::BTreeMap;
+
+use kube::api::ListParams;
+
+use super::{api_error, list::list_pods, verify::ENVOY_METRICS_PORT, ApplyError, Cluster, Result};
+use crate::inspect::learn::{plugin_selectors, targets};
+use crate::inspect::status::lacking;
+use crate::kind::Kind;
+use crate::observations::{self, Merged, Observations, Sample};
+
+/// One sample of every pod, merged into the observations.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Each pod read, and what its sample added.
+    pub sampled: Vec<(String, Merged)>,
+    /// Pods selected but not read, each with why.
+    pub skipped: Vec<String>,
+    /// Pods whose filter answered but records nothing: it does not observe.
+    pub not_observing: Vec<String>,
+}
+
+/// Reads every selected pod once and merges what each counted since its last sample into
+/// `observations`. The pods are those `labels` select, or without labels those the
+/// namespace's WasmPlugins select.
+pub async fn learn_once(
+    cluster: &Cluster,
+    namespace: &str,
+    labels: &[(String, String)],
+    observations: &mut Observations,
+) -> Result<Round> {
+    let selectors = if labels.is_empty() {
+        let plugins = cluster
+            .dynamic_api(&Kind::WASM_PLUGIN, Some(namespace))
+            .list(&ListParams::default())
+            .await
+            .map_err(api_error(format!("listing WasmPlugins in {namespace}")))?;
+        let values: Vec<serde_json::Value> =
+            plugins.items.iter().filter_map(|o| serde_json::to_value(o).ok()).collect();
+        let selectors = plugin_selectors(&values);
+        if selectors.is_empty() {
+            return Err(ApplyError::Failed(format!(
+                "no WasmPlugin in namespace {namespace} selects any pod, so no filter records anything there: run \
+                 `deployer rollout {namespace} --observe ...` first, or say which pods with --label KEY=VALUE"
+            )));
+        }
+        selectors
+    } else {
+        vec![labels.iter().cloned().collect::<BTreeMap<_, _>>()]
+    };
+    let pods = list_pods(cluster, namespace).await?;
+    let (chosen, skipped) = targets(&pods, &selectors);
+    if chosen.is_empty() && skipped.is_empty() {
+        return Err(ApplyError::Failed(format!(
+            "no pod in namespace {namespace} matches {}: check the namespace and labels (`kubectl -n {namespace} get \
+             pods --show-labels`)",
+            describe(&selectors)
+        )));
+    }
+    let mut round = Round { skipped, ..Round::default() };
+    for pod in chosen {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let text = match cluster.pod_metrics(namespace, &name, ENVOY_METRICS_PORT).await {
+            Ok(text) => text,
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                return Err(ApplyError::Failed(format!(
+                    "reading {name}'s sidecar metrics: {}",
+                    lacking("get", "pods/proxy", Some(namespace))
+                )))
+            }
+            Err(e) => {
+                round
+                    .skipped
+                    .push(format!("{name}: its sidecar's metrics could not be read ({e}); tried again next sample"));
+                continue;
+            }
+        };
+        let sample = Sample::from_prometheus(&text);
+        if sample.counters.is_empty() && sample.filter_answers {
+            round.not_observing.push(name.clone());
+        } else if !sample.filter_answers {
+            round.skipped.push(format!(
+                "{name}: its sidecar shows no xnat-guard metric: is the filter loaded? (`deployer status {namespace}`)"
+            ));
+            continue;
+        }
+        let merged = observations.merge(&format!("{namespace}/{name}"), &uid, &sample, observations::now());
+        round.sampled.push((name, merged));
+    }
+    if round.sampled.is_empty() && !round.skipped.is_empty() {
+        return Err(ApplyError::Failed(format!(
+            "no pod could be read:\n  {}\nnothing was recorded",
+            round.skipped.join("\n  ")
+        )));
+    }
+    Ok(round)
+}
+
+fn describe(selectors: &[BTreeMap<String, String>]) -> String {
+    let each: Vec<String> =
+        selectors.iter().map(|s| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")).collect();
+    each.join(" or ")
+}
