@@ -1,9 +1,10 @@
-//! The Envoy A/B harness: the same Envoy binary, four variants side by side, interleaved.
+//! The Envoy A/B harness: the same Envoy binary, five variants side by side, interleaved.
 //!
 //! - `none`: no HTTP filter (the baseline);
 //! - `rbac`: Envoy's native RBAC with the rules Istio would generate (harness::native_rbac);
 //! - `floor`: an empty proxy-wasm filter that returns Continue (built here);
-//! - `ours`: the xnat-guard module.
+//! - `ours`: the xnat-guard module;
+//! - `observing`: the same, recording what it allows (`observe: ROUTES`, for `deployer learn`).
 //!
 //! Each variant runs in its own Envoy (one worker, pinned to CPU 0); this process generates load
 //! from CPU 1 over keep-alive connections, plaintext to the exempt port 8080 and mutual TLS with
@@ -29,11 +30,11 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::json;
-use xnat_guard_policy::config::PluginConfig;
+use xnat_guard_policy::config::{ObserveMode, PluginConfig};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
-const VARIANTS: [&str; 4] = ["none", "rbac", "floor", "ours"];
+const VARIANTS: [&str; 5] = ["none", "rbac", "floor", "ours", "observing"];
 const CALLER: &str = "spiffe://cluster.local/ns/xnat-ingest/sa/uploader";
 
 struct Options {
@@ -102,6 +103,10 @@ fn filters(variant: &str, config: &PluginConfig, floor: &Path, ours: &Path) -> V
         "none" => vec![],
         "rbac" => native_rbac::filters(config).expect("translatable"),
         "floor" => vec![envoy::wasm_filter(floor, "{}")],
+        "observing" => {
+            let config = PluginConfig { observe: ObserveMode::Routes, ..config.clone() };
+            vec![envoy::wasm_filter(ours, &serde_json::to_string(&config).expect("json"))]
+        }
         _ => vec![envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"))],
     }
 }
