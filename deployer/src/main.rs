@@ -26,6 +26,7 @@ enum Command {
     Render(commands::render::Args),
     Push(commands::push::Args),
     Rollout(commands::rollout::Args),
+    Promote(commands::promote::Args),
     Status(commands::status::Args),
     Install(commands::install::Args),
     #[command(subcommand)]
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Render(args) => done(commands::render::run(args, &global)),
         Command::Push(args) => done(commands::push::run(args, &global)),
         Command::Rollout(args) => done(commands::rollout::run(args, &global)),
+        Command::Promote(args) => done(commands::promote::run(args, &global)),
         Command::Status(args) => done(commands::status::run(args, &global)),
         Command::Install(args) => done(commands::install::run(args, &global)),
         Command::Kiali(cmd) => done(commands::kiali::run(cmd, &global)),

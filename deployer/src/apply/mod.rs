@@ -23,6 +23,7 @@ pub mod kiali;
 pub mod learn;
 mod list;
 pub mod mesh;
+pub mod promote;
 pub mod registry;
 pub mod rollout;
 pub mod served;

@@ -138,6 +138,7 @@ pub async fn status_in(
         syncz_from_every_istiod: !matches!(access, IstiodAccess::Url(_)),
         hpas_at_risk,
         notes,
+        read_at: Some(k8s_openapi::jiff::Timestamp::now().as_second()),
     };
     Ok(status::report(&observed))
 }

@@ -10,6 +10,7 @@ pub mod install;
 pub mod kiali;
 pub mod learn;
 pub mod local;
+pub mod promote;
 pub mod push;
 pub mod render;
 pub mod rollout;

@@ -70,6 +70,16 @@ pub struct PlanArgs {
     /// or a directory of .yaml, .yml and .json files).
     #[arg(long = "policy", value_name = "FILE")]
     pub policies: Vec<PathBuf>,
+    /// AuthorizationPolicies to ship as dry-run beside the --policy ones (a file or a
+    /// directory; repeat for more): each gets istio.io/dry-run: "true", goes into the
+    /// filter's configuration, which evaluates it on every request and denies nothing for it
+    /// but records each allowed request it would deny, and to the cluster, where Istio's RBAC
+    /// only shadows it. Its name must differ from the --policy ones. The loop: `deployer learn`
+    /// what XNAT's callers do, `deployer suggest` the tightest policy, `deployer check` it,
+    /// `deployer rollout --dry-run-policy SUGGESTED.yaml`, `deployer status` shows what it would
+    /// deny, `deployer promote` enforces it once nothing was denied for a window.
+    #[arg(long = "dry-run-policy", value_name = "FILE")]
+    pub dry_run_policies: Vec<PathBuf>,
     /// Where sidecars fetch the filter: the oci:// URL `deployer push` printed.
     #[arg(long, value_name = "URL", env = "XNAT_GUARD_MODULE_URL")]
     module_url: Option<String>,
@@ -139,15 +149,27 @@ impl PlanArgs {
 
     /// The plan for `mesh` (a rollout's, read from the cluster).
     pub fn plan_in(&self, mesh: &Mesh) -> Result<Plan> {
+        rollout::plan(&self.spec_in(mesh)?).context("nothing was rendered")
+    }
+
+    /// What the flags ask for, in `mesh`: the files read, not yet planned.
+    pub fn spec_in(&self, mesh: &Mesh) -> Result<Spec> {
         if self.policies.is_empty() {
             bail!(
                 "give the policies with --policy FILE (AuthorizationPolicy, PeerAuthentication, DestinationRule YAML)"
             );
         }
-        let spec = Spec {
+        let dry_run_objects = if self.dry_run_policies.is_empty() {
+            Vec::new()
+        } else {
+            resources::load_files(&self.dry_run_policies)
+                .context("the --dry-run-policy files were refused; nothing was rendered")?
+        };
+        Ok(Spec {
             namespace: self.namespace.get()?,
             objects: resources::load_files(&self.policies)
                 .context("the policies were refused; nothing was rendered")?,
+            dry_run_objects,
             labels: self.labels.labels.clone(),
             module: self.require_module()?,
             root_namespace: mesh.root_namespace.clone(),
@@ -165,8 +187,7 @@ impl PlanArgs {
             method_override: self.filter.method_override.into(),
             exact_handler_matching: self.filter.exact_handler_matching,
             image_pull_secret: self.image_pull_secret.clone(),
-        };
-        rollout::plan(&spec).context("nothing was rendered")
+        })
     }
 }
 

@@ -25,6 +25,12 @@ use super::{runtime, Change, Global};
 /// the WasmPlugin is put back as it was and the error names the pod and why (a failed fetch,
 /// the sidecar's log line). Re-running changes nothing. --undo removes what rollout applied.
 ///
+/// With --dry-run-policy SUGGESTED.yaml (what `deployer suggest` printed, checked with
+/// `deployer check`), the suggestion is shipped as dry-run beside the --policy files: the
+/// filter records what it would deny and denies nothing for it; `deployer status` lists what
+/// it would have denied, and `deployer promote` enforces it once a window passes without any.
+/// Re-running this dry-run rollout after a promote goes back one step.
+///
 /// The namespace must exist: rollout and --undo never create one, and stop before changing
 /// anything if it is missing. With --service, the Service's ports are read from the cluster
 /// (a DestinationRule names the Service port that forwards to the plaintext port, 80 for

@@ -11,6 +11,9 @@ use super::{runtime, Global, NamespaceArg};
 /// Each section replaces a runbook command:
 ///
 ///   Pods, filter counters, CONFIGURATION ENFORCED   kubectl get pods; the filter's xnat_guard_config_digest against the WasmPlugin's configDigest
+///   Dry-run denials                                 what the dry-run policies (rollout --dry-run-policy) would deny of what
+///                                                   the pods served: caller, port, method, route, count, last seen, summed
+///                                                   over the pods and per pod; `deployer promote` enforces them
 ///   Proxy status (with ECDS, the WasmPlugin's)      istioctl proxy-status
 ///   Pod POD: the policies that apply, which wins    istioctl x describe pod POD.NS
 ///   Inbound listener: ports, TLS mode               istioctl proxy-config listeners POD.NS

@@ -96,6 +96,8 @@ pub struct Observed {
     pub hpas_at_risk: Read<Vec<Finding>>,
     /// What the reads noted (a list read in fewer namespaces than asked).
     pub notes: Vec<String>,
+    /// When the pods' metrics were read (Unix seconds), to say how long ago a record was seen.
+    pub read_at: Option<i64>,
 }
 
 /// One pod, and what its sidecar, its agent and istiod said about it.
@@ -161,10 +163,167 @@ pub struct Status {
     pub destination_rules: Vec<PolicyRow>,
     pub wasm_plugins: Vec<PolicyRow>,
     pub hpas_at_risk: Vec<Finding>,
+    /// The dry-run AuthorizationPolicies the namespace's WasmPlugins carry (`namespace/name`).
+    pub dry_run_policies: Vec<String>,
+    /// When the pods' metrics were read (Unix seconds).
+    #[serde(skip)]
+    pub read_at: Option<i64>,
+    /// What the dry-run policies would have denied of the requests the pods allowed, summed
+    /// over the pods, most recently seen first.
+    pub would_deny: Vec<WouldDeny>,
     /// The sections that could not be read, and why (a permission lacking, istiod unreachable).
     pub unavailable: BTreeMap<String, String>,
     pub notes: Vec<String>,
     pub problems: Vec<String>,
+}
+
+/// One request shape (caller, port, method, XNAT route) the pods allowed and a dry-run policy
+/// would have denied, from the filter's `xnat_guard_would_deny__...` counter and
+/// `xnat_guard_would_deny_at__...` gauge; counted since each sidecar started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WouldDeny {
+    /// The peer's SPIFFE identity, `plaintext`, or `mtls-without-identity`.
+    pub caller: String,
+    pub port: Option<u16>,
+    pub method: String,
+    /// An Istio path template in XNAT's route grammar (identifiers wildcarded).
+    pub route: String,
+    /// Requests, summed over the pods.
+    pub count: u64,
+    /// When a pod last counted one (RFC 3339), the latest over the pods; `None` when no pod
+    /// exported the time.
+    pub last_seen: Option<String>,
+    /// The same, in Unix seconds.
+    pub last_seen_unix: Option<i64>,
+    /// Each pod's share, by pod name.
+    pub pods: Vec<PodWouldDeny>,
+}
+
+/// One pod's share of a [`WouldDeny`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodWouldDeny {
+    pub pod: String,
+    pub count: u64,
+    pub last_seen: Option<String>,
+    pub last_seen_unix: Option<i64>,
+}
+
+/// Unix seconds as RFC 3339 (`2026-12-01T10:00:00Z`).
+pub fn rfc3339(seconds: i64) -> Option<String> {
+    k8s_openapi::jiff::Timestamp::from_second(seconds).ok().map(|t| t.to_string())
+}
+
+/// A span of seconds as a user reads it: `45s`, `12m`, `3h20m`, `2d4h`.
+pub fn span(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => match (s / 3600, s % 3600 / 60) {
+            (h, 0) => format!("{h}h"),
+            (h, m) => format!("{h}h{m}m"),
+        },
+        s => match (s / 86_400, s % 86_400 / 3600) {
+            (d, 0) => format!("{d}d"),
+            (d, h) => format!("{d}d{h}h"),
+        },
+    }
+}
+
+/// The would-deny records in each pod's Prometheus text (`(pod, text)`), summed over the pods:
+/// counts added, the last-seen time the latest. Most recently seen first, then by caller,
+/// port, method and route.
+pub fn would_deny<'a>(pods: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<WouldDeny> {
+    use xnat_guard_policy::observe::{parse_metric_name, OwnedTuple, RecordKind};
+    let mut by_tuple: BTreeMap<OwnedTuple, WouldDeny> = BTreeMap::new();
+    for (pod, text) in pods {
+        let sample = crate::observations::Sample::from_prometheus(text);
+        for (name, &count) in &sample.counters {
+            let Some((RecordKind::WouldDeny, false, tuple)) = parse_metric_name(name) else { continue };
+            let at = sample.would_deny_at.get(&tuple).map(|&s| s as i64);
+            let entry = by_tuple.entry(tuple.clone()).or_insert_with(|| WouldDeny {
+                caller: tuple.caller.clone(),
+                port: tuple.port,
+                method: tuple.method.clone(),
+                route: tuple.route.clone(),
+                count: 0,
+                last_seen: None,
+                last_seen_unix: None,
+                pods: Vec::new(),
+            });
+            entry.count += count;
+            entry.last_seen_unix = entry.last_seen_unix.max(at);
+            entry.last_seen = entry.last_seen_unix.and_then(rfc3339);
+            entry.pods.push(PodWouldDeny {
+                pod: pod.to_string(),
+                count,
+                last_seen: at.and_then(rfc3339),
+                last_seen_unix: at,
+            });
+        }
+    }
+    let mut out: Vec<WouldDeny> = by_tuple.into_values().collect();
+    out.sort_by(|a, b| {
+        b.last_seen_unix
+            .cmp(&a.last_seen_unix)
+            .then_with(|| (&a.caller, a.port, &a.method, &a.route).cmp(&(&b.caller, b.port, &b.method, &b.route)))
+    });
+    out
+}
+
+/// The dry-run AuthorizationPolicies (`namespace/name`) the WasmPlugins' configurations carry.
+pub fn dry_run_policies(wasm_plugins: &[DynamicObject]) -> Vec<String> {
+    let mut out: Vec<String> = wasm_plugins
+        .iter()
+        .flat_map(|w| {
+            w.data.pointer("/spec/pluginConfig/policies").and_then(Value::as_array).cloned().unwrap_or_default()
+        })
+        .filter(|p| p.get("dryRun").and_then(Value::as_bool) == Some(true))
+        .map(|p| format!("{}/{}", str_at(&p, &["namespace"]), str_at(&p, &["name"])))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The would-deny records as table lines, each indented by `indent`: caller, port, method,
+/// route, count, last seen (and how long before `now`); with `per_pod`, each pod's share
+/// below its record.
+pub fn would_deny_lines(records: &[WouldDeny], now: Option<i64>, per_pod: bool, indent: &str) -> String {
+    let seen = |at: Option<i64>, text: &Option<String>| match (at, text, now) {
+        (Some(at), Some(text), Some(now)) => format!("{text} ({} ago)", span(now - at)),
+        (_, Some(text), _) => text.clone(),
+        _ => "(not exported)".to_string(),
+    };
+    let width = records.iter().map(|r| r.caller.len()).max().unwrap_or(6).clamp(6, 60);
+    let route_width = records.iter().map(|r| r.route.len()).max().unwrap_or(5).clamp(5, 70);
+    let mut out = format!(
+        "{indent}{:<width$} {:<5} {:<7} {:<route_width$} {:>7} LAST SEEN\n",
+        "CALLER", "PORT", "METHOD", "ROUTE", "COUNT"
+    );
+    for r in records {
+        let port = r.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{indent}{:<width$} {:<5} {:<7} {:<route_width$} {:>7} {}\n",
+            r.caller,
+            port,
+            r.method,
+            r.route,
+            r.count,
+            seen(r.last_seen_unix, &r.last_seen)
+        ));
+        if per_pod {
+            for p in &r.pods {
+                out.push_str(&format!(
+                    "{indent}  pod {}: {}, last seen {}\n",
+                    p.pod,
+                    p.count,
+                    seen(p.last_seen_unix, &p.last_seen)
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Whether the metrics of this pod are worth reading: it has a ready sidecar.
@@ -338,6 +497,14 @@ pub fn report(observed: &Observed) -> Status {
     let rows = |r: &Read<Vec<DynamicObject>>, f: fn(&DynamicObject) -> PolicyRow| {
         r.as_ref().map(|v| v.iter().map(f).collect()).unwrap_or_default()
     };
+    let metrics: Vec<(&str, &str)> = observed
+        .pods
+        .as_ref()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Some((p.pod.metadata.name.as_deref()?, p.metrics.as_ref()?.as_ref().ok()?.as_str())))
+        .collect();
     Status {
         namespace: namespace.clone(),
         injection_label,
@@ -347,6 +514,9 @@ pub fn report(observed: &Observed) -> Status {
         destination_rules: rows(&observed.destination_rules, destination_rule_row),
         wasm_plugins: rows(&observed.wasm_plugins, wasm_plugin_row),
         hpas_at_risk: observed.hpas_at_risk.clone().unwrap_or_default(),
+        dry_run_policies: dry_run_policies(wasm_plugins),
+        would_deny: would_deny(metrics),
+        read_at: observed.read_at,
         unavailable,
         notes: observed.notes.clone(),
         problems,
@@ -536,6 +706,8 @@ pub fn status_table(s: &Status) -> String {
         }
     }
 
+    dry_run_section(&mut out, s);
+
     out.push_str("\nProxy status (istioctl proxy-status; istiod's /debug/syncz)\n");
     if !unavailable_line(&mut out, "  ", &s.unavailable, section::PROXY_STATUS) || !s.proxies.is_empty() {
         out.push_str(&format!(
@@ -609,6 +781,34 @@ pub fn status_table(s: &Status) -> String {
         out.push_str(&format!("  - {p}\n"));
     }
     out
+}
+
+/// What the dry-run policies would have denied: left out when no dry-run policy is in force
+/// and nothing was recorded.
+fn dry_run_section(out: &mut String, s: &Status) {
+    if s.dry_run_policies.is_empty() && s.would_deny.is_empty() {
+        return;
+    }
+    let ns = &s.namespace;
+    match s.dry_run_policies.as_slice() {
+        [] => out.push_str(
+            "\nDry-run denials (no dry-run policy is in force now: these were recorded under an earlier \
+             configuration, and count until each sidecar restarts)\n",
+        ),
+        policies => out.push_str(&format!(
+            "\nDry-run denials: requests allowed and served that the dry-run policies {} would deny \
+             (counted since each sidecar started; `deployer promote {ns} --window DURATION` enforces them once none is recent)\n",
+            policies.join(", ")
+        )),
+    }
+    if s.would_deny.is_empty() {
+        out.push_str("  no dry-run denials\n");
+        return;
+    }
+    // Each pod's share, where there is more than one filter to share it.
+    let filters = s.pods.iter().filter(|p| p.enforced_config.is_some()).count();
+    let per_pod = filters > 1 || s.would_deny.iter().any(|r| r.pods.len() > 1);
+    out.push_str(&would_deny_lines(&s.would_deny, s.read_at, per_pod, "  "));
 }
 
 /// One pod's `describe`, inbound listener and log.
@@ -756,6 +956,7 @@ mod tests {
             syncz_from_every_istiod: true,
             hpas_at_risk: Ok(Vec::new()),
             notes: Vec::new(),
+            read_at: None,
         }
     }
 
@@ -877,6 +1078,71 @@ mod tests {
             s.problems,
             ["pod a's sidecar logged a wasm error: 2026-12-01T10:00:01Z  error  wasm  failed to fetch Wasm module oci://r/x:1: 401 Unauthorized"]
         );
+    }
+
+    fn dry_run_plugin() -> DynamicObject {
+        let mut p = plugin();
+        p.data["spec"]["pluginConfig"] = json!({"policies": [
+            {"name": "xnat-all", "namespace": "xnat", "dryRun": false, "spec": {}},
+            {"name": "xnat-suggested", "namespace": "xnat", "dryRun": true, "spec": {}}]});
+        p
+    }
+
+    fn would_deny_text(method: &str, count: u64, at: u64) -> String {
+        use xnat_guard_policy::observe::{metric_name, time_metric_name, RecordKind, Tuple};
+        let t =
+            Tuple { caller: b"plaintext", port: Some(8080), method: method.as_bytes(), route: b"/data/projects/{*}" };
+        format!(
+            "{} {count}\n{} {at}\n",
+            metric_name(RecordKind::WouldDeny, &t),
+            time_metric_name(RecordKind::WouldDeny, &t)
+        )
+    }
+
+    fn reporting(name: &str, text: String) -> ObservedPod {
+        ObservedPod { pod: pod(name, Some(true)), metrics: Some(Ok(text)), module: None, config_dump: None, log: None }
+    }
+
+    #[test]
+    fn a_dry_run_policy_in_force_with_nothing_recorded_says_no_dry_run_denials() {
+        let s = report(&observed(vec![reporting("a", "xnat_guard_allowed 3\n".into())], vec![dry_run_plugin()]));
+        assert_eq!(s.dry_run_policies, ["xnat/xnat-suggested"]);
+        assert!(s.would_deny.is_empty());
+        let table = status_table(&s);
+        assert!(table.contains("dry-run policies xnat/xnat-suggested would deny"), "{table}");
+        assert!(table.contains("  no dry-run denials\n"), "{table}");
+        // Without a dry-run policy and without records, no section at all.
+        let s = report(&observed(vec![reporting("a", String::new())], vec![plugin()]));
+        assert!(!status_table(&s).contains("Dry-run denials"));
+    }
+
+    #[test]
+    fn would_deny_records_are_summed_over_the_pods_latest_first_with_each_pods_share() {
+        let pods = vec![
+            reporting("a", would_deny_text("DELETE", 2, 1_800_000_000) + &would_deny_text("PUT", 1, 1_800_000_100)),
+            reporting("b", would_deny_text("DELETE", 5, 1_800_000_050)),
+        ];
+        let s = report(&Observed { read_at: Some(1_800_000_160), ..observed(pods, vec![dry_run_plugin()]) });
+        let rows: Vec<(&str, u64, Option<i64>, usize)> =
+            s.would_deny.iter().map(|r| (r.method.as_str(), r.count, r.last_seen_unix, r.pods.len())).collect();
+        assert_eq!(rows, [("PUT", 1, Some(1_800_000_100), 1), ("DELETE", 7, Some(1_800_000_050), 2)]);
+        assert_eq!(s.would_deny[1].last_seen.as_deref(), Some("2027-01-15T08:00:50Z"));
+        let table = status_table(&s);
+        assert!(
+            table.contains("plaintext 8080  DELETE  /data/projects/{*}       7 2027-01-15T08:00:50Z (1m ago)"),
+            "{table}"
+        );
+        assert!(table.contains("    pod b: 5, last seen 2027-01-15T08:00:50Z (1m ago)"), "{table}");
+        assert!(s.problems.is_empty(), "a would-deny record is not a problem: {:?}", s.problems);
+    }
+
+    #[test]
+    fn spans_read_as_a_user_writes_them() {
+        for (s, text) in
+            [(45, "45s"), (600, "10m"), (3600, "1h"), (12_000, "3h20m"), (172_800, "2d"), (187_200, "2d4h")]
+        {
+            assert_eq!(span(s), text);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod helm;
 pub mod hpa;
 pub mod install;
 pub mod kiali;
+pub mod promote;
 pub mod rollout;
 
 use serde_json::Value;

@@ -77,6 +77,11 @@ pub struct Spec {
     pub namespace: String,
     /// Objects read from the `--policy` files.
     pub objects: Vec<Object>,
+    /// AuthorizationPolicies read from the `--dry-run-policy` files: shipped with
+    /// `istio.io/dry-run: "true"`, into the filter's configuration (evaluated and recorded,
+    /// never enforced) and to the cluster (where Istio's RBAC only shadows them), whatever
+    /// `native_authz` says. `deployer promote` enforces them.
+    pub dry_run_objects: Vec<Object>,
     /// Pod labels of the workload; inferred from the policies' selectors when empty.
     pub labels: Vec<(String, String)>,
     pub module: ModuleRef,
@@ -119,6 +124,7 @@ impl Spec {
         Spec {
             namespace: namespace.to_string(),
             objects,
+            dry_run_objects: Vec::new(),
             labels: Vec::new(),
             module,
             root_namespace: "istio-system".into(),
@@ -187,7 +193,7 @@ impl Plan {
 pub fn plan(spec: &Spec) -> Result<Plan> {
     if spec.fail_strategy == FailStrategy::FailOpen && !spec.force {
         return Err(PlanError::Invalid(
-            "--fail-strategy fail-open lets traffic through unprotected whenever the module cannot be fetched or started; add --force if that is really wanted".into(),
+            "--fail-strategy fail-open lets traffic through unprotected whenever the module cannot be fetched or started; add --force if that is really wanted (promote: --accept-fail-open)".into(),
         ));
     }
     let mut objects = Vec::new();
@@ -214,10 +220,16 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         }
         objects.push(o);
     }
+    let dry_run = dry_run_objects(spec, &objects)?;
     let mut notes = Vec::new();
     pull_secret_notes(spec, &mut notes)?;
     let objects = resources::replace_repeated(objects, &mut notes);
-    let target = PolicyTarget::infer(&objects, &spec.root_namespace, Some(&spec.namespace), &spec.labels)?;
+    let dry_run = resources::replace_repeated(dry_run, &mut notes);
+    let target = {
+        let mut policies = objects.clone();
+        policies.extend(dry_run.iter().cloned());
+        PolicyTarget::infer(&policies, &spec.root_namespace, Some(&spec.namespace), &spec.labels)?
+    };
     if target.labels.is_empty() {
         return Err(PlanError::Invalid(format!(
             "no pod labels for the workload: the policies have no selector in namespace {}; say which pods with --label app=NAME",
@@ -228,14 +240,35 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     let generated_pa = generated_peer_authentications(spec, &objects, &target)?;
     let mut all = objects.clone();
     all.extend(generated_pa.iter().cloned());
+    all.extend(dry_run.iter().cloned());
     let mesh = resources::Mesh {
         root_namespace: spec.root_namespace.clone(),
         trust_domain: spec.trust_domain.clone(),
         trust_domain_aliases: spec.trust_domain_aliases.clone(),
     };
     let (selection, _) = resources::select(&all, &target, &mesh)?;
-    let Selection { mut config, notes: selection_notes, .. } = selection;
+    let Selection { mut config, notes: selection_notes, origins, skipped, .. } = selection;
     notes.extend(selection_notes);
+    for o in &dry_run {
+        let selected = format!("{} ({})", o.describe(), o.origin);
+        if !origins.contains(&selected) {
+            let why = skipped.iter().find(|s| s.contains(&selected)).cloned().unwrap_or_default();
+            return Err(PlanError::Invalid(format!(
+                "{} from {}, given with --dry-run-policy, does not apply to the workload ({target}), so it would record \
+                 nothing: {why}; make its selector match the workload's pods",
+                o.describe(),
+                o.origin
+            )));
+        }
+        notes.push(format!(
+            "{} from {} is shipped as dry-run (istio.io/dry-run: \"true\"): the filter evaluates it on every request \
+             and denies nothing for it, recording each allowed request it would deny (`deployer status {ns}` lists them); \
+             Istio's RBAC only shadows it. `deployer promote {ns}` enforces it once nothing was denied for a window",
+            o.describe(),
+            o.origin,
+            ns = spec.namespace
+        ));
+    }
     config.path_normalization = spec.path_normalization;
     config.method_override = spec.method_override;
     if spec.exact_handler_matching {
@@ -271,6 +304,11 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
             manifests.push(object_manifest(Kind::AUTHORIZATION_POLICY, o, &spec.namespace));
         }
     }
+    // Dry-run policies go to the cluster too, with or without --native-authz: Istio's RBAC only
+    // shadows them, and `deployer promote` finds them there.
+    for o in &dry_run {
+        manifests.push(object_manifest(Kind::AUTHORIZATION_POLICY, o, &spec.namespace));
+    }
     manifests.push(wasm_plugin(spec, &target, plugin_config)?);
     check_sizes(&manifests, &config)?;
     let mut plan = Plan {
@@ -289,6 +327,73 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         plan.warnings = destination_rule_port_warnings(&plan, name, ports, false);
     }
     Ok(plan)
+}
+
+/// Istio's annotation for a policy that is evaluated and reported, never enforced.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+/// The `--dry-run-policy` objects, each in the workload's namespace (unless it names the root
+/// namespace) and annotated `istio.io/dry-run: "true"`. Refuses other kinds, a policy that
+/// says it is enforced, and a name a `--policy` AuthorizationPolicy already has (one object in
+/// the cluster cannot be both).
+fn dry_run_objects(spec: &Spec, enforced: &[Object]) -> Result<Vec<Object>> {
+    let mut out = Vec::new();
+    for o in &spec.dry_run_objects {
+        let mut o = o.clone();
+        if !o.namespace_given {
+            o.namespace = spec.namespace.clone();
+        }
+        if !o.is(Kind::AUTHORIZATION_POLICY) {
+            return Err(PlanError::Invalid(format!(
+                "{} from {}: --dry-run-policy takes AuthorizationPolicies only (Istio's istio.io/dry-run applies to \
+                 nothing else); give PeerAuthentications and DestinationRules with --policy",
+                o.describe(),
+                o.origin
+            )));
+        }
+        if o.namespace != spec.namespace && o.namespace != spec.root_namespace {
+            return Err(PlanError::Invalid(format!(
+                "{} from {} is for namespace {}, not {}; render each namespace separately",
+                o.describe(),
+                o.origin,
+                o.namespace,
+                spec.namespace
+            )));
+        }
+        match o.annotations.get(DRY_RUN_ANNOTATION).map(String::as_str) {
+            None | Some("true") => {}
+            Some("false") => {
+                return Err(PlanError::Invalid(format!(
+                    "{} from {} says istio.io/dry-run: \"false\" (enforce it), but it was given with --dry-run-policy: \
+                     remove that annotation from the file (--dry-run-policy sets it to \"true\"), or give the file with \
+                     --policy to enforce it now",
+                    o.describe(),
+                    o.origin
+                )))
+            }
+            Some(other) => {
+                return Err(PlanError::Invalid(format!(
+                    "{} from {}: annotation istio.io/dry-run is {other:?}, which Istio does not read; remove it \
+                     (--dry-run-policy sets it to \"true\")",
+                    o.describe(),
+                    o.origin
+                )))
+            }
+        }
+        if let Some(e) =
+            enforced.iter().find(|e| e.is(Kind::AUTHORIZATION_POLICY) && e.namespace == o.namespace && e.name == o.name)
+        {
+            return Err(PlanError::Invalid(format!(
+                "AuthorizationPolicy {}/{} is given both with --policy ({}) and with --dry-run-policy ({}): one object in \
+                 the cluster cannot be both enforced and dry-run. Rename the dry-run one (metadata.name: {}-suggested, \
+                 say) so that both are shipped side by side",
+                o.namespace, o.name, e.origin, o.origin, o.name
+            )));
+        }
+        o.annotations.insert(DRY_RUN_ANNOTATION.into(), "true".into());
+        out.push(o);
+    }
+    Ok(out)
 }
 
 /// The PeerAuthentications the flags ask for, unless the files already hold one at that level.
