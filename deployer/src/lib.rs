@@ -18,4 +18,5 @@ pub mod observations;
 pub mod oci;
 pub mod plan;
 pub mod resources;
+pub mod suggest;
 pub mod yaml;

@@ -32,6 +32,8 @@ enum Command {
     #[command(subcommand)]
     Kiali(commands::kiali::Command),
     Hpa(commands::hpa::Args),
+    Learn(commands::learn::Args),
+    Suggest(commands::suggest::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,8 @@ fn main() -> ExitCode {
         Command::Install(args) => done(commands::install::run(args, &global)),
         Command::Kiali(cmd) => done(commands::kiali::run(cmd, &global)),
         Command::Hpa(args) => done(commands::hpa::run(args, &global)),
+        Command::Learn(args) => done(commands::learn::run(args, &global)),
+        Command::Suggest(args) => commands::suggest::run(args, &global),
     };
     match result {
         Ok(code) => code,

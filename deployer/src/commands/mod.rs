@@ -15,6 +15,7 @@ pub mod push;
 pub mod render;
 pub mod rollout;
 pub mod status;
+pub mod suggest;
 
 use std::path::PathBuf;
 use std::time::Duration;
