@@ -96,6 +96,13 @@ pub struct Source {
     pub uid: String,
     pub sampled_at: String,
     pub counters: BTreeMap<String, u64>,
+    /// Its overflow counter at that sample.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overflow: u64,
+    /// Envoy's uptime at that sample, in seconds: less on the next sample means a restart
+    /// even where the counters have since grown past their old values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<u64>,
 }
 
 /// What one sidecar's metrics say, read from its Prometheus text.
@@ -108,6 +115,8 @@ pub struct Sample {
     pub overflow: u64,
     /// The text has some metric of the filter's: it is loaded in this sidecar.
     pub filter_answers: bool,
+    /// Envoy's `server.uptime`, in seconds.
+    pub uptime: Option<u64>,
 }
 
 impl Sample {
@@ -116,6 +125,10 @@ impl Sample {
         let mut sample = Sample::default();
         for (name, value) in prometheus_samples(text) {
             sample.filter_answers |= name.starts_with(xnat_guard_policy::METRIC_PREFIX);
+            if name == ENVOY_UPTIME_METRIC {
+                sample.uptime = Some(value);
+                continue;
+            }
             if name == xnat_guard_policy::OBSERVE_OVERFLOW_METRIC {
                 sample.overflow += value;
                 continue;
@@ -212,8 +225,10 @@ impl Observations {
         let mut merged = Merged::default();
         let previous = self.sources.iter().position(|s| s.name == source && s.uid == uid);
         let before = previous.map(|i| self.sources[i].counters.clone()).unwrap_or_default();
+        let uptime_before = previous.and_then(|i| self.sources[i].uptime);
         merged.restarted = sample.counters.iter().any(|(name, &now)| before.get(name).is_some_and(|&b| now < b))
-            || before.keys().any(|name| !sample.counters.contains_key(name));
+            || before.keys().any(|name| !sample.counters.contains_key(name))
+            || matches!((uptime_before, sample.uptime), (Some(b), Some(now)) if now < b);
         for (name, &now) in &sample.counters {
             let delta = match before.get(name) {
                 _ if merged.restarted => now,
@@ -257,15 +272,20 @@ impl Observations {
                 }
             }
         }
-        let overflow_before = previous.and_then(|i| self.sources[i].counters.get(OVERFLOW_KEY).copied()).unwrap_or(0);
+        let overflow_before = previous.map(|i| self.sources[i].overflow).unwrap_or(0);
         self.overflow += if merged.restarted || sample.overflow < overflow_before {
             sample.overflow
         } else {
             sample.overflow - overflow_before
         };
-        let mut counters = sample.counters.clone();
-        counters.insert(OVERFLOW_KEY.into(), sample.overflow);
-        let kept = Source { name: source.into(), uid: uid.into(), sampled_at: at_text, counters };
+        let kept = Source {
+            name: source.into(),
+            uid: uid.into(),
+            sampled_at: at_text,
+            counters: sample.counters.clone(),
+            overflow: sample.overflow,
+            uptime: sample.uptime,
+        };
         match previous {
             Some(i) => self.sources[i] = kept,
             None => self.sources.push(kept),
@@ -282,8 +302,8 @@ impl Observations {
     }
 }
 
-/// The sample's overflow, kept among a source's counters under a name no record has.
-const OVERFLOW_KEY: &str = "overflow";
+/// Envoy's uptime as its Prometheus endpoint names it.
+const ENVOY_UPTIME_METRIC: &str = "envoy_server_uptime";
 
 fn later(a: &str, b: &str) -> String {
     match (a.parse::<Timestamp>(), b.parse::<Timestamp>()) {
@@ -342,6 +362,20 @@ mod tests {
         let m = file.merge("xnat/xnat-xnat-web-1", "u2", &sample(&[(&get, 4)]), at(40));
         assert_eq!(m.requests, 0);
         assert_eq!(file.total(), 14);
+    }
+
+    #[test]
+    fn a_sidecar_that_restarted_and_counted_past_its_old_values_is_told_by_its_uptime() {
+        let get = name(RecordKind::Observed, "plaintext", "GET", "/data/projects");
+        let with_uptime = |count: u64, uptime: u64| Sample { uptime: Some(uptime), ..sample(&[(&get, count)]) };
+        let mut file = Observations::new("xnat");
+        file.merge("xnat/p", "u", &with_uptime(5, 100), at(0));
+        let m = file.merge("xnat/p", "u", &with_uptime(7, 160), at(60));
+        assert_eq!((m.requests, m.restarted), (2, false));
+        // Restarted 10 s ago and already counted 9: all 9 are new.
+        let m = file.merge("xnat/p", "u", &with_uptime(9, 10), at(120));
+        assert_eq!((m.requests, m.restarted), (9, true));
+        assert_eq!(file.total(), 16);
     }
 
     #[test]

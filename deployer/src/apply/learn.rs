@@ -62,6 +62,8 @@ pub async fn learn_once(
         )));
     }
     let mut round = Round { skipped, ..Round::default() };
+    // Every pod is read before anything is merged: a refusal half-way changes nothing.
+    let mut samples = Vec::new();
     for pod in chosen {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -81,15 +83,20 @@ pub async fn learn_once(
             }
         };
         let sample = Sample::from_prometheus(&text);
-        if sample.counters.is_empty() && sample.filter_answers {
-            round.not_observing.push(name.clone());
-        } else if !sample.filter_answers {
+        if !sample.filter_answers {
             round.skipped.push(format!(
                 "{name}: its sidecar shows no xnat-guard metric: is the filter loaded? (`deployer status {namespace}`)"
             ));
             continue;
         }
-        let merged = observations.merge(&format!("{namespace}/{name}"), &uid, &sample, observations::now());
+        if sample.counters.is_empty() {
+            round.not_observing.push(name.clone());
+        }
+        samples.push((name, uid, sample));
+    }
+    let at = observations::now();
+    for (name, uid, sample) in samples {
+        let merged = observations.merge(&format!("{namespace}/{name}"), &uid, &sample, at);
         round.sampled.push((name, merged));
     }
     if round.sampled.is_empty() && !round.skipped.is_empty() {

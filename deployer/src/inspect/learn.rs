@@ -31,9 +31,13 @@ pub fn targets<'a>(pods: &'a [Pod], selectors: &[BTreeMap<String, String>]) -> (
     (chosen, skipped)
 }
 
-/// The label selectors of the WasmPlugins `learn` reads through (`spec.selector.matchLabels`).
+/// The label selectors of the WasmPlugins `learn` reads through (`spec.selector.matchLabels`);
+/// a WasmPlugin without one applies to every pod of its namespace, as Istio applies it.
 pub fn plugin_selectors(plugins: &[serde_json::Value]) -> Vec<BTreeMap<String, String>> {
-    plugins.iter().filter_map(|p| serde_json::from_value(p["spec"]["selector"]["matchLabels"].clone()).ok()).collect()
+    plugins
+        .iter()
+        .map(|p| serde_json::from_value(p["spec"]["selector"]["matchLabels"].clone()).unwrap_or_default())
+        .collect()
 }
 
 #[cfg(test)]
@@ -72,5 +76,7 @@ mod tests {
         assert_eq!(skipped.len(), 2);
         assert!(skipped[0].starts_with("xnat-xnat-web-1: its sidecar is not ready"), "{skipped:?}");
         assert!(skipped[1].starts_with("xnat-xnat-web-2: no istio-proxy sidecar"), "{skipped:?}");
+        let everything = plugin_selectors(&[json!({"spec": {"url": "oci://r/x"}})]);
+        assert_eq!(targets(&pods, &everything).0.len(), 2, "no selector: every pod of the namespace");
     }
 }
