@@ -730,7 +730,12 @@ impl Judge<'_> {
             ..RequestSpec::default()
         };
         let (decision, report) = check(self.engine, self.selection, &spec);
-        (decision.verdict.is_allowed(), report.why)
+        let mut why = report.why;
+        for note in &report.notes {
+            why.push_str("; ");
+            why.push_str(note);
+        }
+        (decision.verdict.is_allowed(), why)
     }
 
     fn mode_on(&self, port: Option<u16>) -> MtlsMode {

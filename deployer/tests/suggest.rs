@@ -359,3 +359,37 @@ fn the_binary_prints_only_the_policy_on_stdout_and_its_proof_on_stderr() {
         assert!(help.contains(step), "--help teaches {step}:\n{help}");
     }
 }
+
+#[test]
+fn a_replay_that_denies_an_observation_exits_non_zero_and_names_it() {
+    // The uploader was seen over mTLS on 8080, where the runbook's PeerAuthentication now says
+    // DISABLE: its identity would never reach the filter there, so its rule cannot let it in.
+    let mut file = observations();
+    let mut entry = file.observed.iter().find(|e| e.caller == UPLOADER).expect("the uploader").clone();
+    entry.port = Some(8080);
+    file.observed.push(entry);
+    let path = std::env::temp_dir().join(format!("suggest-replay-{}.yaml", std::process::id()));
+    file.save(&path).expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(["suggest", "--observations"])
+        .arg(&path)
+        .arg("--policy")
+        .arg(runbook("istio-auth-policy-post.yaml"))
+        .arg("--policy")
+        .arg(runbook("istio-mtls.yaml"))
+        .output()
+        .expect("the deployer runs");
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("replay: 1027 of 1069 observed requests allowed (96.0%), 20 of 21 observations"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "DENIED by the suggestion: POST /data/services/import (/data/services/import) from {UPLOADER} on 8080"
+        )) && stderr.contains("judged as plaintext"),
+        "the request is named, and why: {stderr}"
+    );
+}
