@@ -14,6 +14,7 @@ WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --ena
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 DEMO_CHECK := --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
+DEMO_LEARN := target/demo
 
 .PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
 
@@ -76,6 +77,15 @@ demo: rust-target $(ENVOY_STAMP) wasm deployer
 	@echo; echo "=== 5. What rollout would apply to a cluster (the digest is the module's own)"
 	$(DEPLOYER) render xnat --policy $(RUNBOOK)/per-source.yaml --mesh-strict --plaintext-port 8080 --service xnat-xnat-web --service-port 80 \
 	  $$($(DEPLOYER) push 127.0.0.1:5000/xnat-guard:demo --module $(WASM) --dry-run | tail -1)
+	@echo; echo "=== 6. Least privilege from real traffic: the filter records the tour under the amended policy, suggest turns it into the tightest policy, the tour runs again under it, and a request never seen is denied"
+	@rm -rf $(DEMO_LEARN) && mkdir -p $(DEMO_LEARN)
+	$(DEPLOYER) local --tour --observe $(DEMO_LEARN)/observations.yaml --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/istio-auth-policy-post.yaml
+	$(DEPLOYER) suggest --observations $(DEMO_LEARN)/observations.yaml --policy $(RUNBOOK)/istio-mtls.yaml --policy $(RUNBOOK)/istio-auth-policy-post.yaml > $(DEMO_LEARN)/least-privilege.yaml
+	cat $(DEMO_LEARN)/least-privilege.yaml
+	$(DEPLOYER) local --tour --policy $(RUNBOOK)/istio-mtls.yaml --policy $(DEMO_LEARN)/least-privilege.yaml
+	@echo '$(DEPLOYER) check --policy $(RUNBOOK)/istio-mtls.yaml --policy $(DEMO_LEARN)/least-privilege.yaml --method GET --path /xapi/users --principal cluster.local/ns/reporting/sa/viewer --port 8443'
+	@$(DEPLOYER) check --policy $(RUNBOOK)/istio-mtls.yaml --policy $(DEMO_LEARN)/least-privilege.yaml --method GET --path /xapi/users --principal cluster.local/ns/reporting/sa/viewer --port 8443; status=$$?; \
+	  if [ $$status -eq 1 ]; then echo "(exit status 1: never seen, so denied)"; else echo "expected exit status 1 (denied), got $$status"; exit 1; fi
 
 ## soak: mixed traffic at concurrency through Envoy with the filter, config reloads, memory curve (SOAK_SECONDS, CLIENTS)
 soak: setup wasm
