@@ -17,15 +17,15 @@ use super::{runtime, Change, Global};
 ///
 /// The last step of the loop that turns what XNAT really does into the tightest policy:
 ///
-///   1. deployer learn NS                   record what each caller does (rollout --observe first)
-///   2. deployer suggest                    the least-privilege AuthorizationPolicy for it
-///   3. deployer check                      replay what was learnt through the suggestion
-///   4. deployer rollout NS --policy CURRENT.yaml --dry-run-policy SUGGESTED.yaml
-///                                          ship it as dry-run: evaluated, recorded, never enforced
-///   5. deployer status NS                  what it would have denied (caller, method, route, count, last seen)
-///   6. deployer promote NS --policy CURRENT.yaml --dry-run-policy SUGGESTED.yaml --window 2d
+///   learn     deployer learn NS (after rollout --observe): what each caller does
+///   suggest   deployer suggest: the least-privilege AuthorizationPolicy for it
+///   check     deployer check: replay what was learnt through the suggestion
+///   dry-run   deployer rollout NS --policy CURRENT.yaml --dry-run-policy SUGGESTED.yaml:
+///             evaluated and recorded on every request, never enforced
+///   status    deployer status NS: what it would have denied (caller, method, route, count, last seen)
+///   promote   deployer promote NS --policy CURRENT.yaml --dry-run-policy SUGGESTED.yaml --window 2d
 ///
-/// Give promote the same files and flags as step 4. It reads every pod the WasmPlugin
+/// Give promote the same files and flags as the dry-run rollout. It reads every pod the WasmPlugin
 /// selects, and refuses, changing nothing, if any would-deny record was last seen within
 /// --window (it lists them: learn more and suggest again, or --force), if the dry-run policy
 /// is not in the cluster as dry-run, if the dry-run configuration has been in force for less
@@ -42,7 +42,7 @@ use super::{runtime, Change, Global};
 /// promoted policy lives in the filter's configuration, as --policy ones do, and its dry-run
 /// object leaves the cluster.
 ///
-/// Going back one step: re-run the dry-run rollout (step 4's command): the filter enforces
+/// Going back one step: re-run the dry-run rollout's command: the filter enforces
 /// the --policy files again and ships the suggestion as dry-run. Going back to before the
 /// deployer: `deployer rollout NS --undo`, which gives the policies that existed before it
 /// their earlier spec.
@@ -148,8 +148,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         enforcing: report.map(|r| r.enforcing.clone()).unwrap_or_default(),
         canary: report.and_then(|r| r.canary.clone()),
     };
-    let dry_run_command =
-        format!("deployer rollout {namespace} ... --dry-run-policy ... (the dry-run rollout's command)");
+    let dry_run_command = dry_run_rollout_command(&std::env::args().collect::<Vec<_>>());
     out.data(&data, || {
         let mut text = String::new();
         if promoted.gate.already_promoted {
@@ -204,7 +203,8 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
             ));
         }
         text.push_str(&format!(
-            "to go back one step: re-run {dry_run_command}; to before the deployer: `deployer rollout {namespace} --undo`\n"
+            "to go back one step, re-run the dry-run rollout: `{dry_run_command}`; to before the deployer: \
+             `deployer rollout {namespace} --undo`\n"
         ));
         text
     })
@@ -212,4 +212,48 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
 
 fn now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+/// The dry-run rollout this promote was given the flags of: the same command line, `rollout`
+/// for `promote`, without promote's own flags (`--window`, `--force`), and with rollout's
+/// `--force` for `--accept-fail-open`.
+fn dry_run_rollout_command(argv: &[String]) -> String {
+    let mut out = vec!["deployer".to_string()];
+    let mut args = argv.iter().skip(1);
+    let mut subcommand_seen = false;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "promote" if !subcommand_seen => {
+                subcommand_seen = true;
+                out.push("rollout".into());
+            }
+            "--window" => {
+                args.next();
+            }
+            "--force" => {}
+            "--accept-fail-open" => out.push("--force".into()),
+            a if a.starts_with("--window=") => {}
+            a => out.push(if a.contains([' ', '"', '\'', '$']) { format!("'{a}'") } else { a.to_string() }),
+        }
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dry_run_rollout_command;
+
+    #[test]
+    fn going_back_one_step_is_the_same_command_as_a_rollout_without_promotes_flags() {
+        let argv: Vec<String> =
+            "target/deployer promote xnat --policy p.yaml --dry-run-policy s.yaml --window 2d --force \
+                                 --accept-fail-open --fail-strategy fail-open --window=1h"
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+        assert_eq!(
+            dry_run_rollout_command(&argv),
+            "deployer rollout xnat --policy p.yaml --dry-run-policy s.yaml --force --fail-strategy fail-open"
+        );
+    }
 }

@@ -917,7 +917,46 @@ fn wasm_plugin(spec: &Spec, target: &PolicyTarget, plugin_config: serde_json::Va
 
 #[cfg(test)]
 mod tests {
-    use super::{service_of_host, ServiceTarget};
+    use super::{plan, service_of_host, ModuleRef, ServiceTarget, Spec, DRY_RUN_ANNOTATION};
+    use crate::kind::Kind;
+    use crate::resources::parse_documents;
+
+    fn policy(name: &str, annotations: &str) -> String {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: xnat{annotations}}}\n\
+             spec:\n  selector: {{matchLabels: {{app: xnat-web}}}}\n  rules:\n  - to:\n    - operation: {{methods: [GET]}}\n"
+        )
+    }
+
+    fn spec(dry_run: &str) -> Spec {
+        let module = ModuleRef::new("oci://r.example/x:1", &"ab".repeat(32)).unwrap();
+        let objects = parse_documents(&policy("xnat-all", ""), "policy.yaml").unwrap();
+        Spec {
+            dry_run_objects: parse_documents(dry_run, "dry-run.yaml").unwrap(),
+            ..Spec::new("xnat", objects, module)
+        }
+    }
+
+    #[test]
+    fn a_dry_run_policy_goes_to_the_cluster_annotated_and_into_the_filter_as_dry_run_without_native_authz() {
+        for annotations in ["", ", annotations: {istio.io/dry-run: \"true\"}"] {
+            let p = plan(&spec(&policy("xnat-suggested", annotations))).unwrap();
+            let aps: Vec<_> = p.manifests.iter().filter(|m| m.kind == Kind::AUTHORIZATION_POLICY).collect();
+            assert_eq!(aps.len(), 1, "only the dry-run one: the enforced one lives in the filter");
+            assert_eq!(aps[0].name, "xnat-suggested");
+            assert_eq!(aps[0].body["metadata"]["annotations"][DRY_RUN_ANNOTATION], "true");
+            let entries: Vec<(&str, bool)> = p.config.policies.iter().map(|e| (e.name.as_str(), e.dry_run)).collect();
+            assert_eq!(entries, [("xnat-all", false), ("xnat-suggested", true)]);
+        }
+    }
+
+    #[test]
+    fn a_dry_run_policy_is_refused_when_it_says_enforced_or_says_something_istio_does_not_read() {
+        let err = plan(&spec(&policy("s", ", annotations: {istio.io/dry-run: \"false\"}"))).unwrap_err().to_string();
+        assert!(err.contains("or give the file with --policy to enforce it now"), "{err}");
+        let err = plan(&spec(&policy("s", ", annotations: {istio.io/dry-run: \"yes\"}"))).unwrap_err().to_string();
+        assert!(err.contains("\"yes\", which Istio does not read"), "{err}");
+    }
 
     #[test]
     fn a_destination_rule_host_names_a_service_of_the_namespace_in_any_of_its_forms() {
