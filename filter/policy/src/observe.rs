@@ -15,7 +15,7 @@
 
 use crate::config::ObserveMode;
 use crate::model::Engine;
-use crate::normalize::{apply_aliases, is_normal_path, tomcat_path, MAX_PATH};
+use crate::normalize::{apply_aliases, is_normal_path, tomcat_path, CompiledAlias, MAX_PATH};
 use crate::request::{Decision, Request, OBSERVED_METRIC, WOULD_DENY_METRIC};
 use crate::route::{route_template, MAX_ROUTE};
 
@@ -214,18 +214,14 @@ impl Engine {
             Some(end) => &req.path[..end],
             None => req.path,
         };
-        let mut normal = [0u8; MAX_PATH];
         let mut route = [0u8; MAX_ROUTE];
         let len = if !self.normalises_paths() || is_normal_path(path, &self.aliases) {
             route_template(path, &mut route)
         } else {
-            match tomcat_path(path, &mut normal) {
-                Ok(len) => {
-                    let len = apply_aliases(&mut normal, len, &self.aliases);
-                    route_template(&normal[..len], &mut route)
-                }
+            match normal_route(path, &self.aliases, &mut route) {
+                Some(len) => len,
                 // Refused paths are denied, so never get here; if one did, it is not kept.
-                Err(_) => return,
+                None => return,
             }
         };
         let caller = match req.peer {
@@ -241,6 +237,16 @@ impl Engine {
             table.record(RecordKind::WouldDeny, tuple);
         }
     }
+}
+
+/// The route of a path that is not its own normal form, through a buffer on the stack only
+/// then (most paths are normal).
+#[inline(never)]
+fn normal_route(path: &[u8], aliases: &[CompiledAlias], route: &mut [u8; MAX_ROUTE]) -> Option<usize> {
+    let mut normal = [0u8; MAX_PATH];
+    let len = tomcat_path(path, &mut normal).ok()?;
+    let len = apply_aliases(&mut normal, len, aliases);
+    Some(route_template(&normal[..len], route))
 }
 
 /// Separates the fields of a metric name; an escaped field never holds two `_` in a row.
