@@ -7,7 +7,7 @@ use deployer::apply::{self, Applied};
 use deployer::inspect::mesh;
 use deployer::inspect::pods::{pod_row, pod_table, PodRow};
 use deployer::inspect::status::{rfc3339, span, would_deny_lines, WouldDeny};
-use deployer::plan::promote::{self, parse_window, window_text};
+use deployer::plan::promote::{self, parse_window, window_text, Promotion};
 use serde::Serialize;
 
 use super::render::PlanArgs;
@@ -149,65 +149,76 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         canary: report.and_then(|r| r.canary.clone()),
     };
     let dry_run_command = dry_run_rollout_command(&std::env::args().collect::<Vec<_>>());
-    out.data(&data, || {
-        let mut text = String::new();
-        if promoted.gate.already_promoted {
-            text.push_str(&format!(
-                "nothing to promote: WasmPlugin {namespace}/xnat-guard already carries the promoted configuration ({}); \
-                 nothing was changed\n",
-                promotion.promoted_digest()
-            ));
-            return text;
-        }
-        if let Some(r) = report {
-            text.push_str(&format!("\n{}\n", pod_table(&r.pods)));
-            for line in &r.skipped {
-                text.push_str(&format!("note: {line}\n"));
-            }
-        }
-        match (args.window, promoted.gate.in_force_since) {
-            (Some(w), Some(since)) if promoted.gate.passes() => text.push_str(&format!(
-                "evidence: in force since {} ({} before promote), nothing the dry-run policies would deny seen within \
-                 the window ({}) on {} pod(s)\n",
-                rfc3339(since).unwrap_or_default(),
-                span(now() - since),
-                window_text(w),
-                promoted.gate.pods.len()
-            )),
-            _ => {}
-        }
-        if !promoted.gate.records.is_empty() {
-            text.push_str("would-deny records, now denied:\n");
-            text.push_str(&would_deny_lines(&promoted.gate.records, Some(now()), false, "  "));
-        }
-        text.push_str(&format!("enforced now: {}\n", promotion.enforced.join(", ")));
-        if !promotion.kept_as_dry_run.is_empty() {
-            text.push_str(&format!(
-                "kept as dry-run (in the cluster with istio.io/dry-run: \"true\"; the filter records what it would deny): {}\n",
-                promotion.kept_as_dry_run.join(", ")
-            ));
-        }
-        for line in &promoted.cluster_objects {
-            text.push_str(&format!("{line}\n"));
-        }
-        for note in &promotion.notes {
-            text.push_str(&format!("note: {note}\n"));
-        }
-        if let Some(r) = report {
-            let changed = r.applied.iter().filter(|(_, a)| !matches!(a, Applied::Unchanged)).count();
-            text.push_str(&format!(
-                "the filter enforces configuration {} in {} pod(s): {}\n{changed} object(s) created or configured\n",
-                promotion.promoted_digest(),
-                r.enforcing.len(),
-                r.enforcing.join(", ")
-            ));
-        }
+    out.data(&data, || table(&promotion, &promoted, args.window, &namespace, &dry_run_command, now()))
+}
+
+/// What promote did, as the table says it.
+fn table(
+    promotion: &Promotion,
+    promoted: &apply::promote::Promoted,
+    window: Option<Duration>,
+    namespace: &str,
+    dry_run_command: &str,
+    now: i64,
+) -> String {
+    let report = promoted.report.as_ref();
+    let mut text = String::new();
+    if promoted.gate.already_promoted {
         text.push_str(&format!(
-            "to go back one step, re-run the dry-run rollout: `{dry_run_command}`; to before the deployer: \
-             `deployer rollout {namespace} --undo`\n"
+            "nothing to promote: WasmPlugin {namespace}/xnat-guard already carries the promoted configuration ({}); \
+             nothing was changed\n",
+            promotion.promoted_digest()
         ));
-        text
-    })
+        return text;
+    }
+    if let Some(r) = report {
+        text.push_str(&format!("\n{}\n", pod_table(&r.pods)));
+        for line in &r.skipped {
+            text.push_str(&format!("note: {line}\n"));
+        }
+    }
+    match (window, promoted.gate.in_force_since) {
+        (Some(w), Some(since)) if promoted.gate.passes() => text.push_str(&format!(
+            "evidence: in force since {} ({} before promote), nothing the dry-run policies would deny seen within \
+             the window ({}) on {} pod(s)\n",
+            rfc3339(since).unwrap_or_default(),
+            span(now - since),
+            window_text(w),
+            promoted.gate.pods.len()
+        )),
+        _ => {}
+    }
+    if !promoted.gate.records.is_empty() {
+        text.push_str("would-deny records, now denied:\n");
+        text.push_str(&would_deny_lines(&promoted.gate.records, Some(now), false, "  "));
+    }
+    text.push_str(&format!("enforced now: {}\n", promotion.enforced.join(", ")));
+    if !promotion.kept_as_dry_run.is_empty() {
+        text.push_str(&format!(
+            "kept as dry-run (in the cluster with istio.io/dry-run: \"true\"; the filter records what it would deny): {}\n",
+            promotion.kept_as_dry_run.join(", ")
+        ));
+    }
+    for line in &promoted.cluster_objects {
+        text.push_str(&format!("{line}\n"));
+    }
+    for note in &promotion.notes {
+        text.push_str(&format!("note: {note}\n"));
+    }
+    if let Some(r) = report {
+        let changed = r.applied.iter().filter(|(_, a)| !matches!(a, Applied::Unchanged)).count();
+        text.push_str(&format!(
+            "the filter enforces configuration {} in {} pod(s): {}\n{changed} object(s) created or configured\n",
+            promotion.promoted_digest(),
+            r.enforcing.len(),
+            r.enforcing.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "to go back one step, re-run the dry-run rollout: `{dry_run_command}`; to before the deployer: \
+         `deployer rollout {namespace} --undo`\n"
+    ));
+    text
 }
 
 fn now() -> i64 {
@@ -241,7 +252,92 @@ fn dry_run_rollout_command(argv: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::dry_run_rollout_command;
+    use super::{dry_run_rollout_command, table};
+    use deployer::apply::promote::Promoted;
+    use deployer::apply::rollout::RolloutReport;
+    use deployer::apply::Applied;
+    use deployer::inspect::status::would_deny;
+    use deployer::plan::promote::{plan, Gate};
+    use deployer::plan::rollout::{ModuleRef, Spec};
+    use deployer::resources::parse_documents;
+    use std::time::Duration;
+    use xnat_guard_policy::observe::{metric_name, time_metric_name, RecordKind, Tuple};
+
+    fn policy(name: &str, methods: &str) -> String {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: xnat}}\n\
+             spec:\n  selector: {{matchLabels: {{app: xnat-web}}}}\n  rules:\n  - to:\n    - operation: {{methods: [{methods}]}}\n"
+        )
+    }
+
+    #[test]
+    fn the_table_says_what_was_enforced_kept_and_denied_now_and_how_to_go_back() {
+        let module = ModuleRef::new("oci://r.example/xnat-guard:1", &"ab".repeat(32)).unwrap();
+        let spec = Spec {
+            dry_run_objects: parse_documents(&policy("xnat-suggested", "GET, POST"), "suggested.yaml").unwrap(),
+            plaintext_ports: vec![8080],
+            ..Spec::new(
+                "xnat",
+                parse_documents(&policy("xnat-all", "GET, POST, DELETE"), "runbook.yaml").unwrap(),
+                module,
+            )
+        };
+        let promotion = plan(&spec).unwrap();
+        let now = 1_800_000_000;
+        let t = Tuple { caller: b"plaintext", port: Some(8080), method: b"DELETE", route: b"/data/projects/{*}" };
+        let text = format!(
+            "{} 3\n{} {}\n",
+            metric_name(RecordKind::WouldDeny, &t),
+            time_metric_name(RecordKind::WouldDeny, &t),
+            now - 7200
+        );
+        let gate = Gate {
+            records: would_deny([("xnat-xnat-web-0", text.as_str())]),
+            in_force_since: Some(now - 3 * 86_400),
+            pods: vec!["xnat-xnat-web-0".into()],
+            ..Gate::default()
+        };
+        let pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "xnat-xnat-web-0", "namespace": "xnat"},
+            "spec": {"containers": [{"name": "xnat-web"}, {"name": "istio-proxy"}]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "xnat-web", "ready": true, "restartCount": 0, "image": "", "imageID": ""},
+                {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "", "imageID": ""}]}
+        }))
+        .unwrap();
+        let report = RolloutReport {
+            applied: vec![
+                ("AuthorizationPolicy xnat/xnat-all".into(), Applied::Configured),
+                ("WasmPlugin xnat/xnat-guard".into(), Applied::Configured),
+            ],
+            restarted: vec![],
+            skipped: vec![],
+            pods: vec![pod],
+            enforcing: vec!["xnat-xnat-web-0".into()],
+            canary: Some("xnat-xnat-web-0".into()),
+            warnings: vec![],
+        };
+        let promoted = Promoted {
+            gate,
+            report: Some(report),
+            cluster_objects: vec!["AuthorizationPolicy xnat/xnat-suggested: its dry-run object deleted".into()],
+        };
+        let back = "deployer rollout xnat --policy runbook.yaml --dry-run-policy suggested.yaml --plaintext-port 8080";
+        let out = table(&promotion, &promoted, Some(Duration::from_secs(3600)), "xnat", back, now);
+        println!("{out}");
+        for part in [
+            "evidence: in force since 2027-01-12T08:00:00Z (3d before promote), nothing the dry-run policies would deny seen within the window (1h) on 1 pod(s)",
+            "would-deny records, now denied:",
+            "plaintext 8080  DELETE  /data/projects/{*}       3 2027-01-15T06:00:00Z (2h ago)",
+            "enforced now: AuthorizationPolicy xnat/xnat-suggested",
+            "kept as dry-run (in the cluster with istio.io/dry-run: \"true\"",
+            "2 object(s) created or configured",
+            &format!("to go back one step, re-run the dry-run rollout: `{back}`"),
+            "`deployer rollout xnat --undo`",
+        ] {
+            assert!(out.contains(part), "{part:?} missing from:\n{out}");
+        }
+    }
 
     #[test]
     fn going_back_one_step_is_the_same_command_as_a_rollout_without_promotes_flags() {
