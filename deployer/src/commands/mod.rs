@@ -27,8 +27,6 @@ use deployer::resources::{self, PolicyTarget, Selection};
 use serde::Serialize;
 use xnat_guard_policy::Engine;
 
-/// Flags every subcommand takes.
-#[derive(Args, Clone)]
 /// A duration as `90s`, `10m`, `2h`, `1d` (or plain seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("'{text}' is not a duration: write it as 90s, 10m, 2h or 1d");
@@ -45,6 +43,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// Flags every subcommand takes.
+#[derive(Args, Clone)]
 pub struct Global {
     /// The kubeconfig file [default: $KUBECONFIG, then ~/.kube/config, then in-cluster].
     #[arg(long, global = true, value_name = "FILE")]

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use deployer::plan::rollout::{self, FailStrategy, ModuleRef, Plan, ServicePort, Spec};
 use deployer::resources::{self, Mesh};
-use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
+use xnat_guard_policy::config::{MethodOverride, ObserveMode, PathNormalization, PluginConfig};
 
 use super::{Global, LabelArgs, MeshArgs, NamespaceArg};
 
@@ -186,6 +186,7 @@ impl PlanArgs {
             path_normalization: self.filter.path_normalization.into(),
             method_override: self.filter.method_override.into(),
             exact_handler_matching: self.filter.exact_handler_matching,
+            observe: self.filter.observe,
             image_pull_secret: self.image_pull_secret.clone(),
         })
     }
@@ -208,6 +209,10 @@ pub struct FilterArgs {
     /// path forms, decoded method tunnels). See docs/SECURITY.md, section 9.
     #[arg(long)]
     pub exact_handler_matching: bool,
+    /// Have the filter record each caller, port, method and XNAT route it allows (identifiers
+    /// wildcarded, no query or header kept), for `deployer learn`. Changes no decision.
+    #[arg(long)]
+    pub observe: bool,
 }
 
 impl FilterArgs {
@@ -215,6 +220,9 @@ impl FilterArgs {
     pub fn configure(&self, config: &mut PluginConfig) {
         config.path_normalization = self.path_normalization.into();
         config.method_override = self.method_override.into();
+        if self.observe {
+            config.observe = ObserveMode::Routes;
+        }
         if self.exact_handler_matching {
             config.match_handlers_exactly();
         }

@@ -112,6 +112,8 @@ pub struct Spec {
     /// Match methods and paths exactly as written, as Istio does, instead of widening what
     /// denies to every request form XNAT serves with the same handler (default: widen).
     pub exact_handler_matching: bool,
+    /// Have the filter record what it allows, for `deployer learn` (`observe: ROUTES`).
+    pub observe: bool,
     /// The Secret (in the workload's namespace) the sidecars' agents pull the module with.
     pub image_pull_secret: Option<String>,
 }
@@ -141,6 +143,7 @@ impl Spec {
             path_normalization: PathNormalization::default(),
             method_override: MethodOverride::default(),
             exact_handler_matching: false,
+            observe: false,
             image_pull_secret: None,
         }
     }
@@ -273,6 +276,9 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     config.method_override = spec.method_override;
     if spec.exact_handler_matching {
         config.match_handlers_exactly();
+    }
+    if spec.observe {
+        config.observe = xnat_guard_policy::ObserveMode::Routes;
     }
     config.config_digest = Some(config_digest(&config, &spec.module)?);
     let plugin_config = shipped_config(&config)?;
