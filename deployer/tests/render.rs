@@ -134,6 +134,19 @@ fn wasm_plugin_pins_the_module_and_fails_closed_on_the_server_side() {
 }
 
 #[test]
+fn observe_has_the_filter_record_and_names_another_configuration() {
+    let plain = rollout::plan(&runbook_spec()).unwrap();
+    let observing = rollout::plan(&Spec { observe: true, ..runbook_spec() }).unwrap();
+    let config = |plan: &Plan| plan.manifests.last().unwrap().body["spec"]["pluginConfig"].clone();
+    assert_eq!(config(&plain).get("observe"), None, "off unless asked");
+    assert_eq!(config(&observing)["observe"], "ROUTES");
+    assert_ne!(config(&plain)["configDigest"], config(&observing)["configDigest"], "a rollout can tell the two apart");
+    let engine = xnat_guard_policy::from_json(&serde_json::to_vec(&config(&observing)).unwrap()).unwrap();
+    assert!(engine.records());
+    assert_valid_against_crds(&observing);
+}
+
+#[test]
 fn the_schema_check_rejects_what_istio_would_reject() {
     // The validator must have teeth: a WasmPlugin with a made-up failStrategy and a short
     // sha256 is refused by the same check the rendered manifests pass.
