@@ -342,7 +342,9 @@ fn authorization_policies(namespace: &str, labels: &BTreeMap<String, String>, o:
                 _ => return None,
             };
             let action = str_at(v, &["spec", "action"]);
+            let dry_run = v.pointer("/metadata/annotations/istio.io~1dry-run").and_then(Value::as_str) == Some("true");
             let order = match action {
+                _ if dry_run => 4,
                 "CUSTOM" => 0,
                 "DENY" => 1,
                 "AUDIT" => 3,
@@ -365,14 +367,15 @@ fn authorization_policies(namespace: &str, labels: &BTreeMap<String, String>, o:
                 0 => "evaluated first (CUSTOM)".to_string(),
                 1 => "evaluated before any ALLOW: a match is denied".to_string(),
                 2 => format!("a request must match one of the {allows} ALLOW policies"),
-                _ => "logged only (AUDIT)".to_string(),
+                3 => "logged only (AUDIT)".to_string(),
+                _ => "dry-run (istio.io/dry-run): evaluated and recorded, never enforced".to_string(),
             };
             let sets = if rules == 0 && action == "ALLOW" {
                 "ALLOW, no rules: denies every request".to_string()
             } else {
                 format!("{action}, {rules} rule{}", if rules == 1 { "" } else { "s" })
             };
-            Applied { name: key(v), scope: scope.to_string(), sets, wins: true, why }
+            Applied { name: key(v), scope: scope.to_string(), sets, wins: order != 4, why }
         })
         .collect()
 }
@@ -599,6 +602,27 @@ mod tests {
             ]
         );
         assert_eq!(d.authorization_policies[1].why, "a request must match one of the 1 ALLOW policies");
+    }
+
+    #[test]
+    fn a_dry_run_policy_is_listed_last_and_counted_among_no_allow() {
+        let svcs = services();
+        let aps = vec![
+            json!({"metadata": {"name": "suggested", "namespace": "xnat", "annotations": {"istio.io/dry-run": "true"}},
+                   "spec": {"selector": {"matchLabels": {"app": "xnat-web"}}, "rules": [{}]}}),
+            json!({"metadata": {"name": "xnat-all", "namespace": "xnat"},
+                   "spec": {"selector": {"matchLabels": {"app": "xnat-web"}}, "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}),
+        ];
+        let d = describe(&web_pod(), &objects(&svcs, &[], &[], &aps, &[]));
+        let rows: Vec<(&str, bool, &str)> =
+            d.authorization_policies.iter().map(|a| (a.name.as_str(), a.wins, a.why.as_str())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("xnat/xnat-all", true, "a request must match one of the 1 ALLOW policies"),
+                ("xnat/suggested", false, "dry-run (istio.io/dry-run): evaluated and recorded, never enforced"),
+            ]
+        );
     }
 
     #[test]
