@@ -7,7 +7,7 @@
 //! value is new. A pod seen for the first time counts from zero: what it counted before it was
 //! first sampled is new too, as nothing counted it. Nothing is ever taken away.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use k8s_openapi::jiff::Timestamp;
@@ -44,6 +44,12 @@ pub struct Observations {
     /// Requests a sidecar could not record (its table was full), summed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub overflow: u64,
+    /// For each namespace of an mTLS caller seen (`spiffe://TD/ns/NS/sa/SA`), the names of the
+    /// ServiceAccounts it has, sorted, as `learn` last listed them. A namespace missing here was
+    /// never listed (learn may not `list serviceaccounts` there): `suggest` then names each of
+    /// its callers on its own, never the whole namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_accounts: BTreeMap<String, Vec<String>>,
     /// The last sample of each sidecar, for taking differences.
     #[serde(default)]
     pub sources: Vec<Source>,
@@ -300,6 +306,27 @@ impl Observations {
     pub fn total(&self) -> u64 {
         self.observed.iter().map(|e| e.count).sum()
     }
+
+    /// The namespaces of the service-account callers observed, whatever their trust domain.
+    pub fn caller_namespaces(&self) -> BTreeSet<String> {
+        self.observed.iter().filter_map(|e| service_account_of(&e.caller)).map(|(_, ns, _)| ns.to_string()).collect()
+    }
+
+    /// Records the service accounts `namespace` has (sorted, each once), replacing what was.
+    pub fn set_service_accounts(&mut self, namespace: &str, mut names: Vec<String>) {
+        names.sort();
+        names.dedup();
+        self.service_accounts.insert(namespace.to_string(), names);
+    }
+}
+
+/// A Kubernetes service account's SPIFFE id (`spiffe://TD/ns/NS/sa/SA`) as (TD, NS, SA).
+pub fn service_account_of(caller: &str) -> Option<(&str, &str, &str)> {
+    let rest = caller.strip_prefix("spiffe://")?;
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [td, "ns", ns, "sa", sa] if !td.is_empty() && !ns.is_empty() && !sa.is_empty() => Some((td, ns, sa)),
+        _ => None,
+    }
 }
 
 /// Envoy's uptime as its Prometheus endpoint names it.
@@ -393,6 +420,51 @@ mod tests {
         assert!(err.to_string().contains("not an observations file"), "{err}");
         let err = Observations::parse(&text.replace("count:", "cnt:"), "f.yaml").unwrap_err();
         assert!(err.to_string().contains("f.yaml: wouldDeny[0]"), "{err}");
+    }
+
+    #[test]
+    fn the_service_accounts_round_trip_sorted_and_a_file_without_them_still_loads() {
+        let mut file = Observations::new("xnat");
+        file.set_service_accounts("reporting", vec!["reporter".into(), "default".into(), "reporter".into()]);
+        assert_eq!(file.service_accounts["reporting"], ["default", "reporter"], "sorted, each once");
+        let text = serde_yaml::to_string(&file).unwrap();
+        assert!(text.contains("serviceAccounts:\n  reporting:\n  - default\n  - reporter\n"), "{text}");
+        assert_eq!(Observations::parse(&text, "f").unwrap(), file);
+        // A file learn wrote before it listed service accounts: none, and none written back.
+        let old =
+            "apiVersion: xnat-guard.io/v1alpha1\nkind: Observations\nnamespace: xnat\nobserved: []\nsources: []\n";
+        let file = Observations::parse(old, "f").unwrap();
+        assert!(file.service_accounts.is_empty());
+        assert!(!serde_yaml::to_string(&file).unwrap().contains("serviceAccounts"));
+    }
+
+    #[test]
+    fn the_caller_namespaces_are_those_of_the_service_account_ids_seen() {
+        let mut file = Observations::new("xnat");
+        for caller in [
+            "plaintext",
+            "mtls-without-identity",
+            "spiffe://cluster.local/ns/reporting/sa/reporter",
+            "spiffe://cluster.local/ns/reporting/sa/auditor",
+            "spiffe://other.domain/ns/xnat/sa/uploader",
+            "spiffe://example.org/workload/x",
+        ] {
+            file.merge(
+                "p",
+                caller,
+                &sample(&[(&name(RecordKind::Observed, caller, "GET", "/data/projects"), 1)]),
+                at(0),
+            );
+        }
+        assert_eq!(file.caller_namespaces().into_iter().collect::<Vec<_>>(), ["reporting", "xnat"]);
+        assert_eq!(
+            service_account_of("spiffe://cluster.local/ns/reporting/sa/reporter"),
+            Some(("cluster.local", "reporting", "reporter"))
+        );
+        for other in ["plaintext", "spiffe://example.org/workload/x", "spiffe://td/ns//sa/x", "spiffe://td/ns/a/sa/b/c"]
+        {
+            assert_eq!(service_account_of(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! The suggestion is one ALLOW policy with one rule per caller:
 //! - a caller with an mTLS identity is named by its principal (`source.principals`, the SPIFFE
-//!   id without `spiffe://`);
+//!   id without `spiffe://`), or, where every service account of its namespace was seen doing
+//!   exactly the same, the namespace is (`source.namespaces`, below);
 //! - `plaintext` (the load balancer on 8080) is `source.notPrincipals: ["*"]`, which in Istio
 //!   matches exactly the requests without an mTLS identity: no caller with one gets anything
 //!   through that rule. An mTLS peer without a URI SAN (`mtls-without-identity`) has no
@@ -14,11 +15,15 @@
 //!   each was seen with, one `to` per group, so the rule grants every (method, route) pair it
 //!   names and no other: a method seen on one route is not granted on another.
 //!
-//! No rule names a whole namespace (`source.namespaces`). That would be right only where every
-//! service account of the namespace was seen doing the same, and the observations do not say
-//! which service accounts a namespace has: a namespace rule would grant its unseen accounts
-//! (a CI runner, a debug pod) what its one reporter did. `learn` would need to write them
-//! (`serviceAccounts: {reporting: [reporter, ...]}`, read from the cluster) for this to merge.
+//! A rule names a whole namespace only where the observations list the namespace's service
+//! accounts (`serviceAccounts: {reporting: [auditor, reporter]}`, as `learn` read them from the
+//! cluster), there are at least two, and every one of them was seen, in the mesh's trust domain,
+//! doing exactly the same (the same set of port, method and route, after `--min-count`), and no
+//! caller of the namespace was seen that the list lacks or that comes from another trust domain
+//! (Istio's `namespaces` matches the namespace in any trust domain). Anywhere else a namespace
+//! rule would grant an unseen account (a CI runner, a debug pod, `default`) what another did, so
+//! each caller keeps its own rule, and a note says why. A namespace rule grants an account
+//! created there later what the others did: the rule's comment says so.
 //!
 //! The proof: every kept observation becomes a concrete request (`{*}` a sample segment,
 //! `{**}` a file path), which the suggestion, compiled from its own YAML text together with the
@@ -39,7 +44,7 @@ use xnat_guard_policy::Engine;
 
 use crate::check::{check, RequestSpec};
 use crate::kind::Kind;
-use crate::observations::{Entry, Observations};
+use crate::observations::{service_account_of, Entry, Observations};
 use crate::resources::{self, Mesh, Object, PolicyTarget, ResourceError, Selection};
 
 /// The suggestion's name when none is given.
@@ -132,8 +137,11 @@ pub struct Suggestion {
 #[serde(rename_all = "camelCase")]
 pub struct SuggestedRule {
     pub callers: Vec<CallerSeen>,
-    /// `principals: [...]` or `notPrincipals: ["*"]`.
+    /// `principals: [...]`, `namespaces: [...]` or `notPrincipals: ["*"]`.
     pub source: String,
+    /// The namespace a `namespaces` rule names, every service account of which is in `callers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub operations: Vec<SuggestedOperation>,
 }
 
@@ -299,18 +307,147 @@ fn times(n: u64) -> String {
 enum Who {
     /// `plaintext` and `mtls-without-identity`: no principal, `notPrincipals: ["*"]`.
     NoIdentity,
+    /// Every service account of a namespace, in the mesh's trust domain: `namespaces: [NS]`.
+    Namespace(String),
     /// A SPIFFE id.
     Principal(String),
 }
 
 impl Who {
-    fn of(caller: &str) -> Who {
+    /// The rule for `caller`, given the namespaces that get one rule each (`whole`).
+    fn of(caller: &str, whole: &Whole) -> Who {
         if caller == PLAINTEXT_CALLER || caller == NO_IDENTITY_CALLER {
-            Who::NoIdentity
-        } else {
-            Who::Principal(caller.to_string())
+            return Who::NoIdentity;
+        }
+        match service_account_of(caller) {
+            Some((td, ns, _)) if whole.trust_domains.contains(td) && whole.namespaces.contains(ns) => {
+                Who::Namespace(ns.to_string())
+            }
+            _ => Who::Principal(caller.to_string()),
         }
     }
+}
+
+/// The namespaces a rule names whole, and the trust domains that are the mesh's.
+#[derive(Debug, Default)]
+struct Whole {
+    namespaces: BTreeSet<String>,
+    trust_domains: BTreeSet<String>,
+}
+
+/// `sa/a`, `sa/a and sa/b`, `sa/a, sa/b and sa/c`.
+fn accounts_text(names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("sa/{n}")).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+/// Which namespaces get one rule (every one of their listed service accounts, two or more, seen
+/// in the mesh's trust domain doing exactly the same after `--min-count`, and no other caller of
+/// theirs seen), and for each namespace of a caller, a note saying which way it went and why.
+fn whole_namespaces(
+    observations: &Observations,
+    kept: &[Entry],
+    left_out: &[Entry],
+    options: &Options,
+) -> (Whole, Vec<String>) {
+    let mut whole = Whole::default();
+    whole.trust_domains.insert(options.mesh.trust_domain.clone());
+    whole.trust_domains.extend(options.mesh.trust_domain_aliases.iter().cloned());
+    type Did<'a> = BTreeSet<(Option<u16>, &'a str, &'a str)>;
+    // namespace -> account -> what it did; and the callers of another trust domain.
+    let mut seen: BTreeMap<&str, (BTreeMap<&str, Did>, BTreeSet<&str>)> = BTreeMap::new();
+    for e in kept {
+        let Some((td, ns, sa)) = service_account_of(&e.caller) else { continue };
+        let (accounts, foreign) = seen.entry(ns).or_default();
+        if whole.trust_domains.contains(td) {
+            accounts.entry(sa).or_default().insert((e.port, e.method.as_str(), e.route.as_str()));
+        } else {
+            foreign.insert(e.caller.as_str());
+        }
+    }
+    let rare: BTreeSet<(&str, &str)> = left_out
+        .iter()
+        .filter_map(|e| service_account_of(&e.caller))
+        .filter(|(td, _, _)| whole.trust_domains.contains(*td))
+        .map(|(_, ns, sa)| (ns, sa))
+        .collect();
+    let each = "a rule per service account";
+    let mut notes = Vec::new();
+    for (ns, (accounts, foreign)) in seen {
+        let Some(listed) = observations.service_accounts.get(ns) else {
+            notes.push(format!(
+                "ns/{ns}: its service accounts were not listed (learn lists them where it may `list serviceaccounts`): \
+                 {each}"
+            ));
+            continue;
+        };
+        if let Some(caller) = foreign.first() {
+            notes.push(format!(
+                "ns/{ns}: {caller} is of another trust domain, and Istio's `namespaces` matches any: {each}"
+            ));
+            continue;
+        }
+        let unlisted: Vec<&str> = accounts.keys().copied().filter(|sa| !listed.iter().any(|l| l == sa)).collect();
+        if !unlisted.is_empty() {
+            notes.push(format!(
+                "ns/{ns}: {} {} seen but {} not among its service accounts as learn last listed them: {each}",
+                accounts_text(&unlisted),
+                if unlisted.len() == 1 { "was" } else { "were" },
+                if unlisted.len() == 1 { "is" } else { "are" },
+            ));
+            continue;
+        }
+        if listed.len() == 1 {
+            notes.push(format!(
+                "ns/{ns} has one service account ({}): its principal rule is as short, and grants no account created \
+                 there later",
+                listed[0]
+            ));
+            continue;
+        }
+        let unseen: Vec<&str> = listed.iter().map(String::as_str).filter(|sa| !accounts.contains_key(sa)).collect();
+        if !unseen.is_empty() {
+            let (rarely, never): (Vec<&str>, Vec<&str>) = unseen.iter().partition(|sa| rare.contains(&(ns, **sa)));
+            let mut why = Vec::new();
+            if !never.is_empty() {
+                why.push(format!(
+                    "{} {} never seen",
+                    accounts_text(&never),
+                    if never.len() == 1 { "was" } else { "were" }
+                ));
+            }
+            if !rarely.is_empty() {
+                why.push(format!(
+                    "{} {} seen only fewer than {} times (--min-count)",
+                    accounts_text(&rarely),
+                    if rarely.len() == 1 { "was" } else { "were" },
+                    options.min_count
+                ));
+            }
+            notes.push(format!(
+                "ns/{ns}: {}: {each} (a namespace rule would grant {} what the others did)",
+                why.join("; "),
+                if unseen.len() == 1 { "it" } else { "them" }
+            ));
+            continue;
+        }
+        let mut did = accounts.values();
+        let first = did.next();
+        if did.any(|d| Some(d) != first) {
+            let names: Vec<&str> = accounts.keys().copied().collect();
+            notes.push(format!("ns/{ns}: {} do different things: {each}", accounts_text(&names)));
+            continue;
+        }
+        notes.push(format!(
+            "ns/{ns}: every service account ({}) was seen doing the same: one rule names the namespace",
+            listed.join(", ")
+        ));
+        whole.namespaces.insert(ns.to_string());
+    }
+    (whole, notes)
 }
 
 /// The suggestion for `observations`, proved against `current` (the policy objects in force,
@@ -346,7 +483,9 @@ pub fn suggest(observations: &Observations, current: &[Object], options: &Option
             observations.overflow
         ));
     }
-    let rules = rules(&kept);
+    let (whole, namespace_notes) = whole_namespaces(observations, &kept, &left_out, options);
+    notes.extend(namespace_notes);
+    let rules = rules(&kept, &whole);
     let yaml = policy_text(&rules, &target, options, &kept, left_out.len());
     let suggested = resources::parse_documents(&yaml, "the suggestion").map_err(SuggestError::Suggestion)?;
 
@@ -551,12 +690,12 @@ fn before(a: &str, b: &str) -> bool {
     }
 }
 
-/// One rule per caller (the callers without an identity share one), one operation per port and
-/// set of methods.
-fn rules(kept: &[Entry]) -> Vec<SuggestedRule> {
+/// One rule per caller (the callers without an identity share one, and so do the service
+/// accounts of a namespace in `whole`), one operation per port and set of methods.
+fn rules(kept: &[Entry], whole: &Whole) -> Vec<SuggestedRule> {
     let mut by_who: BTreeMap<Who, Vec<&Entry>> = BTreeMap::new();
     for e in kept {
-        by_who.entry(Who::of(&e.caller)).or_default().push(e);
+        by_who.entry(Who::of(&e.caller, whole)).or_default().push(e);
     }
     by_who
         .into_iter()
@@ -592,9 +731,14 @@ fn rules(kept: &[Entry]) -> Vec<SuggestedRule> {
             }
             let source = match &who {
                 Who::NoIdentity => format!("notPrincipals: [{}]", quote("*")),
+                Who::Namespace(ns) => format!("namespaces: [{}]", quote(ns)),
                 Who::Principal(san) => format!("principals: [{}]", quote(principal(san))),
             };
-            SuggestedRule { callers: callers.into_values().collect(), source, operations }
+            let namespace = match who {
+                Who::Namespace(ns) => Some(ns),
+                _ => None,
+            };
+            SuggestedRule { callers: callers.into_values().collect(), source, namespace, operations }
         })
         .collect()
 }
@@ -644,7 +788,8 @@ fn policy_text(
     ));
     t.push_str(
         "# Each caller keeps exactly the ports, methods and XNAT routes it was seen using; anything else\n\
-         # is denied. No rule names a whole namespace: the observations do not list its service accounts.\n",
+         # is denied. A rule names a whole namespace only where every one of its service accounts was\n\
+         # seen doing the same.\n",
     );
     if left_out > 0 {
         t.push_str(&format!(
@@ -662,6 +807,15 @@ fn policy_text(
     }
     t.push_str("  action: ALLOW\n  rules:\n");
     for rule in rules {
+        if let Some(ns) = &rule.namespace {
+            let accounts: Vec<&str> =
+                rule.callers.iter().filter_map(|c| service_account_of(&c.caller)).map(|(_, _, sa)| sa).collect();
+            t.push_str(&format!(
+                "  # every service account of {ns} ({}) was seen doing the same; one created there later\n\
+                 \x20 # gets the same.\n",
+                accounts.join(", ")
+            ));
+        }
         for c in &rule.callers {
             t.push_str(&format!(
                 "  # {}: {} requests, first {}, last {}\n",
@@ -770,11 +924,7 @@ fn replay(kept: &[Entry], judge: &Judge<'_>) -> Replay {
 
 /// The SPIFFE id's trust domain and namespace (`spiffe://td/ns/NS/sa/SA`).
 fn namespace_of(san: &str) -> Option<(&str, &str)> {
-    let rest = san.strip_prefix("spiffe://")?;
-    match rest.split('/').collect::<Vec<_>>().as_slice() {
-        [td, "ns", ns, "sa", _] => Some((td, ns)),
-        _ => None,
-    }
+    service_account_of(san).map(|(td, ns, _)| (td, ns))
 }
 
 /// The callers the enforced ALLOW policies in force name exactly: their principals and service

@@ -10,7 +10,7 @@ mod mock_api;
 use ais::PODS;
 use deployer::apply::learn::{learn_once, Round};
 use deployer::observations::{Merged, Observations};
-use mock_api::{list, options, run, Step};
+use mock_api::{list, options, run, service_accounts, service_accounts_path, Step};
 use serde_json::{json, Value};
 use xnat_guard_policy::observe::{metric_name, RecordKind, Tuple};
 use xnat_guard_policy::{route_template, MAX_ROUTE};
@@ -92,6 +92,8 @@ async fn each_sample_adds_what_each_web_pod_counted_since_the_last_and_a_restart
     script.extend([
         Step::get(&pod_proxy("xnat-xnat-web-0")).reply_text(&metrics(&[(&list_projects, 10), (&add_subject, 2)])),
         Step::get(&pod_proxy("xnat-xnat-web-1")).reply_text(&metrics(&[(&list_projects, 4)])),
+        // After the metrics, the service accounts of the namespace of each mTLS caller seen.
+        service_accounts("xnat", &["xnat-web", "default", "container-service"]),
     ]);
     // Round 2: web-0 counted on; web-1's sidecar restarted, so its counter is lower than before.
     script.extend(plugins_and_pods(pods("web-1")));
@@ -102,6 +104,7 @@ async fn each_sample_adds_what_each_web_pod_counted_since_the_last_and_a_restart
             (&read_project, 3),
         ])),
         Step::get(&pod_proxy("xnat-xnat-web-1")).reply_text(&metrics(&[(&list_projects, 1)])),
+        service_accounts("xnat", &["xnat-web", "default", "container-service"]),
     ]);
     // Round 3: web-1 was deleted and recreated under the same name (another UID).
     script.extend(plugins_and_pods(pods("web-1-recreated")));
@@ -112,6 +115,8 @@ async fn each_sample_adds_what_each_web_pod_counted_since_the_last_and_a_restart
             (&read_project, 3),
         ])),
         Step::get(&pod_proxy("xnat-xnat-web-1")).reply_text(&metrics(&[(&list_projects, 6)])),
+        // A service account was added since: the file keeps the last listing.
+        service_accounts("xnat", &["xnat-web", "default", "container-service", "ci-runner"]),
     ]);
 
     run(script, options(), |cluster| async move {
@@ -135,6 +140,8 @@ async fn each_sample_adds_what_each_web_pod_counted_since_the_last_and_a_restart
             [(list_projects.clone(), 10), (add_subject.clone(), 2)]
         );
         assert_eq!(source_counters(&file, "xnat/xnat-xnat-web-1", "web-1"), [(list_projects.clone(), 4)]);
+        assert_eq!(file.service_accounts["xnat"], ["container-service", "default", "xnat-web"]);
+        assert!(round.notes.is_empty(), "{round:?}");
         // What the user finds on disk reads back as it was.
         let text = serde_yaml::to_string(&file).unwrap();
         assert_eq!(Observations::parse(&text, "xnat-guard-observations.yaml").unwrap(), file);
@@ -183,6 +190,7 @@ async fn each_sample_adds_what_each_web_pod_counted_since_the_last_and_a_restart
         );
         assert_eq!(source_counters(&file, "xnat/xnat-xnat-web-1", "web-1-recreated"), [(list_projects.clone(), 6)]);
         assert_eq!(file.total(), 31);
+        assert_eq!(file.service_accounts["xnat"], ["ci-runner", "container-service", "default", "xnat-web"]);
     })
     .await;
 }
@@ -386,6 +394,7 @@ async fn the_observations_file_holds_no_identifier_from_xnats_paths() {
     let text = metrics(&records.iter().map(|(n, c)| (n.as_str(), *c)).collect::<Vec<_>>());
     let mut script = plugins_and_pods(vec![ais::web_pod(0, true, true, "web-0")]);
     script.push(Step::get(&pod_proxy("xnat-xnat-web-0")).reply_text(&text));
+    script.push(service_accounts("xnat", &["container-service"]));
     let file = run(script, options(), |cluster| async move {
         let mut file = Observations::new("xnat");
         learn_once(&cluster, "xnat", &[], &mut file).await.unwrap();
@@ -423,4 +432,102 @@ fn learn_help_shows_the_loop_from_learning_to_enforcing() {
     ] {
         assert!(help.contains(part), "{part:?} missing from:\n{help}");
     }
+}
+
+/// The reporting namespace's reader, calling in over mTLS.
+const REPORTER: &str = "spiffe://cluster.local/ns/reporting/sa/reporter";
+
+#[tokio::test]
+async fn after_the_metrics_the_service_accounts_of_each_caller_namespace_are_listed_and_kept_sorted() {
+    let records = [
+        (observed(PLAINTEXT, "GET", "/data/projects"), 4),
+        (observed(REPORTER, "GET", "/data/projects"), 2),
+        (observed(CONTAINER_SERVICE, "GET", "/data/projects/{*}"), 1),
+        // Another trust domain's caller of the same namespace: the namespace is listed once.
+        (observed("spiffe://partner.org/ns/reporting/sa/reporter", "GET", "/data/projects"), 1),
+    ];
+    let text = metrics(&records.iter().map(|(n, c)| (n.as_str(), *c)).collect::<Vec<_>>());
+    let mut script = plugins_and_pods(vec![ais::web_pod(0, true, true, "web-0")]);
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0")).reply_text(&text),
+        // In the order of the namespaces' names; plaintext has none.
+        service_accounts("reporting", &["reporter", "default", "auditor"]),
+        service_accounts("xnat", &["xnat-web", "container-service", "default"]),
+    ]);
+    let (round, file) = run(script, options(), |cluster| async move {
+        let mut file = Observations::new("xnat");
+        let round = learn_once(&cluster, "xnat", &[], &mut file).await.unwrap();
+        (round, file)
+    })
+    .await;
+    assert!(round.notes.is_empty(), "{round:?}");
+    let listed: Vec<(&str, Vec<&str>)> =
+        file.service_accounts.iter().map(|(ns, sas)| (ns.as_str(), sas.iter().map(String::as_str).collect())).collect();
+    assert_eq!(
+        listed,
+        [
+            ("reporting", vec!["auditor", "default", "reporter"]),
+            ("xnat", vec!["container-service", "default", "xnat-web"])
+        ]
+    );
+    let yaml = serde_yaml::to_string(&file).unwrap();
+    assert!(yaml.contains("serviceAccounts:\n  reporting:\n  - auditor\n  - default\n  - reporter\n"), "{yaml}");
+    assert_eq!(Observations::parse(&yaml, "xnat-guard-observations.yaml").unwrap(), file);
+}
+
+#[tokio::test]
+async fn without_list_serviceaccounts_a_namespace_gets_no_entry_and_a_note_says_suggest_writes_a_rule_per_account() {
+    let records = [(observed(REPORTER, "GET", "/data/projects"), 2), (observed(CONTAINER_SERVICE, "GET", "/"), 1)];
+    let text = metrics(&records.iter().map(|(n, c)| (n.as_str(), *c)).collect::<Vec<_>>());
+    let mut script = plugins_and_pods(vec![ais::web_pod(0, true, true, "web-0")]);
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0")).reply_text(&text),
+        Step::get(&service_accounts_path("reporting")).forbidden("list", "serviceaccounts", "", ""),
+        service_accounts("xnat", &["container-service", "default"]),
+    ]);
+    let (round, file) = run(script, options(), |cluster| async move {
+        let mut file = Observations::new("xnat");
+        let round = learn_once(&cluster, "xnat", &[], &mut file).await.unwrap();
+        (round, file)
+    })
+    .await;
+    assert_eq!(
+        round.notes,
+        ["service accounts of reporting not listed (forbidden: needs `list serviceaccounts` in reporting): suggest \
+          writes a rule per service account there"]
+    );
+    assert!(!file.service_accounts.contains_key("reporting"), "{:?}", file.service_accounts);
+    assert_eq!(file.service_accounts["xnat"], ["container-service", "default"]);
+    assert_eq!(file.total(), 3, "the samples were kept all the same");
+}
+
+#[tokio::test]
+async fn a_namespace_that_is_gone_or_does_not_answer_keeps_its_last_listing_with_a_note() {
+    let records = [(observed(REPORTER, "GET", "/data/projects"), 2), (observed(CONTAINER_SERVICE, "GET", "/"), 1)];
+    let text = metrics(&records.iter().map(|(n, c)| (n.as_str(), *c)).collect::<Vec<_>>());
+    let mut script = plugins_and_pods(vec![ais::web_pod(0, true, true, "web-0")]);
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0")).reply_text(&text),
+        Step::get(&service_accounts_path("reporting")).not_found(),
+        Step::get(&service_accounts_path("xnat")).transient(503),
+    ]);
+    let (round, file) = run(script, options(), |cluster| async move {
+        let mut file = Observations::new("xnat");
+        file.set_service_accounts("reporting", vec!["reporter".into(), "default".into()]);
+        file.set_service_accounts("xnat", vec!["container-service".into()]);
+        let round = learn_once(&cluster, "xnat", &[], &mut file).await.unwrap();
+        (round, file)
+    })
+    .await;
+    assert_eq!(round.notes.len(), 2, "{round:?}");
+    assert!(
+        round.notes[0].starts_with("service accounts of reporting not listed (namespace reporting not found)"),
+        "{}",
+        round.notes[0]
+    );
+    assert!(round.notes[1].starts_with("service accounts of xnat not listed ("), "{}", round.notes[1]);
+    assert!(round.notes[1].contains("listed again next sample"), "{}", round.notes[1]);
+    assert!(round.notes.iter().all(|n| n.ends_with("the file keeps their last listing")), "{:?}", round.notes);
+    assert_eq!(file.service_accounts["reporting"], ["default", "reporter"], "as it was");
+    assert_eq!(file.service_accounts["xnat"], ["container-service"], "as it was");
 }

@@ -393,3 +393,201 @@ fn a_replay_that_denies_an_observation_exits_non_zero_and_names_it() {
         "the request is named, and why: {stderr}"
     );
 }
+
+/// The fixture, with the reporting namespace's service accounts as learn listed them, and each
+/// account of `seen` but the reporter doing what its entries say (method, route, count), by
+/// default what the reporter did.
+/// What one account was seen doing: (method, route, count), or `None` for what the reporter did.
+type Did<'a> = Option<&'a [(&'a str, &'a str, u64)]>;
+
+fn reporting(listed: &[&str], seen: &[(&str, Did)]) -> Observations {
+    let mut file = observations();
+    let reporter: Vec<_> = file.observed.iter().filter(|e| e.caller == REPORTER).cloned().collect();
+    for (sa, entries) in seen {
+        let caller = if sa.starts_with("spiffe://") {
+            sa.to_string()
+        } else {
+            format!("spiffe://cluster.local/ns/reporting/sa/{sa}")
+        };
+        if caller == REPORTER {
+            continue;
+        }
+        match entries {
+            None => file.observed.extend(reporter.iter().cloned().map(|mut e| {
+                e.caller = caller.clone();
+                e
+            })),
+            Some(entries) => file.observed.extend(entries.iter().map(|(method, route, count)| {
+                let mut e = reporter[0].clone();
+                e.caller = caller.clone();
+                e.method = method.to_string();
+                e.route = route.to_string();
+                e.count = *count;
+                e
+            })),
+        }
+    }
+    file.observed.sort();
+    file.set_service_accounts("reporting", listed.iter().map(|s| s.to_string()).collect());
+    file
+}
+
+fn sources(s: &Suggestion) -> Vec<String> {
+    let value: serde_yaml::Value = serde_yaml::from_str(&s.yaml).unwrap();
+    value["spec"]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| serde_yaml::to_string(&r["from"][0]["source"]).unwrap().trim().to_string())
+        .collect()
+}
+
+fn assert_replays_all(s: &Suggestion, file: &Observations) {
+    assert!(s.replay.refused.is_empty(), "{:?}\n{}", s.replay.refused, s.yaml);
+    assert_eq!(s.replay.observations, file.observed.iter().filter(|e| e.count >= s.min_count).count());
+    assert_eq!(s.replay.allowed_requests, s.replay.requests);
+    assert!(s.replay.to_string().contains("(100%)"), "{}", s.replay);
+}
+
+#[test]
+fn a_namespace_rule_is_written_where_every_listed_service_account_was_seen_doing_the_same() {
+    let file = reporting(&["auditor", "reporter"], &[("auditor", None), ("reporter", None)]);
+    let s = suggest(&file, &[], &options()).unwrap();
+    assert_eq!(
+        sources(&s),
+        ["notPrincipals:\n- '*'", "namespaces:\n- reporting", "principals:\n- cluster.local/ns/xnat/sa/uploader",],
+        "{}",
+        s.yaml
+    );
+    assert!(
+        s.yaml.contains("  # every service account of reporting (auditor, reporter) was seen doing the same"),
+        "{}",
+        s.yaml
+    );
+    assert!(s.yaml.contains("  # spiffe://cluster.local/ns/reporting/sa/auditor: 35 requests, first "), "{}", s.yaml);
+    assert_replays_all(&s, &file);
+    let engine = compiled(&s);
+    for sa in ["auditor", "reporter"] {
+        let id = format!("spiffe://cluster.local/ns/reporting/sa/{sa}");
+        assert!(allowed(&engine, Some(&id), "GET", "/data/experiments/E1", 8443), "{sa} keeps what it did");
+        assert!(!allowed(&engine, Some(&id), "DELETE", "/data/experiments/E1", 8443), "{sa}: never seen");
+        assert!(!allowed(&engine, Some(&id), "GET", "/data/projects", 8080), "{sa}: a port never used");
+    }
+    assert!(!allowed(&engine, Some(UPLOADER), "GET", "/data/experiments/E1", 8443), "another namespace");
+    assert!(!allowed(&engine, None, "GET", "/data/experiments/E1", 8443), "plaintext");
+    // The tightening still finds what the runbook's policy allows and the suggestion denies.
+    let current = policies(&[runbook("istio-auth-policy-post.yaml")]);
+    let s = suggest(&file, &current, &Options::default()).unwrap();
+    assert_replays_all(&s, &file);
+    let lines: Vec<String> = s.tightening.unwrap().findings.iter().map(ToString::to_string).collect();
+    assert!(
+        lines.contains(
+            &"HEAD, POST, PUT, DELETE, OPTIONS on any route from ns/reporting on 8080, 8443: allowed now, never seen"
+                .to_string()
+        ),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn no_namespace_rule_where_a_listed_service_account_was_never_seen() {
+    // Every namespace has a `default` account; nobody was seen calling as it.
+    let file = reporting(&["auditor", "default", "reporter"], &[("auditor", None), ("reporter", None)]);
+    let s = suggest(&file, &[], &options()).unwrap();
+    assert!(!s.yaml.contains("namespaces:"), "{}", s.yaml);
+    assert_eq!(sources(&s).len(), 4, "a rule per account seen: {}", s.yaml);
+    assert!(s.notes.iter().any(|n| n.starts_with("ns/reporting: sa/default was never seen")), "{:#?}", s.notes);
+    assert_replays_all(&s, &file);
+    let engine = compiled(&s);
+    let default = "spiffe://cluster.local/ns/reporting/sa/default";
+    assert!(!allowed(&engine, Some(default), "GET", "/data/experiments/E1", 8443), "the unseen account gets nothing");
+}
+
+#[test]
+fn no_namespace_rule_where_two_service_accounts_did_different_things() {
+    let file =
+        reporting(&["auditor", "reporter"], &[("auditor", Some(&[("GET", "/data/projects", 10)])), ("reporter", None)]);
+    let s = suggest(&file, &[], &options()).unwrap();
+    assert!(!s.yaml.contains("namespaces:"), "{}", s.yaml);
+    assert!(
+        s.notes.iter().any(|n| n.starts_with("ns/reporting: sa/auditor and sa/reporter do different things")),
+        "{:#?}",
+        s.notes
+    );
+    assert_replays_all(&s, &file);
+    let engine = compiled(&s);
+    let auditor = "spiffe://cluster.local/ns/reporting/sa/auditor";
+    assert!(allowed(&engine, Some(auditor), "GET", "/data/projects", 8443));
+    assert!(!allowed(&engine, Some(auditor), "GET", "/data/experiments/E1", 8443), "what only the reporter did");
+}
+
+#[test]
+fn a_namespace_rule_is_refused_saying_why_for_each_way_the_accounts_fall_short() {
+    let partner = "spiffe://partner.org/ns/reporting/sa/auditor";
+    // Once: the reporter's entries were seen 10 and 25 times.
+    let rare = [("GET", "/data/experiments/{*}", 1), ("GET", "/data/projects", 1)];
+    type Case<'a> = (&'a str, &'a [&'a str], Vec<(&'a str, Did<'a>)>, u64, &'a str);
+    let cases: [Case; 5] = [
+        (
+            "below --min-count",
+            &["auditor", "reporter"],
+            vec![("auditor", Some(&rare))],
+            5,
+            "ns/reporting: sa/auditor was seen only fewer than 5 times",
+        ),
+        (
+            "seen but not listed",
+            &["reporter"],
+            vec![("auditor", None)],
+            1,
+            "ns/reporting: sa/auditor was seen but is not among its service accounts as learn last listed them",
+        ),
+        ("one account", &["reporter"], vec![], 1, "ns/reporting has one service account (reporter)"),
+        ("not listed at all", &[], vec![("auditor", None)], 1, "ns/reporting: its service accounts were not listed"),
+        (
+            "another trust domain",
+            &["auditor", "reporter"],
+            vec![("auditor", None), (partner, None)],
+            1,
+            "ns/reporting: spiffe://partner.org/ns/reporting/sa/auditor is of another trust domain",
+        ),
+    ];
+    for (case, listed, seen, min_count, note) in cases {
+        let mut file = reporting(listed, &seen);
+        if listed.is_empty() {
+            file.service_accounts.clear();
+        }
+        let s = suggest(&file, &[], &Options { min_count, ..options() }).unwrap();
+        assert!(!s.yaml.contains("namespaces:"), "{case}: {}", s.yaml);
+        assert!(s.notes.iter().any(|n| n.starts_with(note)), "{case}: {note:?} not in {:#?}", s.notes);
+        assert_replays_all(&s, &file);
+    }
+}
+
+#[test]
+fn the_binary_says_why_each_namespace_has_a_rule_or_not() {
+    let file = reporting(&["auditor", "reporter"], &[("auditor", None), ("reporter", None)]);
+    let path = std::env::temp_dir().join(format!("suggest-namespace-{}.yaml", std::process::id()));
+    file.save(&path).expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .args(["suggest", "--observations"])
+        .arg(&path)
+        .arg("--policy")
+        .arg(runbook("istio-auth-policy-post.yaml"))
+        .output()
+        .expect("the deployer runs");
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("        namespaces: [\"reporting\"]\n"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "note: ns/reporting: every service account (auditor, reporter) was seen doing the same: one rule"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("note: ns/xnat: its service accounts were not listed"), "{stderr}");
+    assert!(!stderr.contains("no namespace rule: the observations do not list"), "{stderr}");
+    assert!(stderr.contains("(100%)"), "{stderr}");
+}

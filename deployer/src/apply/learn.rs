@@ -1,11 +1,13 @@
 //! `deployer learn`'s reads: the pods the filter runs in, and each one's records from its
 //! sidecar's Prometheus endpoint (pod port 15090) through the API server's pod proxy, as
-//! `status` reads the filter's counters. Nothing in the cluster is changed, and the proxy's
-//! log level is left alone.
+//! `status` reads the filter's counters; then the ServiceAccounts of each namespace a caller
+//! came from, so that `suggest` can tell whether every one of them did the same. Nothing in the
+//! cluster is changed, and the proxy's log level is left alone.
 
 use std::collections::BTreeMap;
 
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, ListParams};
 
 use super::{api_error, list::list_pods, verify::ENVOY_METRICS_PORT, ApplyError, Cluster, Result};
 use crate::inspect::learn::{plugin_selectors, targets};
@@ -22,6 +24,9 @@ pub struct Round {
     pub skipped: Vec<String>,
     /// Pods whose filter answered but records nothing: it does not observe.
     pub not_observing: Vec<String>,
+    /// What else the user should know: a caller namespace whose service accounts could not be
+    /// listed.
+    pub notes: Vec<String>,
 }
 
 /// Reads every selected pod once and merges what each counted since its last sample into
@@ -105,7 +110,33 @@ pub async fn learn_once(
             round.skipped.join("\n  ")
         )));
     }
+    for namespace in observations.caller_namespaces() {
+        match list_service_accounts(cluster, &namespace).await {
+            Ok(names) => observations.set_service_accounts(&namespace, names),
+            Err(reason) => {
+                let then = if observations.service_accounts.contains_key(&namespace) {
+                    "the file keeps their last listing"
+                } else {
+                    "suggest writes a rule per service account there"
+                };
+                round.notes.push(format!("service accounts of {namespace} not listed ({reason}): {then}"));
+            }
+        }
+    }
     Ok(round)
+}
+
+/// The names of the ServiceAccounts of `namespace`, or why they could not be listed.
+async fn list_service_accounts(cluster: &Cluster, namespace: &str) -> Result<Vec<String>, String> {
+    let api: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), namespace);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items.into_iter().filter_map(|sa| sa.metadata.name).collect()),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            Err(format!("forbidden: needs `list serviceaccounts` in {namespace}"))
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(format!("namespace {namespace} not found")),
+        Err(e) => Err(format!("{e}; listed again next sample")),
+    }
 }
 
 fn describe(selectors: &[BTreeMap<String, String>]) -> String {

@@ -28,6 +28,9 @@ use super::{parse_duration, runtime, Global, LabelArgs, NamespaceArg};
 /// (/data/projects/{*}/subjects/{*}); no identifier, query or header value leaves the sidecar.
 /// What each pod counted since the file last saw it is added, so running learn again, or
 /// with --duration, adds only new traffic, and a sidecar that restarted counts from zero.
+/// The ServiceAccounts of each namespace an mTLS caller came from are listed too (needs `list
+/// serviceaccounts` there), so that suggest can name a whole namespace where every one of its
+/// service accounts was seen doing the same; without it, suggest names each caller on its own.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -55,6 +58,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     let started = Instant::now();
     let mut rounds = 0usize;
     let mut added = 0u64;
+    let mut noted = std::collections::BTreeSet::new();
     loop {
         let round = rt.block_on(learn_once(&cluster, &namespace, &args.labels.labels, &mut observations))?;
         observations
@@ -62,7 +66,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
             .with_context(|| "the sample was taken but not saved; nothing in the file changed")?;
         rounds += 1;
         added += round.sampled.iter().map(|(_, m)| m.requests).sum::<u64>();
-        report_round(&out, &round, &namespace);
+        report_round(&out, &round, &namespace, &mut noted);
         let Some(duration) = args.duration else { break };
         let elapsed = started.elapsed();
         if elapsed >= duration {
@@ -93,7 +97,8 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     })
 }
 
-fn report_round(out: &super::Printer, round: &Round, namespace: &str) {
+/// Prints what a round did; a note already printed by an earlier round is not printed again.
+fn report_round(out: &super::Printer, round: &Round, namespace: &str, noted: &mut std::collections::BTreeSet<String>) {
     for (pod, merged) in &round.sampled {
         let restarted = if merged.restarted { " (its sidecar restarted: counted from zero)" } else { "" };
         out.progress(&format!(
@@ -109,5 +114,10 @@ fn report_round(out: &super::Printer, round: &Round, namespace: &str) {
             "{pod}: the filter answers but records nothing: it does not observe. Roll out with --observe \
              (`deployer rollout {namespace} --observe ...`)"
         ));
+    }
+    for note in &round.notes {
+        if noted.insert(note.clone()) {
+            out.warning(note);
+        }
     }
 }

@@ -20,9 +20,10 @@ use super::{parse_label, Global, MeshArgs};
 ///
 /// One rule per caller: its principal, or `notPrincipals: ["*"]` for plaintext (the load
 /// balancer on 8080), which matches only requests without an mTLS identity. Per port, the
-/// methods and XNAT routes it used, nothing else. No rule names a whole namespace: the
-/// observations do not list a namespace's service accounts, and a namespace rule would grant
-/// the unseen ones what one of them did.
+/// methods and XNAT routes it used, nothing else. A rule names a whole namespace only where
+/// learn listed its service accounts and every one of them was seen doing exactly the same;
+/// anywhere else a namespace rule would grant an unseen account what another did. A note on
+/// stderr says, for each namespace, which way it went and why.
 ///
 /// The loop, from traffic to enforcement:
 ///
@@ -106,12 +107,6 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
 /// What stderr says: notes, what was left out, the replay, the tightening.
 fn report(s: &Suggestion) -> Vec<String> {
     let mut out: Vec<String> = s.notes.iter().map(|n| format!("note: {n}")).collect();
-    out.push(format!(
-        "note: no namespace rule: the observations do not list each namespace's service accounts, so each \
-         caller has its own rule ({} rules for {})",
-        s.rules.len(),
-        s.target
-    ));
     for e in &s.left_out {
         let port = e.port.map(|p| p.to_string()).unwrap_or_else(|| "an unknown port".into());
         out.push(format!(

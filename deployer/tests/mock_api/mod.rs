@@ -346,3 +346,17 @@ pub fn served_recent_istio(crds: &[Value]) -> Vec<Step> {
     }
     steps
 }
+
+/// `GET /api/v1/namespaces/NS/serviceaccounts`, answered with ServiceAccounts of these names.
+pub fn service_accounts(namespace: &str, names: &[&str]) -> Step {
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n, "namespace": namespace}}))
+        .collect();
+    Step::get(&service_accounts_path(namespace)).reply(200, list(items))
+}
+
+/// Where a namespace's ServiceAccounts are listed.
+pub fn service_accounts_path(namespace: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/serviceaccounts")
+}
