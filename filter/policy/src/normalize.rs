@@ -71,9 +71,17 @@ pub fn is_normal_path(path: &[u8], aliases: &[CompiledAlias]) -> bool {
     if path.first() != Some(&b'/') || path.len() > MAX_PATH {
         return false;
     }
-    let clean_bytes = !path.iter().any(|&b| matches!(b, b'%' | b';' | b'\\' | 0));
-    let clean_segments = !path.windows(2).any(|w| w == b"//" || w == b"/.");
-    clean_bytes && clean_segments && !aliases.iter().any(|(from, _)| path.starts_with(from))
+    // One pass: no byte Tomcat decodes or refuses, no `//` and no segment starting with `.`.
+    let mut after_slash = false;
+    for &b in path {
+        match b {
+            b'%' | b';' | b'\\' | 0 => return false,
+            b'/' | b'.' if after_slash => return false,
+            b'/' => after_slash = true,
+            _ => after_slash = false,
+        }
+    }
+    !aliases.iter().any(|(from, _)| path.starts_with(from))
 }
 
 /// Normalises `raw` (a `:path`, query included or not) into `out`, returning the length used.

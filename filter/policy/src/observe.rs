@@ -15,7 +15,7 @@
 
 use crate::config::ObserveMode;
 use crate::model::Engine;
-use crate::normalize::{apply_aliases, is_normal_path, tomcat_path, CompiledAlias, MAX_PATH};
+use crate::normalize::{apply_aliases, is_normal_path, query_start, tomcat_path, CompiledAlias, MAX_PATH};
 use crate::request::{Decision, Request, OBSERVED_METRIC, WOULD_DENY_METRIC};
 use crate::route::{route_template, MAX_ROUTE};
 
@@ -93,6 +93,13 @@ impl Record {
 /// record's key is allocated once, when it is first seen.
 #[derive(Debug)]
 pub struct ObservationTable {
+    index: RecordIndex,
+    /// Where each request's route is written: kept, so no request initialises a buffer.
+    route: Box<[u8; MAX_ROUTE]>,
+}
+
+#[derive(Debug)]
+struct RecordIndex {
     records: Vec<Record>,
     /// Indices into `records` + 1; 0 is an empty slot. A power of two, at least twice
     /// [`MAX_RECORDS`], so probes stay short.
@@ -113,12 +120,34 @@ impl ObservationTable {
     pub fn with_capacity(capacity: usize) -> ObservationTable {
         let capacity = capacity.min(MAX_RECORDS);
         let slots = (capacity * 2).next_power_of_two().max(2);
-        ObservationTable { records: Vec::new(), slots: vec![0; slots].into(), capacity, overflow: 0 }
+        let index = RecordIndex { records: Vec::new(), slots: vec![0; slots].into(), capacity, overflow: 0 };
+        ObservationTable { index, route: Box::new([0; MAX_ROUTE]) }
     }
 
     /// Counts one request under `tuple`: an existing record's count goes up with no
     /// allocation; a new one is kept if there is room, else the request counts as overflow.
     pub fn record(&mut self, kind: RecordKind, tuple: Tuple<'_>) {
+        self.index.record(kind, tuple);
+    }
+
+    /// Calls `f` with each record counted since the last flush and its count; the counts
+    /// start again from zero. Returns the overflow since the last flush, also reset.
+    pub fn flush(&mut self, f: impl FnMut(&mut Record, u64)) -> u64 {
+        self.index.flush(f)
+    }
+
+    /// How many records are kept.
+    pub fn len(&self) -> usize {
+        self.index.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.records.is_empty()
+    }
+}
+
+impl RecordIndex {
+    fn record(&mut self, kind: RecordKind, tuple: Tuple<'_>) {
         if tuple.caller.len() > MAX_CALLER || tuple.method.len() > MAX_METHOD || tuple.route.len() > MAX_ROUTE {
             self.overflow += 1;
             return;
@@ -157,38 +186,33 @@ impl ObservationTable {
         self.slots[slot] = self.records.len() as u32;
     }
 
-    /// Calls `f` with each record counted since the last flush and its count; the counts
-    /// start again from zero. Returns the overflow since the last flush, also reset.
-    pub fn flush(&mut self, mut f: impl FnMut(&mut Record, u64)) -> u64 {
+    fn flush(&mut self, mut f: impl FnMut(&mut Record, u64)) -> u64 {
         for record in self.records.iter_mut().filter(|r| r.pending > 0) {
             let n = std::mem::take(&mut record.pending);
             f(record, n);
         }
         std::mem::take(&mut self.overflow)
     }
-
-    /// How many records are kept.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
 }
 
-/// FNV-1a over the tuple's fields, each ended by a byte no field holds alone.
+/// A multiply-rotate hash over the tuple's fields, eight bytes at a time (the table's index
+/// only: a collision costs a probe, never a wrong record, as keys are compared in full).
 fn hash(kind: RecordKind, tuple: &Tuple<'_>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut h = (kind as u64) ^ (u64::from(tuple.port.unwrap_or(0)) << 8) ^ (u64::from(tuple.port.is_some()) << 24);
     let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
         }
-        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        // The length ends each field, so ("ab", "c") and ("a", "bc") differ.
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(last) ^ ((bytes.len() as u64) << 56)).wrapping_mul(K);
     };
-    eat(&[kind as u8]);
     eat(tuple.caller);
-    eat(&tuple.port.map_or([0xff; 2], u16::to_le_bytes));
     eat(tuple.method);
     eat(tuple.route);
     h
@@ -210,15 +234,15 @@ impl Engine {
         if !decision.verdict.is_allowed() || !(observed || decision.dry_run_denied) {
             return;
         }
-        let path = match req.path.iter().position(|&b| b == b'?' || b == b'#') {
+        let path = match query_start(req.path) {
             Some(end) => &req.path[..end],
             None => req.path,
         };
-        let mut route = [0u8; MAX_ROUTE];
+        let ObservationTable { index, route } = table;
         let len = if !self.normalises_paths() || is_normal_path(path, &self.aliases) {
-            route_template(path, &mut route)
+            route_template(path, route)
         } else {
-            match normal_route(path, &self.aliases, &mut route) {
+            match normal_route(path, &self.aliases, route) {
                 Some(len) => len,
                 // Refused paths are denied, so never get here; if one did, it is not kept.
                 None => return,
@@ -231,10 +255,10 @@ impl Engine {
         };
         let tuple = Tuple { caller, port: req.port, method: req.method, route: &route[..len] };
         if observed {
-            table.record(RecordKind::Observed, tuple);
+            index.record(RecordKind::Observed, tuple);
         }
         if decision.dry_run_denied {
-            table.record(RecordKind::WouldDeny, tuple);
+            index.record(RecordKind::WouldDeny, tuple);
         }
     }
 }
