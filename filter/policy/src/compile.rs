@@ -268,7 +268,7 @@ fn spring_suffixed(pattern: &PathPattern) -> Vec<PathPattern> {
             .iter()
             .map(|suffix| PathPattern::Plain(Pattern::Exact([&e[..], suffix].concat().into())))
             .collect(),
-        PathPattern::Template(parts) => {
+        PathPattern::Template { parts, decoded } => {
             let under = matches!(parts.first(), Some(TemplatePart::Literal(l)) if under_spring(l));
             let ends_open = match parts.last() {
                 Some(TemplatePart::Literal(l)) => l.ends_with(b"/"),
@@ -286,7 +286,7 @@ fn spring_suffixed(pattern: &PathPattern) -> Vec<PathPattern> {
                         Some(TemplatePart::Literal(l)) => *l = [&l[..], suffix].concat().into(),
                         _ => suffixed.push(TemplatePart::Literal((*suffix).into())),
                     }
-                    PathPattern::Template(suffixed.into())
+                    PathPattern::Template { parts: suffixed.into(), decoded: *decoded }
                 })
                 .collect()
         }
@@ -320,13 +320,13 @@ fn spring_twins(pattern: &PathPattern) -> Vec<PathPattern> {
         PathPattern::Plain(Pattern::Prefix(p)) => {
             twins(p).into_iter().map(|t| PathPattern::Plain(Pattern::Prefix(t))).collect()
         }
-        PathPattern::Template(parts) => match parts.first() {
+        PathPattern::Template { parts, decoded } => match parts.first() {
             Some(TemplatePart::Literal(first)) => twins(first)
                 .into_iter()
                 .map(|t| {
                     let mut twin = parts.to_vec();
                     twin[0] = TemplatePart::Literal(t);
-                    PathPattern::Template(twin.into())
+                    PathPattern::Template { parts: twin.into(), decoded: *decoded }
                 })
                 .collect(),
             _ => Vec::new(),
@@ -348,7 +348,7 @@ fn restlet_below(pattern: &PathPattern) -> Option<PathPattern> {
             let below: Box<[u8]> = if p.ends_with(b"/") { p.clone() } else { [&p[..], b"/"].concat().into() };
             Some(PathPattern::Plain(Pattern::Prefix(below)))
         }
-        PathPattern::Template(parts) => {
+        PathPattern::Template { parts, decoded } => {
             let (TemplatePart::Literal(first), Some(last)) = (parts.first()?, parts.last()) else { return None };
             let open_ended =
                 matches!(last, TemplatePart::Segments) || matches!(last, TemplatePart::Literal(l) if l.ends_with(b"/"));
@@ -357,7 +357,7 @@ fn restlet_below(pattern: &PathPattern) -> Option<PathPattern> {
             }
             let mut below = parts.to_vec();
             below.extend([TemplatePart::Literal(b"/".as_slice().into()), TemplatePart::Segments]);
-            Some(PathPattern::Template(below.into()))
+            Some(PathPattern::Template { parts: below.into(), decoded: *decoded })
         }
         _ => None,
     }
@@ -519,7 +519,7 @@ impl Compiler {
                 .enumerate()
                 .map(|(i, value)| self.canonical_path(value, &format!("{p}[{i}]")))
                 .collect::<Result<_>>()?;
-            let mut patterns = paths(&canonical, &p)?.into_vec();
+            let mut patterns = paths(&canonical, &p, self.normalise_paths)?.into_vec();
             if self.denying != negate && self.spring_prefixes {
                 let twins: Vec<PathPattern> = patterns.iter().flat_map(spring_twins).collect();
                 extend_unique(&mut patterns, twins);
@@ -917,14 +917,15 @@ fn ports(values: &[String], path: &str) -> Result<Box<[u16]>> {
     values.iter().enumerate().map(|(i, v)| parse_port(v, &format!("{path}[{i}]"))).collect()
 }
 
-fn paths(values: &[String], path: &str) -> Result<Box<[PathPattern]>> {
+/// `decoded`: the paths are matched as Tomcat decodes them (`pathNormalization: TOMCAT`).
+fn paths(values: &[String], path: &str, decoded: bool) -> Result<Box<[PathPattern]>> {
     values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let vpath = format!("{path}[{i}]");
             if v.contains('{') || v.contains('}') {
-                return template(v, &vpath);
+                return template(v, &vpath, decoded);
             }
             check_wildcards(v, &vpath)?;
             Ok(PathPattern::Plain(Pattern::parse(v, Wildcard::NonEmpty)))
@@ -933,7 +934,7 @@ fn paths(values: &[String], path: &str) -> Result<Box<[PathPattern]>> {
 }
 
 /// Istio's path templates: `{*}` and `{**}` each fill a whole segment.
-fn template(value: &str, path: &str) -> Result<PathPattern> {
+fn template(value: &str, path: &str, decoded: bool) -> Result<PathPattern> {
     let bad = |why: &str| refuse(path, format!("'{value}' is not a valid path template: {why}"));
     if !value.starts_with('/') {
         return bad("it must start with '/'");
@@ -963,5 +964,5 @@ fn template(value: &str, path: &str) -> Result<PathPattern> {
     if !literal.is_empty() {
         parts.push(TemplatePart::Literal(literal.into()));
     }
-    Ok(PathPattern::Template(parts.into()))
+    Ok(PathPattern::Template { parts: parts.into(), decoded })
 }

@@ -77,7 +77,13 @@ impl Pattern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathPattern {
     Plain(Pattern),
-    Template(Box<[TemplatePart]>),
+    /// `decoded`: matched against the path as Tomcat decodes it, where a byte Envoy's
+    /// operators do not take (a space, UTF-8) can only have arrived percent-encoded, which they
+    /// do take (`%` is theirs): the operators take any byte there, `{*}` any but `/`.
+    Template {
+        parts: Box<[TemplatePart]>,
+        decoded: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +100,8 @@ impl PathPattern {
     pub fn matches(&self, path: &[u8]) -> bool {
         match self {
             PathPattern::Plain(p) => p.matches(Some(path)),
-            PathPattern::Template(parts) => template_matches(parts, path),
+            PathPattern::Template { parts, decoded: false } => template_matches(parts, path, is_pchar),
+            PathPattern::Template { parts, decoded: true } => template_matches(parts, path, |b| b != b'/'),
         }
     }
 }
@@ -104,18 +111,21 @@ fn is_pchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;:@=".contains(&b)
 }
 
-fn template_matches(parts: &[TemplatePart], path: &[u8]) -> bool {
+/// `segment_byte`: what an operator takes within one segment.
+fn template_matches(parts: &[TemplatePart], path: &[u8], segment_byte: fn(u8) -> bool) -> bool {
     match parts.split_first() {
         None => path.is_empty(),
-        Some((TemplatePart::Literal(lit), rest)) => path.starts_with(lit) && template_matches(rest, &path[lit.len()..]),
+        Some((TemplatePart::Literal(lit), rest)) => {
+            path.starts_with(lit) && template_matches(rest, &path[lit.len()..], segment_byte)
+        }
         Some((TemplatePart::Segment, rest)) => {
-            let run = path.iter().take_while(|&&b| is_pchar(b)).count();
+            let run = path.iter().take_while(|&&b| segment_byte(b)).count();
             // Greedy with backtracking; templates are short and validated at compile time.
-            (1..=run).rev().any(|n| template_matches(rest, &path[n..]))
+            (1..=run).rev().any(|n| template_matches(rest, &path[n..], segment_byte))
         }
         Some((TemplatePart::Segments, rest)) => {
-            let run = path.iter().take_while(|&&b| b == b'/' || is_pchar(b)).count();
-            (0..=run).rev().any(|n| template_matches(rest, &path[n..]))
+            let run = path.iter().take_while(|&&b| b == b'/' || segment_byte(b)).count();
+            (0..=run).rev().any(|n| template_matches(rest, &path[n..], segment_byte))
         }
     }
 }
@@ -174,7 +184,7 @@ mod tests {
     use super::*;
 
     fn template(t: &[TemplatePart], path: &str) -> bool {
-        template_matches(t, path.as_bytes())
+        template_matches(t, path.as_bytes(), is_pchar)
     }
 
     #[test]
@@ -215,6 +225,23 @@ mod tests {
         assert!(template(&many, "//t"));
         assert!(!template(&many, "/t"));
         assert!(!template(&many, "/a?b/t"));
+    }
+
+    #[test]
+    fn on_a_decoded_path_the_operators_take_what_arrived_percent_encoded() {
+        use TemplatePart::*;
+        let files = |decoded| PathPattern::Template {
+            parts: [Literal(b"/f/".as_slice().into()), Segment, Literal(b"/x/".as_slice().into()), Segments].into(),
+            decoded,
+        };
+        // As Envoy sees it, encoded: `%` is one of the operators' characters.
+        assert!(files(false).matches(b"/f/a%20b/x/Scan%20Report.pdf"));
+        assert!(!files(false).matches(b"/f/a b/x/Scan Report.pdf"));
+        // As Tomcat decodes it: the same request.
+        assert!(files(true).matches(b"/f/a b/x/Scan Report.pdf"));
+        assert!(files(true).matches("/f/\u{e9}t\u{e9}/x/r\u{e9}sum\u{e9}.pdf".as_bytes()));
+        assert!(!files(true).matches(b"/f/a/b/x/c"), "{{*}} is still one segment");
+        assert!(!files(true).matches(b"/f//x/c"), "and never empty");
     }
 
     #[test]

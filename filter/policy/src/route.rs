@@ -25,9 +25,11 @@
 //!
 //! Istio's `{*}` is one segment of at least one character and `{**}` any run of segments,
 //! possibly empty; `{**}` appears at most once and here always last, where Istio's validation
-//! requires it. Both operators match the characters Envoy's URI templates accept (RFC 3986
-//! `pchar`): a decoded path whose wildcarded part holds another byte (a space, UTF-8) is
-//! matched by no template that does not copy that byte, and this module never copies it.
+//! requires it. On the encoded path Envoy sees, the operators take RFC 3986's `pchar`, `%`
+//! included; the engine matches the decoded path, where a byte outside `pchar` (a space, UTF-8)
+//! can only have arrived percent-encoded, so there the operators take any byte (`{*}` any but
+//! `/`): a template matches the paths it came from whatever their identifiers hold, and this
+//! module copies none of those bytes.
 
 /// The longest template written; a longer one is cut at a segment boundary and ends in `/{**}`.
 pub const MAX_ROUTE: usize = 256;
@@ -360,8 +362,8 @@ impl Writer<'_> {
 /// Below a known prefix, an unknown shape is `{**}` whatever its length (`/data/whatever/x/y`
 /// is `/data/{**}`): its first segment may be a plugin's collection or a user's label, and one
 /// template per known prefix keeps the set of routes recorded small. A wildcarded segment
-/// holding a byte Envoy's templates do not match (see the module doc) is wildcarded all the
-/// same, and then the template does not match `path`. Time is linear in the path.
+/// holding a byte outside `pchar` is wildcarded all the same, and the engine's decoded matching
+/// still matches it (see the module doc). Time is linear in the path.
 pub fn route_template(path: &[u8], out: &mut [u8; MAX_ROUTE]) -> usize {
     let mut w = Writer { out, len: 0, cut_at: 0 };
     let Some(rest) = path.strip_prefix(b"/") else {

@@ -356,13 +356,25 @@ fn screen_and_action_names_are_kept_by_their_shape() {
 }
 
 #[test]
-fn a_template_is_accepted_by_the_compiler_even_for_paths_it_cannot_match() {
-    // Decoded bytes outside RFC 3986's pchar (a space, UTF-8) are matched by no `{*}`: the
-    // template still compiles, and still copies none of them.
-    for path in ["/data/projects/My Project/subjects/Jöns", "/data/projects/P1/files/a b.dcm"] {
-        let t = template(path);
+fn a_template_allows_the_paths_it_came_from_whatever_bytes_their_identifiers_hold() {
+    // A space or UTF-8 arrives percent-encoded, as `%` Envoy's operators take; the engine
+    // matches the decoded path, where the operators take those bytes too. The template copies
+    // none of them.
+    for (decoded, encoded) in [
+        ("/data/projects/My Project/subjects/Jöns", "/data/projects/My%20Project/subjects/J%C3%B6ns"),
+        ("/data/projects/P1/files/a b.dcm", "/data/projects/P1/files/a%20b.dcm"),
+        (
+            "/data/experiments/MR_0001/scans/1/resources/DICOM/files/Scan Report.pdf",
+            "/data/experiments/MR_0001/scans/1/resources/DICOM/files/Scan%20Report.pdf",
+        ),
+    ] {
+        let t = template(decoded);
         assert!(!t.contains(' ') && t.is_ascii(), "{t}");
-        allow_only(&t, false);
+        for exact in [true, false] {
+            let engine = allow_only(&t, exact);
+            assert!(allowed(&engine, encoded), "{encoded}: not allowed by its template {t}");
+            assert!(allowed(&engine, decoded), "{decoded}: not allowed by its template {t}");
+        }
     }
 }
 
