@@ -27,6 +27,8 @@ const MIX: &[(u16, Option<&str>, &str, &str)] = &[
     (EXEMPT, None, "GET", "/data/projects/P1/subjects/S2/experiments/E1/scans/1/resources/DICOM/files/a/b.dcm"),
     (EXEMPT, None, "DELETE", "/data/projects/P1/subjects/S2/experiments/E1/scans/1/resources/DICOM/files/a/b.dcm"),
     (EXEMPT, None, "GET", "/app/template/Index.vm"),
+    // A file name with a space arrives percent-encoded; it is learnt, and served once enforced.
+    (EXEMPT, None, "GET", "/data/experiments/E1/scans/1/resources/DICOM/files/Scan%20Report.pdf"),
     (STRICT, Some("uploader"), "POST", "/data/services/import?project=P1&dest=/prearchive"),
     (STRICT, Some("viewer"), "GET", "/data/projects"),
     (STRICT, Some("viewer"), "GET", "/data/projects/P2/experiments"),
@@ -74,7 +76,7 @@ fn learn_suggest_dry_run_then_enforce_in_a_real_envoy() {
     assert_eq!(merged.requests, 2 * MIX.len() as u64, "every request was recorded: {observations:#?}");
     // Lossless: the identity and the route come back exactly, and no identifier is in the file.
     let text = serde_yaml::to_string(&observations).expect("yaml");
-    for identifier in ["P1", "S1", "S2", "E1", "E7", "b.dcm", "prearchive"] {
+    for identifier in ["P1", "S1", "S2", "E1", "E7", "b.dcm", "prearchive", "Report"] {
         assert!(!text.contains(identifier), "{identifier} was recorded:\n{text}");
     }
     assert!(observations.observed.iter().any(|e| e.caller == VIEWER && e.route == "/data/experiments/{*}"), "{text}");
