@@ -500,6 +500,11 @@ async fn with_istiod_url_istiods_views_come_over_the_forwarded_port_and_only_fro
 /// A stand-in for `kubectl`: records its arguments, then, as `kubectl port-forward` does,
 /// prints the local port it forwards (the stand-in istiod's) and stays until killed; or, with
 /// `refuse`, prints RBAC's refusal and exits 1.
+/// The tests that write and run a stand-in take turns: a script written while another thread
+/// forks is held open for writing in that child until it execs, and running it then fails with
+/// "Text file busy" (ETXTBSY).
+static STAND_INS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn fake_kubectl(dir: &std::path::Path, forwarded_port: &str, refuse: bool) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("kubectl");
@@ -516,6 +521,7 @@ fn fake_kubectl(dir: &std::path::Path, forwarded_port: &str, refuse: bool) -> st
 
 #[tokio::test]
 async fn with_port_forward_each_istiod_pod_is_forwarded_by_kubectl_and_read_over_localhost() {
+    let _serial = STAND_INS.lock().await;
     let (url, served) = forwarded_istiod(vec![
         ("/debug/syncz".into(), syncz("x7")),
         ("/debug/config_dump?proxyID=xnat-xnat-web-0.xnat".into(), web_config_dump()),
@@ -565,6 +571,7 @@ async fn with_port_forward_each_istiod_pod_is_forwarded_by_kubectl_and_read_over
 
 #[tokio::test]
 async fn a_port_forward_rbac_refuses_leaves_out_istiods_views_naming_the_permission() {
+    let _serial = STAND_INS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let kubectl = fake_kubectl(dir.path(), "0", true);
     let mut script = reads_before_the_pods("x7");

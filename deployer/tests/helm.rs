@@ -6,6 +6,14 @@ use std::os::unix::fs::PermissionsExt;
 use deployer::apply::helm;
 use deployer::plan::{install, kiali};
 
+/// One test at a time writes and runs its stand-in: a script written while another thread forks
+/// is held open for writing in that child until it execs, and running it then fails with "Text
+/// file busy" (ETXTBSY).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn stand_in(dir: &std::path::Path, exit: i32) -> std::path::PathBuf {
     let record = dir.join("calls");
     let script = dir.join("helm");
@@ -16,6 +24,7 @@ fn stand_in(dir: &std::path::Path, exit: i32) -> std::path::PathBuf {
 
 #[test]
 fn istio_is_installed_with_pinned_versions_wait_and_the_default_revision() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let record = stand_in(dir.path(), 0);
     let path = std::env::join_paths([dir.path(), std::path::Path::new("/usr/bin")]).unwrap();
@@ -39,6 +48,7 @@ fn istio_is_installed_with_pinned_versions_wait_and_the_default_revision() {
 
 #[test]
 fn kiali_operator_chart_and_dry_run() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let record = stand_in(dir.path(), 0);
     let helm_bin = helm::find_helm(Some(dir.path().as_os_str().to_owned())).unwrap();
@@ -52,6 +62,7 @@ fn kiali_operator_chart_and_dry_run() {
 
 #[test]
 fn a_failing_helm_is_reported_with_its_command_line() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     stand_in(dir.path(), 1);
     let helm_bin = helm::find_helm(Some(dir.path().as_os_str().to_owned())).unwrap();
@@ -64,6 +75,7 @@ fn a_failing_helm_is_reported_with_its_command_line() {
 
 #[test]
 fn no_helm_on_path_says_how_to_get_it() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let err = helm::find_helm(Some(dir.path().as_os_str().to_owned())).unwrap_err().to_string();
     assert!(err.contains("helm is not on PATH") && err.contains("helm.sh"), "{err}");
@@ -87,6 +99,7 @@ fn stand_in_printing_version(dir: &std::path::Path, short: &str) -> std::path::P
 
 #[test]
 fn a_dry_run_with_a_helm_older_than_3_13_is_refused_before_helm_runs_with_what_to_do() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let helm_bin = stand_in_printing_version(dir.path(), "v3.12.3+g3a31588");
     let err = helm::require_server_dry_run(&helm_bin).unwrap_err().to_string();
@@ -97,6 +110,7 @@ fn a_dry_run_with_a_helm_older_than_3_13_is_refused_before_helm_runs_with_what_t
 
 #[test]
 fn a_dry_run_with_helm_3_13_or_later_goes_ahead() {
+    let _serial = serial();
     for short in ["v3.13.0+g825e86f", "v3.19.0+g3d8990f", "v4.0.1+g12345ab"] {
         let dir = tempfile::tempdir().unwrap();
         let helm_bin = stand_in_printing_version(dir.path(), short);
@@ -107,6 +121,7 @@ fn a_dry_run_with_helm_3_13_or_later_goes_ahead() {
 
 #[test]
 fn a_helm_whose_version_cannot_be_read_is_reported_with_what_it_printed() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let helm_bin = stand_in_printing_version(dir.path(), "Client: &version.Version{SemVer:\"v2.17.0\"}");
     let err = helm::require_server_dry_run(&helm_bin).unwrap_err().to_string();
@@ -117,6 +132,7 @@ fn a_helm_whose_version_cannot_be_read_is_reported_with_what_it_printed() {
 /// helm is refused before the cluster is asked anything, saying what to do.
 #[test]
 fn kiali_install_dry_run_with_a_helm_older_than_3_13_is_refused_before_anything_runs() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     stand_in_printing_version(dir.path(), "v3.12.3+g3a31588");
     let istio = dir.path().join("istio-1.28.0");
