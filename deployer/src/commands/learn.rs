@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use deployer::apply::learn::{learn_once, Round};
 use deployer::observations::Observations;
 
-use super::{parse_duration, runtime, Global, LabelArgs, NamespaceArg};
+use deployer::plan::promote::parse_duration;
+
+use super::{runtime, Global, LabelArgs, NamespaceArg};
 
 /// Learn which caller uses which part of XNAT's API, from the filter in each sidecar.
 ///

@@ -27,22 +27,6 @@ use deployer::resources::{self, PolicyTarget, Selection};
 use serde::Serialize;
 use xnat_guard_policy::Engine;
 
-/// A duration as `90s`, `10m`, `2h`, `1d` (or plain seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("'{text}' is not a duration: write it as 90s, 10m, 2h or 1d");
-    let (number, unit) =
-        text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n.checked_mul(60).ok_or_else(bad)?,
-        "h" => n.checked_mul(3600).ok_or_else(bad)?,
-        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_secs(seconds))
-}
-
 /// Flags every subcommand takes.
 #[derive(Args, Clone)]
 pub struct Global {
@@ -233,6 +217,26 @@ impl MeshArgs {
             trust_domain: self.trust_domain().to_string(),
             trust_domain_aliases: self.trust_domain_aliases.clone(),
         }
+    }
+
+    /// The mesh as the cluster has it (the istio ConfigMap in the root namespace), which the
+    /// flags may repeat but not contradict; says which on stderr.
+    pub fn in_cluster(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        cluster: &Cluster,
+        out: &Printer,
+    ) -> Result<resources::Mesh> {
+        let in_cluster = rt.block_on(apply::mesh::read(cluster, &self.root_namespace))?;
+        let (mesh, said) = deployer::inspect::mesh::resolve(
+            &self.mesh(),
+            self.trust_domain.is_some(),
+            !self.trust_domain_aliases.is_empty(),
+            &in_cluster,
+        )
+        .map_err(anyhow::Error::msg)?;
+        out.progress(&format!("mesh: {said}"));
+        Ok(mesh)
     }
 }
 

@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use deployer::apply::{self, Applied};
-use deployer::inspect::mesh;
 use deployer::inspect::pods::{pod_row, pod_table, PodRow};
 use deployer::inspect::status::{rfc3339, span, would_deny_lines, WouldDeny};
-use deployer::plan::promote::{self, parse_window, window_text, Promotion};
+use deployer::plan::promote::{self, parse_duration, window_text, Promotion};
 use serde::Serialize;
 
 use super::render::PlanArgs;
@@ -55,7 +54,7 @@ pub struct Args {
     plan: PlanArgs,
     /// How long the dry-run policies must have been in force with nothing they would deny
     /// seen: a number and a unit, as 30m, 1h, 2d (s, m, h, d, w; combined as 1h30m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_window, required_unless_present = "force_promotion")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, required_unless_present = "force_promotion")]
     window: Option<Duration>,
     /// Promote whatever the evidence says: what the dry-run policies would deny is then denied.
     #[arg(long = "force", id = "force_promotion")]
@@ -101,15 +100,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     let mut cluster = global.connect(&rt)?;
     cluster.opts.force_conflicts = args.force_conflicts;
     let mesh_args = &args.plan.mesh;
-    let in_cluster = rt.block_on(apply::mesh::read(&cluster, &mesh_args.root_namespace))?;
-    let (mesh, said) = mesh::resolve(
-        &mesh_args.mesh(),
-        mesh_args.trust_domain.is_some(),
-        !mesh_args.trust_domain_aliases.is_empty(),
-        &in_cluster,
-    )
-    .map_err(anyhow::Error::msg)?;
-    out.progress(&format!("mesh: {said}"));
+    let mesh = mesh_args.in_cluster(&rt, &cluster, &out)?;
     let promotion = promote::plan(&args.plan.spec_in(&mesh)?)?;
     let gate = rt.block_on(apply::promote::judge_cluster(&cluster, &promotion, &namespace, args.window))?;
     if !gate.already_promoted && !gate.passes() {

@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Result};
 use deployer::apply::{self, Applied};
-use deployer::inspect::mesh;
 use deployer::inspect::pods::{pod_row, pod_table, PodRow};
 use serde::Serialize;
 
@@ -108,15 +107,7 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
         out.warning("--no-verify: the filter's WasmPlugin is applied without a canary, and nothing checks that any pod enforces it");
     }
     let mesh_args = &args.plan.mesh;
-    let in_cluster = rt.block_on(apply::mesh::read(&cluster, &mesh_args.root_namespace))?;
-    let (mesh, said) = mesh::resolve(
-        &mesh_args.mesh(),
-        mesh_args.trust_domain.is_some(),
-        !mesh_args.trust_domain_aliases.is_empty(),
-        &in_cluster,
-    )
-    .map_err(anyhow::Error::msg)?;
-    out.progress(&format!("mesh: {said}"));
+    let mesh = mesh_args.in_cluster(&rt, &cluster, &out)?;
     let plan = args.plan.plan_in(&mesh)?;
     out.progress(&rt.block_on(apply::registry::check_module_served(&cluster, &plan))?);
     let report = rt.block_on(apply::rollout::rollout(&cluster, &plan, &namespace))?;

@@ -138,12 +138,13 @@ fn selects(o: &Object, namespace: &str, target: &PolicyTarget, root_namespace: &
         && o.selector().unwrap_or_default().iter().all(|(k, v)| target.labels.get(k) == Some(v))
 }
 
-/// `--window`: a number and a unit (`s`, `m`, `h`, `d`, `w`), or several (`1h30m`).
-pub fn parse_window(text: &str) -> Result<Duration, String> {
+/// A duration flag (`promote --window`, `learn --duration` and `--interval`): a number and a
+/// unit (`s`, `m`, `h`, `d`, `w`), or several (`1h30m`). Clap names the flag in the error.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
-            "--window {text:?}: give a duration as a number and a unit, as 30m, 1h or 2d (units s, m, h, d, w; \
-             combined as 1h30m)"
+            "{text:?}: give a duration as a number and a unit, as 30m, 1h or 2d (units s, m, h, d, w; combined as \
+             1h30m)"
         )
     };
     let mut total: u64 = 0;
@@ -171,7 +172,7 @@ pub fn parse_window(text: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if total == 0 {
-        return Err(format!("--window {text:?} is no time at all: give the span to judge, as 30m, 1h or 2d"));
+        return Err(format!("{text:?} is no time at all: give a span, as 30m, 1h or 2d"));
     }
     Ok(Duration::from_secs(total))
 }
@@ -473,16 +474,17 @@ mod tests {
     }
 
     #[test]
-    fn a_window_is_a_number_and_a_unit_or_several() {
+    fn a_duration_is_a_number_and_a_unit_or_several() {
         for (text, secs) in
             [("30m", 1800), ("1h", 3600), ("2d", 172_800), ("90s", 90), ("1h30m", 5400), ("1w", 604_800)]
         {
-            assert_eq!(parse_window(text), Ok(Duration::from_secs(secs)), "{text}");
-            assert_eq!(parse_window(&window_text(Duration::from_secs(secs))), Ok(Duration::from_secs(secs)));
+            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)), "{text}");
+            assert_eq!(parse_duration(&window_text(Duration::from_secs(secs))), Ok(Duration::from_secs(secs)));
         }
         for text in ["", "30", "m", "1x", "1.5h", "-1h", "h1", "0m", "99999999999999999999d"] {
-            let err = parse_window(text).unwrap_err();
-            assert!(err.contains("--window"), "{text}: {err}");
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.starts_with(&format!("{text:?}")), "the refused text is quoted: {err}");
+            assert!(err.contains("30m, 1h or 2d"), "{text}: {err}");
         }
         assert_eq!(window_text(Duration::from_secs(5400)), "1h30m");
     }

@@ -201,19 +201,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     }
     let mut objects = Vec::new();
     for o in &spec.objects {
-        let mut o = o.clone();
-        if !o.namespace_given {
-            o.namespace = spec.namespace.clone();
-        }
-        if o.namespace != spec.namespace && o.namespace != spec.root_namespace {
-            return Err(PlanError::Invalid(format!(
-                "{} from {} is for namespace {}, not {}; render each namespace separately",
-                o.describe(),
-                o.origin,
-                o.namespace,
-                spec.namespace
-            )));
-        }
+        let o = in_namespace(o, spec)?;
         if !POLICY_FILE_KINDS.iter().any(|k| o.is(*k)) {
             return Err(PlanError::Invalid(format!(
                 "{} from {}: the policy files take AuthorizationPolicy, PeerAuthentication and DestinationRule only",
@@ -338,6 +326,25 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
 /// Istio's annotation for a policy that is evaluated and reported, never enforced.
 pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 
+/// `o` in the workload's namespace, unless it names its own: which must then be that one or
+/// the root namespace.
+fn in_namespace(o: &Object, spec: &Spec) -> Result<Object> {
+    let mut o = o.clone();
+    if !o.namespace_given {
+        o.namespace = spec.namespace.clone();
+    }
+    if o.namespace != spec.namespace && o.namespace != spec.root_namespace {
+        return Err(PlanError::Invalid(format!(
+            "{} from {} is for namespace {}, not {}; render each namespace separately",
+            o.describe(),
+            o.origin,
+            o.namespace,
+            spec.namespace
+        )));
+    }
+    Ok(o)
+}
+
 /// The `--dry-run-policy` objects, each in the workload's namespace (unless it names the root
 /// namespace) and annotated `istio.io/dry-run: "true"`. Refuses other kinds, a policy that
 /// says it is enforced, and a name a `--policy` AuthorizationPolicy already has (one object in
@@ -345,25 +352,13 @@ pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 fn dry_run_objects(spec: &Spec, enforced: &[Object]) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for o in &spec.dry_run_objects {
-        let mut o = o.clone();
-        if !o.namespace_given {
-            o.namespace = spec.namespace.clone();
-        }
+        let mut o = in_namespace(o, spec)?;
         if !o.is(Kind::AUTHORIZATION_POLICY) {
             return Err(PlanError::Invalid(format!(
                 "{} from {}: --dry-run-policy takes AuthorizationPolicies only (Istio's istio.io/dry-run applies to \
                  nothing else); give PeerAuthentications and DestinationRules with --policy",
                 o.describe(),
                 o.origin
-            )));
-        }
-        if o.namespace != spec.namespace && o.namespace != spec.root_namespace {
-            return Err(PlanError::Invalid(format!(
-                "{} from {} is for namespace {}, not {}; render each namespace separately",
-                o.describe(),
-                o.origin,
-                o.namespace,
-                spec.namespace
             )));
         }
         match o.annotations.get(DRY_RUN_ANNOTATION).map(String::as_str) {
