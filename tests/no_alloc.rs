@@ -3,7 +3,7 @@
 
 use harness::alloc::{allocations_in, CountingAllocator};
 use xnat_guard_policy::observe::ObservationTable;
-use xnat_guard_policy::{from_json, Request};
+use xnat_guard_policy::{from_json, route_template, Request, MAX_ROUTE};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -132,4 +132,28 @@ fn recording_a_request_seen_before_allocates_nothing() {
     let mut records = 0;
     table.flush(|_, _| records += 1);
     assert_eq!(records, 3, "two observed, one would-deny (the POST)");
+}
+
+#[test]
+fn reducing_a_path_to_its_route_allocates_nothing() {
+    let long = "/data/projects/P1/files".to_string() + &"/dir".repeat(200);
+    let paths = [
+        "/data/projects/P1/subjects/S1/experiments/E1/scans/1/resources/DICOM/files/a/b.dcm",
+        "/data/prearchive/projects/P1/20240101_120000/MR1",
+        "/data/services/import",
+        "/xapi/users/alice/roles",
+        "/app/template/XDATScreen_report_xnat_mrSessionData.vm/search_value/E1",
+        "/scripts/app.js",
+        "/",
+        "",
+        "relative",
+        "/data//x",
+        long.as_str(),
+    ];
+    let mut out = [0u8; MAX_ROUTE];
+    let (total, allocations) = allocations_in(|| {
+        paths.iter().map(|path| route_template(std::hint::black_box(path.as_bytes()), &mut out)).sum::<usize>()
+    });
+    assert!(total > 0);
+    assert_eq!(allocations, 0, "route_template allocated {allocations} times");
 }

@@ -1,10 +1,7 @@
 //! XNAT's route templates through the public API: what each family of paths reduces to, that no
 //! identifier survives the reduction, that the engine allows a path under an ALLOW rule on its
-//! own template (with Istio's plain matching and with XNAT's defaults), and that reducing a
-//! path allocates nothing.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! own template (with Istio's plain matching and with XNAT's defaults). That reducing a path
+//! allocates nothing is counted in `tests/no_alloc.rs`, with the workspace's counting allocator.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -544,58 +541,4 @@ proptest! {
         prop_assert!(envoy_accepts(&t).is_ok(), "{:?}", envoy_accepts(&t));
         prop_assert!(replays(&path).is_ok(), "{:?}", replays(&path));
     }
-}
-
-// ---- No allocation. ----
-
-struct CountingAllocator;
-
-thread_local! {
-    // Per thread: other tests allocate on their own threads meanwhile.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counting touches only
-// const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        }
-        // SAFETY: the caller's contract for `alloc` is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` above with this `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCATIONS.with(Cell::get);
-    COUNTING.with(|c| c.set(true));
-    let result = f();
-    COUNTING.with(|c| c.set(false));
-    (result, ALLOCATIONS.with(Cell::get) - before)
-}
-
-#[test]
-fn reducing_a_path_allocates_nothing() {
-    let (_, counted) = allocations_in(|| std::hint::black_box(Box::new(1u64)));
-    assert_eq!(counted, 1, "the allocator must count, or the test below proves nothing");
-
-    let long = "/data/projects/P1/files".to_string() + &"/dir".repeat(200);
-    let mut paths: Vec<&str> = TABLE.iter().map(|(path, _)| *path).collect();
-    paths.extend(["", "relative", "/data//x", long.as_str()]);
-    let mut out = [0u8; MAX_ROUTE];
-    let (total, allocations) = allocations_in(|| {
-        paths.iter().map(|path| route_template(std::hint::black_box(path.as_bytes()), &mut out)).sum::<usize>()
-    });
-    assert!(total > 0);
-    assert_eq!(allocations, 0);
 }
