@@ -2,6 +2,9 @@
 //! the path of the value at fault (`policies[0].spec.rules[1].to[0].operation.methods`), and
 //! every object refuses members it does not know and members given twice: a field silently
 //! ignored in an ALLOW rule would widen access.
+//!
+//! It runs once per configuration, so its functions are `#[inline(never)]` (and `variant` has one
+//! non-generic body): inlined into one another they made the Wasm module 10.5 KB larger.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -15,10 +18,12 @@ use crate::config::{
 use crate::error::{ConfigError, Result, DOCUMENT};
 use crate::json::Json;
 
+#[inline(never)]
 fn refuse<T>(path: &str, message: String) -> Result<T> {
     crate::error::refuse(if path.is_empty() { DOCUMENT } else { path }, message)
 }
 
+#[inline(never)]
 fn field_path(path: &str, name: &str) -> String {
     if path.is_empty() {
         name.to_string()
@@ -27,10 +32,12 @@ fn field_path(path: &str, name: &str) -> String {
     }
 }
 
+#[inline(never)]
 fn type_error<T>(value: &Json, path: &str, expected: &str) -> Result<T> {
     refuse(path, format!("invalid type: {}, expected {expected}", value.kind()))
 }
 
+#[inline(never)]
 fn quoted_list(names: &[&str]) -> String {
     names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
@@ -50,6 +57,7 @@ struct Members<'a> {
 }
 
 impl<'a> Members<'a> {
+    #[inline(never)]
     fn of(value: &'a Json, path: &'a str) -> Result<Members<'a>> {
         let Json::Object(members) = value else { return type_error(value, path, "an object") };
         Ok(Members { path, members, read: RefCell::default(), error: RefCell::default() })
@@ -61,6 +69,7 @@ impl<'a> Members<'a> {
         self.error.borrow_mut().get_or_insert(error);
     }
 
+    #[inline(never)]
     fn keep<T>(&self, result: Result<T>) -> Option<T> {
         result.map_err(|e| self.fail(e)).ok()
     }
@@ -76,17 +85,20 @@ impl<'a> Members<'a> {
     }
 
     /// Reports a missing `name` ahead of every error a read meets.
+    #[inline(never)]
     fn missing_first(&self, name: &str) {
         if !self.members.iter().any(|(n, _)| n == name) {
             self.fail(self.missing(name));
         }
     }
 
+    #[inline(never)]
     fn missing(&self, name: &str) -> ConfigError {
         let path = if self.path.is_empty() { DOCUMENT } else { self.path };
         ConfigError { path: path.to_string(), message: format!("missing field `{name}`") }
     }
 
+    #[inline(never)]
     fn required<T: Default>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> T {
         match self.get(name) {
             Some((value, path)) => self.keep(read(value, &path)).unwrap_or_default(),
@@ -98,11 +110,13 @@ impl<'a> Members<'a> {
     }
 
     /// A field with a default when absent; `null` is read like any value (a type error).
+    #[inline(never)]
     fn present<T>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> Option<T> {
         self.get(name).and_then(|(value, path)| self.keep(read(value, &path)))
     }
 
     /// An optional field: absent or `null` reads as `None`, as serde reads an `Option`.
+    #[inline(never)]
     fn optional<T>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> Option<T> {
         match self.get(name) {
             None | Some((Json::Null, _)) => None,
@@ -110,16 +124,19 @@ impl<'a> Members<'a> {
         }
     }
 
+    #[inline(never)]
     fn or_default<T: Default>(&self, name: &'static str, read: impl Fn(&Json, &str) -> Result<T>) -> T {
         self.present(name, read).unwrap_or_default()
     }
 
+    #[inline(never)]
     fn strings(&self, name: &'static str) -> Vec<String> {
         self.or_default(name, |v, p| list(v, p, string))
     }
 
     /// `value`, built from the reads, unless a member was not read (unknown) or was given
     /// twice, or a read failed.
+    #[inline(never)]
     fn finish<T>(self, value: T) -> Result<T> {
         self.check().map(|()| value)
     }
@@ -144,6 +161,7 @@ impl<'a> Members<'a> {
     }
 }
 
+#[inline(never)]
 fn string(value: &Json, path: &str) -> Result<String> {
     match value {
         Json::String(s) => Ok(s.clone()),
@@ -151,6 +169,7 @@ fn string(value: &Json, path: &str) -> Result<String> {
     }
 }
 
+#[inline(never)]
 fn boolean(value: &Json, path: &str) -> Result<bool> {
     match value {
         Json::Bool(b) => Ok(*b),
@@ -158,11 +177,13 @@ fn boolean(value: &Json, path: &str) -> Result<bool> {
     }
 }
 
+#[inline(never)]
 fn list<T>(value: &Json, path: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<Vec<T>> {
     let Json::Array(items) = value else { return type_error(value, path, "an array") };
     items.iter().enumerate().map(|(i, item)| read(item, &format!("{path}[{i}]"))).collect()
 }
 
+#[inline(never)]
 fn map<T>(value: &Json, path: &str, read: impl Fn(&Json, &str) -> Result<T>) -> Result<BTreeMap<String, T>> {
     let Json::Object(members) = value else { return type_error(value, path, "an object") };
     let mut out = BTreeMap::new();
@@ -177,17 +198,25 @@ fn map<T>(value: &Json, path: &str, read: impl Fn(&Json, &str) -> Result<T>) -> 
 
 /// One of an enum's upper-case names.
 fn variant<T: Copy>(value: &Json, path: &str, variants: &[(&str, T)]) -> Result<T> {
-    let Json::String(name) = value else { return type_error(value, path, "a string") };
-    match variants.iter().find(|(n, _)| n == name) {
-        Some((_, v)) => Ok(*v),
+    variant_position(value, path, variants.len(), &|i| variants[i].0).map(|i| variants[i].1)
+}
+
+/// Where `value` is among the `count` names `name(0..count)`: the one copy of the lookup and
+/// its refusal, not one per enum.
+#[inline(never)]
+fn variant_position<'n>(value: &Json, path: &str, count: usize, name: &dyn Fn(usize) -> &'n str) -> Result<usize> {
+    let Json::String(given) = value else { return type_error(value, path, "a string") };
+    match (0..count).position(|i| name(i) == given) {
+        Some(i) => Ok(i),
         None => {
-            let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
-            refuse(path, format!("unknown variant `{name}`, expected one of {}", quoted_list(&names)))
+            let names: Vec<&str> = (0..count).map(name).collect();
+            refuse(path, format!("unknown variant `{given}`, expected one of {}", quoted_list(&names)))
         }
     }
 }
 
 /// Decodes the plugin configuration document.
+#[inline(never)]
 pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
     let m = Members::of(value, "")?;
     let config = PluginConfig {
@@ -242,12 +271,14 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
     m.finish(config)
 }
 
+#[inline(never)]
 fn path_alias(value: &Json, path: &str) -> Result<PathAlias> {
     let m = Members::of(value, path)?;
     let alias = PathAlias { from: m.required("from", string), to: m.required("to", string) };
     m.finish(alias)
 }
 
+#[inline(never)]
 fn policy_entry(value: &Json, path: &str) -> Result<PolicyEntry> {
     let m = Members::of(value, path)?;
     m.missing_first("spec");
@@ -260,6 +291,7 @@ fn policy_entry(value: &Json, path: &str) -> Result<PolicyEntry> {
     m.finish(entry)
 }
 
+#[inline(never)]
 fn authorization_policy(value: &Json, path: &str) -> Result<AuthorizationPolicySpec> {
     let m = Members::of(value, path)?;
     let present = |_: &Json, _: &str| Ok(Unsupported);
@@ -285,12 +317,14 @@ fn authorization_policy(value: &Json, path: &str) -> Result<AuthorizationPolicyS
     m.finish(spec)
 }
 
+#[inline(never)]
 fn selector(value: &Json, path: &str) -> Result<WorkloadSelector> {
     let m = Members::of(value, path)?;
     let selector = WorkloadSelector { match_labels: m.or_default("matchLabels", |v, p| map(v, p, string)) };
     m.finish(selector)
 }
 
+#[inline(never)]
 fn rule(value: &Json, path: &str) -> Result<Rule> {
     let m = Members::of(value, path)?;
     let rule = Rule {
@@ -301,18 +335,21 @@ fn rule(value: &Json, path: &str) -> Result<Rule> {
     m.finish(rule)
 }
 
+#[inline(never)]
 fn from(value: &Json, path: &str) -> Result<From> {
     let m = Members::of(value, path)?;
     let from = From { source: m.or_default("source", source) };
     m.finish(from)
 }
 
+#[inline(never)]
 fn to(value: &Json, path: &str) -> Result<To> {
     let m = Members::of(value, path)?;
     let to = To { operation: m.or_default("operation", operation) };
     m.finish(to)
 }
 
+#[inline(never)]
 fn source(value: &Json, path: &str) -> Result<Source> {
     let m = Members::of(value, path)?;
     let source = Source {
@@ -334,6 +371,7 @@ fn source(value: &Json, path: &str) -> Result<Source> {
     m.finish(source)
 }
 
+#[inline(never)]
 fn operation(value: &Json, path: &str) -> Result<Operation> {
     let m = Members::of(value, path)?;
     let operation = Operation {
@@ -349,6 +387,7 @@ fn operation(value: &Json, path: &str) -> Result<Operation> {
     m.finish(operation)
 }
 
+#[inline(never)]
 fn condition(value: &Json, path: &str) -> Result<Condition> {
     let m = Members::of(value, path)?;
     let condition =
@@ -356,6 +395,7 @@ fn condition(value: &Json, path: &str) -> Result<Condition> {
     m.finish(condition)
 }
 
+#[inline(never)]
 fn peer_authentication(value: &Json, path: &str) -> Result<PeerAuthenticationSpec> {
     let m = Members::of(value, path)?;
     let spec = PeerAuthenticationSpec {
@@ -366,6 +406,7 @@ fn peer_authentication(value: &Json, path: &str) -> Result<PeerAuthenticationSpe
     m.finish(spec)
 }
 
+#[inline(never)]
 fn mtls(value: &Json, path: &str) -> Result<Mtls> {
     let m = Members::of(value, path)?;
     let mode = m.or_default("mode", |v, p| {
