@@ -1,10 +1,12 @@
-//! The Envoy A/B harness: the same Envoy binary, five variants side by side, interleaved.
+//! The Envoy A/B harness: the same Envoy binary, six variants side by side, interleaved.
 //!
 //! - `none`: no HTTP filter (the baseline);
 //! - `rbac`: Envoy's native RBAC with the rules Istio would generate (harness::native_rbac);
 //! - `floor`: an empty proxy-wasm filter that returns Continue (built here);
 //! - `ours`: the xnat-guard module;
-//! - `observing`: the same, recording what it allows (`observe: ROUTES`, for `deployer learn`).
+//! - `observing`: the same, recording what it allows (`observe: ROUTES`, for `deployer learn`);
+//! - `calls`: the same module reading each fact with its own host call
+//!   (`XNAT_GUARD_FACT_READS=calls`), as on a host without CEL, instead of one CEL evaluation.
 //!
 //! Each variant runs in its own Envoy (one worker, pinned to CPU 0); this process generates load
 //! from CPU 1 over keep-alive connections, plaintext to the exempt port 8080 and mutual TLS with
@@ -34,7 +36,7 @@ use xnat_guard_policy::config::{ObserveMode, PluginConfig};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
-const VARIANTS: [&str; 5] = ["none", "rbac", "floor", "ours", "observing"];
+const VARIANTS: [&str; 6] = ["none", "rbac", "floor", "ours", "observing", "calls"];
 const CALLER: &str = "spiffe://cluster.local/ns/xnat-ingest/sa/uploader";
 
 struct Options {
@@ -106,6 +108,10 @@ fn filters(variant: &str, config: &PluginConfig, floor: &Path, ours: &Path) -> V
         "observing" => {
             let config = PluginConfig { observe: ObserveMode::Routes, ..config.clone() };
             vec![envoy::wasm_filter(ours, &serde_json::to_string(&config).expect("json"))]
+        }
+        "calls" => {
+            let filter = envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"));
+            vec![envoy::with_vm_environment(filter, &[("XNAT_GUARD_FACT_READS", "calls")])]
         }
         _ => vec![envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"))],
     }

@@ -160,11 +160,13 @@ fn random_probe(rng: &mut Rng) -> Probe {
         },
         port: *rng.pick(&PORTS),
         caller: if rng.chance(20) { None } else { Some(rng.below(IDENTITIES.len())) },
-        // A repeated header is read joined, as RBAC reads it.
+        // A repeated header, each value judged on its own as RBAC judges it, and one value that
+        // holds a comma (what Envoy's CEL also answers for the repeated one).
         teams: match rng.below(5) {
             0 => vec!["radiology"],
             1 => vec!["oncology"],
             2 => vec!["radiology", "oncology"],
+            3 => vec!["oncology,radiology"],
             _ => vec![],
         },
         tricky,
@@ -276,15 +278,17 @@ fn random_policies_decide_like_native_rbac() {
         let mut sides = Vec::new();
         for (config, native) in &configs {
             let (native_ip, ours_ip) = (support::loopback_for(&PORTS), support::loopback_for(&PORTS));
+            let calls_ip = support::loopback_for(&PORTS);
+            let ours = envoy::wasm_filter(&module, &serde_json::to_string(config).unwrap());
+            // The same module reading each fact with its own host call instead of one CEL
+            // evaluation: the two must never judge a request differently.
+            let calls = envoy::with_vm_environment(ours.clone(), &[("XNAT_GUARD_FACT_READS", "calls")]);
             for port in PORTS {
                 listeners.push(Listener { address: native_ip, port, http_filters: native.clone() });
-                listeners.push(Listener {
-                    address: ours_ip,
-                    port,
-                    http_filters: vec![envoy::wasm_filter(&module, &serde_json::to_string(config).unwrap())],
-                });
+                listeners.push(Listener { address: ours_ip, port, http_filters: vec![ours.clone()] });
+                listeners.push(Listener { address: calls_ip, port, http_filters: vec![calls.clone()] });
             }
-            sides.push((native_ip, ours_ip));
+            sides.push((native_ip, ours_ip, calls_ip));
         }
         let envoy = Envoy::start(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), work.path())
             .unwrap_or_else(|e| panic!("Envoy refused a batch: {e}"));
@@ -292,7 +296,7 @@ fn random_policies_decide_like_native_rbac() {
             for i in 0..per_policy {
                 let p = random_probe(&mut rng);
                 let compare = Sides {
-                    sides: vec![("native", sides[k].0), ("ours", sides[k].1)],
+                    sides: vec![("native", sides[k].0), ("ours", sides[k].1), ("calls", sides[k].2)],
                     ca_der: &pki.ca_der,
                     upstream: &upstream,
                     envoy: &envoy,
@@ -323,6 +327,7 @@ fn random_policies_decide_like_native_rbac() {
                         serde_json::to_string(config).unwrap()
                     )
                 };
+                assert_eq!(outcomes[2], outcomes[1], "one host call per fact judged otherwise: {}", line());
                 // Whatever our filter refuses never reaches the upstream.
                 if outcomes[1].0 != 200 {
                     assert_eq!(outcomes[1].2, 0, "a request our filter refused reached the upstream: {}", line());

@@ -171,6 +171,19 @@ pub fn wasm_filter(module: &Path, config: &str) -> Value {
     }})
 }
 
+/// `filter` (a [`wasm_filter`]) with `variables` in its VM's environment, as a `WasmPlugin`'s
+/// `vmConfig.env` sets them, in a VM of its own: Envoy shares one VM among filters of the same
+/// `vm_id` and code whatever their environment, so the id names the variables.
+pub fn with_vm_environment(mut filter: Value, variables: &[(&str, &str)]) -> Value {
+    let vm = &mut filter["typed_config"]["config"]["vm_config"];
+    let suffix: String = variables.iter().map(|(k, v)| format!("-{k}={v}")).collect();
+    vm["vm_id"] = Value::String(format!("{}{suffix}", vm["vm_id"].as_str().unwrap_or_default()));
+    let key_values: serde_json::Map<String, Value> =
+        variables.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+    vm["environment_variables"] = json!({ "key_values": key_values });
+    filter
+}
+
 /// The addresses of the static listeners in a bootstrap configuration.
 fn listener_addresses(config: &Value) -> Vec<SocketAddr> {
     let listeners = config["static_resources"]["listeners"].as_array().cloned().unwrap_or_default();
@@ -200,7 +213,8 @@ impl Envoy {
 
     /// As [`start`](Self::start), with `command` as the program that runs Envoy (`binary`
     /// itself, or a wrapper such as `taskset` already given its own arguments and `binary`),
-    /// waiting up to `timeout` for it to be ready.
+    /// waiting up to `timeout` for it to be ready. Envoy runs one worker unless `command`
+    /// already carries `--concurrency N` (Envoy refuses the flag twice).
     pub fn launch(
         mut command: Command,
         binary: &Path,
@@ -214,12 +228,15 @@ impl Envoy {
         let _ = std::fs::remove_file(&admin_file);
         let log = workdir.join("envoy.log");
         let log_file = std::fs::File::create(&log)?;
+        if !command.get_args().any(|a| a == "--concurrency") {
+            command.args(["--concurrency", "1"]);
+        }
         let child = command
             .arg("-c")
             .arg(&config_path)
             .arg("--admin-address-path")
             .arg(&admin_file)
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+            .args(["--disable-hot-restart", "-l", "info"])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

@@ -61,11 +61,21 @@ impl<'a> HeaderMap<'a> {
     }
 }
 
-struct Pairs<'a> {
+/// The ABI's pairs encoding, read in order: header maps, and the lists CEL answers.
+pub(crate) struct Pairs<'a> {
     buf: &'a [u8],
     left: usize,
     sizes_at: usize,
     data_at: usize,
+}
+
+impl<'a> Pairs<'a> {
+    /// The pairs of `buf`, or `None` if it has no count.
+    pub(crate) fn of(buf: &'a [u8]) -> Option<Pairs<'a>> {
+        let count = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+        let data_at = count.checked_mul(8)?.checked_add(4)?;
+        Some(Pairs { buf, left: count, sizes_at: 4, data_at })
+    }
 }
 
 impl<'a> Iterator for Pairs<'a> {

@@ -10,7 +10,8 @@
 //! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
 //! reads a model's rule index); `engine` (evaluation only); `observe` (what is recorded of
 //! allowed requests, and its metric names); `compile` (config to model);
-//! `decode` (JSON to config); `headers` and `connection` (the glue's host-independent part).
+//! `decode` (JSON to config); `headers`, `connection` and `facts` (the glue's host-independent
+//! part).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,6 +22,7 @@ mod connection;
 mod decode;
 mod engine;
 mod error;
+pub mod facts;
 mod headers;
 mod index;
 mod json;

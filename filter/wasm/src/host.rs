@@ -1,4 +1,4 @@
-//! The two host calls on the request path, made directly: the SDK's wrappers serialise the
+//! The host calls on the request path, made directly: the SDK's wrappers serialise the
 //! property path into a fresh `Vec` on every call and panic on unexpected statuses. Here the
 //! paths are constants and every status other than OK reads as "absent".
 
@@ -11,7 +11,7 @@ pub const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
 pub const SNI: &[u8] = b"connection\0requested_server_name";
 pub const CONNECTION_ID: &[u8] = b"connection\0id";
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 const STATUS_OK: u32 = 0;
 const HTTP_REQUEST_HEADERS: u32 = 0;
@@ -25,6 +25,14 @@ extern "C" {
         return_size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(map_type: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -60,6 +68,47 @@ pub fn request_header(name: &[u8]) -> Option<Vec<u8>> {
     let status =
         unsafe { proxy_get_header_map_value(HTTP_REQUEST_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size) };
     adopt(status, data, size)
+}
+
+/// The ABI's status for a foreign function the host does not have.
+pub const STATUS_NOT_FOUND: u32 = 1;
+
+fn call_foreign(name: &[u8], arguments: &[u8]) -> Result<Option<Vec<u8>>, u32> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: name and arguments are valid slices; the out-pointers are valid for writes.
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    if status != STATUS_OK {
+        return Err(status);
+    }
+    Ok(adopt(status, data, size))
+}
+
+/// Compiles a CEL expression in Envoy (`expr_create`): its token, or the host's status
+/// ([`STATUS_NOT_FOUND`] when the host has no CEL).
+pub fn create_expression(source: &str) -> Result<u32, u32> {
+    let token = call_foreign(b"expr_create", source.as_bytes())?.unwrap_or_default();
+    // Envoy answers the token as four native-endian bytes.
+    token.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).ok_or(STATUS_NOT_FOUND)
+}
+
+/// Evaluates an expression against the current request (`expr_evaluate`): its serialised
+/// value, or `None` if the evaluation failed.
+pub fn evaluate_expression(token: u32) -> Option<Vec<u8>> {
+    call_foreign(b"expr_evaluate", &token.to_le_bytes()).ok().flatten()
+}
+
+/// Frees an expression (`expr_delete`).
+pub fn delete_expression(token: u32) {
+    let _ = call_foreign(b"expr_delete", &token.to_le_bytes());
 }
 
 /// Whether the connection is mutual TLS.
@@ -106,7 +155,5 @@ impl xnat_guard_policy::ConnectionSource for Live {
 
 /// An address property (`ip:port`, or a bare ip).
 fn address(path: &[u8]) -> Option<IpAddr> {
-    let raw = property(path)?;
-    let text = std::str::from_utf8(&raw).ok()?;
-    text.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<IpAddr>()).ok()
+    xnat_guard_policy::facts::parse_address(&property(path)?)
 }

@@ -4,10 +4,13 @@
 //! lives here: what needs no host (grouping header values, the per-connection cache,
 //! counting decisions) is in `xnat_guard_policy`, tested natively.
 //!
-//! Every host call costs about as much as the whole evaluation, so the request path makes as
-//! few as it can: it reads only what `Engine::needs` lists, reads the port only when it can
-//! change the outcome, and counts decisions in memory, flushing them to Envoy's stats once a
-//! second instead of one host call per request.
+//! Every host call costs about as much as the whole evaluation, so the request path makes one:
+//! Envoy evaluates a CEL expression listing every fact the configuration reads
+//! (`xnat_guard_policy::facts`, compiled in Envoy once per configuration) and answers them all.
+//! Where that answer is not exact (a repeated header, whose values Envoy joins), or the host has
+//! no CEL, the request reads only what `Engine::reads` lists, a call each, the port only when it
+//! can change the outcome. Decisions are counted in memory and flushed to Envoy's stats once a
+//! second.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -22,6 +25,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
+use xnat_guard_policy::facts::{FactQuery, Unread};
 use xnat_guard_policy::observe::{self, ObservationTable, RecordKind};
 use xnat_guard_policy::{
     Connection, ConnectionCache, ConnectionSource, Decision, DecisionCounts, Engine, HeaderMap, MtlsMode, Request,
@@ -108,9 +112,74 @@ impl Metrics {
     }
 }
 
+/// How the request path reads its facts: `XNAT_GUARD_FACT_READS` in the VM's environment
+/// (the `WasmPlugin`'s `vmConfig.env`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FactReads {
+    /// One CEL evaluation per request (the default).
+    Expression,
+    /// One host call per fact, as on a host without Envoy's CEL foreign functions.
+    Calls,
+}
+
+const FACT_READS_VARIABLE: &str = "XNAT_GUARD_FACT_READS";
+
+impl FactReads {
+    fn from_environment() -> Result<FactReads, String> {
+        match std::env::var(FACT_READS_VARIABLE).as_deref() {
+            Err(_) | Ok("expression") => Ok(FactReads::Expression),
+            Ok("calls") => Ok(FactReads::Calls),
+            Ok(other) => Err(format!("{FACT_READS_VARIABLE}={other:?}: expected \"expression\" or \"calls\"")),
+        }
+    }
+}
+
+/// The configuration's facts as one expression compiled in Envoy, and its token there.
+struct CompiledQuery {
+    facts: FactQuery,
+    token: u32,
+}
+
+impl Drop for CompiledQuery {
+    fn drop(&mut self) {
+        host::delete_expression(self.token);
+    }
+}
+
+/// Compiles the expression for `engine`'s facts in Envoy, or says why requests will read them
+/// one call each.
+fn compile_query(engine: &Engine, reads: FactReads) -> Option<CompiledQuery> {
+    if reads == FactReads::Calls {
+        log::info!("xnat-guard: {FACT_READS_VARIABLE}=calls: reading request facts one host call each");
+        return None;
+    }
+    let Some(facts) = FactQuery::for_engine(engine) else {
+        log::warn!("xnat-guard: a header name cannot be written into a CEL expression: reading request facts one host call each");
+        return None;
+    };
+    if facts.is_empty() {
+        return None;
+    }
+    match host::create_expression(facts.expression()) {
+        Ok(token) => Some(CompiledQuery { facts, token }),
+        Err(host::STATUS_NOT_FOUND) => {
+            log::warn!("xnat-guard: this Envoy has no CEL foreign functions (expr_create): reading request facts one host call each");
+            None
+        }
+        Err(status) => {
+            log::error!(
+                "xnat-guard: Envoy refused the facts expression (status {status}): reading request facts one host call each; expression: {}",
+                facts.expression()
+            );
+            None
+        }
+    }
+}
+
 #[derive(Default)]
 struct GuardRoot {
     engine: Option<Rc<Engine>>,
+    query: Option<Rc<CompiledQuery>>,
     metrics: Metrics,
     counts: Rc<DecisionCounts>,
     connections: Rc<RefCell<ConnectionCache>>,
@@ -127,8 +196,18 @@ impl RootContext for GuardRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
+        let reads = match FactReads::from_environment() {
+            Ok(reads) => reads,
+            Err(e) => {
+                log::error!("xnat-guard: configuration refused: {e}");
+                self.engine = None;
+                return false;
+            }
+        };
         match xnat_guard_policy::from_json(&config) {
             Ok(engine) => {
+                // The old expression is freed (dropped) once no request holds it.
+                self.query = compile_query(&engine, reads).map(Rc::new);
                 let (deny, allow, audit, dry_run) = engine.counts();
                 log::info!(
                     "xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies"
@@ -157,6 +236,7 @@ impl RootContext for GuardRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(GuardHttp {
             engine: self.engine.clone(),
+            query: self.query.clone(),
             counts: self.counts.clone(),
             connections: self.connections.clone(),
             records: self.records.clone(),
@@ -170,6 +250,7 @@ impl RootContext for GuardRoot {
 
 struct GuardHttp {
     engine: Option<Rc<Engine>>,
+    query: Option<Rc<CompiledQuery>>,
     counts: Rc<DecisionCounts>,
     connections: Rc<RefCell<ConnectionCache>>,
     records: Rc<RefCell<ObservationTable>>,
@@ -183,7 +264,7 @@ impl HttpContext for GuardHttp {
             log::error!("xnat-guard: no valid configuration; denying");
             return deny();
         };
-        let decision = decide(engine, &self.connections, &self.records);
+        let decision = decide(engine, self.query.as_deref(), &self.connections, &self.records);
         self.counts.record(&decision);
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("xnat-guard: {:?}", decision);
@@ -206,18 +287,49 @@ fn deny() -> Action {
     Action::Pause
 }
 
-/// Reads from the host only what the configuration needs, cheapest decisive fact first, then
-/// evaluates, and records the request if the configuration records. Connection facts come from
-/// the per-connection cache when the configuration reads two or more of them.
-fn decide(engine: &Engine, cache: &RefCell<ConnectionCache>, records: &RefCell<ObservationTable>) -> Decision {
-    let needs = engine.reads();
-    let judge = |request: &Request<'_>| {
-        let decision = engine.evaluate(request);
-        if engine.records() {
-            engine.observe(request, &decision, &mut records.borrow_mut());
+/// Evaluates, and records the request if the configuration records.
+fn judge(engine: &Engine, request: &Request<'_>, records: &RefCell<ObservationTable>) -> Decision {
+    let decision = engine.evaluate(request);
+    if engine.records() {
+        engine.observe(request, &decision, &mut records.borrow_mut());
+    }
+    decision
+}
+
+/// Reads every fact the configuration needs in one evaluation of its expression; where that
+/// answer is not exact (a joined header value) or not there, reads them one call each.
+fn decide(
+    engine: &Engine,
+    query: Option<&CompiledQuery>,
+    cache: &RefCell<ConnectionCache>,
+    records: &RefCell<ObservationTable>,
+) -> Decision {
+    if let Some(query) = query {
+        match host::evaluate_expression(query.token)
+            .map(|answer| query.facts.read(&answer, |request| judge(engine, request, records)))
+        {
+            Some(Ok(decision)) => return decision,
+            Some(Err(Unread::Ambiguous)) => {}
+            Some(Err(Unread::Malformed)) | None => warn_once("the facts expression gave no answer that reads"),
         }
-        decision
-    };
+    }
+    decide_by_calls(engine, cache, records)
+}
+
+/// Logs a warning once per VM: a request read the slower way is judged the same.
+fn warn_once(what: &str) {
+    thread_local!(static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if !WARNED.with(|w| w.replace(true)) {
+        log::warn!("xnat-guard: {what}; such requests read their facts one host call each");
+    }
+}
+
+/// Reads from the host only what the configuration needs, cheapest decisive fact first, then
+/// judges. Connection facts come from the per-connection cache when the configuration reads two
+/// or more of them.
+fn decide_by_calls(engine: &Engine, cache: &RefCell<ConnectionCache>, records: &RefCell<ObservationTable>) -> Decision {
+    let needs = engine.reads();
+    let judge = |request: &Request<'_>| judge(engine, request, records);
     let live = host::Live;
     let mut fresh = Connection::default();
     let mut cache = cache.borrow_mut();
