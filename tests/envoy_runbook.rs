@@ -207,3 +207,85 @@ fn counters_move_and_show_in_prometheus_output() {
     let (_, prometheus) = sidecar.inner.envoy.admin_get("/stats/prometheus").unwrap();
     assert!(prometheus.lines().any(|l| l.starts_with("xnat_guard_allowed") && l.ends_with(" 2")), "{prometheus}");
 }
+
+/// An upload of many chunks, as a DICOM session is, arrives whole through the filter, which
+/// Envoy no longer enters for each chunk (`make wasm` keeps only the callbacks the filter
+/// uses), over plaintext and mutual TLS.
+#[test]
+fn a_large_upload_arrives_whole() {
+    let amended = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"]);
+    let sidecar = Sidecar::start(&amended, &[EXEMPT, STRICT]).expect("sidecar starts");
+    let size = 4 << 20;
+    for (port, caller, tag) in [(EXEMPT, None, "upload-plain"), (STRICT, Some("uploader"), "upload-mtls")] {
+        let mut request = RawRequest::new("POST", "/data/services/import?import-handler=DICOM-zip")
+            .header("content-type", "application/zip");
+        request.body = (0..size).map(|i| (i % 251) as u8).collect();
+        let r = sidecar.send(port, caller, request, tag);
+        assert_served(&sidecar, &r, tag);
+        let received = sidecar.inner.upstream.as_ref().unwrap().tagged(tag);
+        assert_eq!(received[0].body_len, size, "{tag}: the body arrived cut");
+    }
+}
+
+/// The callbacks Envoy may enter the module for: configuration, ticks, allocation, and a
+/// stream's creation, request headers and deletion. Each one more would cost a VM entry per
+/// request (or per body chunk) for nothing.
+#[test]
+fn the_module_exports_only_the_callbacks_it_uses() {
+    let module = std::fs::read(harness::support::module()).expect("the module is built");
+    let mut exports = wasm_exports(&module);
+    exports.sort();
+    assert_eq!(
+        exports,
+        [
+            "_initialize",
+            "memory",
+            "proxy_abi_version_0_2_1",
+            "proxy_on_configure",
+            "proxy_on_context_create",
+            "proxy_on_delete",
+            "proxy_on_memory_allocate",
+            "proxy_on_request_headers",
+            "proxy_on_tick",
+            "proxy_on_vm_start",
+        ]
+    );
+}
+
+/// The names in a Wasm module's export section (section 7).
+fn wasm_exports(module: &[u8]) -> Vec<String> {
+    fn leb(bytes: &[u8], at: &mut usize) -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let b = bytes[*at];
+            *at += 1;
+            value |= ((b & 0x7f) as usize) << shift;
+            if b & 0x80 == 0 {
+                return value;
+            }
+            shift += 7;
+        }
+    }
+    assert_eq!(&module[..4], b"\0asm", "not a Wasm module");
+    let mut at = 8;
+    while at < module.len() {
+        let id = module[at];
+        at += 1;
+        let size = leb(module, &mut at);
+        let end = at + size;
+        if id == 7 {
+            let count = leb(module, &mut at);
+            return (0..count)
+                .map(|_| {
+                    let len = leb(module, &mut at);
+                    let name = String::from_utf8_lossy(&module[at..at + len]).into_owned();
+                    at += len + 1;
+                    leb(module, &mut at);
+                    name
+                })
+                .collect();
+        }
+        at = end;
+    }
+    Vec::new()
+}
