@@ -21,7 +21,7 @@ RUNBOOK := examples/runbook
 DEMO_CHECK := --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
 DEMO_LEARN := target/demo
 
-.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm deployer test lint demo bench bench-envoy bench-callgrind clean
+.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm deployer test lint demo bench bench-envoy bench-memory bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target binaryen $(ENVOY_STAMP) registry
@@ -117,6 +117,18 @@ bench:
 ## bench-envoy: the Envoy A/B harness (no filter, native RBAC, empty Wasm, ours), into docs/PERFORMANCE.md
 bench-envoy: setup wasm
 	cargo bench --bench envoy_ab -- --rounds $(or $(ROUNDS),7) --seconds $(or $(SECONDS),3) --out docs/PERFORMANCE.md
+
+## bench-memory: where a sidecar's memory goes (no filter, empty Wasm, ours and wasm-opt builds of it; 1/2/4 workers; tcmalloc as is and releasing), ~17 min
+# The variants start from what `make wasm` gives wasm-opt (the linked module, callbacks trimmed).
+MEMORY_MODULES := /tmp/xnat-guard-memory
+bench-memory: setup wasm
+	mkdir -p $(MEMORY_MODULES)
+	wasm-metadce $(WASM_FEATURES) -f $(WASM_EXPORTS) $(WASM_LINKED) -o $(MEMORY_MODULES)/linked.wasm >/dev/null
+	wasm-opt -Oz --one-caller-inline-max-function-size 0 $(filter-out -Oz,$(WASM_OPT_FLAGS)) $(MEMORY_MODULES)/linked.wasm -o $(MEMORY_MODULES)/oz-noinline.wasm
+	wasm-opt -Os $(filter-out -Oz,$(WASM_OPT_FLAGS)) $(MEMORY_MODULES)/linked.wasm -o $(MEMORY_MODULES)/os.wasm
+	cargo bench --bench memory -- --requests $(or $(REQUESTS),2000) --rounds $(or $(ROUNDS),2) \
+	  --module oz-noinline=$(MEMORY_MODULES)/oz-noinline.wasm --module os=$(MEMORY_MODULES)/os.wasm \
+	  --module linked=$(MEMORY_MODULES)/linked.wasm --out $(MEMORY_MODULES)/memory.md
 
 ## bench-callgrind: instructions per request on Envoy's worker thread, into docs/PERFORMANCE.md (slow: ~20 min)
 bench-callgrind: setup wasm
