@@ -21,7 +21,7 @@ RUNBOOK := examples/runbook
 DEMO_CHECK := --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
 DEMO_LEARN := target/demo
 
-.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm deployer test lint demo bench bench-envoy bench-memory bench-callgrind clean
+.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm deployer test lint demo bench bench-envoy bench-memory bench-latency bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target binaryen $(ENVOY_STAMP) registry
@@ -129,6 +129,10 @@ bench-memory: setup wasm
 	cargo bench --bench memory -- --requests $(or $(REQUESTS),2000) --rounds $(or $(ROUNDS),2) \
 	  --module oz-noinline=$(MEMORY_MODULES)/oz-noinline.wasm --module os=$(MEMORY_MODULES)/os.wasm \
 	  --module linked=$(MEMORY_MODULES)/linked.wasm --out $(MEMORY_MODULES)/memory.md
+
+## bench-latency: latency percentiles at one request rate offered to every variant, into docs/PERFORMANCE.md
+bench-latency: setup wasm
+	cargo bench --bench envoy_ab -- --rate $(or $(RATE),1000) --connections 4 --rounds $(or $(ROUNDS),5) --seconds $(or $(SECONDS),4) --out docs/PERFORMANCE.md
 
 ## bench-callgrind: instructions per request on Envoy's worker thread, into docs/PERFORMANCE.md (slow: ~20 min)
 bench-callgrind: setup wasm

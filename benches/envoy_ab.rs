@@ -16,6 +16,9 @@
 //!
 //! `cargo bench --bench envoy_ab -- [--rounds N] [--seconds S] [--connections C] [--out FILE]`
 //! (what `make bench-envoy` runs). Under `cargo test` it runs one short smoke round.
+//! `--rate R` offers the same R requests a second to every variant (paced per connection)
+//! instead of as many as each serves, so the latency percentiles compare like with like
+//! (`make bench-latency`); latency is timed from each request's send.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -46,6 +49,8 @@ struct Options {
     rounds: usize,
     seconds: f64,
     connections: usize,
+    /// Requests per second offered to each variant, paced; `None`: closed loop, as fast as served.
+    rate: Option<f64>,
     out: Option<PathBuf>,
     smoke: bool,
 }
@@ -63,6 +68,7 @@ fn options() -> Options {
         rounds: value("--rounds").and_then(|v| v.parse().ok()).unwrap_or(if smoke { 1 } else { 7 }),
         seconds: value("--seconds").and_then(|v| v.parse().ok()).unwrap_or(if smoke { 0.3 } else { 3.0 }),
         connections: value("--connections").and_then(|v| v.parse().ok()).unwrap_or(8),
+        rate: value("--rate").map(|v| v.parse().unwrap_or_else(|_| panic!("--rate {v}: expected requests per second"))),
         out: value("--out").map(PathBuf::from),
         smoke,
     }
@@ -142,6 +148,7 @@ struct Sample {
     rps: f64,
     p50_us: f64,
     p99_us: f64,
+    p999_us: f64,
     rss_mib: f64,
 }
 
@@ -167,10 +174,14 @@ async fn load(
     tls: Option<tokio_rustls::TlsConnector>,
     connections: usize,
     seconds: f64,
+    rate: Option<f64>,
 ) -> (u64, Vec<u32>) {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    // Each connection sends on its own schedule, offset so the connections interleave.
+    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for c in 0..connections {
         let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
             let tcp = tokio::net::TcpStream::connect(target).await.expect("connect");
@@ -192,7 +203,13 @@ async fn load(
                 }
             };
             let mut latencies = Vec::new();
+            let mut sent = 0u32;
             while Instant::now() < deadline {
+                if let Some(interval) = interval {
+                    let offset = interval.mul_f64(c as f64 / connections as f64);
+                    tokio::time::sleep_until((started + offset + interval * sent).into()).await;
+                    sent += 1;
+                }
                 let request = hyper::Request::get("/data/projects/p1")
                     .header("host", "xnat.example.com")
                     .body(Empty::<Bytes>::new())
@@ -288,7 +305,7 @@ fn main() {
             // Warm up each Envoy (V8 compiles the module lazily), then interleave rounds,
             // rotating the order so no variant always runs first.
             for (_, ip, _) in &envoys {
-                runtime.block_on(load(SocketAddr::new(*ip, port), connector.clone(), 2, 0.3));
+                runtime.block_on(load(SocketAddr::new(*ip, port), connector.clone(), 2, 0.3, None));
             }
             for round in 0..opts.rounds {
                 for k in 0..VARIANTS.len() {
@@ -300,6 +317,7 @@ fn main() {
                         connector.clone(),
                         opts.connections,
                         opts.seconds,
+                        opts.rate,
                     ));
                     let cpu = cpu_ns(envoy.pid()) - cpu_before;
                     latencies.sort_unstable();
@@ -308,6 +326,7 @@ fn main() {
                         rps: requests as f64 / opts.seconds,
                         p50_us: percentile(&latencies, 0.50),
                         p99_us: percentile(&latencies, 0.99),
+                        p999_us: percentile(&latencies, 0.999),
                         rss_mib: rss_kib(envoy.pid()) as f64 / 1024.0,
                     });
                 }
@@ -318,7 +337,7 @@ fn main() {
     let table = render(&report, &opts, pinned);
     println!("{table}");
     if let Some(out) = &opts.out {
-        write_section(out, "envoy-ab", &table);
+        write_section(out, if opts.rate.is_some() { "envoy-latency" } else { "envoy-ab" }, &table);
     }
 }
 
@@ -485,6 +504,7 @@ fn summarise(policy: &str, traffic: &str, samples: &[Vec<Sample>]) -> Row {
             rps: median(s.iter().map(|x| x.rps).collect()),
             p50_us: median(s.iter().map(|x| x.p50_us).collect()),
             p99_us: median(s.iter().map(|x| x.p99_us).collect()),
+            p999_us: median(s.iter().map(|x| x.p999_us).collect()),
             rss_mib: median(s.iter().map(|x| x.rss_mib).collect()),
         })
         .collect();
@@ -506,22 +526,31 @@ fn summarise(policy: &str, traffic: &str, samples: &[Vec<Sample>]) -> Row {
 fn render(rows: &[Row], opts: &Options, pinned: bool) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "Envoy A/B: {} rounds x {:.1} s per variant, {} keep-alive connections, interleaved; Envoy {} CPU 0, load and upstream {} CPU 1.\n\n",
+        "Envoy A/B: {} rounds x {:.1} s per variant, {} keep-alive connections{}, interleaved; Envoy {} CPU 0, load and upstream {} CPU 1.\n\n",
         opts.rounds,
         opts.seconds,
         opts.connections,
+        opts.rate.map_or(String::new(), |r| format!(", {r:.0} requests/s offered to each variant")),
         if pinned { "pinned to" } else { "NOT pinned to" },
         if pinned { "on" } else { "not pinned to" },
     ));
-    s.push_str("| policy | traffic | variant | Envoy CPU µs/req | CPU vs none (median [min-max]) | req/s | req/s vs rbac | p50 µs | p99 µs | RSS MiB |\n");
-    s.push_str("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    s.push_str("| policy | traffic | variant | Envoy CPU µs/req | CPU vs none (median [min-max]) | req/s | req/s vs rbac | p50 µs | p99 µs | p99.9 µs | RSS MiB |\n");
+    s.push_str("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rows {
         for (i, v) in VARIANTS.iter().enumerate() {
             let m = r.medians[i];
             let (ratio, lo, hi) = r.cpu_ratio[i];
             s.push_str(&format!(
-                "| {} | {} | {v} | {:.2} | {ratio:.3} [{lo:.3}-{hi:.3}] | {:.0} | {:.3} | {:.0} | {:.0} | {:.1} |\n",
-                r.policy, r.traffic, m.cpu_us_per_req, m.rps, r.rps_vs_rbac[i], m.p50_us, m.p99_us, m.rss_mib
+                "| {} | {} | {v} | {:.2} | {ratio:.3} [{lo:.3}-{hi:.3}] | {:.0} | {:.3} | {:.0} | {:.0} | {:.0} | {:.1} |\n",
+                r.policy,
+                r.traffic,
+                m.cpu_us_per_req,
+                m.rps,
+                r.rps_vs_rbac[i],
+                m.p50_us,
+                m.p99_us,
+                m.p999_us,
+                m.rss_mib
             ));
         }
     }
