@@ -14,8 +14,12 @@ WASM_LINKED := target/$(WASM_TARGET)/module/deps/xnat_guard.wasm
 WASM_EXPORTS := filter/wasm/exports.json
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
 # -Oz: a sixth smaller at the same instruction count per request (docs/PERFORMANCE.md).
-WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
-	--enable-nontrapping-float-to-int --enable-mutable-globals
+# --converge repeats -Oz until it stops shrinking (0.6 KB). --low-memory-unused lets binaryen fold
+# constant offsets into loads and stores, which assumes nothing below address 1024 is used: the
+# linker puts the 1 MiB stack first, growing down, so only a stack 1023 KiB deep would reach it.
+# 2.6 KB; instructions per request unchanged (-0.1%, -0.2% under callgrind).
+WASM_OPT_FLAGS := -Oz --converge --low-memory-unused --strip-debug --strip-producers \
+	--enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 DEMO_CHECK := --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
