@@ -289,3 +289,24 @@ fn wasm_exports(module: &[u8]) -> Vec<String> {
     }
     Vec::new()
 }
+
+/// The runbook's and a per-source configuration's requests, over plaintext and mutual TLS, are
+/// each read in one CEL evaluation: the filter never says it read one another way.
+#[test]
+fn every_request_is_read_in_one_evaluation() {
+    for files in [
+        ["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"],
+        ["runbook/istio-mtls.yaml", "runbook/per-source.yaml"],
+    ] {
+        let sidecar = Sidecar::start(&config_from_examples(&files), &[EXEMPT, STRICT]).expect("sidecar starts");
+        for (port, caller) in [(EXEMPT, None), (STRICT, Some("uploader")), (STRICT, Some("viewer"))] {
+            for method in ["GET", "POST", "DELETE"] {
+                let request = RawRequest::new(method, "/data/projects").header("x-http-method-override", "GET");
+                sidecar.send(port, caller, request, &format!("{method}-{port}-{caller:?}"));
+            }
+        }
+        let log = sidecar.inner.envoy.log_tail(400);
+        assert!(log.contains("xnat-guard: configured"), "{log}");
+        assert!(!log.contains("one host call each"), "{files:?}: a request was read a call per fact:\n{log}");
+    }
+}

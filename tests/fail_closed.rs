@@ -134,3 +134,36 @@ fn a_filter_that_cannot_start_never_serves_unprotected_traffic() {
         assert!(fails >= 1, "the bad first configuration was not rejected:\n{}", envoy.log_tail(30));
     }
 }
+
+/// A VM environment that asks for fact reads the filter does not know refuses the
+/// configuration, saying what it expected, rather than picking a way to read requests.
+#[test]
+fn an_unknown_fact_read_setting_refuses_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(dir.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
+    let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
+    let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let address = support::loopback_for(&[8080]);
+    let filter = deployer::local::envoy::with_vm_environment(
+        deployer::local::envoy::wasm_filter(&support::module(), &methods_config(&["GET"])),
+        &[("XNAT_GUARD_FACT_READS", "sometimes")],
+    );
+    let listeners = [Listener { address, port: 8080, http_filters: vec![filter] }];
+    let envoy = Envoy::start(
+        &support::envoy_binary(),
+        &deployer::local::envoy::bootstrap(&listeners, &tls, upstream.addr()),
+        dir.path(),
+    );
+    let log = match &envoy {
+        Ok(envoy) => envoy.log_tail(200),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        log.contains(r#"XNAT_GUARD_FACT_READS="sometimes": expected "expression" or "calls""#),
+        "the refusal says what was expected:\n{log}"
+    );
+    let request = RawRequest::new("GET", "/data/projects").header("x-request-tag", "unknown-reads");
+    let got = client::send(SocketAddr::new(address, 8080), &request, None, &[]).ok().map(|r| r.status);
+    assert_ne!(got, Some(200), "a request was served by a filter whose configuration was refused");
+    assert_eq!(upstream.tagged("unknown-reads").len(), 0, "a request reached the upstream");
+}
