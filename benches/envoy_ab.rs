@@ -5,8 +5,8 @@
 //! - `floor`: an empty proxy-wasm filter that returns Continue (built here);
 //! - `ours`: the xnat-guard module;
 //! - `observing`: the same, recording what it allows (`observe: ROUTES`, for `deployer learn`);
-//! - `calls`: the same module reading each fact with its own host call
-//!   (`XNAT_GUARD_FACT_READS=calls`), as on a host without CEL, instead of one CEL evaluation.
+//! - `cel`: the same module reading every fact in one CEL evaluation
+//!   (`XNAT_GUARD_FACT_READS=expression`) instead of a host call each.
 //!
 //! Each variant runs in its own Envoy (one worker, pinned to CPU 0); this process generates load
 //! from CPU 1 over keep-alive connections, plaintext to the exempt port 8080 and mutual TLS with
@@ -39,7 +39,7 @@ use xnat_guard_policy::config::{ObserveMode, PluginConfig};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
-const VARIANTS: [&str; 6] = ["none", "rbac", "floor", "ours", "observing", "calls"];
+const VARIANTS: [&str; 6] = ["none", "rbac", "floor", "ours", "observing", "cel"];
 const CALLER: &str = "spiffe://cluster.local/ns/xnat-ingest/sa/uploader";
 
 struct Options {
@@ -115,9 +115,9 @@ fn filters(variant: &str, config: &PluginConfig, floor: &Path, ours: &Path) -> V
             let config = PluginConfig { observe: ObserveMode::Routes, ..config.clone() };
             vec![envoy::wasm_filter(ours, &serde_json::to_string(&config).expect("json"))]
         }
-        "calls" => {
+        "cel" => {
             let filter = envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"));
-            vec![envoy::with_vm_environment(filter, &[("XNAT_GUARD_FACT_READS", "calls")])]
+            vec![envoy::with_vm_environment(filter, &[("XNAT_GUARD_FACT_READS", "expression")])]
         }
         _ => vec![envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"))],
     }

@@ -278,17 +278,17 @@ fn random_policies_decide_like_native_rbac() {
         let mut sides = Vec::new();
         for (config, native) in &configs {
             let (native_ip, ours_ip) = (support::loopback_for(&PORTS), support::loopback_for(&PORTS));
-            let calls_ip = support::loopback_for(&PORTS);
+            let expression_ip = support::loopback_for(&PORTS);
             let ours = envoy::wasm_filter(&module, &serde_json::to_string(config).unwrap());
-            // The same module reading each fact with its own host call instead of one CEL
-            // evaluation: the two must never judge a request differently.
-            let calls = envoy::with_vm_environment(ours.clone(), &[("XNAT_GUARD_FACT_READS", "calls")]);
+            // The same module reading every fact in one CEL evaluation instead of a host call
+            // each: the two must never judge a request differently.
+            let expression = envoy::with_vm_environment(ours.clone(), &[("XNAT_GUARD_FACT_READS", "expression")]);
             for port in PORTS {
                 listeners.push(Listener { address: native_ip, port, http_filters: native.clone() });
                 listeners.push(Listener { address: ours_ip, port, http_filters: vec![ours.clone()] });
-                listeners.push(Listener { address: calls_ip, port, http_filters: vec![calls.clone()] });
+                listeners.push(Listener { address: expression_ip, port, http_filters: vec![expression.clone()] });
             }
-            sides.push((native_ip, ours_ip, calls_ip));
+            sides.push((native_ip, ours_ip, expression_ip));
         }
         let envoy = Envoy::start(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), work.path())
             .unwrap_or_else(|e| panic!("Envoy refused a batch: {e}"));
@@ -296,7 +296,7 @@ fn random_policies_decide_like_native_rbac() {
             for i in 0..per_policy {
                 let p = random_probe(&mut rng);
                 let compare = Sides {
-                    sides: vec![("native", sides[k].0), ("ours", sides[k].1), ("calls", sides[k].2)],
+                    sides: vec![("native", sides[k].0), ("ours", sides[k].1), ("expression", sides[k].2)],
                     ca_der: &pki.ca_der,
                     upstream: &upstream,
                     envoy: &envoy,
@@ -327,7 +327,7 @@ fn random_policies_decide_like_native_rbac() {
                         serde_json::to_string(config).unwrap()
                     )
                 };
-                assert_eq!(outcomes[2], outcomes[1], "one host call per fact judged otherwise: {}", line());
+                assert_eq!(outcomes[2], outcomes[1], "one CEL evaluation judged otherwise: {}", line());
                 // Whatever our filter refuses never reaches the upstream.
                 if outcomes[1].0 != 200 {
                     assert_eq!(outcomes[1].2, 0, "a request our filter refused reached the upstream: {}", line());

@@ -2,7 +2,7 @@
 //! TLS. Every denied request is also checked at the upstream: it must never arrive.
 
 use deployer::local::client::RawRequest;
-use harness::support::{config_from_examples, config_from_examples_in, Sidecar};
+use harness::support::{config_from_examples, config_from_examples_in, envoy_binary, loopback_for, module, Sidecar};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
@@ -290,22 +290,50 @@ fn wasm_exports(module: &[u8]) -> Vec<String> {
     Vec::new()
 }
 
-/// The runbook's and a per-source configuration's requests, over plaintext and mutual TLS, are
-/// each read in one CEL evaluation: the filter never says it read one another way.
+/// Under `XNAT_GUARD_FACT_READS=expression`, the runbook's and a per-source configuration's
+/// requests, over plaintext and mutual TLS, are each read in one CEL evaluation (the filter
+/// never says it read one another way) and judged as the default reads judge them.
 #[test]
-fn every_request_is_read_in_one_evaluation() {
+fn under_the_expression_reads_every_request_is_read_in_one_evaluation() {
+    use deployer::local::envoy::{bootstrap, wasm_filter, with_vm_environment, Envoy, Listener, ServerTls};
+    use deployer::local::pki::Pki;
+    use deployer::local::upstream::RecordingUpstream;
+    use std::net::SocketAddr;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(dir.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
+    let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
+    let uploader = pki.client("uploader", "spiffe://cluster.local/ns/xnat-ingest/sa/uploader").unwrap();
+    let viewer = pki.client("viewer", "spiffe://cluster.local/ns/reporting/sa/viewer").unwrap();
+    let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     for files in [
         ["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"],
         ["runbook/istio-mtls.yaml", "runbook/per-source.yaml"],
     ] {
-        let sidecar = Sidecar::start(&config_from_examples(&files), &[EXEMPT, STRICT]).expect("sidecar starts");
-        for (port, caller) in [(EXEMPT, None), (STRICT, Some("uploader")), (STRICT, Some("viewer"))] {
+        let config = config_from_examples(&files);
+        let (calls_ip, expression_ip) = (loopback_for(&[EXEMPT, STRICT]), loopback_for(&[EXEMPT, STRICT]));
+        let calls = wasm_filter(&module(), &config);
+        let expression = with_vm_environment(calls.clone(), &[("XNAT_GUARD_FACT_READS", "expression")]);
+        let mut listeners = Vec::new();
+        for port in [EXEMPT, STRICT] {
+            listeners.push(Listener { address: calls_ip, port, http_filters: vec![calls.clone()] });
+            listeners.push(Listener { address: expression_ip, port, http_filters: vec![expression.clone()] });
+        }
+        let workdir = tempfile::tempdir().unwrap();
+        let envoy = Envoy::start(&envoy_binary(), &bootstrap(&listeners, &tls, upstream.addr()), workdir.path())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (port, caller) in [(EXEMPT, None), (STRICT, Some(&uploader)), (STRICT, Some(&viewer))] {
             for method in ["GET", "POST", "DELETE"] {
                 let request = RawRequest::new(method, "/data/projects").header("x-http-method-override", "GET");
-                sidecar.send(port, caller, request, &format!("{method}-{port}-{caller:?}"));
+                let status = |ip| {
+                    deployer::local::client::send(SocketAddr::new(ip, port), &request, caller, &pki.ca_der)
+                        .unwrap_or_else(|e| panic!("{e}"))
+                        .status
+                };
+                assert_eq!(status(expression_ip), status(calls_ip), "{files:?}: {method} on {port}");
             }
         }
-        let log = sidecar.inner.envoy.log_tail(400);
+        let log = envoy.log_tail(400);
         assert!(log.contains("xnat-guard: configured"), "{log}");
         assert!(!log.contains("one host call each"), "{files:?}: a request was read a call per fact:\n{log}");
     }

@@ -159,7 +159,7 @@ fn an_unknown_fact_read_setting_refuses_the_configuration() {
         Err(e) => e.to_string(),
     };
     assert!(
-        log.contains(r#"XNAT_GUARD_FACT_READS="sometimes": expected "expression" or "calls""#),
+        log.contains(r#"XNAT_GUARD_FACT_READS="sometimes": expected "calls" or "expression""#),
         "the refusal says what was expected:\n{log}"
     );
     let request = RawRequest::new("GET", "/data/projects").header("x-request-tag", "unknown-reads");
