@@ -322,15 +322,23 @@ fn under_the_expression_reads_every_request_is_read_in_one_evaluation() {
         let workdir = tempfile::tempdir().unwrap();
         let envoy = Envoy::start(&envoy_binary(), &bootstrap(&listeners, &tls, upstream.addr()), workdir.path())
             .unwrap_or_else(|e| panic!("{e}"));
-        for (port, caller) in [(EXEMPT, None), (STRICT, Some(&uploader)), (STRICT, Some(&viewer))] {
+        let sides = harness::sides::Sides {
+            sides: vec![("calls", calls_ip), ("expression", expression_ip)],
+            ca_der: &pki.ca_der,
+            upstream: &upstream,
+            envoy: &envoy,
+        };
+        for (k, (port, caller)) in
+            [(EXEMPT, None), (STRICT, Some(&uploader)), (STRICT, Some(&viewer))].into_iter().enumerate()
+        {
             for method in ["GET", "POST", "DELETE"] {
                 let request = RawRequest::new(method, "/data/projects").header("x-http-method-override", "GET");
-                let status = |ip| {
-                    deployer::local::client::send(SocketAddr::new(ip, port), &request, caller, &pki.ca_der)
-                        .unwrap_or_else(|e| panic!("{e}"))
-                        .status
-                };
-                assert_eq!(status(expression_ip), status(calls_ip), "{files:?}: {method} on {port}");
+                let tag = format!("{}-{k}-{method}", files[1]);
+                let outcomes = sides.send(port, &request, caller, &tag);
+                assert_eq!(outcomes[1], outcomes[0], "{files:?}: {method} on {port}");
+                if outcomes[1].0 != 200 {
+                    assert_eq!(outcomes[1].2, 0, "{files:?}: a denied {method} on {port} reached the upstream");
+                }
             }
         }
         let log = envoy.log_tail(400);
