@@ -18,12 +18,13 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 # instructions per request (docs/PERFORMANCE.md, "Memory").
 WASM_OPT_LEVEL := -O1
 WASM_OPT_FLAGS := $(WASM_OPT_LEVEL) --strip-debug --strip-producers $(WASM_FEATURES)
+NATIVE := target/module/libxnat_guard_native.so
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 DEMO_CHECK := --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
 DEMO_LEARN := target/demo
 
-.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm deployer test lint demo bench bench-envoy bench-memory bench-latency bench-callgrind clean
+.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm native deployer test lint demo bench bench-envoy bench-memory bench-latency bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target binaryen $(ENVOY_STAMP) registry
@@ -57,11 +58,16 @@ wasm: rust-target binaryen
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM).exports -o $(WASM).tmp && mv $(WASM).tmp $(WASM) && rm -f $(WASM).exports
 	@ls -l $(WASM) | awk '{print "built " $$NF " (" $$5 " bytes)"}'
 
+## native: the same engine as an Envoy dynamic module (a shared library, no VM)
+native:
+	cargo build -p xnat-guard-native --profile module
+	@ls -l $(NATIVE) | awk '{print "built " $$NF " (" $$5 " bytes)"}'
+
 deployer:
 	cargo build -p xnat-guard-deployer --release
 
 ## test: unit tests, and integration tests in a real Envoy
-test: setup wasm
+test: setup wasm native
 	cargo test --workspace --all-targets
 
 ## lint: formatting and clippy, native and wasm

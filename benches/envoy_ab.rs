@@ -1,7 +1,8 @@
-//! The Envoy A/B harness: the same Envoy binary, six variants side by side, interleaved.
+//! The Envoy A/B harness: the same Envoy binary, seven variants side by side, interleaved.
 //!
 //! - `none`: no HTTP filter (the baseline);
 //! - `rbac`: Envoy's native RBAC with the rules Istio would generate (harness::native_rbac);
+//! - `native`: the same engine as an Envoy dynamic module (`filter/native`, built here);
 //! - `floor`: an empty proxy-wasm filter that returns Continue (built here);
 //! - `ours`: the xnat-guard module;
 //! - `observing`: the same, recording what it allows (`observe: ROUTES`, for `deployer learn`);
@@ -39,7 +40,7 @@ use xnat_guard_policy::config::{ObserveMode, PluginConfig};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
-const VARIANTS: [&str; 6] = ["none", "rbac", "floor", "ours", "observing", "cel"];
+const VARIANTS: [&str; 7] = ["none", "rbac", "native", "floor", "ours", "observing", "cel"];
 const CALLER: &str = "spiffe://cluster.local/ns/xnat-ingest/sa/uploader";
 
 struct Options {
@@ -96,21 +97,39 @@ fn policy(name: &str) -> PluginConfig {
     .expect("valid policy")
 }
 
-fn build_floor() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--profile", "module"])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the floor module failed");
-    root().join("target/wasm32-wasip1/module/wasm_floor.wasm")
+/// The filters each variant runs.
+struct Modules {
+    floor: PathBuf,
+    ours: PathBuf,
+    native: PathBuf,
 }
 
-fn filters(variant: &str, config: &PluginConfig, floor: &Path, ours: &Path) -> Vec<serde_json::Value> {
+impl Modules {
+    fn build(ours: PathBuf) -> Modules {
+        let build = |args: &[&str], what: &str| {
+            let status = Command::new(env!("CARGO")).args(args).current_dir(root()).status().expect("cargo runs");
+            assert!(status.success(), "building {what} failed");
+        };
+        build(
+            &["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--profile", "module"],
+            "the floor",
+        );
+        build(&["build", "-q", "-p", "xnat-guard-native", "--profile", "module"], "the dynamic module");
+        Modules {
+            floor: root().join("target/wasm32-wasip1/module/wasm_floor.wasm"),
+            ours,
+            native: root().join("target/module/libxnat_guard_native.so"),
+        }
+    }
+}
+
+fn filters(variant: &str, config: &PluginConfig, modules: &Modules) -> Vec<serde_json::Value> {
+    let ours = &modules.ours;
     match variant {
         "none" => vec![],
         "rbac" => native_rbac::filters(config).expect("translatable"),
-        "floor" => vec![envoy::wasm_filter(floor, "{}")],
+        "native" => vec![envoy::dynamic_module_filter(&modules.native, &serde_json::to_string(config).expect("json"))],
+        "floor" => vec![envoy::wasm_filter(&modules.floor, "{}")],
         "observing" => {
             let config = PluginConfig { observe: ObserveMode::Routes, ..config.clone() };
             vec![envoy::wasm_filter(ours, &serde_json::to_string(&config).expect("json"))]
@@ -255,7 +274,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(deployer::local::DEFAULT_MODULE));
     assert!(ours.is_file(), "FAILED, not skipped: {} is missing; run `make wasm`", ours.display());
-    let floor = build_floor();
+    let modules = Modules::build(ours);
     // This process (load and upstream) on CPU 1, each Envoy on CPU 0.
     let pinned = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
@@ -270,7 +289,7 @@ fn main() {
     let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
     let policies: &[&str] = if opts.smoke { &["methods"] } else { &["methods", "identity-port-path"] };
     if opts.callgrind {
-        let table = callgrind(&opts, &envoy_bin, &floor, &ours, &runtime, &pki, &caller, &upstream, &tls, work.path());
+        let table = callgrind(&opts, &envoy_bin, &modules, &runtime, &pki, &caller, &upstream, &tls, work.path());
         println!("{table}");
         if let Some(out) = &opts.out {
             write_section(out, "callgrind", &table);
@@ -286,7 +305,7 @@ fn main() {
             let listeners = [EXEMPT, STRICT].map(|port| Listener {
                 address: ip,
                 port,
-                http_filters: filters(variant, &config, &floor, &ours),
+                http_filters: filters(variant, &config, &modules),
             });
             let dir = work.path().join(format!("{policy_name}-{variant}"));
             std::fs::create_dir_all(&dir).expect("dir");
@@ -413,8 +432,7 @@ fn callgrind_threads(dir: &Path) -> Vec<(u32, u64)> {
 fn callgrind(
     opts: &Options,
     envoy_bin: &Path,
-    floor: &Path,
-    ours: &Path,
+    modules: &Modules,
     runtime: &tokio::runtime::Runtime,
     pki: &Pki,
     caller: &ClientIdentity,
@@ -444,7 +462,7 @@ fn callgrind(
                 let dir = work.join(format!("cg-{policy_name}-{variant}-{n}"));
                 std::fs::create_dir_all(&dir).expect("dir");
                 let ip = IpAddr::V4(Ipv4Addr::new(127, 67, 0, 10));
-                let listeners = [Listener { address: ip, port, http_filters: filters(variant, &config, floor, ours) }];
+                let listeners = [Listener { address: ip, port, http_filters: filters(variant, &config, modules) }];
                 let wrapper: Vec<String> = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
                     .into_iter()
                     .map(String::from)

@@ -3,7 +3,8 @@
 //!
 //! - variants: `none` (no HTTP filter), `floor` (an empty proxy-wasm filter, built here), `ours`
 //!   (the xnat-guard module), and any further module given as `--module name=path` (wasm-opt
-//!   builds of the same code, say); `--module ours=path` replaces the default module;
+//!   builds of the same code, or the dynamic module `target/module/libxnat_guard_native.so`: a
+//!   `.so` loads as one); `--module ours=path` replaces the default module;
 //! - Envoy's `--concurrency` (workers): 1, 2 and 4;
 //! - two configurations: the runbook's (`small`: methods only, with the per-port mTLS check, as
 //!   envoy_ab uses) and `1000` ALLOW rules with distinct principals and paths;
@@ -379,6 +380,10 @@ fn main() {
         match variant {
             "none" => vec![],
             "floor" => vec![envoy::wasm_filter(floor.as_deref().expect("floor built"), "{}")],
+            // A shared library (`.so`) loads as a dynamic module.
+            module if modules[module].extension().is_some_and(|e| e == "so") => {
+                vec![envoy::dynamic_module_filter(&modules[module], config)]
+            }
             module => vec![envoy::wasm_filter(&modules[module], config)],
         }
     };
@@ -415,6 +420,8 @@ fn main() {
         .iter()
         .map(|f| ("floor".to_string(), f.clone()))
         .chain(modules.iter().map(|(n, p)| (n.clone(), p.clone())))
+        // A dynamic module is native code: it has no wasm sections to count.
+        .filter(|(_, p)| p.extension() != Some(std::ffi::OsStr::new("so")))
         .map(|(n, p)| {
             let s = shape(&p);
             (n, p, s)

@@ -7,7 +7,9 @@
 //! the forms XNAT sends to the same handler (HEAD as GET, Restlet's prefix routing, Spring's
 //! servlet prefixes and suffixes), and requests of a peer of another trust domain that a
 //! granting namespace no longer matches (`peerTrustDomains: MESH`): those are counted and
-//! reported separately, each with its reason.
+//! reported separately, each with its reason. Two more sides run the same engine otherwise:
+//! the Wasm module reading its facts in one CEL evaluation, and the engine as an Envoy dynamic
+//! module (`make native`); each must judge every request exactly as the Wasm filter does.
 //!
 //! `make test` runs 50 policies and 2,000 requests; `XNAT_GUARD_DIFF_POLICIES`,
 //! `XNAT_GUARD_DIFF_REQUESTS` (per policy) and `XNAT_GUARD_DIFF_SEED` make longer or replayed
@@ -252,6 +254,7 @@ fn random_policies_decide_like_native_rbac() {
     let mut rng = Rng(seed);
     let envoy_bin = support::envoy_binary();
     let module = support::module();
+    let native_module = support::native_module();
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::generate(work.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
     let callers: Vec<_> =
@@ -278,8 +281,11 @@ fn random_policies_decide_like_native_rbac() {
         let mut sides = Vec::new();
         for (config, native) in &configs {
             let (native_ip, ours_ip) = (support::loopback_for(&PORTS), support::loopback_for(&PORTS));
-            let expression_ip = support::loopback_for(&PORTS);
-            let ours = envoy::wasm_filter(&module, &serde_json::to_string(config).unwrap());
+            let (expression_ip, dynamic_ip) = (support::loopback_for(&PORTS), support::loopback_for(&PORTS));
+            let json = serde_json::to_string(config).unwrap();
+            let ours = envoy::wasm_filter(&module, &json);
+            // The same engine as an Envoy dynamic module (no VM): it must judge as the Wasm filter.
+            let dynamic = envoy::dynamic_module_filter(&native_module, &json);
             // The same module reading every fact in one CEL evaluation instead of a host call
             // each: the two must never judge a request differently.
             let expression = envoy::with_vm_environment(ours.clone(), &[("XNAT_GUARD_FACT_READS", "expression")]);
@@ -287,8 +293,9 @@ fn random_policies_decide_like_native_rbac() {
                 listeners.push(Listener { address: native_ip, port, http_filters: native.clone() });
                 listeners.push(Listener { address: ours_ip, port, http_filters: vec![ours.clone()] });
                 listeners.push(Listener { address: expression_ip, port, http_filters: vec![expression.clone()] });
+                listeners.push(Listener { address: dynamic_ip, port, http_filters: vec![dynamic.clone()] });
             }
-            sides.push((native_ip, ours_ip, expression_ip));
+            sides.push((native_ip, ours_ip, expression_ip, dynamic_ip));
         }
         let envoy = Envoy::start(&envoy_bin, &envoy::bootstrap(&listeners, &tls, upstream.addr()), work.path())
             .unwrap_or_else(|e| panic!("Envoy refused a batch: {e}"));
@@ -296,7 +303,12 @@ fn random_policies_decide_like_native_rbac() {
             for i in 0..per_policy {
                 let p = random_probe(&mut rng);
                 let compare = Sides {
-                    sides: vec![("native", sides[k].0), ("ours", sides[k].1), ("expression", sides[k].2)],
+                    sides: vec![
+                        ("native", sides[k].0),
+                        ("ours", sides[k].1),
+                        ("expression", sides[k].2),
+                        ("dynamic", sides[k].3),
+                    ],
                     ca_der: &pki.ca_der,
                     upstream: &upstream,
                     envoy: &envoy,
@@ -328,6 +340,7 @@ fn random_policies_decide_like_native_rbac() {
                     )
                 };
                 assert_eq!(outcomes[2], outcomes[1], "one CEL evaluation judged otherwise: {}", line());
+                assert_eq!(outcomes[3], outcomes[1], "the dynamic module judged otherwise: {}", line());
                 // Whatever our filter refuses never reaches the upstream.
                 if outcomes[1].0 != 200 {
                     assert_eq!(outcomes[1].2, 0, "a request our filter refused reached the upstream: {}", line());

@@ -1,93 +1,104 @@
-//! The runbook's scenarios, enforced by the built module inside a real Envoy with real mutual
-//! TLS. Every denied request is also checked at the upstream: it must never arrive.
+//! The runbook's scenarios, enforced by the built filter inside a real Envoy with real mutual
+//! TLS, once as the Wasm module and once as the dynamic module (`make native`): one test body,
+//! two engines, the same expectations. Every denied request is also checked at the upstream:
+//! it must never arrive.
 
 use deployer::local::client::RawRequest;
+use deployer::local::FilterEngine;
 use harness::support::{config_from_examples, config_from_examples_in, envoy_binary, loopback_for, module, Sidecar};
 
 const EXEMPT: u16 = 8080;
 const STRICT: u16 = 8443;
 
 fn assert_denied(sidecar: &Sidecar, response: &deployer::local::client::Response, tag: &str) {
-    assert_eq!(response.status, 403, "{tag}: {}", response.body_text());
-    assert_eq!(response.body_text(), "RBAC: access denied", "{tag}");
-    assert_eq!(sidecar.arrived(tag), 0, "{tag}: a denied request reached the upstream");
+    let engine = sidecar.inner.engine.name();
+    assert_eq!(response.status, 403, "{engine} {tag}: {}", response.body_text());
+    assert_eq!(response.body_text(), "RBAC: access denied", "{engine} {tag}");
+    assert_eq!(sidecar.arrived(tag), 0, "{engine} {tag}: a denied request reached the upstream");
 }
 
 fn assert_served(sidecar: &Sidecar, response: &deployer::local::client::Response, tag: &str) {
-    assert_eq!(response.status, 200, "{tag}: {}", response.body_text());
-    assert_eq!(sidecar.arrived(tag), 1, "{tag}: the upstream did not receive it exactly once");
+    let engine = sidecar.inner.engine.name();
+    assert_eq!(response.status, 200, "{engine} {tag}: {}", response.body_text());
+    assert_eq!(sidecar.arrived(tag), 1, "{engine} {tag}: the upstream did not receive it exactly once");
 }
 
 #[test]
 fn strict_mtls_with_8080_exempt_serves_plaintext_only_on_8080() {
-    let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
-    let sidecar = Sidecar::start(&config, &[EXEMPT, STRICT]).expect("sidecar starts");
+    for engine in FilterEngine::ALL {
+        let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
+        let sidecar = Sidecar::start_with(engine, &config, &[EXEMPT, STRICT]).expect("sidecar starts");
 
-    let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects"), "plain-8080");
-    assert_served(&sidecar, &r, "plain-8080");
-    let r = sidecar.send(STRICT, None, RawRequest::get("/data/projects"), "plain-8443");
-    assert_denied(&sidecar, &r, "plain-8443");
-    let r = sidecar.send(STRICT, Some("xnat-web"), RawRequest::get("/data/projects"), "mtls-8443");
-    assert_served(&sidecar, &r, "mtls-8443");
-    let r = sidecar.send(EXEMPT, Some("viewer"), RawRequest::get("/data/projects"), "mtls-8080");
-    assert_served(&sidecar, &r, "mtls-8080");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while sidecar.counter("denied_mtls") == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects"), "plain-8080");
+        assert_served(&sidecar, &r, "plain-8080");
+        let r = sidecar.send(STRICT, None, RawRequest::get("/data/projects"), "plain-8443");
+        assert_denied(&sidecar, &r, "plain-8443");
+        let r = sidecar.send(STRICT, Some("xnat-web"), RawRequest::get("/data/projects"), "mtls-8443");
+        assert_served(&sidecar, &r, "mtls-8443");
+        let r = sidecar.send(EXEMPT, Some("viewer"), RawRequest::get("/data/projects"), "mtls-8080");
+        assert_served(&sidecar, &r, "mtls-8080");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while sidecar.counter("denied_mtls") == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(sidecar.counter("denied_mtls"), 1);
     }
-    assert_eq!(sidecar.counter("denied_mtls"), 1);
 }
 
 #[test]
 fn post_is_denied_by_the_first_policy_and_served_by_the_amended_one() {
-    let first = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
-    let sidecar = Sidecar::start(&first, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let post = || RawRequest::new("POST", "/data/projects/demo/subjects").header("content-type", "text/plain");
-    for (port, caller, tag) in [(EXEMPT, None, "post-plain"), (STRICT, Some("xnat-web"), "post-mtls")] {
-        let r = sidecar.send(port, caller, post(), tag);
-        assert_denied(&sidecar, &r, tag);
-    }
-    for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"] {
-        let tag = format!("first-{method}");
-        let r = sidecar.send(STRICT, Some("xnat-web"), RawRequest::new(method, "/data/projects"), &tag);
-        assert_served(&sidecar, &r, &tag);
-    }
-    drop(sidecar);
+    for engine in FilterEngine::ALL {
+        let first = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
+        let sidecar = Sidecar::start_with(engine, &first, &[EXEMPT, STRICT]).expect("sidecar starts");
+        let post = || RawRequest::new("POST", "/data/projects/demo/subjects").header("content-type", "text/plain");
+        for (port, caller, tag) in [(EXEMPT, None, "post-plain"), (STRICT, Some("xnat-web"), "post-mtls")] {
+            let r = sidecar.send(port, caller, post(), tag);
+            assert_denied(&sidecar, &r, tag);
+        }
+        for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"] {
+            let tag = format!("first-{method}");
+            let r = sidecar.send(STRICT, Some("xnat-web"), RawRequest::new(method, "/data/projects"), &tag);
+            assert_served(&sidecar, &r, &tag);
+        }
+        drop(sidecar);
 
-    let amended = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"]);
-    let sidecar = Sidecar::start(&amended, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let mut request = post();
-    request.body = b"subject=S1".to_vec();
-    let r = sidecar.send(STRICT, Some("xnat-web"), request, "post-amended");
-    assert_served(&sidecar, &r, "post-amended");
-    let received = sidecar.inner.upstream.as_ref().unwrap().tagged("post-amended");
-    assert_eq!((received[0].method.as_str(), received[0].body_len), ("POST", 10));
+        let amended = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"]);
+        let sidecar = Sidecar::start_with(engine, &amended, &[EXEMPT, STRICT]).expect("sidecar starts");
+        let mut request = post();
+        request.body = b"subject=S1".to_vec();
+        let r = sidecar.send(STRICT, Some("xnat-web"), request, "post-amended");
+        assert_served(&sidecar, &r, "post-amended");
+        let received = sidecar.inner.upstream.as_ref().unwrap().tagged("post-amended");
+        assert_eq!((received[0].method.as_str(), received[0].body_len), ("POST", 10));
+    }
 }
 
 #[test]
 fn one_source_may_post_while_another_gets_only_get_and_head() {
-    let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
-    let sidecar = Sidecar::start(&config, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let cases = [
-        ("uploader", "POST", true),
-        ("uploader", "GET", true),
-        ("viewer", "GET", true),
-        ("viewer", "HEAD", true),
-        ("viewer", "POST", false),
-        ("viewer", "DELETE", false),
-    ];
-    for (caller, method, allowed) in cases {
-        let tag = format!("{caller}-{method}");
-        let r = sidecar.send(STRICT, Some(caller), RawRequest::new(method, "/data/projects"), &tag);
-        if allowed {
-            assert_served(&sidecar, &r, &tag);
-        } else {
-            assert_denied(&sidecar, &r, &tag);
+    for engine in FilterEngine::ALL {
+        let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
+        let sidecar = Sidecar::start_with(engine, &config, &[EXEMPT, STRICT]).expect("sidecar starts");
+        let cases = [
+            ("uploader", "POST", true),
+            ("uploader", "GET", true),
+            ("viewer", "GET", true),
+            ("viewer", "HEAD", true),
+            ("viewer", "POST", false),
+            ("viewer", "DELETE", false),
+        ];
+        for (caller, method, allowed) in cases {
+            let tag = format!("{caller}-{method}");
+            let r = sidecar.send(STRICT, Some(caller), RawRequest::new(method, "/data/projects"), &tag);
+            if allowed {
+                assert_served(&sidecar, &r, &tag);
+            } else {
+                assert_denied(&sidecar, &r, &tag);
+            }
         }
+        // Plaintext on the exempt port has no identity, so neither rule admits it.
+        let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects"), "plain-exempt");
+        assert_denied(&sidecar, &r, "plain-exempt");
     }
-    // Plaintext on the exempt port has no identity, so neither rule admits it.
-    let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects"), "plain-exempt");
-    assert_denied(&sidecar, &r, "plain-exempt");
 }
 
 /// The filter reads a connection's identity and port once and keeps them for the
@@ -98,52 +109,58 @@ fn one_source_may_post_while_another_gets_only_get_and_head() {
 /// POST; a `cluster.local` uploader from another mesh, under a root this sidecar trusts, may not.
 #[test]
 fn cluster_local_in_a_policy_means_the_meshs_own_trust_domain() {
-    let mesh = deployer::resources::Mesh { trust_domain: "xnat.example.org".into(), ..Default::default() };
-    let config = config_from_examples_in(&mesh, &["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
-    let sidecar = Sidecar::start_in("xnat.example.org", &config, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let post = || RawRequest::new("POST", "/data/projects/demo/subjects").header("content-type", "text/plain");
-    assert_eq!(
-        sidecar.inner.identity("uploader").map(|c| c.spiffe_id.as_str()),
-        Some("spiffe://xnat.example.org/ns/xnat-ingest/sa/uploader")
-    );
-    let r = sidecar.send(STRICT, Some("uploader"), post(), "mesh-uploader");
-    assert_served(&sidecar, &r, "mesh-uploader");
+    for engine in FilterEngine::ALL {
+        let mesh = deployer::resources::Mesh { trust_domain: "xnat.example.org".into(), ..Default::default() };
+        let config = config_from_examples_in(&mesh, &["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
+        let sidecar =
+            Sidecar::start_engine(engine, "xnat.example.org", &config, &[EXEMPT, STRICT]).expect("sidecar starts");
+        let post = || RawRequest::new("POST", "/data/projects/demo/subjects").header("content-type", "text/plain");
+        assert_eq!(
+            sidecar.inner.identity("uploader").map(|c| c.spiffe_id.as_str()),
+            Some("spiffe://xnat.example.org/ns/xnat-ingest/sa/uploader")
+        );
+        let r = sidecar.send(STRICT, Some("uploader"), post(), "mesh-uploader");
+        assert_served(&sidecar, &r, "mesh-uploader");
 
-    let foreign = sidecar
-        .inner
-        .pki
-        .client("foreign-uploader", "spiffe://cluster.local/ns/xnat-ingest/sa/uploader")
-        .expect("a certificate under the same root");
-    let target = std::net::SocketAddr::new(sidecar.inner.address, STRICT);
-    let request = post().header("x-request-tag", "foreign-uploader");
-    let r = deployer::local::client::send(target, &request, Some(&foreign), &sidecar.inner.pki.ca_der).unwrap();
-    assert_denied(&sidecar, &r, "foreign-uploader");
+        let foreign = sidecar
+            .inner
+            .pki
+            .client("foreign-uploader", "spiffe://cluster.local/ns/xnat-ingest/sa/uploader")
+            .expect("a certificate under the same root");
+        let target = std::net::SocketAddr::new(sidecar.inner.address, STRICT);
+        let request = post().header("x-request-tag", "foreign-uploader");
+        let r = deployer::local::client::send(target, &request, Some(&foreign), &sidecar.inner.pki.ca_der).unwrap();
+        assert_denied(&sidecar, &r, "foreign-uploader");
+    }
 }
 
 #[test]
 fn kept_alive_connections_are_each_judged_as_their_own_source() {
-    let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
-    let sidecar = Sidecar::start(&config, &[EXEMPT, STRICT]).expect("sidecar starts");
-    // (name, port, caller, POST allowed, GET allowed)
-    let sources = [
-        ("uploader", STRICT, Some("uploader"), true, true),
-        ("viewer", STRICT, Some("viewer"), false, true),
-        ("plain-exempt", EXEMPT, None, false, false),
-        ("plain-strict", STRICT, None, false, false),
-        ("viewer-exempt", EXEMPT, Some("viewer"), false, true),
-    ];
-    let mut sessions: Vec<_> = sources.iter().map(|(_, port, caller, ..)| sidecar.session(*port, *caller)).collect();
-    for round in 0..4 {
-        for ((name, _, _, post_allowed, get_allowed), session) in sources.iter().zip(sessions.iter_mut()) {
-            for (method, allowed) in [("POST", post_allowed), ("GET", get_allowed)] {
-                let tag = format!("{name}-{method}-{round}");
-                let request = RawRequest::new(method, "/data/projects").header("x-request-tag", &tag);
-                let r = session.send(&request).unwrap_or_else(|e| panic!("{tag}: {e}"));
-                if *allowed {
-                    assert_served(&sidecar, &r, &tag);
-                } else {
-                    assert_eq!(r.status, 403, "{tag}: {}", r.body_text());
-                    assert_eq!(sidecar.arrived(&tag), 0, "{tag}: a denied request reached the upstream");
+    for engine in FilterEngine::ALL {
+        let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/per-source.yaml"]);
+        let sidecar = Sidecar::start_with(engine, &config, &[EXEMPT, STRICT]).expect("sidecar starts");
+        // (name, port, caller, POST allowed, GET allowed)
+        let sources = [
+            ("uploader", STRICT, Some("uploader"), true, true),
+            ("viewer", STRICT, Some("viewer"), false, true),
+            ("plain-exempt", EXEMPT, None, false, false),
+            ("plain-strict", STRICT, None, false, false),
+            ("viewer-exempt", EXEMPT, Some("viewer"), false, true),
+        ];
+        let mut sessions: Vec<_> =
+            sources.iter().map(|(_, port, caller, ..)| sidecar.session(*port, *caller)).collect();
+        for round in 0..4 {
+            for ((name, _, _, post_allowed, get_allowed), session) in sources.iter().zip(sessions.iter_mut()) {
+                for (method, allowed) in [("POST", post_allowed), ("GET", get_allowed)] {
+                    let tag = format!("{name}-{method}-{round}");
+                    let request = RawRequest::new(method, "/data/projects").header("x-request-tag", &tag);
+                    let r = session.send(&request).unwrap_or_else(|e| panic!("{tag}: {e}"));
+                    if *allowed {
+                        assert_served(&sidecar, &r, &tag);
+                    } else {
+                        assert_eq!(r.status, 403, "{tag}: {}", r.body_text());
+                        assert_eq!(sidecar.arrived(&tag), 0, "{tag}: a denied request reached the upstream");
+                    }
                 }
             }
         }
@@ -152,60 +169,71 @@ fn kept_alive_connections_are_each_judged_as_their_own_source() {
 
 #[test]
 fn a_configuration_that_does_not_compile_is_refused_by_envoy_with_the_error_logged() {
-    let bad = r#"{"policies": [{"name": "xnat-all", "namespace": "xnat",
-        "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "post"]}}]}]}}]}"#;
-    let err = match Sidecar::start(bad, &[STRICT]) {
-        Ok(_) => panic!("Envoy started with a configuration the filter refuses"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("configuration refused"), "{err}");
-    assert!(err.contains("policies[0].spec.rules[0].to[0].operation.methods[1]"), "{err}");
+    for engine in FilterEngine::ALL {
+        let bad = r#"{"policies": [{"name": "xnat-all", "namespace": "xnat",
+            "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "post"]}}]}]}}]}"#;
+        let err = match Sidecar::start_with(engine, bad, &[STRICT]) {
+            Ok(_) => panic!("Envoy started with a configuration the filter refuses"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("configuration refused"), "{err}");
+        assert!(err.contains("policies[0].spec.rules[0].to[0].operation.methods[1]"), "{err}");
+    }
 }
 
 #[test]
 fn a_non_utf8_header_value_is_judged_without_a_trap() {
-    // The condition makes the filter read the header; its value is not UTF-8.
-    let config = r#"{"policies": [{"name": "p", "namespace": "xnat", "spec": {"rules": [
-        {"when": [{"key": "request.headers[x-client]", "notValues": ["blocked"]}]}]}}]}"#;
-    let sidecar = Sidecar::start(config, &[EXEMPT]).expect("sidecar starts");
-    let odd = RawRequest::get("/data/projects").header("x-client", b"caf\xe9\xff");
-    let r = sidecar.send(EXEMPT, None, odd, "latin1");
-    assert_served(&sidecar, &r, "latin1");
-    let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects").header("x-client", "blocked"), "blocked");
-    assert_denied(&sidecar, &r, "blocked");
-    let log = harness::envoy::log_text(&sidecar.inner.envoy);
-    assert!(!log.contains("panicked") && !log.contains("Function: proxy_on_request_headers failed"), "{log}");
+    for engine in FilterEngine::ALL {
+        // The condition makes the filter read the header; its value is not UTF-8.
+        let config = r#"{"policies": [{"name": "p", "namespace": "xnat", "spec": {"rules": [
+            {"when": [{"key": "request.headers[x-client]", "notValues": ["blocked"]}]}]}}]}"#;
+        let sidecar = Sidecar::start_with(engine, config, &[EXEMPT]).expect("sidecar starts");
+        let odd = RawRequest::get("/data/projects").header("x-client", b"caf\xe9\xff");
+        let r = sidecar.send(EXEMPT, None, odd, "latin1");
+        assert_served(&sidecar, &r, "latin1");
+        let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects").header("x-client", "blocked"), "blocked");
+        assert_denied(&sidecar, &r, "blocked");
+        let log = harness::envoy::log_text(&sidecar.inner.envoy);
+        assert!(!log.contains("panicked") && !log.contains("Function: proxy_on_request_headers failed"), "{log}");
+    }
 }
 
 #[test]
 fn counters_move_and_show_in_prometheus_output() {
-    let config = r#"{
-      "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
-      "policies": [
-        {"name": "xnat-all", "namespace": "xnat", "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "HEAD"]}}]}]}},
-        {"name": "audit-deletes", "namespace": "xnat", "spec": {"action": "AUDIT", "rules": [{"to": [{"operation": {"methods": ["DELETE"]}}]}]}},
-        {"name": "try-deny-head", "namespace": "xnat", "dryRun": true, "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["HEAD"]}}]}]}}
-      ]}"#;
-    let sidecar = Sidecar::start(config, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let names = xnat_guard_policy::COUNTER_NAMES;
-    let before: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
-    assert_eq!(before, vec![0; 5]);
-    sidecar.send(STRICT, Some("viewer"), RawRequest::get("/"), "a");
-    sidecar.send(STRICT, Some("viewer"), RawRequest::new("HEAD", "/"), "b");
-    sidecar.send(STRICT, Some("viewer"), RawRequest::new("DELETE", "/"), "c");
-    sidecar.send(STRICT, None, RawRequest::get("/"), "d");
-    // The filter flushes its counts to Envoy once a second: wait for them, bounded.
-    let expected = vec![2, 1, 1, 1, 1];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut after: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
-    while after != expected && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        after = names.iter().map(|n| sidecar.counter(n)).collect();
+    for engine in FilterEngine::ALL {
+        let config = r#"{
+          "peerAuthentication": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}},
+          "policies": [
+            {"name": "xnat-all", "namespace": "xnat", "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "HEAD"]}}]}]}},
+            {"name": "audit-deletes", "namespace": "xnat", "spec": {"action": "AUDIT", "rules": [{"to": [{"operation": {"methods": ["DELETE"]}}]}]}},
+            {"name": "try-deny-head", "namespace": "xnat", "dryRun": true, "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["HEAD"]}}]}]}}
+          ]}"#;
+        let sidecar = Sidecar::start_with(engine, config, &[EXEMPT, STRICT]).expect("sidecar starts");
+        let names = xnat_guard_policy::COUNTER_NAMES;
+        let before: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
+        assert_eq!(before, vec![0; 5]);
+        sidecar.send(STRICT, Some("viewer"), RawRequest::get("/"), "a");
+        sidecar.send(STRICT, Some("viewer"), RawRequest::new("HEAD", "/"), "b");
+        sidecar.send(STRICT, Some("viewer"), RawRequest::new("DELETE", "/"), "c");
+        sidecar.send(STRICT, None, RawRequest::get("/"), "d");
+        // The filter flushes its counts to Envoy once a second: wait for them, bounded.
+        let expected = vec![2, 1, 1, 1, 1];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut after: Vec<u64> = names.iter().map(|n| sidecar.counter(n)).collect();
+        while after != expected && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            after = names.iter().map(|n| sidecar.counter(n)).collect();
+        }
+        // allowed: GET, HEAD; denied by policy: DELETE; mTLS: plaintext on 8443; dry-run: HEAD; audit: DELETE.
+        assert_eq!(after, expected);
+        let (_, prometheus) = sidecar.inner.envoy.admin_get("/stats/prometheus").unwrap();
+        assert!(
+            prometheus
+                .lines()
+                .any(|l| l.starts_with(&engine.prometheus_name("xnat_guard_allowed")) && l.ends_with(" 2")),
+            "{prometheus}"
+        );
     }
-    // allowed: GET, HEAD; denied by policy: DELETE; mTLS: plaintext on 8443; dry-run: HEAD; audit: DELETE.
-    assert_eq!(after, expected);
-    let (_, prometheus) = sidecar.inner.envoy.admin_get("/stats/prometheus").unwrap();
-    assert!(prometheus.lines().any(|l| l.starts_with("xnat_guard_allowed") && l.ends_with(" 2")), "{prometheus}");
 }
 
 /// An upload of many chunks, as a DICOM session is, arrives whole through the filter, which
@@ -213,17 +241,19 @@ fn counters_move_and_show_in_prometheus_output() {
 /// uses), over plaintext and mutual TLS.
 #[test]
 fn a_large_upload_arrives_whole() {
-    let amended = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"]);
-    let sidecar = Sidecar::start(&amended, &[EXEMPT, STRICT]).expect("sidecar starts");
-    let size = 4 << 20;
-    for (port, caller, tag) in [(EXEMPT, None, "upload-plain"), (STRICT, Some("uploader"), "upload-mtls")] {
-        let mut request = RawRequest::new("POST", "/data/services/import?import-handler=DICOM-zip")
-            .header("content-type", "application/zip");
-        request.body = (0..size).map(|i| (i % 251) as u8).collect();
-        let r = sidecar.send(port, caller, request, tag);
-        assert_served(&sidecar, &r, tag);
-        let received = sidecar.inner.upstream.as_ref().unwrap().tagged(tag);
-        assert_eq!(received[0].body_len, size, "{tag}: the body arrived cut");
+    for engine in FilterEngine::ALL {
+        let amended = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy-post.yaml"]);
+        let sidecar = Sidecar::start_with(engine, &amended, &[EXEMPT, STRICT]).expect("sidecar starts");
+        let size = 4 << 20;
+        for (port, caller, tag) in [(EXEMPT, None, "upload-plain"), (STRICT, Some("uploader"), "upload-mtls")] {
+            let mut request = RawRequest::new("POST", "/data/services/import?import-handler=DICOM-zip")
+                .header("content-type", "application/zip");
+            request.body = (0..size).map(|i| (i % 251) as u8).collect();
+            let r = sidecar.send(port, caller, request, tag);
+            assert_served(&sidecar, &r, tag);
+            let received = sidecar.inner.upstream.as_ref().unwrap().tagged(tag);
+            assert_eq!(received[0].body_len, size, "{tag}: the body arrived cut");
+        }
     }
 }
 

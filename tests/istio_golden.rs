@@ -1,7 +1,8 @@
 //! Istio's own golden cases as an oracle. For each `NAME-in.yaml`, one Envoy runs two listener
 //! sets on the same ports: one with the native RBAC filters Istio generated (`NAME-out*.yaml`),
 //! one with our filter configured from the same policies. Every request goes to both; the
-//! status, body and arrival at the upstream must agree.
+//! status, body and arrival at the upstream must agree. A third set runs the same engine as an
+//! Envoy dynamic module (`make native`), which must judge every request as the Wasm filter does.
 //!
 //! Two honest adjustments, both reported:
 //! - Rules that need JWT (`requestPrincipals`, `request.auth.*`) or Envoy filter metadata
@@ -328,6 +329,7 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
     assert!(names.len() >= 18, "expected Istio's golden cases in {}", dir.display());
     let envoy_bin = support::envoy_binary();
     let module = support::module();
+    let native_module = support::native_module();
     let (mut compared_cases, mut compared_requests, mut disagreements) = (0, 0, Vec::new());
     let (mut total_allowed, mut total_denied) = (0, 0);
     let (mut translation_disagreements, mut translation_checked) = (Vec::new(), Vec::new());
@@ -349,6 +351,7 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
         let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let native_ip = support::loopback_for(&ports);
         let ours_ip = support::loopback_for(&ports);
+        let dynamic_ip = support::loopback_for(&ports);
         // Our reference translation (harness::native_rbac), checked against Istio's output.
         let translated = native_rbac::filters(&case.config).ok();
         let translated_ip = support::loopback_for(&ports);
@@ -365,6 +368,11 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
                 port,
                 http_filters: vec![envoy::wasm_filter(&module, &config)],
             });
+            listeners.push(Listener {
+                address: dynamic_ip,
+                port,
+                http_filters: vec![envoy::dynamic_module_filter(&native_module, &config)],
+            });
             if let Some(filters) = &translated {
                 listeners.push(Listener { address: translated_ip, port, http_filters: filters.clone() });
             }
@@ -374,7 +382,7 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
             .unwrap_or_else(|e| panic!("{name}: Envoy refused the case: {e}"));
         let probes = probes(&case, &ports, callers.len(), 120);
         let mut compare = Sides {
-            sides: vec![("native", native_ip), ("ours", ours_ip)],
+            sides: vec![("native", native_ip), ("ours", ours_ip), ("dynamic", dynamic_ip)],
             ca_der: &pki.ca_der,
             upstream: &upstream,
             envoy: &envoy,
@@ -394,14 +402,23 @@ fn our_filter_decides_like_istios_native_rbac_on_istios_golden_cases() {
             if outcomes[1].0 == 200 {
                 allowed += 1;
             }
-            if outcomes.len() == 3 && outcomes[0] != outcomes[2] {
+            // The engine as a dynamic module judges as the Wasm filter, whatever RBAC does.
+            assert_eq!(
+                outcomes[2],
+                outcomes[1],
+                "{name}: {} {} caller={:?}: the dynamic module judged otherwise than the Wasm filter",
+                p.method,
+                p.path,
+                identity.map(|c| &c.spiffe_id)
+            );
+            if outcomes.len() == 4 && outcomes[0] != outcomes[3] {
                 translation_disagreements.push(format!(
                     "{name}: {} {} caller={:?}: native {:?} vs translated {:?}",
                     p.method,
                     p.path,
                     identity.map(|c| &c.spiffe_id),
                     outcomes[0],
-                    outcomes[2]
+                    outcomes[3]
                 ));
             }
             if outcomes[0] != outcomes[1] {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use deployer::local::client::{self, RawRequest, Response};
 use deployer::local::pki::ClientIdentity;
-use deployer::local::{LocalOptions, LocalSidecar};
+use deployer::local::{FilterEngine, LocalOptions, LocalSidecar};
 use xnat_guard_policy::{COUNTER_NAMES, METRIC_PREFIX};
 
 /// The workspace root (this crate lives in its `harness/`).
@@ -49,6 +49,30 @@ pub fn module() -> PathBuf {
     m
 }
 
+/// Where `make native` puts the filter as an Envoy dynamic module.
+pub const NATIVE_MODULE: &str = "target/module/libxnat_guard_native.so";
+
+/// The filter as a dynamic module: `$XNAT_GUARD_NATIVE_MODULE`, else where `make native` puts it.
+pub fn native_module() -> PathBuf {
+    let m = std::env::var_os("XNAT_GUARD_NATIVE_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join(NATIVE_MODULE));
+    assert!(
+        m.is_file(),
+        "FAILED, not skipped: {} is missing; run `make native` (or `make test`, which builds it)",
+        m.display()
+    );
+    m
+}
+
+/// The filter as `engine` runs it: [`module`] or [`native_module`].
+pub fn module_for(engine: FilterEngine) -> PathBuf {
+    match engine {
+        FilterEngine::Wasm => module(),
+        FilterEngine::Native => native_module(),
+    }
+}
+
 /// A loopback address no other test (in this or a concurrent test binary) uses, on which
 /// every port in `ports` is free, so fixed ports such as 8080 can be used.
 pub fn loopback_for(ports: &[u16]) -> IpAddr {
@@ -78,10 +102,30 @@ impl Sidecar {
     /// As [`Sidecar::start`], in a mesh of `trust_domain`: the callers' certificates and the
     /// sidecar's own are issued in it.
     pub fn start_in(trust_domain: &str, config: &str, ports: &[u16]) -> Result<Sidecar, deployer::local::LocalError> {
+        Sidecar::start_engine(FilterEngine::Wasm, trust_domain, config, ports)
+    }
+
+    /// As [`Sidecar::start`], with the filter run by `engine`.
+    pub fn start_with(
+        engine: FilterEngine,
+        config: &str,
+        ports: &[u16],
+    ) -> Result<Sidecar, deployer::local::LocalError> {
+        Sidecar::start_engine(engine, "cluster.local", config, ports)
+    }
+
+    /// As [`Sidecar::start_in`], with the filter run by `engine`.
+    pub fn start_engine(
+        engine: FilterEngine,
+        trust_domain: &str,
+        config: &str,
+        ports: &[u16],
+    ) -> Result<Sidecar, deployer::local::LocalError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let opts = LocalOptions {
             envoy: envoy_binary(),
-            module: module(),
+            engine,
+            module: module_for(engine),
             address: loopback_for(ports),
             ports: ports.to_vec(),
             upstream: None,
@@ -119,7 +163,8 @@ impl Sidecar {
     /// One of the filter's own counters, by its short name (one of [`COUNTER_NAMES`]).
     pub fn counter(&self, name: &str) -> u64 {
         assert!(COUNTER_NAMES.contains(&name), "the filter has no counter {name}");
-        self.inner.envoy.counter(&format!("wasmcustom.{METRIC_PREFIX}{name}")).expect("admin /stats")
+        let stat = self.inner.engine.stat_name(&format!("{METRIC_PREFIX}{name}"));
+        self.inner.envoy.counter(&stat).expect("admin /stats")
     }
 }
 

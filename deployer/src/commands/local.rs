@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use deployer::local::{self, LocalOptions, LocalSidecar};
+use deployer::local::{self, FilterEngine, LocalOptions, LocalSidecar};
 use deployer::observations::{self, Merged, Observations, Sample};
 use xnat_guard_policy::ObserveMode;
 
@@ -31,9 +31,15 @@ pub struct Args {
     /// The Envoy binary [default: the project's .venv, then $XNAT_GUARD_ENVOY, then PATH].
     #[arg(long, value_name = "PATH")]
     envoy: Option<PathBuf>,
-    /// The filter module.
-    #[arg(long, value_name = "PATH", default_value = local::DEFAULT_MODULE)]
-    module: PathBuf,
+    /// How Envoy runs the filter: `wasm`, the proxy-wasm module in a V8 VM (what `rollout`
+    /// ships as a WasmPlugin), or `native`, the same engine as an Envoy dynamic module (no VM;
+    /// cheaper per request, docs/PERFORMANCE.md). Both make the same decisions.
+    #[arg(long, value_name = "ENGINE", default_value = "wasm", value_parser = ["wasm", "native"])]
+    engine: String,
+    /// The filter module [default: target/wasm32-wasip1/module/xnat_guard.wasm from `make wasm`,
+    /// or target/module/libxnat_guard_native.so from `make native` for --engine native].
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
     /// Application ports to listen on (Istio keys portLevelMtls by container port).
     #[arg(long = "port", value_name = "N", default_values_t = [8080u16, 8443])]
     ports: Vec<u16>,
@@ -69,6 +75,11 @@ fn save_observations(sidecar: &LocalSidecar, file: &Path, namespace: &str, sessi
 /// A live session, not data: what it prints goes out as text whatever `-o` says.
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let out = global.printer();
+    let engine: FilterEngine = args.engine.parse().map_err(anyhow::Error::msg)?;
+    if engine == FilterEngine::Native && args.observe.is_some() {
+        bail!("--observe needs --engine wasm: only the Wasm filter records what it allows");
+    }
+    let module = args.module.clone().unwrap_or_else(|| PathBuf::from(engine.default_module()));
     let (target, mut selection, policy) =
         args.workload.load(&args.policies).context("the policies were refused; nothing was started")?;
     if args.observe.is_some() {
@@ -91,7 +102,8 @@ pub fn run(args: Args, global: &Global) -> Result<()> {
     let workdir = local::workdir(None)?;
     let opts = LocalOptions {
         envoy,
-        module: args.module.clone(),
+        engine,
+        module,
         address: args.address,
         ports: args.ports.clone(),
         upstream,

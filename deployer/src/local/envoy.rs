@@ -171,6 +171,17 @@ pub fn wasm_filter(module: &Path, config: &str) -> Value {
     }})
 }
 
+/// The filter as an Envoy dynamic module (`make native`'s shared library), configured with the
+/// same JSON as [`wasm_filter`]: no VM, the engine runs as native code in Envoy's workers.
+pub fn dynamic_module_filter(library: &Path, config: &str) -> Value {
+    json!({"name": "envoy.filters.http.dynamic_modules", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        "dynamic_module_config": {"module": {"local": {"filename": library.display().to_string()}}},
+        "filter_name": "xnat_guard",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": config}
+    }})
+}
+
 /// `filter` (a [`wasm_filter`]) with `variables` in its VM's environment, as a `WasmPlugin`'s
 /// `vmConfig.env` sets them, in a VM of its own: Envoy shares one VM among filters of the same
 /// `vm_id` and code whatever their environment, so the id names the variables.

@@ -23,6 +23,81 @@ use crate::inspect::metrics::FILTER_COUNTERS;
 /// Where the module lands when built by `make wasm`.
 pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/module/xnat_guard.wasm";
 
+/// Where the dynamic module lands when built by `make native`.
+pub const DEFAULT_NATIVE_MODULE: &str = "target/module/libxnat_guard_native.so";
+
+/// How Envoy runs the filter's engine: the proxy-wasm module in a V8 VM (what a `WasmPlugin`
+/// delivers), or the same engine as a native dynamic module (`make native`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilterEngine {
+    #[default]
+    Wasm,
+    Native,
+}
+
+impl FilterEngine {
+    pub const ALL: [FilterEngine; 2] = [FilterEngine::Wasm, FilterEngine::Native];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FilterEngine::Wasm => "wasm",
+            FilterEngine::Native => "native",
+        }
+    }
+
+    /// Where `make wasm` or `make native` puts the filter, relative to the project.
+    pub fn default_module(self) -> &'static str {
+        match self {
+            FilterEngine::Wasm => DEFAULT_MODULE,
+            FilterEngine::Native => DEFAULT_NATIVE_MODULE,
+        }
+    }
+
+    /// The `make` target that builds the filter for this engine.
+    pub fn make_target(self) -> &'static str {
+        match self {
+            FilterEngine::Wasm => "make wasm",
+            FilterEngine::Native => "make native",
+        }
+    }
+
+    /// The HTTP filter entry running `module` with `config` (the plugin configuration JSON).
+    pub fn filter(self, module: &Path, config: &str) -> serde_json::Value {
+        match self {
+            FilterEngine::Wasm => envoy::wasm_filter(module, config),
+            FilterEngine::Native => envoy::dynamic_module_filter(module, config),
+        }
+    }
+
+    /// The name of one of the filter's metrics in Envoy's Prometheus output (a sidecar's
+    /// port 15090): Envoy strips the Wasm namespace there, not the dynamic modules' one.
+    pub fn prometheus_name(self, metric: &str) -> String {
+        match self {
+            FilterEngine::Wasm => metric.to_string(),
+            FilterEngine::Native => format!("envoy_dynamicmodulescustom_{metric}"),
+        }
+    }
+
+    /// The name of one of the filter's metrics at Envoy's `/stats`.
+    pub fn stat_name(self, metric: &str) -> String {
+        match self {
+            FilterEngine::Wasm => format!("wasmcustom.{metric}"),
+            FilterEngine::Native => format!("dynamicmodulescustom.{metric}"),
+        }
+    }
+}
+
+impl std::str::FromStr for FilterEngine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FilterEngine, String> {
+        FilterEngine::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| format!("unknown engine {s:?}: expected \"wasm\" or \"native\""))
+    }
+}
+
 /// The callers the tour and the printed instructions use, besides plaintext: a label, and the
 /// identity below the mesh's trust domain (their certificates carry
 /// `spiffe://<trust domain>/<identity>`).
@@ -34,8 +109,8 @@ pub const TOUR_IDENTITIES: &[(&str, &str)] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    #[error("the filter module {0} does not exist; build it with `make wasm` or pass --module")]
-    NoModule(PathBuf),
+    #[error("the filter module {0} does not exist; build it with `{1}` or pass --module")]
+    NoModule(PathBuf, &'static str),
     #[error(transparent)]
     Envoy(#[from] envoy::EnvoyError),
     #[error(transparent)]
@@ -48,6 +123,7 @@ pub enum LocalError {
 
 pub struct LocalOptions {
     pub envoy: PathBuf,
+    pub engine: FilterEngine,
     pub module: PathBuf,
     pub address: IpAddr,
     pub ports: Vec<u16>,
@@ -68,6 +144,7 @@ pub struct LocalSidecar {
     pub identities: Vec<ClientIdentity>,
     pub address: IpAddr,
     pub ports: Vec<u16>,
+    pub engine: FilterEngine,
 }
 
 impl LocalSidecar {
@@ -75,7 +152,7 @@ impl LocalSidecar {
     /// by `plugin_config` (the JSON a WasmPlugin's `pluginConfig` carries).
     pub fn start(opts: &LocalOptions, plugin_config: &str) -> Result<LocalSidecar, LocalError> {
         if !opts.module.is_file() {
-            return Err(LocalError::NoModule(opts.module.clone()));
+            return Err(LocalError::NoModule(opts.module.clone(), opts.engine.make_target()));
         }
         let pki = Pki::generate(&opts.workdir, &opts.server_spiffe_id)?;
         let identities = TOUR_IDENTITIES
@@ -97,7 +174,7 @@ impl LocalSidecar {
             .map(|&port| Listener {
                 address: opts.address,
                 port,
-                http_filters: vec![envoy::wasm_filter(&opts.module, plugin_config)],
+                http_filters: vec![opts.engine.filter(&opts.module, plugin_config)],
             })
             .collect();
         let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
@@ -111,6 +188,7 @@ impl LocalSidecar {
             identities,
             address: opts.address,
             ports: opts.ports.clone(),
+            engine: opts.engine,
         })
     }
 
@@ -125,7 +203,7 @@ impl LocalSidecar {
         std::thread::sleep(Duration::from_millis(1200));
         FILTER_COUNTERS
             .iter()
-            .map(|c| Ok((*c, self.envoy.counter(&format!("wasmcustom.{METRIC_PREFIX}{c}"))?)))
+            .map(|c| Ok((*c, self.envoy.counter(&self.engine.stat_name(&format!("{METRIC_PREFIX}{c}")))?)))
             .collect()
     }
 

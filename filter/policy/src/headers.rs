@@ -44,6 +44,23 @@ impl<'a> HeaderMap<'a> {
         headers
     }
 
+    /// A map from pairs a host hands over already split (an Envoy dynamic module's view of
+    /// the header map), in order.
+    #[inline]
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> HeaderMap<'a> {
+        let mut headers = HeaderMap { stack: [(&[], &[]); STACK_PAIRS], on_stack: 0, heap: Vec::new() };
+        for pair in pairs {
+            match headers.stack.get_mut(headers.on_stack) {
+                Some(slot) => {
+                    *slot = pair;
+                    headers.on_stack += 1;
+                }
+                None => headers.heap.push(pair),
+            }
+        }
+        headers
+    }
+
     #[inline]
     fn pairs(&self) -> impl Iterator<Item = &Pair<'a>> {
         self.stack[..self.on_stack].iter().chain(self.heap.iter())
@@ -199,6 +216,20 @@ mod tests {
         assert_eq!(h.all(b"x-team").collect::<Vec<_>>(), [b"first".as_slice(), b"last"]);
         assert_eq!(h.first(b"h55"), Some(b"v".as_slice()));
         assert_eq!(h.pairs().count(), pairs.len());
+    }
+
+    #[test]
+    fn pairs_handed_over_split_read_as_the_serialised_map_does() {
+        let mut pairs: Vec<(String, String)> =
+            (0..STACK_PAIRS + 3).map(|i| (format!("h{i}"), format!("v{i}"))).collect();
+        pairs.insert(1, ("X-Team".into(), "a".into()));
+        pairs.push(("x-team".into(), "b".into()));
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let buf = serialise(&refs);
+        let parsed = HeaderMap::parse(&buf);
+        let split = HeaderMap::from_pairs(refs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        assert_eq!(split.pairs().collect::<Vec<_>>(), parsed.pairs().collect::<Vec<_>>());
+        assert_eq!(split.all(b"x-team").collect::<Vec<_>>(), [b"a".as_slice(), b"b"]);
     }
 
     #[test]

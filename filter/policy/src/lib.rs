@@ -10,8 +10,8 @@
 //! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
 //! reads a model's rule index); `engine` (evaluation only); `observe` (what is recorded of
 //! allowed requests, and its metric names); `compile` (config to model);
-//! `decode` (JSON to config); `headers`, `connection` and `facts` (the glue's host-independent
-//! part).
+//! `decode` (JSON to config); `headers`, `connection`, `read` and `facts` (the glue's
+//! host-independent part).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -30,6 +30,7 @@ mod model;
 mod normalize;
 pub mod observe;
 mod pattern;
+mod read;
 mod request;
 mod route;
 mod spiffe;
@@ -43,6 +44,7 @@ pub use error::ConfigError;
 pub use headers::HeaderMap;
 pub use model::Engine;
 pub use normalize::{apply_aliases, is_normal_path, tomcat_path, CompiledAlias, PathRefusal, MAX_PATH};
+pub use read::{read_and_judge, RequestSource};
 pub use request::{
     Decision, DecisionCounts, HeaderValues, Needs, PolicyName, Request, Verdict, CONFIG_DIGEST_METRIC, COUNTERS,
     COUNTER_NAMES, METRIC_NAMES, METRIC_PREFIX, OBSERVED_METRIC, OBSERVE_OVERFLOW_METRIC, WOULD_DENY_METRIC,

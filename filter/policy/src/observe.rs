@@ -219,6 +219,11 @@ fn hash(kind: RecordKind, tuple: &Tuple<'_>) -> u64 {
 }
 
 impl Engine {
+    /// Whether this configuration records the routes it allows (`observe: ROUTES`).
+    pub fn observes_routes(&self) -> bool {
+        self.observe == ObserveMode::Routes
+    }
+
     /// Whether this configuration records anything: `observe: ROUTES`, or a dry-run policy.
     pub fn records(&self) -> bool {
         self.observe == ObserveMode::Routes || !self.dry_run_deny.is_empty() || !self.dry_run_allow.is_empty()

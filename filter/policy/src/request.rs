@@ -159,6 +159,26 @@ const DENIED_MTLS: usize = 2;
 const DRY_RUN_DENIED: usize = 3;
 const AUDIT_MATCHED: usize = 4;
 
+impl Decision {
+    /// Which of the [`COUNTER_NAMES`] this decision counts in: its verdict, and whether a
+    /// dry-run policy would have denied it and an AUDIT policy matched it.
+    #[inline]
+    pub fn counters(&self) -> [bool; COUNTERS] {
+        let mut counted = [false; COUNTERS];
+        counted[match self.verdict {
+            Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. } => ALLOWED,
+            Verdict::DeniedMtlsRequired { .. } => DENIED_MTLS,
+            Verdict::DeniedBy { .. }
+            | Verdict::DeniedNoAllowMatch
+            | Verdict::DeniedUnsafePath { .. }
+            | Verdict::DeniedMethodOverride => DENIED_POLICY,
+        }] = true;
+        counted[DRY_RUN_DENIED] = self.dry_run_denied;
+        counted[AUDIT_MATCHED] = self.audited;
+        counted
+    }
+}
+
 /// Decisions counted since the last [`take`](DecisionCounts::take), in [`COUNTER_NAMES`]
 /// order. Cells, so that one count can be shared (in an `Rc`) by the filter's root context,
 /// which flushes it, and its HTTP contexts, which record.
@@ -170,20 +190,8 @@ impl DecisionCounts {
     /// and an AUDIT policy matched it.
     #[inline]
     pub fn record(&self, decision: &Decision) {
-        let bump = |i: usize| self.0[i].set(self.0[i].get() + 1);
-        bump(match decision.verdict {
-            Verdict::AllowedNoAllowPolicy | Verdict::AllowedBy { .. } => ALLOWED,
-            Verdict::DeniedMtlsRequired { .. } => DENIED_MTLS,
-            Verdict::DeniedBy { .. }
-            | Verdict::DeniedNoAllowMatch
-            | Verdict::DeniedUnsafePath { .. }
-            | Verdict::DeniedMethodOverride => DENIED_POLICY,
-        });
-        if decision.dry_run_denied {
-            bump(DRY_RUN_DENIED);
-        }
-        if decision.audited {
-            bump(AUDIT_MATCHED);
+        for (cell, counted) in self.0.iter().zip(decision.counters()) {
+            cell.set(cell.get() + u64::from(counted));
         }
     }
 

@@ -153,6 +153,19 @@ impl xnat_guard_policy::ConnectionSource for Live {
     }
 }
 
+impl xnat_guard_policy::RequestSource for Live {
+    type Value<'s> = Vec<u8>;
+
+    fn request_header(&self, name: &[u8]) -> Option<Vec<u8>> {
+        request_header(name)
+    }
+
+    fn with_request_headers<R>(&self, f: impl FnOnce(&xnat_guard_policy::HeaderMap<'_>) -> R) -> R {
+        let buf = request_headers().unwrap_or_default();
+        f(&xnat_guard_policy::HeaderMap::parse(&buf))
+    }
+}
+
 /// An address property (`ip:port`, or a bare ip).
 fn address(path: &[u8]) -> Option<IpAddr> {
     xnat_guard_policy::facts::parse_address(&property(path)?)

@@ -27,8 +27,8 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 use xnat_guard_policy::facts::{FactQuery, Unread};
 use xnat_guard_policy::observe::{self, ObservationTable, RecordKind};
 use xnat_guard_policy::{
-    Connection, ConnectionCache, ConnectionSource, Decision, DecisionCounts, Engine, HeaderMap, MtlsMode, Request,
-    Verdict, CONFIG_DIGEST_METRIC, COUNTERS, METRIC_NAMES, OBSERVE_OVERFLOW_METRIC,
+    read_and_judge, ConnectionCache, Decision, DecisionCounts, Engine, Request, Verdict, CONFIG_DIGEST_METRIC,
+    COUNTERS, METRIC_NAMES, OBSERVE_OVERFLOW_METRIC,
 };
 
 proxy_wasm::main! {{
@@ -324,54 +324,7 @@ fn warn_once(what: &str) {
 }
 
 /// Reads from the host only what the configuration needs, cheapest decisive fact first, then
-/// judges. Connection facts come from the per-connection cache when the configuration reads two
-/// or more of them.
+/// judges (`xnat_guard_policy::read_and_judge`).
 fn decide_by_calls(engine: &Engine, cache: &RefCell<ConnectionCache>, records: &RefCell<ObservationTable>) -> Decision {
-    let needs = engine.reads();
-    let judge = |request: &Request<'_>| judge(engine, request, records);
-    let live = host::Live;
-    let mut fresh = Connection::default();
-    let mut cache = cache.borrow_mut();
-    let connection = match ConnectionCache::worth_using(&needs).then(|| live.connection_id()).flatten() {
-        Some(id) => cache.entry(id),
-        None => &mut fresh,
-    };
-    let plaintext = connection.peer(&needs, &live).is_none();
-    let port_needed = needs.port || (needs.port_for_plaintext && plaintext);
-    let port = if port_needed { connection.port(&live) } else { None };
-    // Plaintext on a STRICT port is refused before anything else is read.
-    if plaintext && needs.peer && engine.mtls_mode(port) == MtlsMode::Strict {
-        return engine.evaluate(&Request { port, ..Request::default() });
-    }
-    connection.fill_rest(&needs, &live);
-    let base = Request { port, ..connection.request() };
-    let read_path = needs.path || needs.query;
-    if engine.header_names().is_empty() {
-        // A header or two: one call each is cheapest.
-        let method = if needs.method { host::request_header(b":method") } else { None };
-        let path = if read_path { host::request_header(b":path") } else { None };
-        let authority = if needs.host { host::request_header(b":authority") } else { None };
-        return judge(&Request {
-            method: method.as_deref().unwrap_or_default(),
-            path: path.as_deref().unwrap_or_default(),
-            host: authority.as_deref(),
-            ..base
-        });
-    }
-    // Named headers (rules, method overrides): the whole map in one call, which also sees
-    // every value of a repeated header; each value is judged on its own, as RBAC does.
-    let buf = host::request_headers().unwrap_or_default();
-    let map = HeaderMap::parse(&buf);
-    let method = if needs.method { map.first(b":method") } else { None };
-    let path = if read_path { map.first(b":path") } else { None };
-    let authority = if needs.host { map.first(b":authority") } else { None };
-    map.with_values_for(engine, |headers| {
-        judge(&Request {
-            method: method.unwrap_or_default(),
-            path: path.unwrap_or_default(),
-            host: authority,
-            headers,
-            ..base
-        })
-    })
+    read_and_judge(engine, &host::Live, &mut cache.borrow_mut(), |request| judge(engine, request, records))
 }
