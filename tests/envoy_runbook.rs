@@ -376,3 +376,16 @@ fn under_the_expression_reads_every_request_is_read_in_one_evaluation() {
         assert!(!log.contains("one host call each"), "{files:?}: a request was read a call per fact:\n{log}");
     }
 }
+
+/// The dynamic module was written against the ABI this Envoy speaks: Envoy says the versions
+/// match (it only warns when they differ, and a mismatched signature would misread requests).
+#[test]
+fn the_dynamic_module_speaks_this_envoys_abi_version() {
+    let config = config_from_examples(&["runbook/istio-mtls.yaml", "runbook/istio-auth-policy.yaml"]);
+    let sidecar = Sidecar::start_with(FilterEngine::Native, &config, &[EXEMPT]).expect("sidecar starts");
+    let r = sidecar.send(EXEMPT, None, RawRequest::get("/data/projects"), "abi");
+    assert_served(&sidecar, &r, "abi");
+    let log = harness::envoy::log_text(&sidecar.inner.envoy);
+    assert!(log.contains("Dynamic module ABI version v0.2.0 matched."), "{log}");
+    assert!(log.contains("xnat-guard: configured: 0 DENY, 1 ALLOW"), "{log}");
+}
