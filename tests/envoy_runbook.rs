@@ -389,3 +389,50 @@ fn the_dynamic_module_speaks_this_envoys_abi_version() {
     assert!(log.contains("Dynamic module ABI version v0.2.0 matched."), "{log}");
     assert!(log.contains("xnat-guard: configured: 0 DENY, 1 ALLOW"), "{log}");
 }
+
+/// What `render --engine native` puts in the EnvoyFilter is what a sidecar runs: its patch
+/// value, with the module path pointed at this machine's build, enforces the runbook's policy
+/// in a real Envoy (POST denied and never arriving, GET served, plaintext refused on STRICT).
+#[test]
+fn the_rendered_envoy_filter_enforces_the_policy_in_a_real_envoy() {
+    use deployer::local::envoy::{bootstrap, Envoy, Listener, ServerTls};
+    use deployer::local::pki::Pki;
+    use deployer::local::upstream::RecordingUpstream;
+    use deployer::plan::rollout::{self, EngineSpec, ModuleRef, Spec};
+    use std::net::SocketAddr;
+
+    let root = harness::support::project_root();
+    let files = ["istio-mtls.yaml", "istio-auth-policy.yaml"].map(|f| root.join("examples/runbook").join(f));
+    let objects = deployer::resources::load_files(&files).expect("the runbook's files load");
+    let module = ModuleRef::new("oci://127.0.0.1:5000/xnat-guard-native:0.1.0", &"ab".repeat(32)).unwrap();
+    let spec = Spec {
+        engine: EngineSpec::Native { workload: "statefulset/xnat-xnat-web".parse().unwrap() },
+        ..Spec::new("xnat", objects, module)
+    };
+    let plan = rollout::plan(&spec).expect("renders");
+    let envoy_filter = plan.manifests.iter().find(|m| m.kind.kind == "EnvoyFilter").expect("an EnvoyFilter");
+    let mut filter = envoy_filter.body["spec"]["configPatches"][0]["patch"]["value"].clone();
+    let library = harness::support::native_module();
+    filter["typed_config"]["dynamic_module_config"]["module"]["local"]["filename"] =
+        library.display().to_string().into();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(dir.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
+    let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
+    let caller = pki.client("viewer", "spiffe://cluster.local/ns/reporting/sa/viewer").unwrap();
+    let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let ip = loopback_for(&[EXEMPT, STRICT]);
+    let listeners = [EXEMPT, STRICT].map(|port| Listener { address: ip, port, http_filters: vec![filter.clone()] });
+    let envoy = Envoy::start(&envoy_binary(), &bootstrap(&listeners, &tls, upstream.addr()), dir.path())
+        .unwrap_or_else(|e| panic!("Envoy refused the rendered filter: {e}"));
+    let send = |port: u16, identity, method: &str, tag: &str| {
+        let request = RawRequest::new(method, "/data/projects").header("x-request-tag", tag);
+        let r = deployer::local::client::send(SocketAddr::new(ip, port), &request, identity, &pki.ca_der).unwrap();
+        (r.status, upstream.tagged(tag).len())
+    };
+    assert_eq!(send(STRICT, Some(&caller), "GET", "get"), (200, 1));
+    assert_eq!(send(STRICT, Some(&caller), "POST", "post"), (403, 0), "the first policy denies POST");
+    assert_eq!(send(EXEMPT, None, "GET", "plain-exempt"), (200, 1));
+    assert_eq!(send(STRICT, None, "GET", "plain-strict"), (403, 0), "STRICT refuses plaintext");
+    drop(envoy);
+}

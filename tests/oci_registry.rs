@@ -107,6 +107,33 @@ async fn push_twice_gives_one_digest_and_the_compat_layout_reads_back() {
     assert!(files[0].1 == module, "the layer holds the module byte for byte");
 }
 
+/// `push --engine native`: the dynamic module as a one-layer image an image volume mounts,
+/// the library byte for byte at the layer's root, pinned by the manifest digest.
+#[tokio::test(flavor = "current_thread")]
+async fn the_dynamic_module_pushes_as_an_image_holding_the_library() {
+    let registry = start_registry();
+    let library = std::fs::read(support::native_module()).unwrap();
+    let image = oci::native_image("libxnat_guard_native.so", &library).unwrap();
+    let reference = Reference::parse(&format!("oci://{}/xnat/xnat-guard-native:test", registry.addr)).unwrap();
+    let mut client = Registry::new(&registry.addr, true, None).unwrap();
+    let pushed = client.push(&reference, &image).await.unwrap();
+    let (_, manifest_bytes) = client.manifest(&reference).await.unwrap();
+    assert_eq!(oci::digest(&manifest_bytes), format!("sha256:{}", pushed.manifest_sha256));
+    let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    let layer = client.blob("xnat/xnat-guard-native", manifest["layers"][0]["digest"].as_str().unwrap()).await.unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&layer[..]));
+    let mut files = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.push((entry.path().unwrap().display().to_string(), bytes));
+    }
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].0, "libxnat_guard_native.so");
+    assert!(files[0].1 == library, "the layer holds the library byte for byte");
+}
+
 /// Before a rollout pins a digest, the registry is asked what the tag serves: the pushed digest,
 /// another one (the tag was pushed again), or nothing.
 #[tokio::test(flavor = "current_thread")]

@@ -29,6 +29,7 @@ impl Kind {
         Kind::new("security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies", true);
     pub const DESTINATION_RULE: Kind =
         Kind::new("networking.istio.io", "v1", "DestinationRule", "destinationrules", true);
+    pub const ENVOY_FILTER: Kind = Kind::new("networking.istio.io", "v1alpha3", "EnvoyFilter", "envoyfilters", true);
     pub const WASM_PLUGIN: Kind = Kind::new("extensions.istio.io", "v1alpha1", "WasmPlugin", "wasmplugins", true);
     /// The Kiali operator's custom resource.
     pub const KIALI: Kind = Kind::new("kiali.io", "v1alpha1", "Kiali", "kialis", true);

@@ -110,11 +110,39 @@ pub fn compat_image(module: &[u8]) -> Result<Image> {
             "the module is not a WebAssembly binary (no \\0asm header); build it with `make wasm`".into(),
         ));
     }
+    one_file_image("plugin.wasm", module, ("wasm", "wasip1"), Some(VARIANT_ANNOTATION))
+}
+
+/// Builds the image a Kubernetes image volume mounts for the dynamic module: one layer holding
+/// `file_name` (`libxnat_guard_native.so`) at its root. Refuses bytes that are not an ELF
+/// shared object for x86-64 Linux.
+pub fn native_image(file_name: &str, library: &[u8]) -> Result<Image> {
+    // e_ident: ELF magic, 64-bit, little-endian; e_type ET_DYN (3); e_machine x86-64 (62).
+    let is_x86_64_shared_object = library.len() > 20
+        && library.starts_with(b"\x7fELF\x02\x01")
+        && library[16..18] == [3, 0]
+        && library[18..20] == [62, 0];
+    if !is_x86_64_shared_object {
+        return Err(OciError::Reference(
+            "the dynamic module is not an x86-64 ELF shared object; build it with `make native`".into(),
+        ));
+    }
+    one_file_image(file_name, library, ("amd64", "linux"), None)
+}
+
+/// An image of one tar+gzip layer holding one file, built deterministically.
+fn one_file_image(
+    file_name: &str,
+    bytes: &[u8],
+    (architecture, os): (&str, &str),
+    annotation: Option<(&str, &str)>,
+) -> Result<Image> {
+    let module = bytes;
     let mut tar_bytes = Vec::new();
     {
         let mut builder = tar::Builder::new(&mut tar_bytes);
         let mut header = tar::Header::new_ustar();
-        header.set_path("plugin.wasm").map_err(|source| OciError::Io { what: "tar header".into(), source })?;
+        header.set_path(file_name).map_err(|source| OciError::Io { what: "tar header".into(), source })?;
         header.set_size(module.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(0);
@@ -129,20 +157,22 @@ pub fn compat_image(module: &[u8]) -> Result<Image> {
     gz.write_all(&tar_bytes).map_err(|source| OciError::Io { what: "gzip".into(), source })?;
     let layer = gz.finish().map_err(|source| OciError::Io { what: "gzip".into(), source })?;
     let config = serde_json::to_vec(&json!({
-        "architecture": "wasm",
-        "os": "wasip1",
+        "architecture": architecture,
+        "os": os,
         "config": {},
         "rootfs": { "type": "layers", "diff_ids": [digest(&tar_bytes)] },
     }))
     .map_err(|e| OciError::Registry(e.to_string()))?;
-    let manifest = serde_json::to_vec(&json!({
+    let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "config": { "mediaType": CONFIG_MEDIA_TYPE, "digest": digest(&config), "size": config.len() },
         "layers": [{ "mediaType": LAYER_MEDIA_TYPE, "digest": digest(&layer), "size": layer.len() }],
-        "annotations": { VARIANT_ANNOTATION.0: VARIANT_ANNOTATION.1 },
-    }))
-    .map_err(|e| OciError::Registry(e.to_string()))?;
+    });
+    if let Some((key, value)) = annotation {
+        manifest["annotations"] = json!({ key: value });
+    }
+    let manifest = serde_json::to_vec(&manifest).map_err(|e| OciError::Registry(e.to_string()))?;
     Ok(Image { layer, config, manifest })
 }
 
@@ -506,6 +536,29 @@ mod tests {
             .collect();
         assert_eq!(entries, vec![("plugin.wasm".to_string(), module.to_vec())]);
         assert_ne!(compat_image(b"\0asm\x01\0\0\0other").unwrap().manifest_sha256(), a.manifest_sha256());
+    }
+
+    #[test]
+    fn the_dynamic_modules_image_holds_the_library_and_refuses_anything_else() {
+        let mut library = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+        library.extend([3, 0, 62, 0]);
+        library.extend(b"rest-of-library");
+        let image = native_image("libxnat_guard_native.so", &library).unwrap();
+        let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
+        assert_eq!(manifest.get("annotations"), None, "not a Wasm image");
+        let config: Value = serde_json::from_slice(&image.config).unwrap();
+        assert_eq!((config["architecture"].as_str(), config["os"].as_str()), (Some("amd64"), Some("linux")));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&image.layer[..]));
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        assert_eq!(names, ["libxnat_guard_native.so"]);
+        for not_a_library in [&b"\0asm\x01\0\0\0"[..], b"#!/bin/sh", &library[..18]] {
+            let err = native_image("libxnat_guard_native.so", not_a_library).unwrap_err().to_string();
+            assert!(err.contains("make native"), "{err}");
+        }
+        let mut executable = library.clone();
+        executable[16] = 2; // ET_EXEC
+        assert!(native_image("libxnat_guard_native.so", &executable).is_err());
     }
 
     #[test]

@@ -78,8 +78,8 @@ impl Schemas {
 fn assert_valid_against_crds(plan: &Plan) {
     let schemas = Schemas::load();
     for m in &plan.manifests {
-        if m.kind.group.is_empty() {
-            continue; // core objects (the Namespace) have no CRD
+        if !m.kind.group.ends_with("istio.io") {
+            continue; // Kubernetes' own objects (the Namespace, a workload) have no CRD here
         }
         if let Err(e) = schemas.validate(&m.body) {
             panic!("{} does not validate against Istio's CRD: {e}", m.describe());
@@ -144,6 +144,70 @@ fn observe_has_the_filter_record_and_names_another_configuration() {
     let engine = xnat_guard_policy::from_json(&serde_json::to_vec(&config(&observing)).unwrap()).unwrap();
     assert!(engine.records());
     assert_valid_against_crds(&observing);
+}
+
+fn native_spec() -> Spec {
+    let workload = "statefulset/xnat-xnat-web".parse().unwrap();
+    Spec { engine: rollout::EngineSpec::Native { workload }, ..runbook_spec() }
+}
+
+/// `render --engine native`: an EnvoyFilter in place of the WasmPlugin, inserting the dynamic
+/// module first in the inbound HTTP filters of the selected pods with the same configuration,
+/// and the StatefulSet's pod template mounting the module's image pinned by digest.
+#[test]
+fn the_native_engine_renders_an_envoy_filter_and_the_image_volume() {
+    let wasm = rollout::plan(&runbook_spec()).unwrap();
+    let plan = rollout::plan(&native_spec()).unwrap();
+    assert_golden("runbook-native.yaml", &plan.to_yaml());
+    assert_valid_against_crds(&plan);
+    let kinds: Vec<String> = plan.manifests.iter().map(|m| m.describe()).collect();
+    assert_eq!(kinds[kinds.len() - 2..], ["EnvoyFilter xnat/xnat-guard", "StatefulSet xnat/xnat-xnat-web"]);
+    assert!(!kinds.iter().any(|k| k.starts_with("WasmPlugin")), "{kinds:?}");
+
+    let filter = &plan.manifests[plan.manifests.len() - 2].body["spec"];
+    assert_eq!(filter["workloadSelector"]["labels"]["app"], "xnat-web");
+    let patch = &filter["configPatches"][0];
+    assert_eq!(
+        (patch["applyTo"].as_str(), patch["match"]["context"].as_str()),
+        (Some("HTTP_FILTER"), Some("SIDECAR_INBOUND"))
+    );
+    assert_eq!(patch["patch"]["operation"], "INSERT_FIRST");
+    let typed = &patch["patch"]["value"]["typed_config"];
+    assert_eq!(
+        typed["dynamic_module_config"]["module"]["local"]["filename"],
+        "/var/lib/xnat-guard/libxnat_guard_native.so"
+    );
+    // The same configuration the WasmPlugin would carry, and it compiles.
+    let shipped: serde_json::Value = serde_json::from_str(typed["filter_config"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(shipped, wasm.manifests.last().unwrap().body["spec"]["pluginConfig"]);
+    xnat_guard_policy::from_json(&serde_json::to_vec(&shipped).unwrap()).expect("compiles");
+
+    let template = &plan.manifests.last().unwrap().body["spec"]["template"]["metadata"]["annotations"];
+    let volume: serde_json::Value =
+        serde_json::from_str(template["sidecar.istio.io/userVolume"].as_str().unwrap()).unwrap();
+    assert_eq!(volume[0]["image"]["reference"], format!("127.0.0.1:5000/xnat-guard@sha256:{SHA}"));
+    let mount: serde_json::Value =
+        serde_json::from_str(template["sidecar.istio.io/userVolumeMount"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (mount[0]["mountPath"].as_str(), mount[0]["readOnly"].as_bool()),
+        (Some("/var/lib/xnat-guard"), Some(true))
+    );
+    assert!(plan.notes.iter().any(|n| n.contains("Istio 1.31")), "{:?}", plan.notes);
+}
+
+#[test]
+fn the_native_engine_refuses_what_only_the_wasm_plugin_does() {
+    let observing = rollout::plan(&Spec { observe: true, ..native_spec() }).unwrap_err().to_string();
+    assert!(observing.contains("--observe needs --engine wasm"), "{observing}");
+    let reload =
+        rollout::plan(&Spec { fail_strategy: FailStrategy::FailReload, ..native_spec() }).unwrap_err().to_string();
+    assert!(reload.contains("--fail-strategy is the WasmPlugin's"), "{reload}");
+    let https = Spec { module: ModuleRef::new("https://example.org/x.so", SHA).unwrap(), ..native_spec() };
+    let err = rollout::plan(&https).unwrap_err().to_string();
+    assert!(err.contains("must be oci://"), "{err}");
+    for bad in ["xnat-xnat-web", "pod/xnat-xnat-web-0", "statefulset/Not_A_Name"] {
+        assert!(bad.parse::<rollout::WorkloadRef>().is_err(), "{bad}");
+    }
 }
 
 #[test]

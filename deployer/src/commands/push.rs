@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use deployer::{local, oci};
+use deployer::local::FilterEngine;
+use deployer::oci;
+use deployer::plan::rollout::NATIVE_MODULE_FILE;
 
 use super::{runtime, Global};
 
@@ -13,15 +15,22 @@ use super::{runtime, Global};
 /// module.wasm.image/variant: compat), built deterministically: the same module always gets
 /// the same manifest digest. Prints the oci:// URL and that digest, which WasmPlugin's sha256
 /// pins. Credentials come from the docker config ($DOCKER_CONFIG or ~/.docker/config.json).
-/// With --dry-run it only prints the URL and digest the push would give.
+/// With --dry-run it only prints the URL and digest the push would give. --engine native
+/// pushes the dynamic module instead, as a one-layer image for `render --engine native`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to push: REGISTRY/REPOSITORY:TAG (oci:// optional), e.g. 127.0.0.1:5000/xnat-guard:0.1.0.
     #[arg(value_name = "REFERENCE")]
     reference: String,
-    /// The filter module.
-    #[arg(long, value_name = "PATH", default_value = local::DEFAULT_MODULE)]
-    module: PathBuf,
+    /// What to push: `wasm`, the module as the image a WasmPlugin fetches; or `native`, the
+    /// dynamic module (`make native`) as an image holding libxnat_guard_native.so, which
+    /// `render --engine native` mounts into the sidecars as an image volume.
+    #[arg(long, value_name = "ENGINE", default_value = "wasm", value_parser = ["wasm", "native"])]
+    engine: String,
+    /// The filter module [default: the one `make wasm`, or for --engine native `make native`,
+    /// builds].
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
     /// Talk plain HTTP to the registry (a registry on loopback or inside the cluster).
     #[arg(long)]
     insecure: bool,
@@ -29,9 +38,14 @@ pub struct Args {
 
 pub fn run(args: Args, global: &Global) -> Result<()> {
     let reference = oci::Reference::parse(&args.reference)?;
-    let module = std::fs::read(&args.module)
-        .with_context(|| format!("reading the module {}; build it with `make wasm`", args.module.display()))?;
-    let image = oci::compat_image(&module)?;
+    let engine: FilterEngine = args.engine.parse().map_err(anyhow::Error::msg)?;
+    let path = args.module.clone().unwrap_or_else(|| PathBuf::from(engine.default_module()));
+    let module = std::fs::read(&path)
+        .with_context(|| format!("reading the module {}; build it with `{}`", path.display(), engine.make_target()))?;
+    let image = match engine {
+        FilterEngine::Wasm => oci::compat_image(&module)?,
+        FilterEngine::Native => oci::native_image(NATIVE_MODULE_FILE, &module)?,
+    };
     let out = global.printer();
     if global.dry_run {
         // The digest is a function of the module alone: render can pin it before any push.

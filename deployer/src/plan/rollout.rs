@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use xnat_guard_policy::config::{MethodOverride, PathNormalization, PluginConfig};
 use xnat_guard_policy::{Engine, MtlsMode};
 
-use super::{Manifest, PlanError, Result, MANAGED_BY, ROLLOUTS_ANNOTATION};
+use super::{Manifest, PlanError, Result, FIELD_MANAGER, MANAGED_BY, ROLLOUTS_ANNOTATION};
 use crate::kind::Kind;
 use crate::resources::{self, Object, PolicyTarget, Selection};
 
@@ -71,6 +71,52 @@ impl FailStrategy {
     }
 }
 
+/// How the sidecars run the filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EngineSpec {
+    /// The Wasm module, delivered by a `WasmPlugin` (what `rollout` applies).
+    #[default]
+    Wasm,
+    /// The dynamic module (`make native`), for proxies that load Envoy dynamic modules
+    /// (Istio 1.31+): an `EnvoyFilter` inserting it, and the workload's pod template mounting
+    /// the image that holds it (`render --engine native`).
+    Native {
+        /// `statefulset` or `deployment`, and its name: whose pod template mounts the module.
+        workload: WorkloadRef,
+    },
+}
+
+/// A workload by kind and name (`statefulset/xnat-xnat-web`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadRef {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl std::str::FromStr for WorkloadRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<WorkloadRef, String> {
+        let (kind, name) = s.split_once('/').ok_or_else(|| {
+            format!("{s:?}: expected KIND/NAME, such as statefulset/xnat-xnat-web (the AIS chart's XNAT)")
+        })?;
+        let kind = match kind.to_ascii_lowercase().as_str() {
+            "statefulset" | "statefulsets" | "sts" => Kind::STATEFUL_SET,
+            "deployment" | "deployments" | "deploy" => Kind::DEPLOYMENT,
+            other => return Err(format!("{other:?}: the workload is a statefulset or a deployment")),
+        };
+        if !is_dns_subdomain(name) {
+            return Err(format!("{name:?} is not a Kubernetes object name"));
+        }
+        Ok(WorkloadRef { kind, name: name.to_string() })
+    }
+}
+
+/// Where the module's image is mounted in the istio-proxy container, and the module in it.
+pub const NATIVE_MOUNT_PATH: &str = "/var/lib/xnat-guard";
+pub const NATIVE_MODULE_FILE: &str = "libxnat_guard_native.so";
+const NATIVE_VOLUME: &str = "xnat-guard-native";
+
 /// What the user asked for.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -116,6 +162,7 @@ pub struct Spec {
     pub observe: bool,
     /// The Secret (in the workload's namespace) the sidecars' agents pull the module with.
     pub image_pull_secret: Option<String>,
+    pub engine: EngineSpec,
 }
 
 impl Spec {
@@ -145,6 +192,7 @@ impl Spec {
             exact_handler_matching: false,
             observe: false,
             image_pull_secret: None,
+            engine: EngineSpec::Wasm,
         }
     }
 }
@@ -303,7 +351,26 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     for o in &dry_run {
         manifests.push(object_manifest(Kind::AUTHORIZATION_POLICY, o, &spec.namespace));
     }
-    manifests.push(wasm_plugin(spec, &target, plugin_config)?);
+    match &spec.engine {
+        EngineSpec::Wasm => manifests.push(wasm_plugin(spec, &target, plugin_config)?),
+        EngineSpec::Native { workload } => {
+            if config.observe == xnat_guard_policy::ObserveMode::Routes {
+                return Err(PlanError::Invalid(
+                    "--observe needs --engine wasm: only the Wasm filter records what it allows".into(),
+                ));
+            }
+            if spec.fail_strategy != FailStrategy::FailClose {
+                return Err(PlanError::Invalid(
+                    "--fail-strategy is the WasmPlugin's: a dynamic module that cannot load makes Envoy refuse the \
+                     listener (fail closed), and there is no other mode; drop --fail-strategy for --engine native"
+                        .into(),
+                ));
+            }
+            manifests.push(envoy_filter(spec, &target, &plugin_config)?);
+            manifests.push(native_volume(spec, workload)?);
+            notes.push(native_notes(spec, workload));
+        }
+    }
     check_sizes(&manifests, &config)?;
     let mut plan = Plan {
         target,
@@ -891,6 +958,89 @@ fn human_size(bytes: usize) -> String {
     } else {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
     }
+}
+
+/// The image holding the dynamic module, pinned by digest: `deployer push` prints the
+/// repository and the manifest digest.
+fn native_image(module: &ModuleRef) -> Result<String> {
+    let Some(rest) = module.url.strip_prefix("oci://") else {
+        return Err(PlanError::Invalid(format!(
+            "--engine native mounts the module from an image: --module-url must be oci://REGISTRY/REPOSITORY[:TAG], \
+             not {:?}",
+            module.url
+        )));
+    };
+    // A tag follows the last ':' after the last '/'; a registry's port does not.
+    let repository = match rest.rfind(':') {
+        Some(colon) if colon > rest.rfind('/').unwrap_or(0) => &rest[..colon],
+        _ => rest,
+    };
+    Ok(format!("{repository}@sha256:{}", module.sha256))
+}
+
+/// The EnvoyFilter inserting the dynamic module first in the inbound HTTP filters of the
+/// workload's sidecars: before Istio's own authorization, where the WasmPlugin's AUTHZ phase
+/// puts the Wasm filter, and present whether or not Istio generated an RBAC filter to anchor on.
+fn envoy_filter(spec: &Spec, target: &PolicyTarget, plugin_config: &Value) -> Result<Manifest> {
+    let config = serde_json::to_string(plugin_config)
+        .map_err(|e| PlanError::Invalid(format!("serialising the filter's configuration: {e}")))?;
+    let library = format!("{NATIVE_MOUNT_PATH}/{NATIVE_MODULE_FILE}");
+    let filter = crate::local::envoy::dynamic_module_filter(std::path::Path::new(&library), &config);
+    Ok(generated_manifest(
+        Kind::ENVOY_FILTER,
+        &spec.namespace,
+        json!({
+            "workloadSelector": { "labels": target.labels },
+            "configPatches": [{
+                "applyTo": "HTTP_FILTER",
+                "match": {
+                    "context": "SIDECAR_INBOUND",
+                    "listener": { "filterChain": { "filter": { "name": "envoy.filters.network.http_connection_manager" } } }
+                },
+                "patch": { "operation": "INSERT_FIRST", "value": filter }
+            }]
+        }),
+        "the filter (dynamic module)",
+    ))
+}
+
+/// The workload's pod template, as far as the deployer sets it: Istio's annotations that mount
+/// the module's image (a Kubernetes image volume) read-only into the istio-proxy container.
+/// Applied server-side, it sets these two annotations and nothing else of the workload.
+fn native_volume(spec: &Spec, workload: &WorkloadRef) -> Result<Manifest> {
+    let volume = json!([{
+        "name": NATIVE_VOLUME,
+        "image": { "reference": native_image(&spec.module)?, "pullPolicy": "IfNotPresent" }
+    }]);
+    let mount = json!([{ "name": NATIVE_VOLUME, "mountPath": NATIVE_MOUNT_PATH, "readOnly": true }]);
+    Ok(Manifest {
+        kind: workload.kind,
+        name: workload.name.clone(),
+        namespace: Some(spec.namespace.clone()),
+        body: json!({
+            "apiVersion": workload.kind.api_version(),
+            "kind": workload.kind.kind,
+            "metadata": { "name": workload.name, "namespace": spec.namespace },
+            "spec": { "template": { "metadata": { "annotations": {
+                "sidecar.istio.io/userVolume": volume.to_string(),
+                "sidecar.istio.io/userVolumeMount": mount.to_string(),
+            } } } }
+        }),
+        origin: "the dynamic module's image volume".into(),
+    })
+}
+
+fn native_notes(spec: &Spec, workload: &WorkloadRef) -> String {
+    format!(
+        "--engine native: apply this with `kubectl apply --server-side --field-manager={FIELD_MANAGER} -f -` (rollout \
+         ships the WasmPlugin only). It needs sidecars that load Envoy dynamic modules (Istio 1.31 or later; an older \
+         proxy refuses the listener, so requests fail closed) and Kubernetes image volumes (1.33 or later), and the \
+         module built for the proxy image's C library. Changing {kind} {ns}/{name}'s pod template restarts its pods; \
+         kubelet pulls the image with the pod's imagePullSecrets, not istio-agent's",
+        kind = workload.kind.kind,
+        ns = spec.namespace,
+        name = workload.name,
+    )
 }
 
 fn wasm_plugin(spec: &Spec, target: &PolicyTarget, plugin_config: serde_json::Value) -> Result<Manifest> {
