@@ -43,9 +43,37 @@ const _: () = {
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// Configurations a worker keeps connection facts for at once. Istio gives each inbound filter
+/// chain (a port, plaintext or mTLS) its own copy of the filter's configuration, and one worker
+/// serves them all; past this many, the least recently used configuration's facts are dropped
+/// and read again.
+const CACHED_CONFIGURATIONS: usize = 8;
+
 thread_local! {
-    /// Each worker's connection facts, for the configuration that read them.
-    static CONNECTIONS: RefCell<(u64, ConnectionCache)> = RefCell::new((0, ConnectionCache::default()));
+    /// Each worker's connection facts, per configuration that read them, most recent last.
+    static CONNECTIONS: RefCell<Vec<(u64, ConnectionCache)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The worker's connection cache for configuration `generation`, made most recent.
+fn with_cache<R>(generation: u64, f: impl FnOnce(&mut ConnectionCache) -> R) -> R {
+    CONNECTIONS.with(|cell| {
+        let mut caches = cell.borrow_mut();
+        match caches.iter().position(|(g, _)| *g == generation) {
+            Some(at) if at + 1 == caches.len() => {}
+            Some(at) => {
+                let held = caches.remove(at);
+                caches.push(held);
+            }
+            None => {
+                if caches.len() == CACHED_CONFIGURATIONS {
+                    caches.remove(0);
+                }
+                caches.push((generation, ConnectionCache::default()));
+            }
+        }
+        let last = caches.len() - 1;
+        f(&mut caches[last].1)
+    })
 }
 
 /// Reads an Envoy buffer handed to a hook.
@@ -140,12 +168,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     let config = unsafe { &*(config as *const FilterConfig) };
     // SAFETY: `filter` is this hook's stream.
     let stream = unsafe { Stream::new(filter) };
-    let decision = CONNECTIONS.with(|cell| {
-        let mut held = cell.borrow_mut();
-        if held.0 != config.generation {
-            *held = (config.generation, ConnectionCache::default());
-        }
-        read_and_judge(&config.engine, &stream, &mut held.1, |request| config.engine.evaluate(request))
+    let decision = with_cache(config.generation, |cache| {
+        read_and_judge(&config.engine, &stream, cache, |request| config.engine.evaluate(request))
     });
     for (id, counted) in config.counters.iter().zip(decision.counters()) {
         if let (Some(id), true) = (id, counted) {
@@ -363,4 +387,65 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
     _stream: u64,
     _reason: u32,
 ) {
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::net::IpAddr;
+
+    use super::*;
+
+    /// A connection whose port is counted each time it is read.
+    #[derive(Default)]
+    struct Counting {
+        reads: Cell<usize>,
+    }
+
+    impl xnat_guard_policy::ConnectionSource for Counting {
+        fn connection_id(&self) -> Option<u64> {
+            Some(7)
+        }
+        fn peer_uri_san(&self) -> Option<Vec<u8>> {
+            None
+        }
+        fn is_mtls(&self) -> bool {
+            false
+        }
+        fn port(&self) -> Option<u16> {
+            self.reads.set(self.reads.get() + 1);
+            Some(8080)
+        }
+        fn source_ip(&self) -> Option<IpAddr> {
+            None
+        }
+        fn destination_ip(&self) -> Option<IpAddr> {
+            None
+        }
+        fn sni(&self) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    fn read_port(generation: u64, host: &Counting) {
+        with_cache(generation, |cache| cache.entry(7).port(host));
+    }
+
+    #[test]
+    fn a_worker_keeps_each_filter_chains_connection_facts_while_it_serves_them_in_turn() {
+        let host = Counting::default();
+        // Two filter chains' configurations, served alternately on one worker.
+        for _ in 0..3 {
+            read_port(1001, &host);
+            read_port(1002, &host);
+        }
+        assert_eq!(host.reads.get(), 2, "each configuration read the connection's port once");
+        // More configurations than are kept: the least recently used is read again.
+        for generation in 2000..2000 + CACHED_CONFIGURATIONS as u64 {
+            read_port(generation, &host);
+        }
+        let before = host.reads.get();
+        read_port(1001, &host);
+        assert_eq!(host.reads.get(), before + 1);
+    }
 }
