@@ -62,6 +62,19 @@ fn start_registry() -> LocalRegistry {
     LocalRegistry { child, addr, _dir: dir }
 }
 
+/// The files of a tar+gzip layer: each path and its bytes.
+fn layer_files(layer: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer));
+    let mut files = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.push((entry.path().unwrap().display().to_string(), bytes));
+    }
+    files
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn push_twice_gives_one_digest_and_the_compat_layout_reads_back() {
     let registry = start_registry();
@@ -94,14 +107,7 @@ async fn push_twice_gives_one_digest_and_the_compat_layout_reads_back() {
     assert_eq!(layers[0]["mediaType"], oci::LAYER_MEDIA_TYPE);
 
     let layer = client.blob("xnat/xnat-guard", layers[0]["digest"].as_str().unwrap()).await.unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&layer[..]));
-    let mut files = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-        files.push((entry.path().unwrap().display().to_string(), bytes));
-    }
+    let files = layer_files(&layer);
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].0, "plugin.wasm");
     assert!(files[0].1 == module, "the layer holds the module byte for byte");
@@ -121,14 +127,7 @@ async fn the_dynamic_module_pushes_as_an_image_holding_the_library() {
     assert_eq!(oci::digest(&manifest_bytes), format!("sha256:{}", pushed.manifest_sha256));
     let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
     let layer = client.blob("xnat/xnat-guard-native", manifest["layers"][0]["digest"].as_str().unwrap()).await.unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&layer[..]));
-    let mut files = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-        files.push((entry.path().unwrap().display().to_string(), bytes));
-    }
+    let files = layer_files(&layer);
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].0, "libxnat_guard_native.so");
     assert!(files[0].1 == library, "the layer holds the library byte for byte");
