@@ -25,7 +25,7 @@ pub struct Args {
     /// How the sidecars run the filter: `wasm`, the WasmPlugin `rollout` applies; or `native`,
     /// the same engine as an Envoy dynamic module (`make native`; cheaper per request and
     /// about 40 MiB less per sidecar, docs/PERFORMANCE.md) for sidecars that load dynamic
-    /// modules (Istio 1.31+) on Kubernetes with image volumes (1.33+): an EnvoyFilter in place
+    /// modules (Istio 1.31+) on Kubernetes with image volumes (on by default from 1.35): an EnvoyFilter in place
     /// of the WasmPlugin, and --workload's pod template annotated to mount the module's image
     /// (--module-url oci://..., --sha256 its manifest digest). Apply it with kubectl; rollout
     /// ships the WasmPlugin only.

@@ -1034,8 +1034,8 @@ fn native_notes(spec: &Spec, workload: &WorkloadRef) -> String {
     format!(
         "--engine native: apply this with `kubectl apply --server-side --field-manager={FIELD_MANAGER} -f -` (rollout \
          ships the WasmPlugin only). It needs sidecars that load Envoy dynamic modules (Istio 1.31 or later; an older \
-         proxy refuses the listener, so requests fail closed) and Kubernetes image volumes (1.33 or later), and the \
-         module built for the proxy image's C library. Changing {kind} {ns}/{name}'s pod template restarts its pods; \
+         proxy refuses the listener, so requests fail closed), Kubernetes image volumes (on by default from 1.35, \
+         behind the ImageVolume feature gate from 1.31), and the module built for the proxy image's C library. Changing {kind} {ns}/{name}'s pod template restarts its pods; \
          kubelet pulls the image with the pod's imagePullSecrets, not istio-agent's",
         kind = workload.kind.kind,
         ns = spec.namespace,
