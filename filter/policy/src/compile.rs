@@ -666,27 +666,7 @@ impl Compiler {
     }
 
     fn push(&mut self, out: &mut Vec<Constraint>, negate: bool, matcher: Matcher) {
-        let needs = &mut self.needs;
-        match &matcher {
-            Matcher::Principal(_)
-            | Matcher::Namespace(_)
-            | Matcher::ServiceAccount(_)
-            | Matcher::MeshNamespace(_)
-            | Matcher::MeshServiceAccount(_)
-            | Matcher::TrustDomain(_) => {
-                needs.peer = true;
-                needs.identity = true;
-            }
-            Matcher::SourceIp(_) => needs.source_ip = true,
-            Matcher::RemoteIp(_) => needs.remote_ip = true,
-            Matcher::DestinationIp(_) => needs.destination_ip = true,
-            Matcher::Host(_) => needs.host = true,
-            Matcher::Port(_) => needs.port = true,
-            Matcher::Method(_) => needs.method = true,
-            Matcher::Path(_) => needs.path = true,
-            Matcher::Header(..) => {}
-            Matcher::Sni(_) => needs.sni = true,
-        }
+        matcher.add_needs(&mut self.needs);
         out.push(Constraint { negate, matcher });
     }
 

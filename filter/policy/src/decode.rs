@@ -278,6 +278,9 @@ pub(crate) fn plugin_config(value: &Json) -> Result<PluginConfig> {
         observe: m
             .or_default("observe", |v, p| variant(v, p, &[("OFF", ObserveMode::Off), ("ROUTES", ObserveMode::Routes)])),
     };
+    // These same fields compiled, for the Wasm filter, which reads only that (see `packed`);
+    // beside them it is no unknown member, and nothing here reads it.
+    let _ = m.present(crate::packed::MEMBER, string);
     m.finish(config)
 }
 

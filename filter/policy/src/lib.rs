@@ -29,6 +29,7 @@ mod json;
 mod model;
 mod normalize;
 pub mod observe;
+pub mod packed;
 mod pattern;
 mod read;
 mod request;

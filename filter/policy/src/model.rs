@@ -104,6 +104,32 @@ impl Engine {
         self.mtls.mode_for(port)
     }
 
+    /// Every compiled policy, of every kind.
+    pub(crate) fn policies(&self) -> impl Iterator<Item = &CompiledPolicy> {
+        [&self.deny, &self.allow, &self.audit, &self.dry_run_deny, &self.dry_run_allow]
+            .into_iter()
+            .flat_map(|p| p.iter())
+    }
+
+    /// The request facts the model itself calls for: what its matchers match on, the peer
+    /// wherever mTLS is not disabled everywhere, the port where ports differ in mode, and the
+    /// query where method-override headers are read. `compile` arrives at the same set.
+    pub(crate) fn implied_needs(&self) -> Needs {
+        let mut needs = Needs::default();
+        for policy in self.policies() {
+            for rule in policy.rules.iter() {
+                for constraint in rule.from.iter().chain(rule.to.iter()).flatten().chain(rule.when.iter()) {
+                    constraint.matcher.add_needs(&mut needs);
+                }
+            }
+        }
+        let modes = || std::iter::once(self.mtls.default).chain(self.mtls.ports.iter().map(|(_, m)| *m));
+        needs.peer |= modes().any(|m| m != MtlsMode::Disable);
+        needs.port_for_plaintext |= modes().any(|m| m != self.mtls.default);
+        needs.query |= !self.override_headers.is_empty();
+        needs
+    }
+
     /// How many policies of each kind were compiled: (deny, allow, audit, dry-run).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         (self.deny.len(), self.allow.len(), self.audit.len(), self.dry_run_deny.len() + self.dry_run_allow.len())
@@ -116,9 +142,9 @@ impl Engine {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MethodTable {
     /// (packed method, its bit)
-    exact: Box<[(u128, u64)]>,
+    pub(crate) exact: Box<[(u128, u64)]>,
     /// Prefix, suffix and wildcard patterns, and exact methods too long to pack.
-    other: Box<[(Pattern, u64)]>,
+    pub(crate) other: Box<[(Pattern, u64)]>,
 }
 
 impl MethodTable {
@@ -157,7 +183,7 @@ impl MethodTable {
 
 /// Up to 15 bytes and the length in one integer; `None` for longer methods.
 #[inline]
-fn pack_method(method: &[u8]) -> Option<u128> {
+pub(crate) fn pack_method(method: &[u8]) -> Option<u128> {
     let mut bytes = [0u8; 16];
     bytes.get_mut(..method.len())?.copy_from_slice(method);
     bytes[15] = u8::try_from(method.len()).ok().filter(|&n| n < 16)?;
@@ -227,6 +253,32 @@ pub(crate) enum Matcher {
     Path(Box<[PathPattern]>),
     Header(usize, Box<[Pattern]>),
     Sni(Box<[Pattern]>),
+}
+
+impl Matcher {
+    /// Adds the request facts this matcher reads to `needs`.
+    pub(crate) fn add_needs(&self, needs: &mut Needs) {
+        match self {
+            Matcher::Principal(_)
+            | Matcher::Namespace(_)
+            | Matcher::ServiceAccount(_)
+            | Matcher::MeshNamespace(_)
+            | Matcher::MeshServiceAccount(_)
+            | Matcher::TrustDomain(_) => {
+                needs.peer = true;
+                needs.identity = true;
+            }
+            Matcher::SourceIp(_) => needs.source_ip = true,
+            Matcher::RemoteIp(_) => needs.remote_ip = true,
+            Matcher::DestinationIp(_) => needs.destination_ip = true,
+            Matcher::Host(_) => needs.host = true,
+            Matcher::Port(_) => needs.port = true,
+            Matcher::Method(_) => needs.method = true,
+            Matcher::Path(_) => needs.path = true,
+            Matcher::Header(..) => {}
+            Matcher::Sni(_) => needs.sni = true,
+        }
+    }
 }
 
 /// A service account, exact: (namespace, name).

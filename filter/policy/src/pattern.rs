@@ -138,6 +138,16 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The network address and prefix length.
+    pub(crate) fn parts(&self) -> (IpAddr, u8) {
+        (self.addr, self.prefix_len)
+    }
+
+    /// A network from its parts; a prefix longer than the address is cut to the address.
+    pub(crate) fn from_parts(addr: IpAddr, prefix_len: u8) -> Cidr {
+        Cidr { addr, prefix_len: prefix_len.min(if addr.is_ipv4() { 32 } else { 128 }) }
+    }
+
     pub fn parse(text: &str) -> Result<Cidr, String> {
         let (addr_text, len_text) = match text.split_once('/') {
             Some((a, l)) => (a, Some(l)),

@@ -1,6 +1,7 @@
 //! The rule index (built for policies of 8 rules or more) must not change a single decision:
 //! random large policies are compiled with and without it, and every random request gets the
-//! same decision, down to the policy and rule reported.
+//! same decision, down to the policy and rule reported. The same requests also go to the
+//! engine read back from its compiled bytes (`packed`), as the Wasm filter loads it.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -68,6 +69,7 @@ proptest! {
         requests in prop::collection::vec((0..6usize, 0..6usize, prop::collection::vec(0..4usize, 0..3), any::<bool>(), any::<bool>()), 24),
     ) {
         let (Ok(indexed), Ok(scanned)) = (compile(&config), compile_unindexed(&config)) else { return Ok(()) };
+        let decoded = xnat_guard_policy::packed::decode(&xnat_guard_policy::packed::encode(&indexed)).unwrap();
         let names: Vec<String> = indexed.header_names().iter().map(|h| h.to_string()).collect();
         for (peer, path, teams, post, prod) in requests {
             let team_values: Vec<&[u8]> = teams.iter().map(|t| VALUES[*t].as_bytes()).collect();
@@ -88,7 +90,9 @@ proptest! {
                 headers: &headers,
                 ..Default::default()
             };
-            prop_assert_eq!(indexed.evaluate(&request), scanned.evaluate(&request), "request {:?}", (PEERS[peer], REQUEST_PATHS[path], &teams, post, prod));
+            let case = (PEERS[peer], REQUEST_PATHS[path], &teams, post, prod);
+            prop_assert_eq!(indexed.evaluate(&request), scanned.evaluate(&request), "request {:?}", case);
+            prop_assert_eq!(indexed.evaluate(&request), decoded.evaluate(&request), "decoded, request {:?}", case);
         }
     }
 }

@@ -1,14 +1,19 @@
-//! Istio semantics, field by field, through the public API: JSON in, decision out.
+//! Istio semantics, field by field, through the public API: JSON in, decision out. Each
+//! configuration is compiled, written as the bytes the Wasm filter loads and read back
+//! (`packed`), and the engine read back is the one judged.
 
 use serde_json::{json, Value};
-use xnat_guard_policy::{from_json, Engine, Request, Verdict};
+use xnat_guard_policy::{from_json, packed, Engine, Request, Verdict};
 
 const WEB: &str = "spiffe://cluster.local/ns/xnat/sa/xnat-web";
 const UPLOADER: &str = "spiffe://cluster.local/ns/xnat-ingest/sa/uploader";
 const VIEWER: &str = "spiffe://cluster.local/ns/reporting/sa/viewer";
 
 fn compile(config: Value) -> Engine {
-    from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused: {e}\n{config}"))
+    let compiled = from_json(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("config refused: {e}\n{config}"));
+    let decoded = packed::decode(&packed::encode(&compiled)).unwrap_or_else(|e| panic!("read back: {e}\n{config}"));
+    assert_eq!(format!("{decoded:?}"), format!("{compiled:?}"), "the bytes hold a different engine");
+    decoded
 }
 
 /// One ALLOW policy with the given rules.
