@@ -153,8 +153,27 @@ fn hcm(stat_prefix: &str, filters: &[Value]) -> Value {
     })
 }
 
-/// The filter entry Istio's `WasmPlugin` becomes in a sidecar, with `fail_open: false`.
+/// `config` with its engine compiled into the `compiled` member, as `render` ships it: the
+/// Wasm filter reads only that member. Text the engine refuses, and a configuration that has
+/// the member already, are passed on as they are, so the filter judges them as a sidecar would.
+pub fn with_compiled(config: &str) -> String {
+    let member = xnat_guard_policy::packed::MEMBER;
+    let (Ok(engine), Ok(Value::Object(mut members))) =
+        (xnat_guard_policy::from_json(config.as_bytes()), serde_json::from_str::<Value>(config))
+    else {
+        return config.to_string();
+    };
+    if members.contains_key(member) {
+        return config.to_string();
+    }
+    members.insert(member.to_string(), Value::String(xnat_guard_policy::packed::encode_base64(&engine)));
+    Value::Object(members).to_string()
+}
+
+/// The filter entry Istio's `WasmPlugin` becomes in a sidecar, with `fail_open: false`; the
+/// configuration goes through [`with_compiled`].
 pub fn wasm_filter(module: &Path, config: &str) -> Value {
+    let config = with_compiled(config);
     json!({"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {

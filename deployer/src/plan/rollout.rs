@@ -897,8 +897,9 @@ fn config_digest(config: &PluginConfig, module: &ModuleRef) -> Result<String> {
     Ok(hex[..CONFIG_DIGEST_DIGITS].to_string())
 }
 
-/// The `pluginConfig` as the sidecar will get it, after checking that the filter's own JSON
-/// reader (not serde) reads it back as exactly the planned configuration.
+/// The `pluginConfig` as the sidecar will get it: the configuration, after checking that the
+/// filter's own JSON reader (not serde) reads it back as exactly the plan, and beside it the
+/// engine compiled from it (`compiled`), which is what the Wasm filter enforces.
 fn shipped_config(config: &PluginConfig) -> Result<serde_json::Value> {
     let text = serde_json::to_vec(config).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
     let read_back = xnat_guard_policy::parse_json(&text)
@@ -908,7 +909,30 @@ fn shipped_config(config: &PluginConfig) -> Result<serde_json::Value> {
             "the filter would read the configuration differently from the plan (a bug: please report it)".into(),
         ));
     }
-    serde_json::from_slice(&text).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))
+    let mut shipped: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| PlanError::Invalid(format!("plugin configuration: {e}")))?;
+    // The Wasm filter reads only the engine compiled here (`packed`); it must hold what the
+    // policies beside it say.
+    let engine = xnat_guard_policy::compile(config)
+        .map_err(|e| PlanError::Invalid(format!("the filter cannot compile the configuration: {e}")))?;
+    let compiled = xnat_guard_policy::packed::encode(&engine);
+    let read_back = xnat_guard_policy::packed::decode(&compiled)
+        .map_err(|e| PlanError::Invalid(format!("the filter cannot read the compiled configuration: {e}")))?;
+    if format!("{read_back:?}") != format!("{engine:?}") {
+        return Err(PlanError::Invalid(
+            "the compiled configuration reads back differently (a bug: please report it)".into(),
+        ));
+    }
+    let Some(members) = shipped.as_object_mut() else {
+        return Err(PlanError::Invalid(
+            "the plugin configuration is not a JSON object (a bug: please report it)".into(),
+        ));
+    };
+    members.insert(
+        xnat_guard_policy::packed::MEMBER.to_string(),
+        serde_json::Value::String(xnat_guard_policy::packed::base64_encode(&compiled)),
+    );
+    Ok(shipped)
 }
 
 /// The largest object the API server stores: etcd's default request limit (`--max-request-bytes`,

@@ -203,7 +203,15 @@ impl RootContext for GuardRoot {
                 return false;
             }
         };
-        match xnat_guard_policy::from_json(&config) {
+        // The deployer compiles the policies and ships the engine beside them (`packed`): the
+        // module has no JSON reader or compiler, so V8 compiles half the code at load.
+        let compiled = xnat_guard_policy::packed::from_plugin_config(&config).and_then(|engine| {
+            engine.ok_or_else(|| xnat_guard_policy::ConfigError {
+                path: xnat_guard_policy::packed::MEMBER.to_string(),
+                message: "missing: this module enforces only configurations the deployer compiled (`deployer render`, `rollout` and `local` write it beside the policies)".to_string(),
+            })
+        });
+        match compiled {
             Ok(engine) => {
                 // The old expression is freed (dropped) once no request holds it.
                 self.query = compile_query(&engine, reads).map(Rc::new);
