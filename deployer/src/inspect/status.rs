@@ -490,6 +490,12 @@ pub fn report(observed: &Observed) -> Status {
     for f in observed.hpas_at_risk.as_ref().unwrap_or(&Vec::new()) {
         problems.push(f.summary());
     }
+    for w in observed.wasm_plugins.as_ref().map(Vec::as_slice).unwrap_or_default() {
+        let plugin_config = w.data.pointer("/spec/pluginConfig").unwrap_or(&Value::Null);
+        if let Some(problem) = compiled_drift(plugin_config) {
+            problems.push(format!("WasmPlugin {}: {problem}", w.metadata.name.as_deref().unwrap_or_default()));
+        }
+    }
     if observed.wasm_plugins.as_ref().is_ok_and(Vec::is_empty) {
         problems
             .push(format!("no WasmPlugin in {namespace}: the filter is not deployed (`deployer rollout {namespace}`)"));
@@ -629,6 +635,36 @@ fn destination_rule_row(o: &DynamicObject) -> PolicyRow {
 }
 
 /// Where the module comes from, and what happens when it cannot be loaded.
+/// Whether a WasmPlugin's `compiled` member (what the Wasm filter enforces) still holds the
+/// policies beside it: `None` when it does, or when there is no such member to compare.
+fn compiled_drift(plugin_config: &Value) -> Option<String> {
+    let member = xnat_guard_policy::packed::MEMBER;
+    let compiled = plugin_config.get(member)?;
+    let bytes = compiled.as_str().and_then(|text| xnat_guard_policy::packed::base64_decode(text.as_bytes()));
+    let Some(bytes) = bytes else {
+        return Some(format!(
+            "its `{member}` member is not base64: the filter refuses it (`deployer rollout` writes it)"
+        ));
+    };
+    if let Err(e) = xnat_guard_policy::packed::decode(&bytes) {
+        return Some(format!("the filter refuses its compiled configuration ({e})"));
+    }
+    let mut source = plugin_config.clone();
+    if let Some(members) = source.as_object_mut() {
+        members.remove(member);
+    }
+    let recompiled = match xnat_guard_policy::from_json(source.to_string().as_bytes()) {
+        Ok(engine) => xnat_guard_policy::packed::encode(&engine),
+        Err(e) => return Some(format!("its policies do not compile ({e}); the filter enforces the `{member}` member")),
+    };
+    (recompiled != bytes).then(|| {
+        format!(
+            "its policies were edited after they were compiled: the filter enforces the `{member}` member, not the \
+             policies shown (edit the YAML and run `deployer rollout`, which compiles it)"
+        )
+    })
+}
+
 fn wasm_plugin_row(o: &DynamicObject) -> PolicyRow {
     let url = str_at(&o.data, &["spec", "url"]);
     let fail = str_at(&o.data, &["spec", "failStrategy"]);
@@ -912,6 +948,27 @@ fn pod_sections(out: &mut String, s: &Status, p: &PodStatus) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn policies_edited_after_they_were_compiled_are_a_problem() {
+        let source = r#"{"policies": [{"name": "xnat-all", "namespace": "xnat",
+            "spec": {"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}]}"#;
+        let shipped: Value = serde_json::from_str(&crate::local::envoy::with_compiled(source)).unwrap();
+        assert_eq!(compiled_drift(&shipped), None, "as the deployer wrote it");
+        assert_eq!(compiled_drift(&serde_json::from_str(source).unwrap()), None, "nothing to compare");
+
+        let mut edited = shipped.clone();
+        edited["policies"][0]["spec"]["rules"][0]["to"][0]["operation"]["methods"] = json!(["GET", "DELETE"]);
+        assert!(compiled_drift(&edited).unwrap().contains("edited after they were compiled"));
+
+        let mut broken = shipped.clone();
+        broken["policies"][0]["spec"]["action"] = json!("MAYBE");
+        assert!(compiled_drift(&broken).unwrap().contains("do not compile"));
+
+        let mut not_base64 = shipped;
+        not_base64["compiled"] = json!("!!!!");
+        assert!(compiled_drift(&not_base64).unwrap().contains("not base64"));
+    }
 
     fn object(v: serde_json::Value) -> DynamicObject {
         serde_json::from_value(v).unwrap()
