@@ -91,7 +91,8 @@ fn a_bad_update_is_rejected_and_the_previous_policy_keeps_enforcing() {
     assert_eq!(status(&setup, "POST", "post-1"), Some(403));
     assert_eq!(enforced_digest(envoy), Some(0xa1), "the sidecar says which configuration it enforces");
 
-    // An update that does not compile (a misspelt field): Envoy must reject it...
+    // An update that does not compile (a misspelt field), as a hand edit would send it: Envoy
+    // must reject it...
     publish(
         &ecds,
         2,
@@ -103,7 +104,13 @@ fn a_bad_update_is_rejected_and_the_previous_policy_keeps_enforcing() {
     // ...and the previous policy still decides: POST stays denied, GET served.
     assert_eq!(status(&setup, "POST", "post-2"), Some(403));
     assert_eq!(status(&setup, "GET", "get-2"), Some(200));
-    assert!(envoy.log_tail(200).contains("rulez"), "the refusal names the field:\n{}", envoy.log_tail(40));
+    // Nothing could be compiled from it (the deployer would have named the field), so the filter
+    // refuses it for lacking the compiled engine.
+    assert!(
+        envoy.log_tail(200).contains("configuration refused: compiled: missing"),
+        "the refusal says why:\n{}",
+        envoy.log_tail(40)
+    );
 
     // A good update takes effect.
     publish(&ecds, 3, &support::module(), &digested_config(&["GET", "HEAD", "POST"], "c3"));
@@ -135,19 +142,14 @@ fn a_filter_that_cannot_start_never_serves_unprotected_traffic() {
     }
 }
 
-/// A VM environment that asks for fact reads the filter does not know refuses the
-/// configuration, saying what it expected, rather than picking a way to read requests.
-#[test]
-fn an_unknown_fact_read_setting_refuses_the_configuration() {
+/// Starts Envoy with `filter` alone, which must refuse its configuration: a request is neither
+/// served nor forwarded. Returns Envoy's log (or why it did not start), for the refusal.
+fn refused_by_envoy(filter: serde_json::Value, tag: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::generate(dir.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
     let tls = ServerTls { cert: pki.server.cert.clone(), key: pki.server.key.clone(), ca: pki.ca_cert.clone() };
     let upstream = RecordingUpstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let address = support::loopback_for(&[8080]);
-    let filter = deployer::local::envoy::with_vm_environment(
-        deployer::local::envoy::wasm_filter(&support::module(), &methods_config(&["GET"])),
-        &[("XNAT_GUARD_FACT_READS", "sometimes")],
-    );
     let listeners = [Listener { address, port: 8080, http_filters: vec![filter] }];
     let envoy = Envoy::start(
         &support::envoy_binary(),
@@ -158,12 +160,53 @@ fn an_unknown_fact_read_setting_refuses_the_configuration() {
         Ok(envoy) => envoy.log_tail(200),
         Err(e) => e.to_string(),
     };
+    let request = RawRequest::new("GET", "/data/projects").header("x-request-tag", tag);
+    let got = client::send(SocketAddr::new(address, 8080), &request, None, &[]).ok().map(|r| r.status);
+    assert_ne!(got, Some(200), "a request was served by a filter whose configuration was refused");
+    assert_eq!(upstream.tagged(tag).len(), 0, "a request reached the upstream");
+    log
+}
+
+/// A VM environment that asks for fact reads the filter does not know refuses the
+/// configuration, saying what it expected, rather than picking a way to read requests.
+#[test]
+fn an_unknown_fact_read_setting_refuses_the_configuration() {
+    let filter = deployer::local::envoy::with_vm_environment(
+        deployer::local::envoy::wasm_filter(&support::module(), &methods_config(&["GET"])),
+        &[("XNAT_GUARD_FACT_READS", "sometimes")],
+    );
+    let log = refused_by_envoy(filter, "unknown-reads");
     assert!(
         log.contains(r#"XNAT_GUARD_FACT_READS="sometimes": expected "calls" or "expression""#),
         "the refusal says what was expected:\n{log}"
     );
-    let request = RawRequest::new("GET", "/data/projects").header("x-request-tag", "unknown-reads");
-    let got = client::send(SocketAddr::new(address, 8080), &request, None, &[]).ok().map(|r| r.status);
-    assert_ne!(got, Some(200), "a request was served by a filter whose configuration was refused");
-    assert_eq!(upstream.tagged("unknown-reads").len(), 0, "a request reached the upstream");
+}
+
+/// The Wasm filter enforces only the engine the deployer compiled (`pluginConfig.compiled`):
+/// valid policies without it, and compiled bytes altered after the deployer wrote them, are
+/// refused, and nothing gets through.
+#[test]
+fn policies_without_their_compiled_engine_or_with_it_altered_are_refused() {
+    let with_config = |config: &str| {
+        let mut filter = deployer::local::envoy::wasm_filter(&support::module(), &methods_config(&["GET"]));
+        filter["typed_config"]["config"]["configuration"]["value"] = json!(config);
+        filter
+    };
+    let log = refused_by_envoy(with_config(&methods_config(&["GET"])), "not-compiled");
+    assert!(
+        log.contains(
+            "configuration refused: compiled: missing: this module enforces only configurations the deployer compiled"
+        ),
+        "the refusal says what is missing:\n{log}"
+    );
+
+    let compiled = deployer::local::envoy::with_compiled(&methods_config(&["GET"]));
+    let mut document: serde_json::Value = serde_json::from_str(&compiled).unwrap();
+    let text = document["compiled"].as_str().unwrap().to_string();
+    // One base64 character in the middle changed: six bits of the model.
+    let middle = text.len() / 2;
+    let swapped = if &text[middle..=middle] == "A" { "B" } else { "A" };
+    document["compiled"] = json!(format!("{}{swapped}{}", &text[..middle], &text[middle + 1..]));
+    let log = refused_by_envoy(with_config(&document.to_string()), "altered");
+    assert!(log.contains("configuration refused: compiled: the compiled configuration is corrupt"), "{log}");
 }
