@@ -13,9 +13,9 @@ WASM_LINKED := target/$(WASM_TARGET)/module/deps/xnat_guard.wasm
 # binaryen's wasm-metadce); the rest would return Continue anyway.
 WASM_EXPORTS := filter/wasm/exports.json
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
-# -O1, not -Oz: -Oz makes the module 21 KB smaller, but a sidecar running it keeps 8-12 MiB
+# -O1, not -Oz: -Oz makes the module 13-21 KB smaller, but a sidecar running it keeps 8-13 MiB
 # more memory (free pages tcmalloc holds after V8 compiles the module), for the same
-# instructions per request (docs/PERFORMANCE.md, "Memory").
+# instructions per request (docs/PERFORMANCE.md, "Memory" and the 2026-12-02 section).
 WASM_OPT_LEVEL := -O1
 WASM_OPT_FLAGS := $(WASM_OPT_LEVEL) --strip-debug --strip-producers $(WASM_FEATURES)
 NATIVE := target/module/libxnat_guard_native.so

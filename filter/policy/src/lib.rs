@@ -9,8 +9,9 @@
 //! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize`, `route` (none of the crate's);
 //! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
 //! reads a model's rule index); `engine` (evaluation only); `observe` (what is recorded of
-//! allowed requests, and its metric names); `compile` (config to model);
-//! `decode` (JSON to config); `headers`, `connection`, `read` and `facts` (the glue's
+//! allowed requests, and its metric names); `compile` (config to model); `packed` (model to
+//! bytes and back: what the deployer ships and the Wasm filter loads, so the module needs
+//! neither `decode` nor `compile`); `decode` (JSON to config); `headers`, `connection`, `read` and `facts` (the glue's
 //! host-independent part).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
