@@ -279,7 +279,9 @@ fn a_configuration_too_large_for_kubernetes_is_refused_before_rendering_naming_t
     let (status, stdout, stderr) = render(&file);
     assert_eq!(status, 2, "{stderr}");
     assert!(stdout.is_empty(), "something was rendered");
-    assert!(stderr.contains("error: nothing was rendered: WasmPlugin xnat/xnat-guard would be 2."), "{stderr}");
+    // The policies (2.1 MiB of JSON), and beside them the engine compiled from them (2.7 MiB).
+    assert!(stderr.contains("error: nothing was rendered: WasmPlugin xnat/xnat-guard would be 4."), "{stderr}");
+    assert!(stderr.contains("2.7 MiB of it is the engine compiled from the policies"), "{stderr}");
     assert!(stderr.contains("Kubernetes stores objects up to 1.5 MiB (1572864 bytes"), "{stderr}");
     assert!(stderr.contains("the largest policies: AuthorizationPolicy xnat/huge (2."), "{stderr}");
 }

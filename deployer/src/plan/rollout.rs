@@ -966,8 +966,15 @@ fn check_sizes(manifests: &[Manifest], config: &PluginConfig) -> Result<()> {
                 .take(3)
                 .map(|(n, name)| format!("AuthorizationPolicy {name} ({})", human_size(*n)))
                 .collect();
+            let compiled = m
+                .body
+                .pointer(&format!("/spec/pluginConfig/{}", xnat_guard_policy::packed::MEMBER))
+                .and_then(serde_json::Value::as_str)
+                .map_or(0, str::len);
             message.push_str(&format!(
-                "; the largest policies: {}. Split the policies between workloads, or merge rules that repeat the same values",
+                "; {} of it is the engine compiled from the policies, which the filter reads; the largest policies: {}. \
+                 Split the policies between workloads, or merge rules that repeat the same values",
+                human_size(compiled),
                 largest.join(", ")
             ));
         }

@@ -15,7 +15,7 @@ use crate::config::{MethodOverride, MtlsMode, ObserveMode, PathNormalization, Tu
 use crate::error::ConfigError;
 use crate::model::{
     pack_method, CompiledPolicy, CompiledRule, Conjunction, Constraint, Engine, Matcher, MethodTable, MtlsTable,
-    RuleIndex, Rules, ValueMap,
+    RuleIndex, Rules, ServiceAccount, ValueMap,
 };
 use crate::pattern::{Cidr, PathPattern, Pattern, TemplatePart};
 use crate::request::{Needs, PolicyName};
@@ -292,7 +292,7 @@ impl Writer {
             w.0.push(tag);
             w.list(p, Writer::pattern);
         };
-        let accounts = |w: &mut Writer, tag: u8, a: &[(Box<[u8]>, Box<[u8]>)]| {
+        let accounts = |w: &mut Writer, tag: u8, a: &[ServiceAccount]| {
             w.0.push(tag);
             w.list(a, |w, (ns, sa)| {
                 w.bytes(ns);
@@ -621,7 +621,7 @@ impl Reader<'_> {
         self.list(Reader::pattern)
     }
 
-    fn accounts(&mut self) -> Box<[(Box<[u8]>, Box<[u8]>)]> {
+    fn accounts(&mut self) -> Box<[ServiceAccount]> {
         self.list(|r| (r.bytes(), r.bytes()))
     }
 
@@ -891,7 +891,7 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 
 /// Standard base64 with padding, strictly: `None` for anything else.
 pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let sextet = |c: u8| match c {
