@@ -154,13 +154,17 @@ fn proxy_log(pod: &str) -> Step {
 /// Services, the pods (web with a sidecar, PostgreSQL with one, a neighbour crash-looping),
 /// istiod's pods and its syncz.
 fn reads_before_the_pods(ecds_acked: &str) -> Vec<Step> {
+    reads_before_the_pods_with(ecds_acked, wasm_plugin())
+}
+
+fn reads_before_the_pods_with(ecds_acked: &str, wasm_plugin: Value) -> Vec<Step> {
     let mut pas = runbook("peerauthentications");
     pas.push(deployer_peer_authentication());
     vec![
         Step::get(NAMESPACE).reply(200, ais::namespace(true)),
         Step::get(PEER_AUTHENTICATIONS).reply(200, list(pas)),
         Step::get(DESTINATION_RULES).reply(200, list(runbook("destinationrules"))),
-        Step::get(WASM_PLUGINS).reply(200, list(vec![wasm_plugin()])),
+        Step::get(WASM_PLUGINS).reply(200, list(vec![wasm_plugin])),
         Step::get(AUTHORIZATION_POLICIES).reply(200, list(runbook("authorizationpolicies"))),
         Step::get(ROOT_AUTHORIZATION_POLICIES).reply(200, list(vec![])),
         Step::get(SERVICES).reply(200, list(vec![ais::web_service(), ais::headless_service(), ais::dicom_service()])),
@@ -296,6 +300,35 @@ async fn a_stale_extension_config_and_another_configuration_in_force_are_problem
     assert!(problems.contains("pod xnat-xnat-web-0: the filter is enforcing another configuration (99) than WasmPlugin xnat-guard's (1a2b3c4d)"), "{problems}");
     assert!(
         problems.contains("pod xnat-xnat-web-0: ECDS from istiod istiod-7f9c8d6b5-k2x8p not acknowledged (STALE)"),
+        "{problems}"
+    );
+}
+
+/// The Wasm filter enforces the WasmPlugin's `compiled` member; policies edited by hand beside
+/// it change nothing in force, and status says so.
+#[tokio::test]
+async fn policies_edited_by_hand_in_the_wasm_plugin_are_a_problem_naming_it() {
+    let source = json!({"configDigest": DIGEST, "policies": [{"name": "xnat-all", "namespace": "xnat",
+        "spec": {"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}]});
+    let shipped: Value = serde_json::from_str(&deployer::local::envoy::with_compiled(&source.to_string())).unwrap();
+    assert!(shipped["compiled"].is_string(), "the deployer's form carries the compiled engine");
+    let mut edited = wasm_plugin();
+    edited["spec"]["pluginConfig"] = shipped;
+    edited["spec"]["pluginConfig"]["policies"][0]["spec"]["rules"][0]["to"][0]["operation"]["methods"] =
+        json!(["GET", "DELETE"]);
+    let mut script = reads_before_the_pods_with("x7", edited);
+    script.extend([
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15090)).reply_text(&filter_metrics(DIGEST_VALUE)),
+        Step::get(&pod_proxy("xnat-xnat-web-0", 15020))
+            .reply_text("istio_agent_wasm_remote_fetch_count{result=\"success\"} 1\n"),
+        Step::get(&istiod_debug("config_dump")).query("proxyID=xnat-xnat-web-0.xnat").reply_text(&web_config_dump()),
+        proxy_log("xnat-xnat-web-0").reply_text(WEB_LOG),
+    ]);
+    script.extend(postgresql_reads());
+    script.extend(hpa_reads());
+    let problems = status_of(script).await.problems.join("\n");
+    assert!(
+        problems.contains("WasmPlugin xnat-guard: its policies were edited after they were compiled: the filter enforces the `compiled` member"),
         "{problems}"
     );
 }

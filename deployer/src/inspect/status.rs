@@ -634,7 +634,6 @@ fn destination_rule_row(o: &DynamicObject) -> PolicyRow {
     row(o, format!("{host} tls={}", if tls.is_empty() { "unset" } else { tls }))
 }
 
-/// Where the module comes from, and what happens when it cannot be loaded.
 /// Whether a WasmPlugin's `compiled` member (what the Wasm filter enforces) still holds the
 /// policies beside it: `None` when it does, or when there is no such member to compare.
 fn compiled_drift(plugin_config: &Value) -> Option<String> {
@@ -665,6 +664,7 @@ fn compiled_drift(plugin_config: &Value) -> Option<String> {
     })
 }
 
+/// Where the module comes from, and what happens when it cannot be loaded.
 fn wasm_plugin_row(o: &DynamicObject) -> PolicyRow {
     let url = str_at(&o.data, &["spec", "url"]);
     let fail = str_at(&o.data, &["spec", "failStrategy"]);
