@@ -3,6 +3,7 @@
 //! keeps of decisions.
 
 use std::cell::Cell;
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::normalize::PathRefusal;
@@ -109,6 +110,30 @@ impl Verdict {
     }
 }
 
+/// One line for the filter's debug log. Written by hand, not derived: `Debug` would link
+/// `core::fmt`'s escaping into the module, 3 KB.
+impl fmt::Display for Decision {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.verdict {
+            Verdict::AllowedNoAllowPolicy => out.write_str("allowed: no ALLOW policy applies")?,
+            Verdict::AllowedBy { policy, rule } => write!(out, "allowed by policy {policy} rule {rule}")?,
+            Verdict::DeniedMtlsRequired { port: Some(port) } => write!(out, "denied: STRICT mTLS on port {port}")?,
+            Verdict::DeniedMtlsRequired { port: None } => out.write_str("denied: STRICT mTLS")?,
+            Verdict::DeniedBy { policy, rule } => write!(out, "denied by policy {policy} rule {rule}")?,
+            Verdict::DeniedNoAllowMatch => out.write_str("denied: no ALLOW policy matched")?,
+            Verdict::DeniedUnsafePath { reason } => write!(out, "denied: path refused: {}", reason.as_str())?,
+            Verdict::DeniedMethodOverride => out.write_str("denied: method override")?,
+        }
+        if self.dry_run_denied {
+            out.write_str("; a dry-run policy would deny")?;
+        }
+        if self.audited {
+            out.write_str("; audited")?;
+        }
+        Ok(())
+    }
+}
+
 /// A policy's name and namespace, for reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyName {
@@ -205,6 +230,21 @@ impl DecisionCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decision_reads_as_one_line_naming_the_verdict_and_its_flags() {
+        let line = |verdict, dry_run_denied, audited| Decision { verdict, dry_run_denied, audited }.to_string();
+        assert_eq!(line(Verdict::AllowedBy { policy: 2, rule: 0 }, false, false), "allowed by policy 2 rule 0");
+        assert_eq!(
+            line(Verdict::DeniedMtlsRequired { port: Some(8443) }, false, true),
+            "denied: STRICT mTLS on port 8443; audited"
+        );
+        assert_eq!(
+            line(Verdict::DeniedUnsafePath { reason: PathRefusal::EncodedSlash }, true, false),
+            "denied: path refused: encoded slash (%2F); a dry-run policy would deny"
+        );
+        assert_eq!(line(Verdict::DeniedNoAllowMatch, false, false), "denied: no ALLOW policy matched");
+    }
 
     #[test]
     fn metric_names_are_the_prefix_and_the_counter_name() {

@@ -129,7 +129,7 @@ impl FactReads {
         match std::env::var(FACT_READS_VARIABLE).as_deref() {
             Err(_) | Ok("calls") => Ok(FactReads::Calls),
             Ok("expression") => Ok(FactReads::Expression),
-            Ok(other) => Err(format!("{FACT_READS_VARIABLE}={other:?}: expected \"calls\" or \"expression\"")),
+            Ok(other) => Err(format!("{FACT_READS_VARIABLE}=\"{other}\": expected \"calls\" or \"expression\"")),
         }
     }
 }
@@ -274,7 +274,7 @@ impl HttpContext for GuardHttp {
         let decision = decide(engine, self.query.as_deref(), &self.connections, &self.records);
         self.counts.record(&decision);
         if log::log_enabled!(log::Level::Debug) {
-            log::debug!("xnat-guard: {:?}", decision);
+            log::debug!("xnat-guard: {decision}");
         }
         match decision.verdict {
             v if v.is_allowed() => Action::Continue,
