@@ -13,7 +13,11 @@
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-// The FFI: the only module with unsafe code.
+// The FFI and the allocator: the only modules with unsafe code. The allocator is the VM's
+// alone: built natively (tests, clippy), this crate must not replace the process's `malloc`.
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[allow(unsafe_code)]
+mod allocator;
 #[allow(unsafe_code)]
 mod host;
 
@@ -295,6 +299,9 @@ fn deny() -> Action {
 }
 
 /// Evaluates, and records the request if the configuration records.
+// Kept out of line, as is `decide_by_calls`: inlined into the request hook they made it the
+// module's largest function (14 KB), which V8 compiles whole; measured in docs/PERFORMANCE.md.
+#[inline(never)]
 fn judge(engine: &Engine, request: &Request<'_>, records: &RefCell<ObservationTable>) -> Decision {
     let decision = engine.evaluate(request);
     if engine.records() {
@@ -333,6 +340,7 @@ fn warn_once(what: &str) {
 
 /// Reads from the host only what the configuration needs, cheapest decisive fact first, then
 /// judges (`xnat_guard_policy::read_and_judge`).
+#[inline(never)]
 fn decide_by_calls(engine: &Engine, cache: &RefCell<ConnectionCache>, records: &RefCell<ObservationTable>) -> Decision {
     read_and_judge(engine, &host::Live, &mut cache.borrow_mut(), |request| judge(engine, request, records))
 }
