@@ -116,9 +116,9 @@ impl Modules {
         );
         build(&["build", "-q", "-p", "xnat-guard-native", "--profile", "module"], "the dynamic module");
         Modules {
-            floor: root().join("target/wasm32-wasip1/module/wasm_floor.wasm"),
+            floor: harness::support::cargo_target_dir().join("wasm32-wasip1/module/wasm_floor.wasm"),
             ours,
-            native: root().join("target/module/libxnat_guard_native.so"),
+            native: harness::support::cargo_target_dir().join("module/libxnat_guard_native.so"),
         }
     }
 }

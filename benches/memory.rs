@@ -140,7 +140,7 @@ fn build_floor() -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the floor module failed");
-    root().join("target/wasm32-wasip1/module/wasm_floor.wasm")
+    harness::support::cargo_target_dir().join("wasm32-wasip1/module/wasm_floor.wasm")
 }
 
 /// A module's shape: bytes, functions with a body, the code section, the largest body.

@@ -49,6 +49,13 @@ pub fn module() -> PathBuf {
     m
 }
 
+/// Where cargo builds: `$CARGO_TARGET_DIR` (relative to the project root, as cargo reads it),
+/// else `target`. The benches build the floor and the dynamic module and must look there.
+pub fn cargo_target_dir() -> PathBuf {
+    let root = project_root();
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
+
 /// Where `make native` puts the filter as an Envoy dynamic module.
 pub const NATIVE_MODULE: &str = "target/module/libxnat_guard_native.so";
 
