@@ -18,7 +18,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 # instructions per request (docs/PERFORMANCE.md, "Memory" and the 2026-12-02 section).
 WASM_OPT_LEVEL := -O1
 WASM_OPT_FLAGS := $(WASM_OPT_LEVEL) --strip-debug --strip-producers $(WASM_FEATURES)
-NATIVE := target/module/libxnat_guard_native.so
+NATIVE := target/native/libxnat_guard_native.so
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 DEMO_CHECK := --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
@@ -60,7 +60,7 @@ wasm: rust-target binaryen
 
 ## native: the same engine as an Envoy dynamic module (a shared library, no VM)
 native:
-	cargo build -p xnat-guard-native --profile module
+	cargo build -p xnat-guard-native --profile native
 	@ls -l $(NATIVE) | awk '{print "built " $$NF " (" $$5 " bytes)"}'
 
 deployer:

@@ -111,14 +111,14 @@ impl Modules {
             assert!(status.success(), "building {what} failed");
         };
         build(
-            &["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--profile", "module"],
+            &["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--profile", "floor"],
             "the floor",
         );
-        build(&["build", "-q", "-p", "xnat-guard-native", "--profile", "module"], "the dynamic module");
+        build(&["build", "-q", "-p", "xnat-guard-native", "--profile", "native"], "the dynamic module");
         Modules {
-            floor: harness::support::cargo_target_dir().join("wasm32-wasip1/module/wasm_floor.wasm"),
+            floor: harness::support::cargo_target_dir().join("wasm32-wasip1/floor/wasm_floor.wasm"),
             ours,
-            native: harness::support::cargo_target_dir().join("module/libxnat_guard_native.so"),
+            native: harness::support::cargo_target_dir().join("native/libxnat_guard_native.so"),
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - variants: `none` (no HTTP filter), `floor` (an empty proxy-wasm filter, built here), `ours`
 //!   (the xnat-guard module), and any further module given as `--module name=path` (wasm-opt
-//!   builds of the same code, or the dynamic module `target/module/libxnat_guard_native.so`: a
+//!   builds of the same code, or the dynamic module `target/native/libxnat_guard_native.so`: a
 //!   `.so` loads as one); `--module ours=path` replaces the default module;
 //! - Envoy's `--concurrency` (workers): 1, 2 and 4;
 //! - two configurations: the runbook's (`small`: methods only, with the per-port mTLS check, as
@@ -135,12 +135,12 @@ fn plugin_config(name: &str) -> String {
 
 fn build_floor() -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--profile", "module"])
+        .args(["build", "-q", "-p", "xnat-guard-floor", "--target", "wasm32-wasip1", "--profile", "floor"])
         .current_dir(root())
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the floor module failed");
-    harness::support::cargo_target_dir().join("wasm32-wasip1/module/wasm_floor.wasm")
+    harness::support::cargo_target_dir().join("wasm32-wasip1/floor/wasm_floor.wasm")
 }
 
 /// A module's shape: bytes, functions with a body, the code section, the largest body.

@@ -57,7 +57,7 @@ pub fn cargo_target_dir() -> PathBuf {
 }
 
 /// Where `make native` puts the filter as an Envoy dynamic module.
-pub const NATIVE_MODULE: &str = "target/module/libxnat_guard_native.so";
+pub const NATIVE_MODULE: &str = "target/native/libxnat_guard_native.so";
 
 /// The filter as a dynamic module: `$XNAT_GUARD_NATIVE_MODULE`, else where `make native` puts it.
 pub fn native_module() -> PathBuf {

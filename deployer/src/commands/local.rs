@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, value_name = "ENGINE", default_value = "wasm", value_parser = ["wasm", "native"])]
     engine: String,
     /// The filter module [default: target/wasm32-wasip1/module/xnat_guard.wasm from `make wasm`,
-    /// or target/module/libxnat_guard_native.so from `make native` for --engine native].
+    /// or target/native/libxnat_guard_native.so from `make native` for --engine native].
     #[arg(long, value_name = "PATH")]
     module: Option<PathBuf>,
     /// Application ports to listen on (Istio keys portLevelMtls by container port).

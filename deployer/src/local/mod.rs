@@ -24,7 +24,7 @@ use crate::inspect::metrics::FILTER_COUNTERS;
 pub const DEFAULT_MODULE: &str = "target/wasm32-wasip1/module/xnat_guard.wasm";
 
 /// Where the dynamic module lands when built by `make native`.
-pub const DEFAULT_NATIVE_MODULE: &str = "target/module/libxnat_guard_native.so";
+pub const DEFAULT_NATIVE_MODULE: &str = "target/native/libxnat_guard_native.so";
 
 /// How Envoy runs the filter's engine: the proxy-wasm module in a V8 VM (what a `WasmPlugin`
 /// delivers), or the same engine as a native dynamic module (`make native`).
