@@ -56,14 +56,11 @@ pub fn cargo_target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
-/// Where `make native` puts the filter as an Envoy dynamic module.
-pub const NATIVE_MODULE: &str = "target/native/libxnat_guard_native.so";
-
 /// The filter as a dynamic module: `$XNAT_GUARD_NATIVE_MODULE`, else where `make native` puts it.
 pub fn native_module() -> PathBuf {
     let m = std::env::var_os("XNAT_GUARD_NATIVE_MODULE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join(NATIVE_MODULE));
+        .unwrap_or_else(|| project_root().join(deployer::local::DEFAULT_NATIVE_MODULE));
     assert!(
         m.is_file(),
         "FAILED, not skipped: {} is missing; run `make native` (or `make test`, which builds it)",
