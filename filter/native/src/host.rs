@@ -229,10 +229,10 @@ impl xnat_guard_policy::ConnectionSource for Stream<'_> {
         u16::try_from(self.int(attribute::DESTINATION_PORT)?).ok()
     }
     fn source_ip(&self) -> Option<IpAddr> {
-        xnat_guard_policy::facts::parse_address(self.string(attribute::SOURCE_ADDRESS)?)
+        xnat_guard_policy::address::parse(self.string(attribute::SOURCE_ADDRESS)?)
     }
     fn destination_ip(&self) -> Option<IpAddr> {
-        xnat_guard_policy::facts::parse_address(self.string(attribute::DESTINATION_ADDRESS)?)
+        xnat_guard_policy::address::parse(self.string(attribute::DESTINATION_ADDRESS)?)
     }
     fn sni(&self) -> Option<Vec<u8>> {
         self.string(attribute::CONNECTION_REQUESTED_SERVER_NAME).filter(|s| !s.is_empty()).map(<[u8]>::to_vec)

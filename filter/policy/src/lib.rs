@@ -6,7 +6,7 @@
 //! here too, so it is tested natively.
 //!
 //! Modules, each depending only on modules before it in this list (a DAG):
-//! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize`, `route` (none of the crate's);
+//! `config`, `error`, `json`, `pattern`, `spiffe`, `normalize`, `route`, `address` (none of the crate's);
 //! `request` (request facts in, decision out); `model` (compiled types); `index` (builds and
 //! reads a model's rule index); `engine` (evaluation only); `observe` (what is recorded of
 //! allowed requests, and its metric names); `compile` (config to model); `packed` (model to
@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod address;
 pub mod config;
 
 mod compile;

@@ -168,5 +168,5 @@ impl xnat_guard_policy::RequestSource for Live {
 
 /// An address property (`ip:port`, or a bare ip).
 fn address(path: &[u8]) -> Option<IpAddr> {
-    xnat_guard_policy::facts::parse_address(&property(path)?)
+    xnat_guard_policy::address::parse(&property(path)?)
 }
