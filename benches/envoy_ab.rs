@@ -6,8 +6,9 @@
 //! - `floor`: an empty proxy-wasm filter that returns Continue (built here);
 //! - `ours`: the xnat-guard module;
 //! - `observing`: the same, recording what it allows (`observe: ROUTES`, for `deployer learn`);
-//! - `cel`: the same module reading every fact in one CEL evaluation
-//!   (`XNAT_GUARD_FACT_READS=expression`) instead of a host call each.
+//! - `cel`: the measurement build (`make wasm-expression`, or `$XNAT_GUARD_EXPRESSION_MODULE`)
+//!   reading every fact in one CEL evaluation (`XNAT_GUARD_FACT_READS=expression`) instead of a
+//!   host call each.
 //!
 //! Each variant runs in its own Envoy (one worker, pinned to CPU 0); this process generates load
 //! from CPU 1 over keep-alive connections, plaintext to the exempt port 8080 and mutual TLS with
@@ -105,6 +106,13 @@ struct Modules {
 }
 
 impl Modules {
+    /// The measurement build, needed only by the `cel` variant.
+    fn expression(&self) -> PathBuf {
+        harness::support::expression_module()
+    }
+}
+
+impl Modules {
     fn build(ours: PathBuf) -> Modules {
         let build = |args: &[&str], what: &str| {
             let status = Command::new(env!("CARGO")).args(args).current_dir(root()).status().expect("cargo runs");
@@ -135,7 +143,7 @@ fn filters(variant: &str, config: &PluginConfig, modules: &Modules) -> Vec<serde
             vec![envoy::wasm_filter(ours, &serde_json::to_string(&config).expect("json"))]
         }
         "cel" => {
-            let filter = envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"));
+            let filter = envoy::wasm_filter(&modules.expression(), &serde_json::to_string(config).expect("json"));
             vec![envoy::with_vm_environment(filter, &[("XNAT_GUARD_FACT_READS", "expression")])]
         }
         _ => vec![envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"))],

@@ -255,6 +255,7 @@ fn random_policies_decide_like_native_rbac() {
     let envoy_bin = support::envoy_binary();
     let module = support::module();
     let native_module = support::native_module();
+    let expression_module = support::expression_module();
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::generate(work.path(), "spiffe://cluster.local/ns/xnat/sa/xnat-web").unwrap();
     let callers: Vec<_> =
@@ -286,9 +287,12 @@ fn random_policies_decide_like_native_rbac() {
             let ours = envoy::wasm_filter(&module, &json);
             // The same engine as an Envoy dynamic module (no VM): it must judge as the Wasm filter.
             let dynamic = envoy::dynamic_module_filter(&native_module, &json);
-            // The same module reading every fact in one CEL evaluation instead of a host call
-            // each: the two must never judge a request differently.
-            let expression = envoy::with_vm_environment(ours.clone(), &[("XNAT_GUARD_FACT_READS", "expression")]);
+            // The measurement build reading every fact in one CEL evaluation instead of a host
+            // call each: the two must never judge a request differently.
+            let expression = envoy::with_vm_environment(
+                envoy::wasm_filter(&expression_module, &json),
+                &[("XNAT_GUARD_FACT_READS", "expression")],
+            );
             for port in PORTS {
                 listeners.push(Listener { address: native_ip, port, http_filters: native.clone() });
                 listeners.push(Listener { address: ours_ip, port, http_filters: vec![ours.clone()] });

@@ -290,6 +290,19 @@ fn the_module_exports_only_the_callbacks_it_uses() {
     );
 }
 
+/// The module a rollout pushes to every sidecar stays within 150 KB (V8 compiles all of it in
+/// every VM), and leaves out the CEL reads that only the measurement build has.
+#[test]
+fn the_shipped_module_is_at_most_150_kb_and_has_no_cel_reads() {
+    let module = std::fs::read(harness::support::module()).expect("the module is built");
+    assert!(module.len() <= 150_000, "the module is {} bytes, over its 150,000-byte budget", module.len());
+    // The foreign function the CEL reads call per request, named nowhere in the shipped module.
+    let names = |module: &[u8]| module.windows(13).any(|w| w == b"expr_evaluate");
+    assert!(!names(&module), "the shipped module holds the CEL reads");
+    let measured = std::fs::read(harness::support::expression_module()).expect("the measurement build is built");
+    assert!(names(&measured), "the measurement build lacks the CEL reads");
+}
+
 /// The names in a Wasm module's export section (section 7).
 fn wasm_exports(module: &[u8]) -> Vec<String> {
     fn leb(bytes: &[u8], at: &mut usize) -> usize {
@@ -328,9 +341,10 @@ fn wasm_exports(module: &[u8]) -> Vec<String> {
     Vec::new()
 }
 
-/// Under `XNAT_GUARD_FACT_READS=expression`, the runbook's and a per-source configuration's
-/// requests, over plaintext and mutual TLS, are each read in one CEL evaluation (the filter
-/// never says it read one another way) and judged as the default reads judge them.
+/// In the measurement build under `XNAT_GUARD_FACT_READS=expression`, the runbook's and a
+/// per-source configuration's requests, over plaintext and mutual TLS, are each read in one CEL
+/// evaluation (the filter never says it read one another way) and judged as the shipped module
+/// judges them.
 #[test]
 fn under_the_expression_reads_every_request_is_read_in_one_evaluation() {
     use deployer::local::envoy::{bootstrap, wasm_filter, with_vm_environment, Envoy, Listener, ServerTls};
@@ -351,7 +365,10 @@ fn under_the_expression_reads_every_request_is_read_in_one_evaluation() {
         let config = config_from_examples(&files);
         let (calls_ip, expression_ip) = (loopback_for(&[EXEMPT, STRICT]), loopback_for(&[EXEMPT, STRICT]));
         let calls = wasm_filter(&module(), &config);
-        let expression = with_vm_environment(calls.clone(), &[("XNAT_GUARD_FACT_READS", "expression")]);
+        let expression = with_vm_environment(
+            wasm_filter(&harness::support::expression_module(), &config),
+            &[("XNAT_GUARD_FACT_READS", "expression")],
+        );
         let mut listeners = Vec::new();
         for port in [EXEMPT, STRICT] {
             listeners.push(Listener { address: calls_ip, port, http_filters: vec![calls.clone()] });

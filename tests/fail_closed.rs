@@ -168,17 +168,37 @@ fn refused_by_envoy(filter: serde_json::Value, tag: &str) -> String {
 }
 
 /// A VM environment that asks for fact reads the filter does not know refuses the
-/// configuration, saying what it expected, rather than picking a way to read requests.
+/// configuration, saying what it expected, rather than picking a way to read requests; in the
+/// shipped module and in the measurement build alike.
 #[test]
 fn an_unknown_fact_read_setting_refuses_the_configuration() {
+    for (module, tag) in [(support::module(), "unknown-reads"), (support::expression_module(), "unknown-reads-m")] {
+        let filter = deployer::local::envoy::with_vm_environment(
+            deployer::local::envoy::wasm_filter(&module, &methods_config(&["GET"])),
+            &[("XNAT_GUARD_FACT_READS", "sometimes")],
+        );
+        let log = refused_by_envoy(filter, tag);
+        assert!(
+            log.contains(r#"XNAT_GUARD_FACT_READS="sometimes": expected "calls" or "expression""#),
+            "{}: the refusal says what was expected:\n{log}",
+            module.display()
+        );
+    }
+}
+
+/// The shipped module has no CEL reads: asked for them, it refuses the configuration and says
+/// which build has them, rather than reading requests another way than it was told.
+#[test]
+fn the_shipped_module_refuses_the_expression_reads_it_leaves_out() {
     let filter = deployer::local::envoy::with_vm_environment(
         deployer::local::envoy::wasm_filter(&support::module(), &methods_config(&["GET"])),
-        &[("XNAT_GUARD_FACT_READS", "sometimes")],
+        &[("XNAT_GUARD_FACT_READS", "expression")],
     );
-    let log = refused_by_envoy(filter, "unknown-reads");
+    let log = refused_by_envoy(filter, "expression-in-shipped");
     assert!(
-        log.contains(r#"XNAT_GUARD_FACT_READS="sometimes": expected "calls" or "expression""#),
-        "the refusal says what was expected:\n{log}"
+        log.contains("this module reads facts one host call each")
+            && log.contains("only in the measurement build (`make wasm-expression`)"),
+        "the refusal says where the expression reads are:\n{log}"
     );
 }
 

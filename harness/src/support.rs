@@ -49,6 +49,23 @@ pub fn module() -> PathBuf {
     m
 }
 
+/// Where `make wasm-expression` puts the measurement build: the same module with the CEL fact
+/// reads (`XNAT_GUARD_FACT_READS=expression`), which the shipped one leaves out.
+pub const DEFAULT_EXPRESSION_MODULE: &str = "target/wasm32-wasip1/module-expression/xnat_guard.wasm";
+
+/// The measurement build: `$XNAT_GUARD_EXPRESSION_MODULE`, else where `make wasm-expression` puts it.
+pub fn expression_module() -> PathBuf {
+    let m = std::env::var_os("XNAT_GUARD_EXPRESSION_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join(DEFAULT_EXPRESSION_MODULE));
+    assert!(
+        m.is_file(),
+        "FAILED, not skipped: {} is missing; run `make wasm-expression` (or `make test`, which builds it)",
+        m.display()
+    );
+    m
+}
+
 /// Where cargo builds: `$CARGO_TARGET_DIR` (relative to the project root, as cargo reads it),
 /// else `target`. The benches build the floor and the dynamic module and must look there.
 pub fn cargo_target_dir() -> PathBuf {

@@ -25,6 +25,7 @@ extern "C" {
         return_size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(map_type: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    #[cfg(feature = "expression-reads")]
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
         function_name_size: usize,
@@ -71,8 +72,10 @@ pub fn request_header(name: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The ABI's status for a foreign function the host does not have.
+#[cfg(feature = "expression-reads")]
 pub const STATUS_NOT_FOUND: u32 = 1;
 
+#[cfg(feature = "expression-reads")]
 fn call_foreign(name: &[u8], arguments: &[u8]) -> Result<Option<Vec<u8>>, u32> {
     let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
     // SAFETY: name and arguments are valid slices; the out-pointers are valid for writes.
@@ -94,6 +97,7 @@ fn call_foreign(name: &[u8], arguments: &[u8]) -> Result<Option<Vec<u8>>, u32> {
 
 /// Compiles a CEL expression in Envoy (`expr_create`): its token, or the host's status
 /// ([`STATUS_NOT_FOUND`] when the host has no CEL).
+#[cfg(feature = "expression-reads")]
 pub fn create_expression(source: &str) -> Result<u32, u32> {
     let token = call_foreign(b"expr_create", source.as_bytes())?.unwrap_or_default();
     // Envoy answers the token as four native-endian bytes.
@@ -102,11 +106,13 @@ pub fn create_expression(source: &str) -> Result<u32, u32> {
 
 /// Evaluates an expression against the current request (`expr_evaluate`): its serialised
 /// value, or `None` if the evaluation failed.
+#[cfg(feature = "expression-reads")]
 pub fn evaluate_expression(token: u32) -> Option<Vec<u8>> {
     call_foreign(b"expr_evaluate", &token.to_le_bytes()).ok().flatten()
 }
 
 /// Frees an expression (`expr_delete`).
+#[cfg(feature = "expression-reads")]
 pub fn delete_expression(token: u32) {
     let _ = call_foreign(b"expr_delete", &token.to_le_bytes());
 }

@@ -6,9 +6,11 @@
 //!
 //! Every host call costs about as much as the whole evaluation, so the request path makes as
 //! few as it can: it reads only what `Engine::reads` lists, connection facts once per
-//! connection, the port only when it can change the outcome. Under
-//! `XNAT_GUARD_FACT_READS=expression` it makes one instead: Envoy evaluates a CEL expression
-//! listing every fact (`xnat_guard_policy::facts`), measured dearer than the calls it saves.
+//! connection, the port only when it can change the outcome. The measurement build
+//! (`make wasm-expression`, feature `expression-reads`) can make one instead, under
+//! `XNAT_GUARD_FACT_READS=expression`: Envoy evaluates a CEL expression listing every fact
+//! (`xnat_guard_policy::facts`), measured dearer than the calls it saves, so the module
+//! `make wasm` ships leaves that code out (10 KB).
 //! Decisions are counted in memory and flushed to Envoy's stats once a second.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -28,6 +30,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
+#[cfg(feature = "expression-reads")]
 use xnat_guard_policy::facts::{FactQuery, Unread};
 use xnat_guard_policy::observe::{self, ObservationTable, RecordKind};
 use xnat_guard_policy::{
@@ -123,27 +126,37 @@ enum FactReads {
     Calls,
     /// One CEL evaluation per request: one host crossing, but Envoy's CEL evaluation costs more
     /// than the calls it saves.
+    #[cfg(feature = "expression-reads")]
     Expression,
 }
 
 const FACT_READS_VARIABLE: &str = "XNAT_GUARD_FACT_READS";
 
 impl FactReads {
+    /// Refuses what this build cannot do rather than reading another way than asked.
     fn from_environment() -> Result<FactReads, String> {
         match std::env::var(FACT_READS_VARIABLE).as_deref() {
             Err(_) | Ok("calls") => Ok(FactReads::Calls),
+            #[cfg(feature = "expression-reads")]
             Ok("expression") => Ok(FactReads::Expression),
+            #[cfg(not(feature = "expression-reads"))]
+            Ok("expression") => Err(format!(
+                "{FACT_READS_VARIABLE}=\"expression\": this module reads facts one host call each; \
+                 the one-evaluation reads are only in the measurement build (`make wasm-expression`)"
+            )),
             Ok(other) => Err(format!("{FACT_READS_VARIABLE}=\"{other}\": expected \"calls\" or \"expression\"")),
         }
     }
 }
 
 /// The configuration's facts as one expression compiled in Envoy, and its token there.
+#[cfg(feature = "expression-reads")]
 struct CompiledQuery {
     facts: FactQuery,
     token: u32,
 }
 
+#[cfg(feature = "expression-reads")]
 impl Drop for CompiledQuery {
     fn drop(&mut self) {
         host::delete_expression(self.token);
@@ -152,6 +165,7 @@ impl Drop for CompiledQuery {
 
 /// Under `XNAT_GUARD_FACT_READS=expression`, compiles the expression for `engine`'s facts in
 /// Envoy, or says why requests will read them one call each.
+#[cfg(feature = "expression-reads")]
 fn compile_query(engine: &Engine, reads: FactReads) -> Option<CompiledQuery> {
     if reads == FactReads::Calls {
         return None;
@@ -182,6 +196,7 @@ fn compile_query(engine: &Engine, reads: FactReads) -> Option<CompiledQuery> {
 #[derive(Default)]
 struct GuardRoot {
     engine: Option<Rc<Engine>>,
+    #[cfg(feature = "expression-reads")]
     query: Option<Rc<CompiledQuery>>,
     metrics: Metrics,
     counts: Rc<DecisionCounts>,
@@ -218,7 +233,13 @@ impl RootContext for GuardRoot {
         match compiled {
             Ok(engine) => {
                 // The old expression is freed (dropped) once no request holds it.
-                self.query = compile_query(&engine, reads).map(Rc::new);
+                #[cfg(feature = "expression-reads")]
+                {
+                    self.query = compile_query(&engine, reads).map(Rc::new);
+                }
+                // Without the feature, calls are the only reads there are.
+                #[cfg(not(feature = "expression-reads"))]
+                let FactReads::Calls = reads;
                 let (deny, allow, audit, dry_run) = engine.counts();
                 log::info!(
                     "xnat-guard: configured: {deny} DENY, {allow} ALLOW, {audit} AUDIT, {dry_run} dry-run policies"
@@ -247,6 +268,7 @@ impl RootContext for GuardRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(GuardHttp {
             engine: self.engine.clone(),
+            #[cfg(feature = "expression-reads")]
             query: self.query.clone(),
             counts: self.counts.clone(),
             connections: self.connections.clone(),
@@ -261,6 +283,7 @@ impl RootContext for GuardRoot {
 
 struct GuardHttp {
     engine: Option<Rc<Engine>>,
+    #[cfg(feature = "expression-reads")]
     query: Option<Rc<CompiledQuery>>,
     counts: Rc<DecisionCounts>,
     connections: Rc<RefCell<ConnectionCache>>,
@@ -275,7 +298,10 @@ impl HttpContext for GuardHttp {
             log::error!("xnat-guard: no valid configuration; denying");
             return deny();
         };
+        #[cfg(feature = "expression-reads")]
         let decision = decide(engine, self.query.as_deref(), &self.connections, &self.records);
+        #[cfg(not(feature = "expression-reads"))]
+        let decision = decide_by_calls(engine, &self.connections, &self.records);
         self.counts.record(&decision);
         if log::log_enabled!(log::Level::Debug) {
             log::debug!("xnat-guard: {decision}");
@@ -312,6 +338,7 @@ fn judge(engine: &Engine, request: &Request<'_>, records: &RefCell<ObservationTa
 
 /// Reads every fact the configuration needs in one evaluation of its expression; where that
 /// answer is not exact (a joined header value) or not there, reads them one call each.
+#[cfg(feature = "expression-reads")]
 fn decide(
     engine: &Engine,
     query: Option<&CompiledQuery>,
@@ -331,6 +358,7 @@ fn decide(
 }
 
 /// Logs a warning once per VM: a request read the slower way is judged the same.
+#[cfg(feature = "expression-reads")]
 fn warn_once(what: &str) {
     thread_local!(static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
     if !WARNED.with(|w| w.replace(true)) {
