@@ -155,7 +155,7 @@ bench-memory: setup wasm
 	  --module oz=$(MEMORY_MODULES)/oz.wasm --module linked=$(MEMORY_MODULES)/linked.wasm --out $(MEMORY_MODULES)/memory.md
 
 ## bench-latency: latency percentiles at one request rate offered to every variant, into docs/PERFORMANCE.md
-bench-latency: setup wasm
+bench-latency: setup wasm wasm-expression
 	cargo bench --bench envoy_ab -- --rate $(or $(RATE),1000) --connections 4 --rounds $(or $(ROUNDS),5) --seconds $(or $(SECONDS),4) --out docs/PERFORMANCE.md
 
 ## bench-callgrind: instructions per request on Envoy's worker thread, into docs/PERFORMANCE.md (slow: ~20 min)
