@@ -106,13 +106,6 @@ struct Modules {
 }
 
 impl Modules {
-    /// The measurement build, needed only by the `cel` variant.
-    fn expression(&self) -> PathBuf {
-        harness::support::expression_module()
-    }
-}
-
-impl Modules {
     fn build(ours: PathBuf) -> Modules {
         let build = |args: &[&str], what: &str| {
             let status = Command::new(env!("CARGO")).args(args).current_dir(root()).status().expect("cargo runs");
@@ -143,7 +136,10 @@ fn filters(variant: &str, config: &PluginConfig, modules: &Modules) -> Vec<serde
             vec![envoy::wasm_filter(ours, &serde_json::to_string(&config).expect("json"))]
         }
         "cel" => {
-            let filter = envoy::wasm_filter(&modules.expression(), &serde_json::to_string(config).expect("json"));
+            let filter = envoy::wasm_filter(
+                &harness::support::expression_module(),
+                &serde_json::to_string(config).expect("json"),
+            );
             vec![envoy::with_vm_environment(filter, &[("XNAT_GUARD_FACT_READS", "expression")])]
         }
         _ => vec![envoy::wasm_filter(ours, &serde_json::to_string(config).expect("json"))],

@@ -36,17 +36,21 @@ pub fn envoy_binary() -> PathBuf {
     deployer::local::envoy::find_envoy(None, &project_root()).unwrap_or_else(|e| panic!("FAILED, not skipped: {e}"))
 }
 
-/// The filter module: `$XNAT_GUARD_MODULE`, else where `make wasm` puts it.
-pub fn module() -> PathBuf {
-    let m = std::env::var_os("XNAT_GUARD_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join(deployer::local::DEFAULT_MODULE));
+/// A build the tests need: `$variable`, else `default` under the project root; missing, it
+/// fails the test and names the make target that builds it.
+fn built_module(variable: &str, default: &str, make_target: &str) -> PathBuf {
+    let m = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| project_root().join(default));
     assert!(
         m.is_file(),
-        "FAILED, not skipped: {} is missing; run `make wasm` (or `make test`, which builds it)",
+        "FAILED, not skipped: {} is missing; run `make {make_target}` (or `make test`, which builds it)",
         m.display()
     );
     m
+}
+
+/// The filter module: `$XNAT_GUARD_MODULE`, else where `make wasm` puts it.
+pub fn module() -> PathBuf {
+    built_module("XNAT_GUARD_MODULE", deployer::local::DEFAULT_MODULE, "wasm")
 }
 
 /// Where `make wasm-expression` puts the measurement build: the same module with the CEL fact
@@ -55,15 +59,7 @@ pub const DEFAULT_EXPRESSION_MODULE: &str = "target/wasm32-wasip1/module-express
 
 /// The measurement build: `$XNAT_GUARD_EXPRESSION_MODULE`, else where `make wasm-expression` puts it.
 pub fn expression_module() -> PathBuf {
-    let m = std::env::var_os("XNAT_GUARD_EXPRESSION_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join(DEFAULT_EXPRESSION_MODULE));
-    assert!(
-        m.is_file(),
-        "FAILED, not skipped: {} is missing; run `make wasm-expression` (or `make test`, which builds it)",
-        m.display()
-    );
-    m
+    built_module("XNAT_GUARD_EXPRESSION_MODULE", DEFAULT_EXPRESSION_MODULE, "wasm-expression")
 }
 
 /// Where cargo builds: `$CARGO_TARGET_DIR` (relative to the project root, as cargo reads it),
@@ -75,15 +71,7 @@ pub fn cargo_target_dir() -> PathBuf {
 
 /// The filter as a dynamic module: `$XNAT_GUARD_NATIVE_MODULE`, else where `make native` puts it.
 pub fn native_module() -> PathBuf {
-    let m = std::env::var_os("XNAT_GUARD_NATIVE_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join(deployer::local::DEFAULT_NATIVE_MODULE));
-    assert!(
-        m.is_file(),
-        "FAILED, not skipped: {} is missing; run `make native` (or `make test`, which builds it)",
-        m.display()
-    );
-    m
+    built_module("XNAT_GUARD_NATIVE_MODULE", deployer::local::DEFAULT_NATIVE_MODULE, "native")
 }
 
 /// The filter as `engine` runs it: [`module`] or [`native_module`].
